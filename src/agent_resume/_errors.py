@@ -1,0 +1,205 @@
+"""The exceptions agent-resume raises, all under one root.
+
+```
+AgentResumeError
+├── ArgumentTypeError (TypeError)        a parameter of the wrong type
+├── ArgumentValueError (ValueError)      a parameter out of range or malformed
+├── DeadlineExceeded (TimeoutError)      a deadline passed
+├── ItemChangedError                     on_change="error" and an item's content changed
+├── MissingExtraError (ImportError)      an optional extra is not installed
+└── StoreError                           anything a store cannot do
+    ├── CorruptCheckpointError (ValueError)  a bad line, in strict mode
+    ├── UnsupportedFormatError           a checkpoint written by a newer version
+    ├── JobMismatchError                 the store holds another job
+    ├── JobLockedError                   another live session holds the job
+    ├── StoreClosedError                 the session or store was closed
+    └── StoreWriteError (OSError)        a write or sync failed; the store may refuse more
+```
+
+Every error carries its context as attributes, and its message names the
+parameter, the rule and the value given.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+__all__ = [
+    "AgentResumeError",
+    "ArgumentTypeError",
+    "ArgumentValueError",
+    "CorruptCheckpointError",
+    "DeadlineExceeded",
+    "ItemChangedError",
+    "JobLockedError",
+    "JobMismatchError",
+    "MissingExtraError",
+    "StoreClosedError",
+    "StoreError",
+    "StoreWriteError",
+    "UnsupportedFormatError",
+]
+
+
+class AgentResumeError(Exception):
+    """The root of every exception raised by agent-resume."""
+
+
+class ArgumentTypeError(AgentResumeError, TypeError):
+    """A parameter was given a value of the wrong type.
+
+    Attributes:
+        parameter: The name of the parameter.
+        value: The value that was given.
+    """
+
+    def __init__(self, parameter: str, value: object, message: str) -> None:
+        super().__init__(message)
+        self.parameter = parameter
+        self.value = value
+
+
+class ArgumentValueError(AgentResumeError, ValueError):
+    """A parameter was given a value out of range or malformed.
+
+    Attributes:
+        parameter: The name of the parameter.
+        value: The value that was given.
+    """
+
+    def __init__(self, parameter: str, value: object, message: str) -> None:
+        super().__init__(message)
+        self.parameter = parameter
+        self.value = value
+
+
+class DeadlineExceeded(AgentResumeError, TimeoutError):
+    """A deadline passed.
+
+    Attributes:
+        deadline: The deadline that passed.
+        elapsed_seconds: Seconds from the deadline's creation to the check.
+    """
+
+    def __init__(self, deadline: Any, elapsed_seconds: float) -> None:
+        super().__init__(f"deadline exceeded after {elapsed_seconds:.3f}s")
+        self.deadline = deadline
+        self.elapsed_seconds = elapsed_seconds
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.deadline, self.elapsed_seconds))
+
+
+class ItemChangedError(AgentResumeError):
+    """An item done earlier has new content, and the policy is ``on_change="error"``.
+
+    Attributes:
+        item_id: The item's ID.
+        old_fingerprint: The fingerprint recorded with its completion.
+        new_fingerprint: The fingerprint of the item given now.
+    """
+
+    def __init__(self, item_id: str, old_fingerprint: str, new_fingerprint: str) -> None:
+        super().__init__(
+            f"item {item_id!r} changed since it was done (fingerprint {old_fingerprint} "
+            f"is now {new_fingerprint}); pass on_change='rerun' or 'keep' to go on"
+        )
+        self.item_id = item_id
+        self.old_fingerprint = old_fingerprint
+        self.new_fingerprint = new_fingerprint
+
+
+class MissingExtraError(AgentResumeError, ImportError):
+    """An optional dependency is missing; the message names the extra to install.
+
+    Attributes:
+        extra: The name of the extra, as in ``pip install "agent-resume[extra]"``.
+    """
+
+    def __init__(self, extra: str, feature: str) -> None:
+        super().__init__(f'{feature} needs the {extra!r} extra: pip install "agent-resume[{extra}]"')
+        self.extra = extra
+
+
+class StoreError(AgentResumeError):
+    """A store could not do what was asked."""
+
+
+class CorruptCheckpointError(StoreError, ValueError):
+    """A checkpoint line could not be read, and the store is in strict mode.
+
+    Attributes:
+        path: The checkpoint file.
+        line_number: The 1-based number of the bad line.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], line_number: int, reason: str) -> None:
+        super().__init__(f"{os.fspath(path)}:{line_number}: corrupt checkpoint line ({reason})")
+        self.path = os.fspath(path)
+        self.line_number = line_number
+        self.reason = reason
+
+
+class UnsupportedFormatError(StoreError):
+    """The checkpoint was written in a newer format than this version reads.
+
+    Attributes:
+        path: Where the checkpoint is.
+        version: The format version found.
+    """
+
+    def __init__(self, path: str, version: object, supported: int) -> None:
+        super().__init__(
+            f"{path}: checkpoint format version {version!r} is newer than the "
+            f"supported version {supported}; upgrade agent-resume to read it"
+        )
+        self.path = path
+        self.version = version
+
+
+class JobMismatchError(StoreError):
+    """The store holds a different job from the one asked for.
+
+    Attributes:
+        expected: The job ID asked for.
+        found: The job ID the store holds.
+    """
+
+    def __init__(self, expected: str, found: str, where: str) -> None:
+        super().__init__(
+            f"{where} holds job {found!r}, not {expected!r}; "
+            "use a separate checkpoint for each job"
+        )
+        self.expected = expected
+        self.found = found
+
+
+class JobLockedError(StoreError):
+    """Another live session holds the job.
+
+    Attributes:
+        job_id: The job.
+        pid: The process ID of the holder, or ``None`` when unknown.
+    """
+
+    def __init__(self, job_id: str, pid: int | None, where: str) -> None:
+        holder = f"process {pid}" if pid is not None else "another process"
+        super().__init__(
+            f"job {job_id!r} in {where} is held by a live session in {holder}; "
+            "one session per file-backed job"
+        )
+        self.job_id = job_id
+        self.pid = pid
+
+
+class StoreClosedError(StoreError):
+    """The session or store was used after it was closed."""
+
+
+class StoreWriteError(StoreError, OSError):
+    """A write or sync failed; nothing partial was left behind.
+
+    After a failed fsync the store refuses every later write, since the
+    kernel may have dropped the unsynced data; reopen it to go on.
+    """
