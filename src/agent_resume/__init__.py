@@ -15,9 +15,28 @@ from agent_resume._errors import (
     StoreWriteError,
     UnsupportedFormatError,
 )
+from agent_resume._session import AgentResume, DuplicateItemWarning, Session, SessionStats
 from agent_resume._version import __version__
+from agent_resume.stores import (
+    CheckpointWarning,
+    InMemoryStore,
+    JsonlStore,
+    ResultJsonlStore,
+    Store,
+    open_store,
+)
 
 __all__ = [
+    "AgentResume",
+    "CheckpointWarning",
+    "DuplicateItemWarning",
+    "InMemoryStore",
+    "JsonlStore",
+    "ResultJsonlStore",
+    "Session",
+    "SessionStats",
+    "Store",
+    "open_store",
     "AgentResumeError",
     "ArgumentTypeError",
     "ArgumentValueError",

@@ -118,7 +118,9 @@ class MissingExtraError(AgentResumeError, ImportError):
     """
 
     def __init__(self, extra: str, feature: str) -> None:
-        super().__init__(f'{feature} needs the {extra!r} extra: pip install "agent-resume[{extra}]"')
+        super().__init__(
+            f'{feature} needs the {extra!r} extra: pip install "agent-resume[{extra}]"'
+        )
         self.extra = extra
 
 
@@ -168,8 +170,7 @@ class JobMismatchError(StoreError):
 
     def __init__(self, expected: str, found: str, where: str) -> None:
         super().__init__(
-            f"{where} holds job {found!r}, not {expected!r}; "
-            "use a separate checkpoint for each job"
+            f"{where} holds job {found!r}, not {expected!r}; use a separate checkpoint for each job"
         )
         self.expected = expected
         self.found = found

@@ -1,0 +1,236 @@
+"""Item IDs, checkpoint records and the state of a job as loaded from a store.
+
+This module defines the record shapes every store speaks (SPEC section 5):
+a header, completions, failures, releases (``retry``) and run records. The
+JSONL stores write them as lines; the SQL stores map them to columns.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from json.encoder import encode_basestring
+from typing import Any, Final
+
+from agent_resume._errors import ArgumentTypeError, ArgumentValueError
+
+__all__ = [
+    "FORMAT_VERSION",
+    "FailureInfo",
+    "JobState",
+    "check_json",
+    "completion_line",
+    "dumps",
+    "failure_line",
+    "normalize_id",
+    "release_line",
+]
+
+FORMAT_VERSION: Final = 1
+"""The major version of the checkpoint format this library writes and reads."""
+
+_dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
+
+
+def normalize_id(item_id: object, parameter: str = "item_id") -> str:
+    """Return the canonical string form of an item ID.
+
+    IDs are ``str`` or ``int`` (not ``bool``); an ``int`` becomes its decimal
+    string, so ``1`` and ``"1"`` name the same item.
+
+    Args:
+        item_id: The ID to check.
+        parameter: The parameter name to put in error messages.
+
+    Returns:
+        The ID as a non-empty string that encodes as UTF-8.
+
+    Raises:
+        ArgumentTypeError: The ID is neither ``str`` nor ``int``.
+        ArgumentValueError: The ID is empty or holds a lone surrogate.
+    """
+    kind = type(item_id)
+    if kind is str:
+        text: str = item_id  # type: ignore[assignment]
+    elif kind is int:
+        return str(item_id)
+    elif isinstance(item_id, str):
+        text = str.__str__(item_id)
+    elif isinstance(item_id, int) and not isinstance(item_id, bool):
+        return str(int(item_id))
+    else:
+        raise ArgumentTypeError(
+            parameter,
+            item_id,
+            f"`{parameter}` must be a str or an int, got {kind.__name__} ({item_id!r:.80}); "
+            "pass key= to remaining() to say how to get an ID from each item",
+        )
+    if not text:
+        raise ArgumentValueError(parameter, item_id, f"`{parameter}` must not be empty (got '')")
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ArgumentValueError(
+                parameter,
+                item_id,
+                f"`{parameter}` must be encodable as UTF-8; it holds a lone surrogate "
+                f"at index {exc.start} (got {item_id!r:.80})",
+            ) from None
+    return text
+
+
+def dumps(value: Any, parameter: str = "result") -> str:
+    """Encode ``value`` as compact-enough JSON, raising typed errors.
+
+    Raises:
+        ArgumentTypeError: The value holds something JSON cannot encode.
+        ArgumentValueError: The value holds NaN or an infinity, or a lone surrogate.
+    """
+    try:
+        return _dumps(value)
+    except TypeError as exc:
+        raise ArgumentTypeError(
+            parameter, value, f"`{parameter}` must be JSON-encodable: {exc} (got {value!r:.80})"
+        ) from None
+    except ValueError as exc:
+        raise ArgumentValueError(
+            parameter,
+            value,
+            f"`{parameter}` must be JSON without NaN or infinity: {exc} (got {value!r:.80})",
+        ) from None
+    except RecursionError:
+        raise ArgumentValueError(
+            parameter, value, f"`{parameter}` is nested too deeply to encode as JSON"
+        ) from None
+
+
+def check_json(value: Any, parameter: str = "result") -> str:
+    """Check that ``value`` encodes as JSON and that the text is valid UTF-8.
+
+    Returns:
+        The JSON text.
+    """
+    text = dumps(value, parameter)
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ArgumentValueError(
+                parameter, value, f"`{parameter}` holds a lone surrogate and cannot be stored"
+            ) from None
+    return text
+
+
+def completion_line(
+    item_id: str,
+    ts: int,
+    extra: dict[str, Any] | None = None,
+    result_json: str | None = None,
+) -> str:
+    """Build the JSONL line of a completion, ending in ``\\n``.
+
+    The plain form ``{"id": "...", "ts": N}`` is the original format, and the
+    loader reads it on a fast path.
+    """
+    head = '{"id": ' + encode_basestring(item_id) + ', "ts": ' + str(ts)
+    if extra:
+        for key, value in extra.items():
+            head += ", " + encode_basestring(key) + ": " + _dumps(value)
+    if result_json is not None:
+        head += ', "result": ' + result_json
+    return head + "}\n"
+
+
+def failure_line(
+    item_id: str,
+    ts: int,
+    error: str,
+    attempt: int,
+    retryable: bool,
+    usage: dict[str, Any] | None = None,
+) -> str:
+    """Build the JSONL line of a failed attempt."""
+    record: dict[str, Any] = {
+        "id": item_id,
+        "ts": ts,
+        "status": "failed",
+        "error": error,
+        "attempt": attempt,
+        "retryable": retryable,
+    }
+    if usage:
+        record["usage"] = usage
+    return _dumps(record) + "\n"
+
+
+def release_line(item_id: str, ts: int) -> str:
+    """Build the JSONL line that releases an item's failures (``agent-resume retry``)."""
+    return _dumps({"id": item_id, "ts": ts, "status": "retry"}) + "\n"
+
+
+@dataclass
+class FailureInfo:
+    """The failed attempts of an item not yet done.
+
+    Attributes:
+        attempts: Failed attempts since the item was last released.
+        error: The last error, as ``"Type: message"``.
+        retryable: Whether the last failure may be retried.
+    """
+
+    attempts: int
+    error: str
+    retryable: bool
+
+
+@dataclass
+class JobState:
+    """What a store knows about a job when a session opens it.
+
+    Attributes:
+        job_id: The job's ID.
+        created: When the job was created (Unix seconds), if known.
+        done: The IDs of the items done.
+        fingerprints: The fingerprint stored with each completion that has one.
+        failures: The failed attempts of the items not done.
+        runs: The run records, oldest first.
+        bad_lines: Lines skipped as corrupt while loading.
+    """
+
+    job_id: str
+    created: int | None = None
+    done: set[str] = field(default_factory=set)
+    fingerprints: dict[str, str] = field(default_factory=dict)
+    failures: dict[str, FailureInfo] = field(default_factory=dict)
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    bad_lines: int = 0
+
+    def apply(self, record: dict[str, Any]) -> None:
+        """Fold one decoded, validated record into the state."""
+        item_id = record.get("id")
+        if item_id is None:
+            if "run" in record:
+                self.runs.append(record)
+            return
+        status = record.get("status")
+        if status is None or status == "done":
+            self.done.add(item_id)
+            self.failures.pop(item_id, None)
+            fp = record.get("fp")
+            if isinstance(fp, str):
+                self.fingerprints[item_id] = fp
+        elif status == "failed":
+            if item_id in self.done:
+                return
+            previous = self.failures.get(item_id)
+            attempt = record.get("attempt")
+            if not isinstance(attempt, int) or isinstance(attempt, bool):
+                attempt = (previous.attempts if previous else 0) + 1
+            self.failures[item_id] = FailureInfo(
+                attempts=attempt,
+                error=str(record.get("error", "")),
+                retryable=record.get("retryable", True) is not False,
+            )
+        elif status == "retry":
+            self.failures.pop(item_id, None)

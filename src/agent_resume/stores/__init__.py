@@ -1,0 +1,66 @@
+"""Where checkpoints live: pick a store, or let :func:`open_store` pick one from a URL."""
+
+from __future__ import annotations
+
+import os
+
+from agent_resume._errors import ArgumentTypeError, ArgumentValueError
+from agent_resume.stores._jsonl import JsonlStore, ResultJsonlStore
+from agent_resume.stores._jsonl_read import CheckpointWarning
+from agent_resume.stores._memory import InMemoryStore
+from agent_resume.stores._protocol import Durability, SharedStore, Store
+
+__all__ = [
+    "CheckpointWarning",
+    "Durability",
+    "InMemoryStore",
+    "JsonlStore",
+    "ResultJsonlStore",
+    "SharedStore",
+    "Store",
+    "open_store",
+]
+
+
+def open_store(target: str | os.PathLike[str] | Store, *, results: bool = True) -> Store:
+    """Build a store from a path, a URL or a store.
+
+    - ``memory:`` gives an :class:`InMemoryStore`;
+    - a path ending in ``.jsonl`` gives a :class:`ResultJsonlStore`, or a
+      :class:`JsonlStore` when ``results`` is false;
+    - ``sqlite:///path.db`` gives a ``SqliteStore``; ``postgresql://...`` a
+      ``PostgresStore``;
+    - a store is returned as it is.
+
+    Raises:
+        ArgumentValueError: The target is none of these.
+        ArgumentTypeError: The target is neither a string, a path nor a store.
+    """
+    if isinstance(target, Store):
+        return target
+    if not isinstance(target, (str, os.PathLike)):
+        raise ArgumentTypeError(
+            "store",
+            target,
+            f"`store` must be a path, a URL or a Store, got {type(target).__name__}",
+        )
+    text = os.fspath(target)
+    if text == "memory:":
+        return InMemoryStore()
+    if text.startswith("sqlite://"):
+        from agent_resume.stores._sqlite import SqliteStore  # type: ignore[import-not-found,unused-ignore]
+
+        store: Store = SqliteStore.from_url(text)
+        return store
+    if text.startswith(("postgresql://", "postgres://")):
+        from agent_resume.stores._postgres import PostgresStore  # type: ignore[import-not-found,unused-ignore]
+
+        shared: Store = PostgresStore(text)
+        return shared
+    if text.endswith(".jsonl"):
+        return ResultJsonlStore(text) if results else JsonlStore(text)
+    raise ArgumentValueError(
+        "store",
+        target,
+        f"`store` must be a .jsonl path, sqlite:///path.db or postgresql://... (got {text!r})",
+    )

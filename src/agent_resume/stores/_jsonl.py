@@ -1,0 +1,336 @@
+"""The JSONL checkpoint stores: one job per file, one record per line, append-only."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Final, get_args
+
+from agent_resume._errors import (
+    ArgumentValueError,
+    JobMismatchError,
+    StoreClosedError,
+    StoreError,
+    StoreWriteError,
+)
+from agent_resume._records import (
+    FORMAT_VERSION,
+    JobState,
+    completion_line,
+    dumps,
+    failure_line,
+    release_line,
+)
+from agent_resume.stores._jsonl_read import load, read_records
+from agent_resume.stores._lock import FileLock
+from agent_resume.stores._protocol import Durability
+
+__all__ = ["JsonlStore", "ResultJsonlStore"]
+
+logger = logging.getLogger("agent_resume")
+
+_GROUP_SECONDS: Final = 0.010
+_GROUP_RECORDS: Final = 256
+_hinted_results = False
+
+
+class JsonlStore:
+    """A checkpoint in an append-only JSONL file: item IDs and usage, not results.
+
+    A ``result`` given to ``mark_done`` is checked (it must encode as JSON)
+    and then dropped, as the original library did; use
+    :class:`ResultJsonlStore` to keep results.
+
+    Args:
+        path: The checkpoint file; it and its missing parent directories are
+            created on first use.
+        durability: ``"flush"`` (default), ``"group"`` or ``"fsync"``; see
+            :data:`~agent_resume.stores.Durability`.
+        strict: Raise :class:`CorruptCheckpointError` on a corrupt line instead
+            of skipping it with a warning.
+
+    Raises:
+        ArgumentValueError: ``durability`` is not one of the three modes.
+    """
+
+    keeps_results: bool = False
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        durability: Durability = "flush",
+        strict: bool = False,
+    ) -> None:
+        if durability not in get_args(Durability):
+            raise ArgumentValueError(
+                "durability",
+                durability,
+                f"`durability` must be 'flush', 'group' or 'fsync' (got {durability!r})",
+            )
+        self.path = os.fspath(path)
+        if not self.path:
+            raise ArgumentValueError("path", path, "`path` must not be empty")
+        self.durability: Durability = durability
+        self.strict = strict
+        self._fd: int | None = None
+        self._lock = threading.Lock()
+        self._file_lock = FileLock(self.path + ".lock")
+        self._size = 0
+        self._cut_pending = False
+        self._broken: BaseException | None = None
+        self._syncer: _GroupSyncer | None = None
+        self._fsync: Callable[[int], None] = os.fsync
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.path!r}, durability={self.durability!r})"
+
+    # -- opening -------------------------------------------------------------
+
+    def open(self, job_id: str) -> JobState:
+        """Lock the file, load the job and write the header of a new file."""
+        if self._fd is not None:
+            raise StoreError(f"{self.path} is already open in this store object")
+        parent = os.path.dirname(os.path.abspath(self.path))
+        os.makedirs(parent, exist_ok=True)
+        self._file_lock.acquire(job_id, self.path)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+        except BaseException:
+            self._file_lock.release()
+            raise
+        try:
+            state = self._load(fd, job_id)
+        except BaseException:
+            os.close(fd)
+            self._file_lock.release()
+            raise
+        self._fd = fd
+        self._broken = None
+        if self._size == 0:
+            created = int(time.time())
+            header = {"agent_resume": FORMAT_VERSION, "job_id": job_id, "created": created}
+            self._append((dumps(header, "header") + "\n").encode("utf-8"))
+            state.created = created
+        if self.durability == "group":
+            self._syncer = _GroupSyncer(self)
+        return state
+
+    def _load(self, fd: int, job_id: str) -> JobState:
+        with open(os.dup(fd), "rb") as f:
+            result = load(f, self.path, strict=self.strict)
+        found = result.state.job_id
+        if result.header is not None and found != job_id:
+            raise JobMismatchError(job_id, found, self.path)
+        result.state.job_id = job_id
+        self._size = result.good_length
+        self._cut_pending = result.torn_tail
+        return result.state
+
+    # -- writing ---------------------------------------------------------------
+
+    def _append(self, data: bytes) -> None:
+        with self._lock:
+            fd = self._fd
+            if fd is None:
+                raise StoreClosedError(f"{self.path} is closed")
+            if self._broken is not None:
+                raise StoreWriteError(
+                    f"{self.path} refuses writes after a failed sync ({self._broken}); "
+                    "reopen it to go on"
+                )
+            if self._cut_pending:
+                os.ftruncate(fd, self._size)
+                self._cut_pending = False
+            try:
+                written = os.write(fd, data)
+            except OSError as exc:
+                self._roll_back(fd, exc)
+            if written != len(data):
+                self._roll_back(fd, OSError(f"short write: {written} of {len(data)} bytes"))
+            self._size += written
+            if self.durability == "flush":
+                return
+            if self.durability == "fsync":
+                self._sync(fd)
+                return
+        syncer = self._syncer
+        if syncer is not None:
+            syncer.written()
+
+    def _roll_back(self, fd: int, exc: OSError) -> None:
+        try:
+            os.ftruncate(fd, self._size)
+        except OSError as cut_exc:
+            self._broken = cut_exc
+            raise StoreWriteError(
+                f"writing to {self.path} failed ({exc}) and cutting the file back to its "
+                f"last whole record failed too ({cut_exc}); run `agent-resume repair`"
+            ) from exc
+        raise StoreWriteError(
+            f"writing to {self.path} failed ({exc}); the file was cut back to its last "
+            "whole record and nothing was recorded"
+        ) from exc
+
+    def _sync(self, fd: int) -> None:
+        try:
+            self._fsync(fd)
+        except OSError as exc:
+            # The kernel may have dropped the unsynced pages: never retry.
+            self._broken = exc
+            raise StoreWriteError(
+                f"syncing {self.path} failed ({exc}); the store refuses further writes"
+            ) from exc
+
+    def write_done(
+        self,
+        item_id: str,
+        ts: int,
+        extra: dict[str, Any] | None,
+        result_json: str | None,
+    ) -> bool:
+        """Append a completion line."""
+        if result_json is not None and not self.keeps_results:
+            _hint_results()
+            result_json = None
+        self._append(completion_line(item_id, ts, extra, result_json).encode("utf-8"))
+        return True
+
+    def write_failed(
+        self,
+        item_id: str,
+        ts: int,
+        error: str,
+        attempt: int,
+        retryable: bool,
+        usage: dict[str, Any] | None,
+    ) -> None:
+        """Append a failure line."""
+        line = failure_line(item_id, ts, error, attempt, retryable, usage)
+        self._append(line.encode("utf-8", "backslashreplace"))
+
+    def write_release(self, item_ids: Sequence[str], ts: int) -> None:
+        """Append one release line per item, in a single write."""
+        if item_ids:
+            self._append("".join(release_line(i, ts) for i in item_ids).encode("utf-8"))
+
+    def write_run(self, record: dict[str, Any]) -> None:
+        """Append a run record."""
+        self._append((dumps(record, "record") + "\n").encode("utf-8"))
+
+    # -- reading ---------------------------------------------------------------
+
+    def iter_records(self) -> Iterator[dict[str, Any]]:
+        """Yield every valid record, header excluded; bad lines are skipped."""
+        try:
+            f = open(self.path, "rb")  # noqa: SIM115
+        except FileNotFoundError:
+            return
+        with f:
+            for _, record, _ in read_records(f, self.path):
+                if isinstance(record, dict) and "agent_resume" not in record:
+                    yield record
+
+    def iter_results(self) -> Iterator[tuple[str, Any]]:
+        """Yield ``(item_id, result)``, latest completion per item; nothing unless results are kept."""
+        if not self.keeps_results:
+            return
+        latest: dict[str, int] = {}
+        for index, record in enumerate(self.iter_records()):
+            if "id" in record and record.get("status", "done") == "done":
+                latest[record["id"]] = index
+        for index, record in enumerate(self.iter_records()):
+            if "id" in record and latest.get(record["id"]) == index:
+                yield record["id"], record.get("result")
+
+    # -- closing ---------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Sync the file unless the durability is ``"flush"`` (whose records reach the OS at once)."""
+        with self._lock:
+            fd = self._fd
+            if fd is None or self.durability == "flush" or self._broken is not None:
+                return
+            self._sync(fd)
+
+    def close(self) -> None:
+        """Stop the group syncer, sync, unlock and close; closing twice is harmless."""
+        syncer, self._syncer = self._syncer, None
+        if syncer is not None:
+            syncer.stop()
+        try:
+            self.flush()
+        finally:
+            with self._lock:
+                fd, self._fd = self._fd, None
+            if fd is not None:
+                os.close(fd)
+                self._file_lock.release()
+
+
+class ResultJsonlStore(JsonlStore):
+    """A JSONL checkpoint that also keeps each item's ``result``."""
+
+    keeps_results = True
+
+
+def _hint_results() -> None:
+    global _hinted_results
+    if not _hinted_results:
+        _hinted_results = True
+        logger.warning(
+            "JsonlStore does not keep results; use ResultJsonlStore to keep them with the checkpoint"
+        )
+
+
+class _GroupSyncer:
+    """Syncs a store's file at most every 10 ms, or sooner after 256 records."""
+
+    def __init__(self, store: JsonlStore) -> None:
+        self._store = store
+        self._cond = threading.Condition(threading.Lock())
+        self._pending = 0
+        self._stopping = False
+        self._thread = threading.Thread(
+            target=self._loop, name="agent-resume-group-sync", daemon=True
+        )
+        self._thread.start()
+
+    def written(self) -> None:
+        with self._cond:
+            self._pending += 1
+            if self._pending == 1 or self._pending >= _GROUP_RECORDS:
+                self._cond.notify()
+
+    def _loop(self) -> None:
+        store = self._store
+        cond = self._cond
+        while True:
+            with cond:
+                while not self._pending and not self._stopping:
+                    cond.wait()
+                if self._stopping:
+                    return
+                cond.wait_for(
+                    lambda: self._pending >= _GROUP_RECORDS or self._stopping, _GROUP_SECONDS
+                )
+                self._pending = 0
+            fd = store._fd
+            if fd is None or store._broken is not None:
+                continue
+            try:
+                store._fsync(fd)
+            except OSError as exc:
+                store._broken = exc
+                logger.error(
+                    "syncing %s failed (%s); the store refuses further writes", store.path, exc
+                )
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        self._thread.join()

@@ -1,0 +1,124 @@
+"""A store that keeps its records in memory: for tests and for jobs that need no checkpoint file."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from agent_resume._errors import JobLockedError, JobMismatchError, StoreClosedError
+from agent_resume._records import JobState
+
+__all__ = ["InMemoryStore"]
+
+
+class InMemoryStore:
+    """Records held in a list in this process; they outlive sessions but not the process.
+
+    One session at a time may hold the job, as with the file stores.
+    Results are kept.
+    """
+
+    keeps_results: bool = True
+
+    def __init__(self) -> None:
+        self.job_id: str | None = None
+        self.records: list[dict[str, Any]] = []
+        self._open = False
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"InMemoryStore(job_id={self.job_id!r}, records={len(self.records)})"
+
+    def open(self, job_id: str) -> JobState:
+        """Take the job and fold the records kept so far into a fresh state."""
+        with self._lock:
+            if self._open:
+                raise JobLockedError(job_id, os.getpid(), repr(self))
+            if self.job_id is not None and self.job_id != job_id:
+                raise JobMismatchError(job_id, self.job_id, "this InMemoryStore")
+            self.job_id = job_id
+            self._open = True
+            state = JobState(job_id=job_id)
+            for record in self.records:
+                state.apply(record)
+            return state
+
+    def _add(self, record: dict[str, Any]) -> None:
+        with self._lock:
+            if not self._open:
+                raise StoreClosedError("the InMemoryStore is closed")
+            self.records.append(record)
+
+    def write_done(
+        self,
+        item_id: str,
+        ts: int,
+        extra: dict[str, Any] | None,
+        result_json: str | None,
+    ) -> bool:
+        """Keep a completion."""
+        record: dict[str, Any] = {"id": item_id, "ts": ts}
+        if extra:
+            record.update(copy.deepcopy(extra))
+        if result_json is not None:
+            record["result"] = json.loads(result_json)
+        self._add(record)
+        return True
+
+    def write_failed(
+        self,
+        item_id: str,
+        ts: int,
+        error: str,
+        attempt: int,
+        retryable: bool,
+        usage: dict[str, Any] | None,
+    ) -> None:
+        """Keep a failure."""
+        record: dict[str, Any] = {
+            "id": item_id,
+            "ts": ts,
+            "status": "failed",
+            "error": error,
+            "attempt": attempt,
+            "retryable": retryable,
+        }
+        if usage:
+            record["usage"] = copy.deepcopy(usage)
+        self._add(record)
+
+    def write_release(self, item_ids: Sequence[str], ts: int) -> None:
+        """Keep one release per item."""
+        for item_id in item_ids:
+            self._add({"id": item_id, "ts": ts, "status": "retry"})
+
+    def write_run(self, record: dict[str, Any]) -> None:
+        """Keep a run record."""
+        self._add(copy.deepcopy(record))
+
+    def iter_records(self) -> Iterator[dict[str, Any]]:
+        """Yield copies of the records kept."""
+        for record in list(self.records):
+            yield copy.deepcopy(record)
+
+    def iter_results(self) -> Iterator[tuple[str, Any]]:
+        """Yield ``(item_id, result)``, latest completion per item."""
+        latest: dict[str, Any] = {}
+        for record in self.records:
+            if "id" in record and record.get("status", "done") == "done":
+                latest.pop(record["id"], None)
+                latest[record["id"]] = record.get("result")
+        for item_id, result in latest.items():
+            yield item_id, copy.deepcopy(result)
+
+    def flush(self) -> None:
+        """Nothing to flush."""
+
+    def close(self) -> None:
+        """Let another session take the job."""
+        with self._lock:
+            self._open = False
