@@ -205,13 +205,14 @@ def _int_at_least(parameter: str, value: object, minimum: int) -> int:
     return value
 
 
-def _positive_float(parameter: str, value: float | timedelta) -> float:
-    number = to_seconds(value, parameter)
-    if number <= 0:
+def _positive(parameter: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _type_error(parameter, value, "a number")
+    if not value > 0:  # NaN fails this comparison too
         raise ArgumentValueError(
             parameter, value, f"`{parameter}` must be greater than 0 (got {value!r})"
         )
-    return number
+    return float(value)
 
 
 def _plural(count: int, noun: str) -> str:
@@ -298,9 +299,7 @@ class MaxCost(StopCondition):
     usd: float
 
     def __init__(self, usd: float) -> None:
-        if isinstance(usd, timedelta):
-            raise _type_error("usd", usd, "a number")
-        _set(self, "usd", _positive_float("usd", usd))
+        _set(self, "usd", _positive("usd", usd))
 
     def _args(self) -> tuple[Any, ...]:
         return (self.usd,)
@@ -324,7 +323,7 @@ class MaxSeconds(StopCondition):
     s: float
 
     def __init__(self, s: float | timedelta) -> None:
-        _set(self, "s", _positive_float("s", s))
+        _set(self, "s", _positive("s", to_seconds(s, "s") if isinstance(s, timedelta) else s))
 
     def _args(self) -> tuple[Any, ...]:
         return (self.s,)
