@@ -403,7 +403,7 @@ def _read_toml(file: Path) -> Any:
         import tomllib
     else:  # pragma: no cover - Python 3.10
         try:
-            import tomli as tomllib
+            import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
         except ImportError:
             raise ArgumentValueError(
                 "path",
@@ -418,7 +418,7 @@ def _read_toml(file: Path) -> Any:
 def _genai_cost(usage: Usage, model: str) -> float | None:
     """Price ``usage`` with the genai-prices package, or ``None`` when absent or unknown."""
     try:
-        import genai_prices
+        import genai_prices  # type: ignore[import-not-found,unused-ignore]
     except ImportError:
         return None
     # genai-prices counts cached tokens inside input_tokens, as we do.

@@ -240,8 +240,9 @@ def _openai_chat(usage: object, model: Any) -> Usage:
         input_tokens=_count(usage, "prompt_tokens"),
         output_tokens=_count(usage, "completion_tokens"),
         cache_read_tokens=_count(usage, "prompt_tokens_details", "cached_tokens"),
-        # LiteLLM reports Anthropic cache writes here; OpenAI never does.
-        cache_write_tokens=_count(usage, "cache_creation_input_tokens"),
+        # LiteLLM reports Anthropic cache writes at the top level.
+        cache_write_tokens=_count(usage, "prompt_tokens_details", "cache_write_tokens")
+        or _count(usage, "cache_creation_input_tokens"),
         reasoning_tokens=_count(usage, "completion_tokens_details", "reasoning_tokens"),
         calls=1,
         model=_model(model),
@@ -253,6 +254,7 @@ def _openai_responses(usage: object, model: Any) -> Usage:
         input_tokens=_count(usage, "input_tokens"),
         output_tokens=_count(usage, "output_tokens"),
         cache_read_tokens=_count(usage, "input_tokens_details", "cached_tokens"),
+        cache_write_tokens=_count(usage, "input_tokens_details", "cache_write_tokens"),
         reasoning_tokens=_count(usage, "output_tokens_details", "reasoning_tokens"),
         calls=1,
         model=_model(model),

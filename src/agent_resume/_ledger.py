@@ -1,0 +1,198 @@
+"""Usage per item and per run, summed from a checkpoint's records.
+
+Each completion and each failed attempt may carry the usage of the calls it
+made (the ``usage`` field, in the compact form of `Usage.to_dict`). An item's
+total is the sum over all its records, failed attempts included, since they
+cost money too; the run total is the sum over items. Records of other kinds
+(the header, run records) are skipped. A checkpoint rewritten by ``compact``
+keeps only each item's latest record, and so only that record's usage.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+from agent_resume._errors import ArgumentTypeError, ArgumentValueError
+from agent_resume._usage import Usage
+
+__all__ = ["CSV_FIELDS", "ItemUsage", "Ledger"]
+
+CSV_FIELDS = (
+    "item_id",
+    "status",
+    "calls",
+    "input",
+    "output",
+    "cache_read",
+    "cache_write",
+    "reasoning",
+    "cost_usd",
+)
+"""The columns of `Ledger.rows` and `Ledger.write_csv`, in order."""
+
+
+@dataclass(frozen=True)
+class ItemUsage:
+    """The usage of one item over all its records.
+
+    Attributes:
+        item_id: The item's ID.
+        status: ``"done"`` once the item has a completion, else ``"failed"``.
+        usage: The sum of the usage of every record of the item.
+        records: How many records (failed attempts and completions) were summed.
+    """
+
+    item_id: str
+    status: str
+    usage: Usage
+    records: int
+
+
+def _kind(record: Mapping[str, Any]) -> str | None:
+    """``"done"``, ``"failed"`` or ``None`` for a record that is not about an item's outcome."""
+    if record.get("id") is None or "agent_resume" in record or "run" in record:
+        return None
+    status = record.get("status")
+    if status is None or status == "done":
+        return "done"
+    if status == "failed":
+        return "failed"
+    return None
+
+
+class Ledger:
+    """Sums the usage of checkpoint records per item and for the run.
+
+    Build one with `Ledger.from_records`, or create an empty one and feed it
+    records with `add` as they are written.
+    """
+
+    def __init__(self) -> None:
+        self._items: dict[str, ItemUsage] = {}
+
+    @classmethod
+    def from_records(cls, records: Iterable[Mapping[str, Any]]) -> Ledger:
+        """Build a ledger from checkpoint records, in file order.
+
+        Args:
+            records: Record dicts as read from a store; records that are
+                neither completions nor failures are skipped.
+
+        Returns:
+            The ledger.
+        """
+        ledger = cls()
+        for record in records:
+            ledger.add(record)
+        return ledger
+
+    def add(self, record: Mapping[str, Any]) -> bool:
+        """Count one record.
+
+        Args:
+            record: A completion (``{"id": ..., "ts": ..., "usage": {...}}``,
+                no ``status`` or ``"done"``), a failure (``{"id": ...,
+                "status": "failed", ...}``) or any other record (the header,
+                run records, releases), which is skipped.
+
+        Returns:
+            Whether the record was counted.
+
+        Raises:
+            ArgumentTypeError: ``record`` is not a mapping.
+            ArgumentValueError: The record's ``usage`` field is malformed.
+        """
+        if not isinstance(record, Mapping):
+            raise ArgumentTypeError(
+                "record", record, f"a record must be a mapping (got {type(record).__name__})"
+            )
+        kind = _kind(record)
+        if kind is None:
+            return False
+        item_id = str(record["id"])
+        raw = record.get("usage")
+        try:
+            usage = Usage() if raw is None else Usage.from_dict(raw)
+        except (TypeError, ValueError) as error:
+            raise ArgumentValueError(
+                "record", record, f"the usage of item {item_id!r} is malformed: {error}"
+            ) from error
+        previous = self._items.get(item_id)
+        if previous is None:
+            self._items[item_id] = ItemUsage(item_id, kind, usage, 1)
+        else:
+            # A completion is final: a failure recorded after it does not undo it.
+            status = "done" if "done" in (kind, previous.status) else kind
+            self._items[item_id] = ItemUsage(
+                item_id, status, previous.usage + usage, previous.records + 1
+            )
+        return True
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __repr__(self) -> str:
+        return f"<Ledger of {len(self._items)} items, total {self.total!r}>"
+
+    def item(self, item_id: str | int) -> ItemUsage | None:
+        """The usage of one item, or ``None`` when it has no record.
+
+        Args:
+            item_id: The item's ID; an int names the same item as its decimal string.
+
+        Returns:
+            The item's usage.
+        """
+        return self._items.get(str(item_id))
+
+    def items(self) -> list[ItemUsage]:
+        """Every item, in the order of its first record."""
+        return list(self._items.values())
+
+    @property
+    def total(self) -> Usage:
+        """The run total: the sum over all items (its cost is ``None`` if any is unknown)."""
+        return sum((item.usage for item in self._items.values()), Usage())
+
+    def by_model(self) -> dict[str | None, Usage]:
+        """The usage per item model (``"mixed"`` for items that used several), sorted."""
+        out: dict[str | None, Usage] = {}
+        for item in self._items.values():
+            out[item.usage.model] = out.get(item.usage.model, Usage()) + item.usage
+        return dict(sorted(out.items(), key=lambda pair: (pair[0] is None, pair[0] or "")))
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One dict per item with the `CSV_FIELDS` as keys; an unknown cost is ``None``."""
+        return [_row(item.item_id, item.status, item.usage) for item in self._items.values()]
+
+    def write_csv(self, file: TextIO, *, total: bool = True) -> None:
+        """Write the rows as CSV with a header line; an unknown cost is an empty cell.
+
+        Args:
+            file: A text file opened with ``newline=""``.
+            total: Whether to end with a row of status ``total`` and an empty item ID.
+        """
+        writer = csv.DictWriter(file, fieldnames=CSV_FIELDS)
+        writer.writeheader()
+        rows = self.rows()
+        if total:
+            rows.append(_row("", "total", self.total))
+        for row in rows:
+            writer.writerow({key: "" if value is None else value for key, value in row.items()})
+
+
+def _row(item_id: str, status: str, usage: Usage) -> dict[str, Any]:
+    return {
+        "item_id": item_id,
+        "status": status,
+        "calls": usage.calls,
+        "input": usage.input_tokens,
+        "output": usage.output_tokens,
+        "cache_read": usage.cache_read_tokens,
+        "cache_write": usage.cache_write_tokens,
+        "reasoning": usage.reasoning_tokens,
+        "cost_usd": usage.cost_usd,
+    }
