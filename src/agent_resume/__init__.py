@@ -1,5 +1,6 @@
 """agent-resume: resumable, budgeted and accounted LLM batch jobs."""
 
+from agent_resume._deadline import Deadline
 from agent_resume._errors import (
     AgentResumeError,
     ArgumentTypeError,
@@ -41,6 +42,7 @@ __all__ = [
     "ArgumentTypeError",
     "ArgumentValueError",
     "CorruptCheckpointError",
+    "Deadline",
     "DeadlineExceeded",
     "ItemChangedError",
     "JobLockedError",

@@ -337,7 +337,12 @@ class Session:
         item_id = normalize_id(item_id)
         result_json = None if result is None else check_json(result, "result")
         extra = None
-        if usage is not None or stop is not None or self._fingerprinter is not None:
+        if (
+            usage is not None
+            or stop is not None
+            or self._fingerprinter is not None
+            or item_id in self._failures
+        ):
             extra = self._extra(item_id, usage, stop)
         with self._lock:
             if self._closed:
