@@ -56,22 +56,13 @@ class CorruptConversationError(StoreError, ValueError):
         self.reason = reason
 
 
-def _as_message(message: object, index: int) -> Message:
-    # SDK message objects (OpenAI's and Anthropic's are pydantic models) are
-    # turned into the dicts the same SDK accepts back.
-    if isinstance(message, Mapping):
-        return dict(message)
-    dump = getattr(message, "model_dump", None)
-    if callable(dump):
-        dumped = dump(mode="json", exclude_unset=True)
-        if isinstance(dumped, dict):
-            return dumped
-    raise ArgumentTypeError(
-        f"messages[{index}]",
-        message,
-        f"`messages[{index}]` must be a dict (got {type(message).__name__}); "
-        "messages are stored as JSON objects",
-    )
+def _sdk_dump(value: object) -> Any:
+    # SDK objects (OpenAI's and Anthropic's messages and content blocks are
+    # pydantic models) become the dicts the same SDK accepts back.
+    dump = getattr(value, "model_dump", None)
+    if callable(dump) and not isinstance(value, type):
+        return dump(mode="json", exclude_unset=True)
+    return None
 
 
 def _plain(value: Any, where: str) -> Any:
@@ -95,6 +86,9 @@ def _plain(value: Any, where: str) -> Any:
         return out
     if isinstance(value, (list, tuple)):
         return [_plain(item, f"{where}[{i}]") for i, item in enumerate(value)]
+    dumped = _sdk_dump(value)
+    if isinstance(dumped, dict):
+        return _plain(dumped, where)
     raise ArgumentTypeError(
         where, value, f"`{where}` cannot be stored as JSON (got {type(value).__name__} {value!r})"
     )
@@ -103,10 +97,11 @@ def _plain(value: Any, where: str) -> Any:
 class ConversationCodec:
     """Encodes chat messages into a versioned document and decodes them back.
 
-    Encoding copies the messages (SDK objects with ``model_dump()`` become
-    dicts), runs the redaction hook on each copy, and checks that the result
-    is plain JSON: dicts with string keys, lists, strings, finite numbers,
-    booleans and ``None``. Tuples come back as lists. Every string, including
+    Encoding copies the messages, turning SDK objects with ``model_dump()``
+    (an OpenAI ``ChatCompletionMessage``, Anthropic content blocks) into dicts
+    wherever they sit, runs the redaction hook on each copy, and checks that
+    the result is plain JSON: dicts with string keys, lists, strings, finite
+    numbers, booleans and ``None``. Tuples come back as lists. Every string, including
     newlines, U+2028 and lone surrogates, comes back exactly, because the
     document is written as ASCII JSON.
 
@@ -151,7 +146,11 @@ class ConversationCodec:
         out: list[Message] = []
         for index, raw in enumerate(messages):
             where = f"messages[{index}]"
-            message = _plain(_as_message(raw, index), where)
+            message = _plain(raw, where)
+            if not isinstance(message, dict):
+                raise ArgumentTypeError(
+                    where, raw, f"`{where}` must be a dict (got {type(raw).__name__} {raw!r})"
+                )
             if self.redact is not None:
                 redacted = self.redact(message)
                 if not isinstance(redacted, Mapping):
