@@ -341,7 +341,8 @@ def test_a_missing_file_raises_file_not_found(tmp_path: Path) -> None:
 
 def _child_module() -> Any:
     spec = importlib.util.spec_from_file_location("_codec_child", CHILD)
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
