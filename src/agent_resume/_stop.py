@@ -195,13 +195,15 @@ def _type_error(parameter: str, value: object, expected: str) -> ArgumentTypeErr
     return ArgumentTypeError(parameter, value, message)
 
 
+def _value_error(parameter: str, value: object, rule: str) -> ArgumentValueError:
+    return ArgumentValueError(parameter, value, f"`{parameter}` must {rule} (got {value!r})")
+
+
 def _int_at_least(parameter: str, value: object, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise _type_error(parameter, value, "an int")
     if value < minimum:
-        raise ArgumentValueError(
-            parameter, value, f"`{parameter}` must be at least {minimum} (got {value!r})"
-        )
+        raise _value_error(parameter, value, f"be at least {minimum}")
     return value
 
 
@@ -209,14 +211,22 @@ def _positive(parameter: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise _type_error(parameter, value, "a number")
     if not value > 0:  # NaN fails this comparison too
-        raise ArgumentValueError(
-            parameter, value, f"`{parameter}` must be greater than 0 (got {value!r})"
-        )
+        raise _value_error(parameter, value, "be greater than 0")
     return float(value)
 
 
 def _plural(count: int, noun: str) -> str:
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def _trailing_run(items: tuple[Any, ...]) -> int:
+    """Return how many items at the end of ``items`` equal the last one."""
+    run = 0
+    for item in reversed(items):
+        if item != items[-1]:
+            break
+        run += 1
+    return run
 
 
 class _CountLimit(StopCondition):
@@ -388,17 +398,10 @@ class RepeatedToolCall(StopCondition):
         return (self.times,)
 
     def __call__(self, state: LoopState) -> StopReason | None:
-        calls = state.tool_calls
-        if len(calls) < self.times:
-            return None
-        last = calls[-1]
-        run = 1
-        for call in reversed(calls[:-1]):
-            if call != last:
-                break
-            run += 1
+        run = _trailing_run(state.tool_calls)
         if run < self.times:
             return None
+        last = state.tool_calls[-1]
         return StopReason(
             "repeated_tool_call",
             f"tool {last.name!r} was called {run} times in a row with the same arguments "
@@ -419,11 +422,11 @@ class NoProgress(StopCondition):
         return (self.turns,)
 
     def __call__(self, state: LoopState) -> StopReason | None:
-        tail = state.recent_outputs[-self.turns :]
-        if len(tail) < self.turns or any(text != tail[0] for text in tail):
+        run = _trailing_run(state.recent_outputs)
+        if run < self.turns:
             return None
         return StopReason(
-            "no_progress", f"the last {self.turns} outputs were identical (limit {self.turns})"
+            "no_progress", f"the last {run} outputs were identical (limit {self.turns})"
         )
 
 
@@ -440,7 +443,7 @@ class Custom(StopCondition):
 
     def __init__(self, name: str, predicate: StopLike) -> None:
         if not isinstance(name, str) or not name:
-            raise ArgumentValueError("name", name, f"`name` must be a non-empty str (got {name!r})")
+            raise _value_error("name", name, "be a non-empty str")
         if not callable(predicate):
             raise _type_error("predicate", predicate, "callable")
         _set(self, "name", name)
