@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING, Any
 
 from agent_resume._errors import ArgumentTypeError, ArgumentValueError
 from agent_resume.stores._jsonl import JsonlStore, ResultJsonlStore
@@ -10,16 +11,37 @@ from agent_resume.stores._jsonl_read import CheckpointWarning
 from agent_resume.stores._memory import InMemoryStore
 from agent_resume.stores._protocol import Durability, SharedStore, Store
 
+if TYPE_CHECKING:
+    from agent_resume.stores._postgres import PostgresStore
+    from agent_resume.stores._sqlite import SqliteStore
+
 __all__ = [
     "CheckpointWarning",
     "Durability",
     "InMemoryStore",
     "JsonlStore",
+    "PostgresStore",
     "ResultJsonlStore",
     "SharedStore",
+    "SqliteStore",
     "Store",
     "open_store",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # The SQL stores load on first use, so that importing agent_resume never
+    # imports sqlite3 or psycopg; PostgresStore raises MissingExtraError when
+    # built without psycopg.
+    if name == "SqliteStore":
+        from agent_resume.stores._sqlite import SqliteStore
+
+        return SqliteStore
+    if name == "PostgresStore":
+        from agent_resume.stores._postgres import PostgresStore
+
+        return PostgresStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def open_store(target: str | os.PathLike[str] | Store, *, results: bool = True) -> Store:
@@ -48,12 +70,12 @@ def open_store(target: str | os.PathLike[str] | Store, *, results: bool = True) 
     if text == "memory:":
         return InMemoryStore()
     if text.startswith("sqlite://"):
-        from agent_resume.stores._sqlite import SqliteStore  # type: ignore[import-not-found,unused-ignore]
+        from agent_resume.stores._sqlite import SqliteStore
 
         store: Store = SqliteStore.from_url(text)
         return store
     if text.startswith(("postgresql://", "postgres://")):
-        from agent_resume.stores._postgres import PostgresStore  # type: ignore[import-not-found,unused-ignore]
+        from agent_resume.stores._postgres import PostgresStore
 
         shared: Store = PostgresStore(text)
         return shared

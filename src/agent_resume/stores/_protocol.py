@@ -116,23 +116,43 @@ class SharedStore(Store, Protocol):
 
     Every worker gives the same item list; :meth:`enqueue` adds the IDs
     idempotently and :meth:`claim` hands each worker a batch of items under a
-    lease that the store renews while the worker lives.
+    lease that the store renews while the worker lives. Leases are judged by
+    the database's clock. A completion is recorded once: when another worker
+    finished the item first, :meth:`Store.write_done` returns ``False`` and
+    counts it in :attr:`late_completions`. :meth:`Store.write_failed` also
+    gives the lease back, so that another worker may try the item again.
     """
+
+    batch_size: int
+    """How many items one :meth:`claim` takes."""
+
+    poll_seconds: float
+    """How long a worker waits before claiming again while others hold the rest."""
+
+    late_completions: int
+    """Completions this store object reported that another worker had recorded first."""
 
     def enqueue(self, item_ids: Sequence[str]) -> None:
         """Add these items to the job's queue; items already known are left as they are."""
         ...
 
-    def claim(self, limit: int, max_attempts: int) -> list[str]:
+    def claim(self, limit: int, max_attempts: int, exclude: Sequence[str] = ()) -> list[str]:
         """Lease up to ``limit`` items that are neither done, leased nor quarantined.
 
+        Args:
+            limit: The most items to lease.
+            max_attempts: Failed attempts after which an item is quarantined.
+            exclude: Items not to claim (those this worker already tried in
+                this pass of ``remaining()``).
+
         Returns:
-            The claimed IDs; empty when nothing is left to claim right now.
+            The claimed IDs, oldest enqueued first; empty when nothing is left
+            to claim right now.
         """
         ...
 
-    def pending(self, max_attempts: int) -> int:
-        """Count the items not done and not quarantined, leased or not."""
+    def pending(self, max_attempts: int, exclude: Sequence[str] = ()) -> int:
+        """Count the items not done, not quarantined and not excluded, leased or not."""
         ...
 
     def unclaim(self, item_ids: Sequence[str]) -> None:

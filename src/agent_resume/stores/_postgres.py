@@ -1,0 +1,496 @@
+"""The PostgreSQL store: many workers on many machines share one job.
+
+One job lives in one schema (``agent_resume`` unless told otherwise). Every
+worker enqueues the same items; claims take batches with ``FOR UPDATE SKIP
+LOCKED`` under a lease judged by the database clock; a heartbeat thread
+renews the leases this worker holds; a completion is one row in a table keyed
+by the item, so the first writer wins. Every statement runs in its own
+transaction and is retried on a new connection when the connection is lost;
+writes carry a token so that a retry after an unknown commit never doubles
+a record.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, Final, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from agent_resume._errors import (
+    ArgumentValueError,
+    JobMismatchError,
+    MissingExtraError,
+    StoreClosedError,
+    StoreError,
+    UnsupportedFormatError,
+)
+from agent_resume._records import FailureInfo, JobState, dumps
+from agent_resume.stores._postgres_sql import CLAIM, COMPLETE, FAIL, RELEASE, TABLES
+from agent_resume.stores._sql import (
+    SCHEMA_VERSION,
+    Heartbeat,
+    LeaseSettings,
+    completion_record,
+    failure_record,
+    logger,
+    new_worker_id,
+)
+
+try:
+    import psycopg
+except ImportError:  # pragma: no cover - exercised without the extra
+    psycopg = None  # type: ignore[assignment]
+
+if TYPE_CHECKING:
+    Connection = psycopg.Connection[tuple[Any, ...]]
+
+__all__ = ["PostgresStore"]
+
+T = TypeVar("T")
+_IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_CHUNK: Final = 5000
+_RETRIES: Final = 8
+
+
+class PostgresStore:
+    """A job in a PostgreSQL database, shared by any number of workers.
+
+    Run the same script on several machines against one database: each
+    worker enqueues the items (idempotently), claims batches under a lease,
+    and records completions once. A worker that dies stops renewing its
+    leases; once they expire (by the database clock) other workers claim its
+    items. See ``docs/postgres.md``.
+
+    Args:
+        dsn: A ``postgresql://`` URL or a libpq connection string. A URL may
+            carry ``?schema=name`` to choose the schema.
+        schema: The schema that holds the job's tables (one job per schema);
+            created when missing.
+        lease_seconds: How long a claim lasts without a heartbeat.
+        heartbeat_seconds: How often the leases of a live worker are renewed;
+            a third of the lease by default.
+        batch_size: Items per claim.
+        connect_timeout: Seconds to wait for a connection.
+
+    Raises:
+        MissingExtraError: psycopg is not installed (the ``postgres`` extra).
+        ArgumentValueError: A setting is out of range, or the schema name is
+            not a plain lower-case identifier.
+    """
+
+    keeps_results: bool = True
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        schema: str | None = None,
+        lease_seconds: float | timedelta = 30.0,
+        heartbeat_seconds: float | timedelta | None = None,
+        batch_size: int = 64,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        if psycopg is None:
+            raise MissingExtraError("postgres", "PostgresStore")
+        dsn, url_schema = _split_schema(dsn)
+        schema = schema or url_schema or "agent_resume"
+        if not _IDENT.match(schema):
+            raise ArgumentValueError(
+                "schema",
+                schema,
+                f"`schema` must be a lower-case SQL identifier such as 'agent_resume' (got {schema!r})",
+            )
+        settings = LeaseSettings(lease_seconds, heartbeat_seconds, batch_size)
+        self.dsn = dsn
+        self.schema = schema
+        self.lease_seconds = settings.lease_seconds
+        self.heartbeat_seconds = settings.heartbeat_seconds
+        self.batch_size = settings.batch_size
+        self.poll_seconds = settings.poll_seconds
+        self.connect_timeout = connect_timeout
+        self.worker_id = new_worker_id()
+        self.late_completions = 0
+        self.reconnects = 0
+        self.job_id: str | None = None
+        self._lock = threading.RLock()
+        self._conn: Connection | None = None
+        self._beat_conn: Connection | None = None
+        self._held: set[str] = set()
+        self._held_lock = threading.Lock()
+        self._heartbeat: Heartbeat | None = None
+        self._open = False
+
+    def __repr__(self) -> str:
+        info = psycopg.conninfo.conninfo_to_dict(self.dsn)
+        where = f"{info.get('host', '')}:{info.get('port', '')}/{info.get('dbname', '')}"
+        return (
+            f"PostgresStore({where!r}, schema={self.schema!r}, lease_seconds={self.lease_seconds})"
+        )
+
+    # -- connections -----------------------------------------------------------
+
+    def _connect(self) -> Connection:
+        return psycopg.connect(
+            self.dsn,
+            autocommit=True,
+            connect_timeout=max(1, round(self.connect_timeout)),
+            application_name=f"agent-resume {self.worker_id}"[:63],
+        )
+
+    def _run(self, fn: Callable[[Connection], T], what: str) -> T:
+        """Run ``fn`` on the store's connection, reconnecting and retrying when it is lost."""
+        delay = 0.05
+        for attempt in range(_RETRIES + 1):
+            with self._lock:
+                conn = self._conn
+                try:
+                    if conn is None:
+                        conn = self._conn = self._connect()
+                    return fn(conn)
+                except psycopg.Error as exc:
+                    lost = isinstance(exc, psycopg.OperationalError) or (
+                        conn is not None and (conn.broken or conn.closed)
+                    )
+                    if conn is not None and (conn.broken or conn.closed or lost):
+                        self._conn = None
+                        _close_quietly(conn)
+                    if not lost:
+                        raise StoreError(f"{self!r}: {what} failed: {exc}") from exc
+                    if attempt == _RETRIES:
+                        raise StoreError(
+                            f"{self!r}: {what} failed after {_RETRIES} reconnections: {exc}"
+                        ) from exc
+                    self.reconnects += 1
+                    logger.warning("%r: %s: connection lost (%s); retrying", self, what, exc)
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _sql(self, text: str) -> str:
+        return text.replace("{s}", self.schema)
+
+    def _writable(self) -> None:
+        if not self._open:
+            raise StoreClosedError(f"{self!r} is closed")
+
+    # -- opening ---------------------------------------------------------------
+
+    def open(self, job_id: str) -> JobState:
+        """Create the schema if needed, take or check the job, and load its state."""
+        if self._open:
+            raise StoreError(f"{self!r} is already open in this store object")
+        state = self._run(lambda c: self._open_job(c, job_id), "opening the job")
+        self.job_id = job_id
+        self._open = True
+        self._heartbeat = Heartbeat(
+            self._beat, self.heartbeat_seconds, f"agent-resume-heartbeat {self.worker_id}"
+        )
+        return state
+
+    def _open_job(self, conn: Connection, job_id: str) -> JobState:
+        s = self.schema
+        with conn.transaction():
+            conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtext(%s))", (f"agent_resume schema {s}",)
+            )
+            conn.execute(self._sql("CREATE SCHEMA IF NOT EXISTS {s}"))
+            conn.execute(
+                self._sql("CREATE TABLE IF NOT EXISTS {s}.meta (key text PRIMARY KEY, value text)")
+            )
+            version = self._meta(conn, "version")
+            if version is not None and int(version) > SCHEMA_VERSION:
+                raise UnsupportedFormatError(repr(self), int(version), SCHEMA_VERSION)
+            for ddl in TABLES:
+                conn.execute(self._sql(ddl))
+            insert = self._sql(
+                "INSERT INTO {s}.meta (key, value) VALUES (%s, %s) ON CONFLICT DO NOTHING"
+            )
+            conn.execute(insert, ("version", str(SCHEMA_VERSION)))
+            conn.execute(insert, ("job_id", job_id))
+            conn.execute(insert, ("created", str(int(time.time()))))
+            found = self._meta(conn, "job_id") or job_id
+            if found != job_id:
+                raise JobMismatchError(job_id, found, f"{self!r}")
+            created = self._meta(conn, "created")
+        state = JobState(job_id=job_id, created=int(created) if created else None)
+        for item_id, fp in conn.execute(
+            self._sql("SELECT item_id, record->>'fp' FROM {s}.completions")
+        ):
+            state.done.add(item_id)
+            if fp is not None:
+                state.fingerprints[item_id] = fp
+        for item_id, attempts, error, retryable in conn.execute(
+            self._sql(
+                "SELECT item_id, attempts, error, retryable FROM {s}.items "
+                "WHERE attempts > 0 AND NOT done"
+            )
+        ):
+            state.failures[item_id] = FailureInfo(attempts, error or "", retryable)
+        for (record,) in conn.execute(
+            self._sql("SELECT record FROM {s}.events WHERE kind = 'run' ORDER BY seq")
+        ):
+            state.runs.append(record)
+        return state
+
+    def _meta(self, conn: Connection, key: str) -> str | None:
+        row = conn.execute(
+            self._sql("SELECT value FROM {s}.meta WHERE key = %s"), (key,)
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    # -- claiming --------------------------------------------------------------
+
+    def enqueue(self, item_ids: Sequence[str]) -> None:
+        """Add the items in batches; items already known are left as they are."""
+        self._writable()
+        sql = self._sql(
+            "INSERT INTO {s}.items (item_id) SELECT x FROM unnest(%s::text[]) "
+            "WITH ORDINALITY AS t(x, n) ORDER BY n ON CONFLICT DO NOTHING"
+        )
+        for start in range(0, len(item_ids), _CHUNK):
+            chunk = list(item_ids[start : start + _CHUNK])
+
+            def insert(conn: Connection, chunk: list[str] = chunk) -> None:
+                conn.execute(sql, (chunk,))
+
+            self._run(insert, "enqueueing items")
+
+    def claim(self, limit: int, max_attempts: int, exclude: Sequence[str] = ()) -> list[str]:
+        """Lease up to ``limit`` claimable items, skipping rows other workers are claiming."""
+        self._writable()
+        sql = self._sql(CLAIM)
+        params = {
+            "w": self.worker_id,
+            "lease": self.lease_seconds,
+            "max": max_attempts,
+            "exclude": list(exclude),
+            "limit": limit,
+        }
+        rows = self._run(lambda c: c.execute(sql, params).fetchall(), "claiming items")
+        ids = [item_id for item_id, _ in sorted(rows, key=lambda r: r[1])]
+        with self._held_lock:
+            self._held.update(ids)
+        return ids
+
+    def pending(self, max_attempts: int, exclude: Sequence[str] = ()) -> int:
+        """Count the items not done, not quarantined and not excluded."""
+        sql = self._sql(
+            "SELECT count(*) FROM {s}.items WHERE NOT done AND retryable AND attempts < %s "
+            "AND NOT (item_id = ANY(%s::text[]))"
+        )
+        row = self._run(
+            lambda c: c.execute(sql, (max_attempts, list(exclude))).fetchone(), "counting items"
+        )
+        return int(row[0]) if row else 0
+
+    def unclaim(self, item_ids: Sequence[str]) -> None:
+        """Give back this worker's leases on these items."""
+        if not item_ids:
+            return
+        sql = self._sql(
+            "UPDATE {s}.items SET leased_by = NULL, leased_until = NULL "
+            "WHERE leased_by = %s AND item_id = ANY(%s::text[])"
+        )
+        ids = list(item_ids)
+        self._run(lambda c: c.execute(sql, (self.worker_id, ids)), "releasing leases")
+        with self._held_lock:
+            self._held.difference_update(ids)
+
+    def _beat(self) -> None:
+        with self._held_lock:
+            held = list(self._held)
+        if not held:
+            return
+        sql = self._sql(
+            "UPDATE {s}.items SET leased_until = now() + %s * interval '1 second' "
+            "WHERE leased_by = %s AND NOT done AND item_id = ANY(%s::text[])"
+        )
+        conn = self._beat_conn
+        try:
+            if conn is None or conn.closed or conn.broken:
+                conn = self._beat_conn = self._connect()
+            conn.execute(sql, (self.lease_seconds, self.worker_id, held))
+        except psycopg.Error:
+            if conn is not None:
+                _close_quietly(conn)
+            self._beat_conn = None
+            raise
+
+    # -- writing ---------------------------------------------------------------
+
+    def write_done(
+        self,
+        item_id: str,
+        ts: int,
+        extra: dict[str, Any] | None,
+        result_json: str | None,
+    ) -> bool:
+        """Record the completion unless another worker recorded one first.
+
+        Returns:
+            ``False`` for a late completion (counted in :attr:`late_completions`).
+        """
+        self._writable()
+        token = uuid.uuid4().hex
+        record = dumps(completion_record(item_id, ts, extra), "extra")
+        sql = self._sql(COMPLETE)
+        params = {
+            "id": item_id,
+            "ts": ts,
+            "w": self.worker_id,
+            "tok": token,
+            "rec": record,
+            "res": result_json,
+        }
+        row = self._run(lambda c: c.execute(sql, params).fetchone(), "recording a completion")
+        with self._held_lock:
+            self._held.discard(item_id)
+        # A retry after an unknown commit finds its own token: the first try won.
+        recorded = row is not None and (row[0] == 1 or row[1] == token)
+        if not recorded:
+            self.late_completions += 1
+        return recorded
+
+    def write_failed(
+        self,
+        item_id: str,
+        ts: int,
+        error: str,
+        attempt: int,
+        retryable: bool,
+        usage: dict[str, Any] | None,
+    ) -> None:
+        """Count a failed attempt across all workers and give the lease back.
+
+        The attempt number stored is the database's count, not ``attempt``,
+        since other workers may have failed the item too.
+        """
+        self._writable()
+        token = uuid.uuid4().hex
+        record = dumps(failure_record(item_id, ts, error, retryable, usage), "usage")
+        sql = self._sql(FAIL)
+        params = {
+            "tok": token,
+            "id": item_id,
+            "retry": retryable,
+            "err": error,
+            "w": self.worker_id,
+            "ts": ts,
+            "rec": record,
+        }
+        self._run(lambda c: c.execute(sql, params), "recording a failure")
+        with self._held_lock:
+            self._held.discard(item_id)
+
+    def write_release(self, item_ids: Sequence[str], ts: int) -> None:
+        """Forget the failures of these items, so that any worker runs them again."""
+        self._writable()
+        if not item_ids:
+            return
+        token = uuid.uuid4().hex
+        ids = list(item_ids)
+        sql = self._sql(RELEASE)
+        params = {"ids": ids, "tok": token, "ts": ts}
+        self._run(lambda c: c.execute(sql, params), "releasing failures")
+
+    def write_run(self, record: dict[str, Any]) -> None:
+        """Keep a run record."""
+        self._writable()
+        token = uuid.uuid4().hex
+        body = dumps(record, "record")
+        ts = record.get("ts")
+        sql = self._sql(
+            "INSERT INTO {s}.events (kind, ts, token, record) VALUES ('run', %s, %s, %s::jsonb) "
+            "ON CONFLICT (token) DO NOTHING"
+        )
+        stamp = ts if isinstance(ts, int) and not isinstance(ts, bool) else None
+        self._run(lambda c: c.execute(sql, (stamp, token, body)), "recording a run")
+
+    # -- reading ---------------------------------------------------------------
+
+    def iter_records(self) -> Iterator[dict[str, Any]]:
+        """Yield every record of the job, oldest first (completions with their result)."""
+        sql = self._sql(
+            """SELECT e.kind, e.record, c.record, c.result
+               FROM {s}.events e LEFT JOIN {s}.completions c
+                 ON e.kind = 'done' AND c.item_id = e.item_id
+               ORDER BY e.seq"""
+        )
+        rows = self._run(lambda c: _fetch_if_exists(c, sql), "reading records")
+        for kind, record, done_record, result in rows:
+            if kind == "done":
+                if done_record is None:
+                    continue
+                body = dict(done_record)
+                if result is not None:
+                    body["result"] = result
+                yield body
+            elif isinstance(record, dict):
+                yield record
+
+    def iter_results(self) -> Iterator[tuple[str, Any]]:
+        """Yield ``(item_id, result)`` for each item done, in the order they were done."""
+        sql = self._sql(
+            """SELECT c.item_id, c.result FROM {s}.completions c
+               JOIN {s}.events e ON e.kind = 'done' AND e.item_id = c.item_id
+               ORDER BY e.seq"""
+        )
+        yield from self._run(lambda c: _fetch_if_exists(c, sql), "reading results")
+
+    # -- closing ---------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Nothing to do: every write is committed before it returns."""
+
+    def close(self) -> None:
+        """Stop the heartbeat, give back this worker's leases and disconnect."""
+        heartbeat, self._heartbeat = self._heartbeat, None
+        if heartbeat is not None:
+            heartbeat.stop()
+        was_open, self._open = self._open, False
+        if was_open:
+            sql = self._sql(
+                "UPDATE {s}.items SET leased_by = NULL, leased_until = NULL "
+                "WHERE leased_by = %s AND NOT done"
+            )
+            try:
+                self._run(lambda c: c.execute(sql, (self.worker_id,)), "releasing leases")
+            except StoreError as exc:  # the leases expire on their own
+                logger.warning("%s", exc)
+        with self._held_lock:
+            self._held.clear()
+        with self._lock:
+            for conn in (self._conn, self._beat_conn):
+                if conn is not None:
+                    _close_quietly(conn)
+            self._conn = self._beat_conn = None
+
+
+def _fetch_if_exists(conn: Connection, sql: str) -> list[tuple[Any, ...]]:
+    try:
+        return conn.execute(sql).fetchall()
+    except psycopg.errors.UndefinedTable:
+        return []
+
+
+def _close_quietly(conn: Connection) -> None:
+    try:
+        conn.close()
+    except Exception:  # closing a broken connection may fail; it is gone either way
+        logger.debug("closing a PostgreSQL connection failed", exc_info=True)
+
+
+def _split_schema(dsn: str) -> tuple[str, str | None]:
+    """Take a ``schema=`` query parameter out of a URL, which libpq would refuse."""
+    if not dsn.startswith(("postgresql://", "postgres://")):
+        return dsn, None
+    parts = urlsplit(dsn)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    schema = next((v for k, v in query if k == "schema"), None)
+    rest = urlencode([(k, v) for k, v in query if k != "schema"])
+    return urlunsplit(parts._replace(query=rest)), schema

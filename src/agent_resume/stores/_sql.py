@@ -1,0 +1,150 @@
+"""What the SQL stores share: settings, worker IDs, records and the heartbeat thread."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+import threading
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any, Final
+
+from agent_resume._errors import ArgumentTypeError, ArgumentValueError
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "Heartbeat",
+    "LeaseSettings",
+    "completion_record",
+    "failure_record",
+    "new_worker_id",
+]
+
+logger = logging.getLogger("agent_resume")
+
+SCHEMA_VERSION: Final = 1
+"""The version of the SQL schema this library writes; a newer one is refused."""
+
+
+def new_worker_id() -> str:
+    """Return a worker ID unique across machines and processes: ``hostname:pid:random``."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+def _seconds(parameter: str, value: object) -> float:
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ArgumentTypeError(
+            parameter,
+            value,
+            f"`{parameter}` must be seconds (int or float) or a timedelta "
+            f"(got {type(value).__name__})",
+        )
+    return float(value)
+
+
+class LeaseSettings:
+    """Validated lease, heartbeat and batch settings of a shared store.
+
+    Args:
+        lease_seconds: How long a claim lasts without a heartbeat.
+        heartbeat_seconds: How often a live worker renews its leases; ``None``
+            for a third of the lease.
+        batch_size: How many items one claim takes.
+
+    Raises:
+        ArgumentValueError: A setting is out of range (the heartbeat must be
+            shorter than the lease, or the leases of live workers would lapse).
+    """
+
+    def __init__(
+        self,
+        lease_seconds: float | timedelta,
+        heartbeat_seconds: float | timedelta | None,
+        batch_size: int,
+    ) -> None:
+        lease = _seconds("lease_seconds", lease_seconds)
+        if not lease > 0 or lease == float("inf"):
+            raise ArgumentValueError(
+                "lease_seconds",
+                lease_seconds,
+                f"`lease_seconds` must be a finite number of seconds above 0 (got {lease_seconds!r})",
+            )
+        beat = (
+            lease / 3
+            if heartbeat_seconds is None
+            else _seconds("heartbeat_seconds", heartbeat_seconds)
+        )
+        if not 0 < beat < lease:
+            raise ArgumentValueError(
+                "heartbeat_seconds",
+                heartbeat_seconds,
+                f"`heartbeat_seconds` must be above 0 and below `lease_seconds` ({lease}) "
+                f"(got {heartbeat_seconds!r})",
+            )
+        if type(batch_size) is not int or batch_size < 1:
+            raise ArgumentValueError(
+                "batch_size",
+                batch_size,
+                f"`batch_size` must be an int of at least 1 (got {batch_size!r})",
+            )
+        self.lease_seconds = lease
+        self.heartbeat_seconds = beat
+        self.batch_size = batch_size
+        self.poll_seconds = min(1.0, max(0.02, lease / 10))
+
+
+def completion_record(item_id: str, ts: int, extra: dict[str, Any] | None) -> dict[str, Any]:
+    """Build a completion record without its result."""
+    record: dict[str, Any] = {"id": item_id, "ts": ts}
+    if extra:
+        record.update(extra)
+    return record
+
+
+def failure_record(
+    item_id: str, ts: int, error: str, retryable: bool, usage: dict[str, Any] | None
+) -> dict[str, Any]:
+    """Build a failure record without its attempt number (the store counts attempts)."""
+    record: dict[str, Any] = {
+        "id": item_id,
+        "ts": ts,
+        "status": "failed",
+        "error": error,
+        "retryable": retryable,
+    }
+    if usage:
+        record["usage"] = usage
+    return record
+
+
+class Heartbeat:
+    """A daemon thread that calls ``beat`` every ``interval`` seconds until stopped.
+
+    A failing beat is logged and tried again at the next tick: a worker that
+    cannot reach its database for longer than its lease loses its leases, and
+    its late completions are then ignored, which is safe.
+    """
+
+    def __init__(self, beat: Callable[[], None], interval: float, name: str) -> None:
+        self._beat = beat
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                self._beat()
+            except Exception as exc:  # keep beating; the next tick may reach the database
+                logger.warning("agent-resume heartbeat failed: %s", exc)
+
+    def stop(self) -> None:
+        """Stop the thread and wait for it."""
+        self._stop.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join()

@@ -1,0 +1,518 @@
+"""The SQLite store: an embedded database that several processes on one machine may share.
+
+One job per database file. The file is in WAL mode, so readers never wait
+for the writer; every write is one short ``BEGIN IMMEDIATE`` transaction,
+and a writer that finds the database busy waits up to ``busy_timeout``
+before raising :class:`~agent_resume.StoreError`. Completions are rows keyed
+by the item, so the first writer wins; claims carry a lease judged by
+SQLite's clock (the machine's), renewed by a heartbeat thread.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from datetime import timedelta
+from typing import Any, Final, TypeVar
+
+from agent_resume._errors import (
+    ArgumentValueError,
+    JobMismatchError,
+    StoreClosedError,
+    StoreError,
+    UnsupportedFormatError,
+)
+from agent_resume._records import FailureInfo, JobState, dumps
+from agent_resume.stores._sql import (
+    SCHEMA_VERSION,
+    Heartbeat,
+    LeaseSettings,
+    completion_record,
+    failure_record,
+    new_worker_id,
+)
+
+__all__ = ["SqliteStore"]
+
+T = TypeVar("T")
+_NOW: Final = "((julianday('now') - 2440587.5) * 86400.0)"
+_CHUNK: Final = 500
+
+_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS items (
+    item_id TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL,
+    done INTEGER NOT NULL DEFAULT 0,
+    leased_by TEXT,
+    leased_until REAL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    retryable INTEGER NOT NULL DEFAULT 1,
+    error TEXT);
+CREATE INDEX IF NOT EXISTS items_todo ON items (seq) WHERE done = 0;
+CREATE INDEX IF NOT EXISTS items_leased ON items (leased_by) WHERE leased_by IS NOT NULL;
+CREATE TABLE IF NOT EXISTS completions (
+    item_id TEXT PRIMARY KEY,
+    ts INTEGER NOT NULL,
+    worker TEXT NOT NULL,
+    record TEXT NOT NULL,
+    result TEXT);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,
+    item_id TEXT,
+    ts INTEGER,
+    record TEXT);
+"""
+
+
+class SqliteStore:
+    """A job in a SQLite database file; results are kept.
+
+    Several processes on one machine may open the same file and share the
+    job: each claims batches of items under a lease, and a completion is
+    recorded once. Do not put the file on a network file system: SQLite's
+    locks are not reliable there; use :class:`PostgresStore` across machines.
+
+    Args:
+        path: The database file; it and its missing parent directories are
+            created on first use.
+        lease_seconds: How long a claim lasts without a heartbeat.
+        heartbeat_seconds: How often a live worker renews its leases; a third
+            of the lease by default.
+        busy_timeout: Seconds a write waits for another process's write
+            before raising :class:`~agent_resume.StoreError`.
+        batch_size: Items per claim.
+
+    Raises:
+        ArgumentValueError: A setting is out of range.
+    """
+
+    keeps_results: bool = True
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        lease_seconds: float | timedelta = 30.0,
+        heartbeat_seconds: float | timedelta | None = None,
+        busy_timeout: float = 10.0,
+        batch_size: int = 64,
+    ) -> None:
+        self.path = os.fspath(path)
+        if not self.path:
+            raise ArgumentValueError("path", path, "`path` must not be empty")
+        if (
+            isinstance(busy_timeout, bool)
+            or not isinstance(busy_timeout, (int, float))
+            or not (busy_timeout >= 0)
+        ):
+            raise ArgumentValueError(
+                "busy_timeout",
+                busy_timeout,
+                f"`busy_timeout` must be seconds, 0 or more (got {busy_timeout!r})",
+            )
+        settings = LeaseSettings(lease_seconds, heartbeat_seconds, batch_size)
+        self.lease_seconds = settings.lease_seconds
+        self.heartbeat_seconds = settings.heartbeat_seconds
+        self.batch_size = settings.batch_size
+        self.poll_seconds = settings.poll_seconds
+        self.busy_timeout = float(busy_timeout)
+        self.worker_id = new_worker_id()
+        self.late_completions = 0
+        self.job_id: str | None = None
+        self._lock = threading.RLock()
+        self._conn: sqlite3.Connection | None = None
+        self._held: set[str] = set()
+        self._heartbeat: Heartbeat | None = None
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> SqliteStore:
+        """Build a store from ``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db``.
+
+        Raises:
+            ArgumentValueError: The URL names no file.
+        """
+        if not url.startswith("sqlite:///") or len(url) <= len("sqlite:///"):
+            raise ArgumentValueError(
+                "store", url, f"a SQLite URL must look like sqlite:///path.db (got {url!r})"
+            )
+        return cls(url[len("sqlite:///") :], **options)
+
+    def __repr__(self) -> str:
+        return f"SqliteStore({self.path!r}, lease_seconds={self.lease_seconds})"
+
+    # -- connections -------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        parent = os.path.dirname(os.path.abspath(self.path))
+        os.makedirs(parent, exist_ok=True)
+        conn = sqlite3.connect(
+            self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
+        )
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        return conn
+
+    def _run(self, fn: Callable[[sqlite3.Connection], T], what: str, *, write: bool = True) -> T:
+        """Run ``fn`` in one transaction (``BEGIN IMMEDIATE`` for writes)."""
+        with self._lock:
+            conn = self._conn
+            if conn is None:
+                if write:
+                    raise StoreClosedError(f"{self!r} is closed")
+                conn = self._connect()
+            try:
+                conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                try:
+                    value = fn(conn)
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+                return value
+            except sqlite3.OperationalError as exc:
+                if "locked" in str(exc) or "busy" in str(exc):
+                    raise StoreError(
+                        f"{self.path}: {what} failed: the database stayed busy for more than "
+                        f"busy_timeout={self.busy_timeout}s (another process holds a long write)"
+                    ) from exc
+                raise StoreError(f"{self.path}: {what} failed: {exc}") from exc
+            except sqlite3.Error as exc:
+                raise StoreError(f"{self.path}: {what} failed: {exc}") from exc
+            finally:
+                if conn is not self._conn:
+                    conn.close()
+
+    # -- opening -----------------------------------------------------------------
+
+    def open(self, job_id: str) -> JobState:
+        """Create the schema if needed, take or check the job, and load its state."""
+        with self._lock:
+            if self._conn is not None:
+                raise StoreError(f"{self.path} is already open in this store object")
+            try:
+                self._conn = self._connect()
+            except sqlite3.Error as exc:
+                raise StoreError(f"{self.path}: cannot open the database: {exc}") from exc
+            try:
+                state = self._run(lambda c: self._open_job(c, job_id), "opening the job")
+            except BaseException:
+                self._conn.close()
+                self._conn = None
+                raise
+        self.job_id = job_id
+        self._heartbeat = Heartbeat(
+            self._beat, self.heartbeat_seconds, f"agent-resume-heartbeat {self.worker_id}"
+        )
+        return state
+
+    def _open_job(self, conn: sqlite3.Connection, job_id: str) -> JobState:
+        conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
+        version = _meta(conn, "version")
+        if version is not None and int(version) > SCHEMA_VERSION:
+            raise UnsupportedFormatError(self.path, int(version), SCHEMA_VERSION)
+        for statement in _SCHEMA.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        insert = "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT DO NOTHING"
+        conn.execute(insert, ("version", str(SCHEMA_VERSION)))
+        conn.execute(insert, ("job_id", job_id))
+        conn.execute(insert, ("created", str(int(time.time()))))
+        found = _meta(conn, "job_id") or job_id
+        if found != job_id:
+            raise JobMismatchError(job_id, found, self.path)
+        created = _meta(conn, "created")
+        state = JobState(job_id=job_id, created=int(created) if created else None)
+        for item_id, fp in conn.execute(
+            "SELECT item_id, json_extract(record, '$.fp') FROM completions"
+        ):
+            state.done.add(item_id)
+            if isinstance(fp, str):
+                state.fingerprints[item_id] = fp
+        for item_id, attempts, error, retryable in conn.execute(
+            "SELECT item_id, attempts, error, retryable FROM items WHERE attempts > 0 AND done = 0"
+        ):
+            state.failures[item_id] = FailureInfo(attempts, error or "", bool(retryable))
+        for (record,) in conn.execute("SELECT record FROM events WHERE kind = 'run' ORDER BY seq"):
+            state.runs.append(json.loads(record))
+        return state
+
+    # -- claiming ----------------------------------------------------------------
+
+    def enqueue(self, item_ids: Sequence[str]) -> None:
+        """Add the items in input order; items already known are left as they are."""
+
+        def insert(conn: sqlite3.Connection) -> None:
+            row = conn.execute("SELECT coalesce(max(seq), 0) FROM items").fetchone()
+            base = int(row[0])
+            conn.executemany(
+                "INSERT INTO items (item_id, seq) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                ((item_id, base + n) for n, item_id in enumerate(item_ids, 1)),
+            )
+
+        if item_ids:
+            self._run(insert, "enqueueing items")
+
+    def claim(self, limit: int, max_attempts: int, exclude: Sequence[str] = ()) -> list[str]:
+        """Lease up to ``limit`` claimable items, oldest enqueued first."""
+
+        def take(conn: sqlite3.Connection) -> list[str]:
+            rows = conn.execute(
+                f"""SELECT item_id FROM items
+                    WHERE done = 0 AND retryable = 1 AND attempts < ?
+                      AND (leased_until IS NULL OR leased_until < {_NOW})
+                      AND item_id NOT IN (SELECT value FROM json_each(?))
+                    ORDER BY seq LIMIT ?""",
+                (max_attempts, json.dumps(list(exclude)), limit),
+            ).fetchall()
+            ids = [r[0] for r in rows]
+            conn.executemany(
+                f"UPDATE items SET leased_by = ?, leased_until = {_NOW} + ? WHERE item_id = ?",
+                ((self.worker_id, self.lease_seconds, i) for i in ids),
+            )
+            return ids
+
+        ids = self._run(take, "claiming items")
+        self._held.update(ids)
+        return ids
+
+    def pending(self, max_attempts: int, exclude: Sequence[str] = ()) -> int:
+        """Count the items not done, not quarantined and not excluded."""
+
+        def count(conn: sqlite3.Connection) -> int:
+            row = conn.execute(
+                """SELECT count(*) FROM items WHERE done = 0 AND retryable = 1 AND attempts < ?
+                   AND item_id NOT IN (SELECT value FROM json_each(?))""",
+                (max_attempts, json.dumps(list(exclude))),
+            ).fetchone()
+            return int(row[0])
+
+        return self._run(count, "counting items", write=False)
+
+    def unclaim(self, item_ids: Sequence[str]) -> None:
+        """Give back this worker's leases on these items."""
+        ids = list(item_ids)
+
+        def give_back(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "UPDATE items SET leased_by = NULL, leased_until = NULL "
+                "WHERE leased_by = ? AND item_id = ?",
+                ((self.worker_id, i) for i in ids),
+            )
+
+        if ids:
+            self._run(give_back, "releasing leases")
+            self._held.difference_update(ids)
+
+    def _beat(self) -> None:
+        with self._lock:
+            held = list(self._held)
+            if not held or self._conn is None:
+                return
+
+            def renew(conn: sqlite3.Connection) -> None:
+                conn.executemany(
+                    f"UPDATE items SET leased_until = {_NOW} + ? "
+                    "WHERE leased_by = ? AND done = 0 AND item_id = ?",
+                    ((self.lease_seconds, self.worker_id, i) for i in held),
+                )
+
+            self._run(renew, "renewing leases")
+
+    # -- writing -----------------------------------------------------------------
+
+    def write_done(
+        self,
+        item_id: str,
+        ts: int,
+        extra: dict[str, Any] | None,
+        result_json: str | None,
+    ) -> bool:
+        """Record the completion unless another process recorded one first.
+
+        Returns:
+            ``False`` for a late completion (counted in :attr:`late_completions`).
+        """
+        record = dumps(completion_record(item_id, ts, extra), "extra")
+
+        def insert(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute(
+                "INSERT INTO completions (item_id, ts, worker, record, result) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                (item_id, ts, self.worker_id, record, result_json),
+            )
+            if cur.rowcount != 1:
+                return False
+            conn.execute(
+                "INSERT INTO events (kind, item_id, ts) VALUES ('done', ?, ?)", (item_id, ts)
+            )
+            conn.execute(
+                "INSERT INTO items (item_id, seq, done) "
+                "VALUES (?, (SELECT coalesce(max(seq), 0) + 1 FROM items), 1) "
+                "ON CONFLICT (item_id) DO UPDATE SET done = 1, leased_by = NULL, leased_until = NULL",
+                (item_id,),
+            )
+            return True
+
+        recorded = self._run(insert, "recording a completion")
+        self._held.discard(item_id)
+        if not recorded:
+            self.late_completions += 1
+        return recorded
+
+    def write_failed(
+        self,
+        item_id: str,
+        ts: int,
+        error: str,
+        attempt: int,
+        retryable: bool,
+        usage: dict[str, Any] | None,
+    ) -> None:
+        """Count a failed attempt across all processes and give the lease back."""
+        record = failure_record(item_id, ts, error, retryable, usage)
+        dumps(record, "usage")
+
+        def insert(conn: sqlite3.Connection) -> None:
+            row = conn.execute(
+                "SELECT done, attempts FROM items WHERE item_id = ?", (item_id,)
+            ).fetchone()
+            if row is not None and row[0]:
+                return
+            attempts = (row[1] if row else 0) + 1
+            conn.execute(
+                "INSERT INTO items (item_id, seq, attempts, retryable, error) "
+                "VALUES (?, (SELECT coalesce(max(seq), 0) + 1 FROM items), ?, ?, ?) "
+                "ON CONFLICT (item_id) DO UPDATE SET attempts = excluded.attempts, "
+                "retryable = excluded.retryable, error = excluded.error, "
+                "leased_by = CASE WHEN leased_by = ? THEN NULL ELSE leased_by END, "
+                "leased_until = CASE WHEN leased_by = ? THEN NULL ELSE leased_until END",
+                (item_id, attempts, int(retryable), error, self.worker_id, self.worker_id),
+            )
+            record["attempt"] = attempts
+            conn.execute(
+                "INSERT INTO events (kind, item_id, ts, record) VALUES ('failed', ?, ?, ?)",
+                (item_id, ts, dumps(record, "usage")),
+            )
+
+        self._run(insert, "recording a failure")
+        self._held.discard(item_id)
+
+    def write_release(self, item_ids: Sequence[str], ts: int) -> None:
+        """Forget the failures of these items, so that any process runs them again."""
+        ids = list(item_ids)
+
+        def release(conn: sqlite3.Connection) -> None:
+            for item_id in ids:
+                conn.execute(
+                    "UPDATE items SET attempts = 0, retryable = 1, error = NULL "
+                    "WHERE item_id = ? AND done = 0",
+                    (item_id,),
+                )
+                body = dumps({"id": item_id, "ts": ts, "status": "retry"})
+                conn.execute(
+                    "INSERT INTO events (kind, item_id, ts, record) VALUES ('retry', ?, ?, ?)",
+                    (item_id, ts, body),
+                )
+
+        if ids:
+            self._run(release, "releasing failures")
+
+    def write_run(self, record: dict[str, Any]) -> None:
+        """Keep a run record."""
+        body = dumps(record, "record")
+        self._run(
+            lambda c: c.execute("INSERT INTO events (kind, record) VALUES ('run', ?)", (body,)),
+            "recording a run",
+        )
+
+    # -- reading -----------------------------------------------------------------
+
+    def iter_records(self) -> Iterator[dict[str, Any]]:
+        """Yield every record of the job, oldest first (completions with their result)."""
+        if not os.path.exists(self.path):
+            return
+        rows = self._run(
+            lambda c: _fetch_if_exists(
+                c,
+                """SELECT e.kind, e.record, c.record, c.result
+                   FROM events e LEFT JOIN completions c
+                     ON e.kind = 'done' AND c.item_id = e.item_id
+                   ORDER BY e.seq""",
+            ),
+            "reading records",
+            write=False,
+        )
+        for kind, record, done_record, result in rows:
+            if kind == "done":
+                if done_record is None:
+                    continue
+                body = json.loads(done_record)
+                if result is not None:
+                    body["result"] = json.loads(result)
+                yield body
+            elif record is not None:
+                yield json.loads(record)
+
+    def iter_results(self) -> Iterator[tuple[str, Any]]:
+        """Yield ``(item_id, result)`` for each item done, in the order they were done."""
+        if not os.path.exists(self.path):
+            return
+        rows = self._run(
+            lambda c: _fetch_if_exists(
+                c,
+                """SELECT c.item_id, c.result FROM completions c
+                   JOIN events e ON e.kind = 'done' AND e.item_id = c.item_id
+                   ORDER BY e.seq""",
+            ),
+            "reading results",
+            write=False,
+        )
+        for item_id, result in rows:
+            yield item_id, None if result is None else json.loads(result)
+
+    # -- closing -----------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Nothing to do: every write is committed before it returns."""
+
+    def close(self) -> None:
+        """Stop the heartbeat, give back this process's leases and close the file."""
+        heartbeat, self._heartbeat = self._heartbeat, None
+        if heartbeat is not None:
+            heartbeat.stop()
+        with self._lock:
+            if self._conn is None:
+                return
+            try:
+                self._run(
+                    lambda c: c.execute(
+                        "UPDATE items SET leased_by = NULL, leased_until = NULL "
+                        "WHERE leased_by = ? AND done = 0",
+                        (self.worker_id,),
+                    ),
+                    "releasing leases",
+                )
+            finally:
+                self._held.clear()
+                self._conn.close()
+                self._conn = None
+
+
+def _meta(conn: sqlite3.Connection, key: str) -> str | None:
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    return None if row is None else str(row[0])
+
+
+def _fetch_if_exists(conn: sqlite3.Connection, sql: str) -> list[tuple[Any, ...]]:
+    try:
+        return conn.execute(sql).fetchall()
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return []
+        raise
