@@ -21,7 +21,9 @@ cached tokens, output includes reasoning); the server converts them to each
 provider's wire form (Anthropic's ``input_tokens`` leaves the cache out,
 Gemini's ``candidatesTokenCount`` leaves thoughts out).
 
-Use it as a fixture: ``from llm_server import llm_server`` in a test module.
+Use it as the fixture ``llm_server``: put
+``from llm_server import llm_server_fixture  # noqa: F401`` in a test module
+(the ``tests`` directory is on ``sys.path`` under pytest's default import mode).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from typing import Any
 
 import pytest
 
-__all__ = ["LLMServer", "RecordedRequest", "Reply", "llm_server"]
+__all__ = ["LLMServer", "RecordedRequest", "Reply", "llm_server_fixture"]
 
 
 @dataclass
@@ -77,7 +79,9 @@ class LLMServer:
         self._lock = threading.Lock()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self))
         self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
+        )
 
     @property
     def url(self) -> str:
@@ -119,9 +123,14 @@ class LLMServer:
         self.close()
 
 
-@pytest.fixture
-def llm_server() -> Iterator[LLMServer]:
-    """A started `LLMServer`, closed after the test."""
+@pytest.fixture(name="llm_server")
+def llm_server_fixture() -> Iterator[LLMServer]:
+    """A started `LLMServer`, closed after the test, as the fixture ``llm_server``.
+
+    Register it in a test module with
+    ``from llm_server import llm_server_fixture  # noqa: F401``
+    (imported under this name, it does not clash with test parameters).
+    """
     with LLMServer() as server:
         yield server
 
