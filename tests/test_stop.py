@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import copy
+import pickle
 from datetime import timedelta
 from typing import Any
 
@@ -184,6 +186,14 @@ def test_limits_are_validated_naming_the_parameter(make: Any, message: str) -> N
 def test_wrong_types_are_refused_naming_the_parameter(make: Any, message: str) -> None:
     with pytest.raises(ArgumentTypeError, match=message):
         make()
+
+
+def test_conditions_pickle_and_deepcopy() -> None:
+    condition = (MaxTurns(8) | StopPhrase("x", case_sensitive=True)) & ~NoProgress(3)
+    assert pickle.loads(pickle.dumps(condition)) == condition
+    assert copy.deepcopy(condition) == condition
+    state = LoopState(turns=8, last_text="x")
+    assert pickle.loads(pickle.dumps(condition))(state) == condition(state)
 
 
 def test_conditions_are_immutable() -> None:

@@ -182,12 +182,24 @@ class StopCondition:
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError(f"{type(self).__name__} is immutable")
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickle and deepcopy restore slots with setattr, which is refused here.
+        slots = (name for cls in type(self).__mro__ for name in getattr(cls, "__slots__", ()))
+        return (_rebuild, (type(self), {name: getattr(self, name) for name in slots}))
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({', '.join(repr(a) for a in self._args())})"
 
 
 def _set(obj: StopCondition, name: str, value: object) -> None:
     object.__setattr__(obj, name, value)
+
+
+def _rebuild(cls: type[StopCondition], state: dict[str, Any]) -> StopCondition:
+    obj = object.__new__(cls)
+    for name, value in state.items():
+        _set(obj, name, value)
+    return obj
 
 
 def _type_error(parameter: str, value: object, expected: str) -> ArgumentTypeError:
