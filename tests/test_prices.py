@@ -1,0 +1,258 @@
+from __future__ import annotations
+
+import json
+import re
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+
+from agent_resume._errors import ArgumentTypeError, ArgumentValueError
+from agent_resume._prices import ModelPrice, PriceTable, UnknownModelWarning, default_prices
+from agent_resume._usage import Usage
+
+
+def call(model: str | None, **counts: int) -> Usage:
+    return Usage(calls=1, model=model, **counts)
+
+
+@pytest.mark.parametrize(
+    ("model", "family"),
+    [
+        ("gpt-4o", "gpt-4o"),
+        ("gpt-4o-2024-08-06", "gpt-4o"),
+        ("GPT-4o-2024-08-06", "gpt-4o"),
+        ("gpt-4o-mini-2024-07-18", "gpt-4o-mini"),
+        ("openai/gpt-4.1-2025-04-14", "gpt-4.1"),
+        ("gpt-4.1-nano", "gpt-4.1-nano"),
+        ("o3-mini-2025-01-31", "o3-mini"),
+        ("gpt-5-2025-08-07", "gpt-5"),
+        ("gpt-5.1", "gpt-5.1"),
+        ("claude-3-5-sonnet-20241022", "claude-3-5-sonnet"),
+        ("claude-3-5-sonnet-latest", "claude-3-5-sonnet"),
+        ("claude-sonnet-4-5-20250929", "claude-sonnet-4-5"),
+        ("claude-sonnet-4-20250514", "claude-sonnet-4"),
+        ("claude-opus-4-1-20250805", "claude-opus-4-1"),
+        ("anthropic/claude-haiku-4-5", "claude-haiku-4-5"),
+        ("us.anthropic.claude-3-5-sonnet-20241022-v2:0", "claude-3-5-sonnet"),
+        ("claude-3-5-sonnet-v2@20241022", "claude-3-5-sonnet"),
+        ("models/gemini-2.5-flash", "gemini-2.5-flash"),
+        ("gemini-2.5-flash-preview-05-20", "gemini-2.5-flash"),
+        ("gemini-2.5-flash-lite-preview-06-17", "gemini-2.5-flash-lite"),
+        ("gemini-2.0-flash-001", "gemini-2.0-flash"),
+    ],
+)
+def test_dated_snapshots_and_routes_match_their_family(model: str, family: str) -> None:
+    table = PriceTable(genai_prices=False)
+    price = table.lookup(model)
+    assert price is not None
+    assert price is table.lookup(family)
+
+
+@pytest.mark.parametrize(
+    "model",
+    ["gpt-4o-audio-preview", "gpt-4", "claude-sonnet-4-7", "gemini-1.0-pro", "my-model", "o3-pro"],
+)
+def test_other_variants_are_not_priced_as_a_family(model: str) -> None:
+    assert PriceTable(genai_prices=False).lookup(model) is None
+
+
+def test_builtin_entries_name_their_source_and_date() -> None:
+    table = PriceTable(genai_prices=False)
+    assert len(table.models) >= 25
+    for model in table.models:
+        price = table.lookup(model)
+        assert price is not None
+        assert price.source.startswith("https://"), model
+        assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", price.date), model
+        assert price.input > 0
+        assert price.output > price.input, model
+        if price.cache_read is not None:
+            assert price.cache_read < price.input, model
+
+
+def test_cost_bills_cached_tokens_once_at_their_own_price() -> None:
+    price = ModelPrice(input=3.0, output=15.0, cache_read=0.3, cache_write=3.75)
+    usage = call(
+        None,
+        input_tokens=10_000,
+        cache_read_tokens=6_000,
+        cache_write_tokens=1_000,
+        output_tokens=500,
+    )
+    expected = (3_000 * 3.0 + 6_000 * 0.3 + 1_000 * 3.75 + 500 * 15.0) / 1e6
+    assert price.cost(usage) == pytest.approx(expected)
+
+
+def test_reasoning_tokens_are_not_billed_twice() -> None:
+    price = ModelPrice(input=1.0, output=4.0)
+    with_reasoning = call(None, input_tokens=10, output_tokens=100, reasoning_tokens=80)
+    without = call(None, input_tokens=10, output_tokens=100)
+    assert price.cost(with_reasoning) == price.cost(without) == pytest.approx(410 / 1e6)
+
+
+def test_missing_cache_prices_fall_back_to_the_input_price() -> None:
+    price = ModelPrice(input=2.0, output=8.0)
+    usage = call(None, input_tokens=1_000, cache_read_tokens=400, cache_write_tokens=100)
+    assert price.cost(usage) == pytest.approx(1_000 * 2.0 / 1e6)
+
+
+def test_cache_counts_above_the_input_are_not_billed_negative() -> None:
+    price = ModelPrice(input=2.0, output=8.0, cache_read=1.0)
+    usage = call(None, input_tokens=10, cache_read_tokens=50)
+    assert price.cost(usage) == pytest.approx(50 * 1.0 / 1e6)
+
+
+def test_own_prices_win_over_the_builtin_table() -> None:
+    table = PriceTable({"gpt-4o": {"input": 1.0, "output": 1.0, "source": "contract"}})
+    price = table.lookup("gpt-4o-2024-08-06")
+    assert price == ModelPrice(input=1.0, output=1.0, source="contract")
+    # The family next door keeps its built-in price.
+    mini = table.lookup("gpt-4o-mini")
+    assert mini is not None
+    assert mini.input == pytest.approx(0.15)
+    usage = table.price(call("gpt-4o", input_tokens=1_000_000, output_tokens=1_000_000))
+    assert usage.cost_usd == pytest.approx(2.0)
+
+
+def test_with_prices_returns_a_new_table() -> None:
+    base = PriceTable({"a-model": {"input": 1, "output": 2}}, genai_prices=False)
+    more = base.with_prices({"b-model": ModelPrice(input=3, output=4)})
+    assert base.lookup("b-model") is None
+    assert more.lookup("a-model") == ModelPrice(input=1.0, output=2.0)
+    assert more.lookup("b-model") == ModelPrice(input=3.0, output=4.0)
+    assert "a-model" in more.models
+
+
+def test_builtin_can_be_left_out() -> None:
+    table = PriceTable({"x": {"input": 1, "output": 1}}, builtin=False, genai_prices=False)
+    assert table.models == ["x"]
+    assert table.lookup("gpt-4o") is None
+    assert repr(table) == "PriceTable(<1 own prices>, builtin=False, genai_prices=False)"
+
+
+@pytest.mark.parametrize(
+    ("prices", "error", "match"),
+    [
+        ({"m": {"input": 1, "output": 2, "cached_input": 0.5}}, ArgumentValueError, "cached_input"),
+        ({"m": {"input": 1}}, ArgumentValueError, "output"),
+        ({"m": {"input": -1, "output": 2}}, ArgumentValueError, "input"),
+        ({"m": {"input": "1", "output": 2}}, ArgumentTypeError, "input"),
+        ({"m": 3.0}, ArgumentTypeError, "mapping"),
+        ({"": {"input": 1, "output": 1}}, ArgumentValueError, "model names"),
+        ([("m", {"input": 1})], ArgumentTypeError, "mapping"),
+    ],
+)
+def test_bad_prices_are_refused(prices: object, error: type[Exception], match: str) -> None:
+    with pytest.raises(error, match=match):
+        PriceTable(prices)  # type: ignore[arg-type]
+
+
+def test_prices_from_a_json_file(tmp_path: Path) -> None:
+    path = tmp_path / "prices.json"
+    path.write_text(json.dumps({"house-model": {"input": 0.5, "output": 1.5, "cache_read": 0.05}}))
+    table = PriceTable.from_file(path, genai_prices=False)
+    usage = table.price(call("house-model-2025-06-01", input_tokens=2_000, cache_read_tokens=1_000))
+    assert usage.cost_usd == pytest.approx((1_000 * 0.5 + 1_000 * 0.05) / 1e6)
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="tomllib is 3.11+")
+def test_prices_from_a_toml_file(tmp_path: Path) -> None:
+    path = tmp_path / "prices.toml"
+    path.write_text(
+        '["gpt-4.1"]\ninput = 1.0\noutput = 4.0\nsource = "our contract"\ndate = "2026-01-01"\n'
+    )
+    table = PriceTable.from_file(path)
+    assert table.lookup("gpt-4.1-2025-04-14") == ModelPrice(
+        input=1.0, output=4.0, source="our contract", date="2026-01-01"
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "match"),
+    [
+        ("prices.yaml", "{}", "must end in .json or .toml"),
+        ("prices.json", "{not json", "cannot parse"),
+        ("prices.json", "[1, 2]", "table of models"),
+        ("prices.json", '{"m": {"input": 1}}', "output"),
+    ],
+)
+def test_bad_price_files_are_refused(tmp_path: Path, name: str, content: str, match: str) -> None:
+    path = tmp_path / name
+    path.write_text(content)
+    with pytest.raises(ArgumentValueError, match=match):
+        PriceTable.from_file(path)
+
+
+def test_unknown_model_warns_once_per_model_per_table() -> None:
+    table = PriceTable(genai_prices=False)
+    with pytest.warns(UnknownModelWarning, match="'house-llm'") as record:
+        costs = [table.cost(call("house-llm", input_tokens=n)) for n in (5, 7)]
+    assert costs == [None, None]
+    assert len(record) == 1
+    with pytest.warns(UnknownModelWarning, match="'other-llm'"):
+        assert table.cost(call("other-llm", input_tokens=5)) is None
+    # Another table warns afresh.
+    with pytest.warns(UnknownModelWarning, match="'house-llm'"):
+        assert PriceTable(genai_prices=False).cost(call("house-llm")) is None
+
+
+def test_a_mixed_sum_is_not_priced() -> None:
+    table = PriceTable(genai_prices=False)
+    total = call("gpt-4o", input_tokens=1) + call("gpt-4.1", input_tokens=1)
+    with pytest.warns(UnknownModelWarning, match="'mixed'"):
+        assert table.cost(total) is None
+
+
+def test_default_table_is_shared() -> None:
+    assert default_prices() is default_prices()
+
+
+def test_without_genai_prices_installed_unknown_models_cost_none(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "genai_prices", None)  # makes the import fail
+    table = PriceTable()
+    with pytest.warns(UnknownModelWarning, match="agent-resume\\[prices\\]"):
+        assert table.cost(call("gpt-5.2", input_tokens=10)) is None
+
+
+def test_genai_prices_prices_models_the_table_lacks() -> None:
+    genai_prices = pytest.importorskip("genai_prices")
+    usage = call("gpt-5.2", input_tokens=10_000, cache_read_tokens=4_000, output_tokens=700)
+    assert PriceTable(genai_prices=False).lookup("gpt-5.2") is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cost = PriceTable().cost(usage)
+    expected = genai_prices.calc_price(
+        genai_prices.Usage(input_tokens=10_000, cache_read_tokens=4_000, output_tokens=700),
+        "gpt-5.2",
+    ).total_price
+    assert cost == pytest.approx(float(expected))
+    assert cost is not None
+    # Cached tokens cost less there too: the cache rule is the same as ours.
+    uncached = PriceTable().cost(call("gpt-5.2", input_tokens=10_000, output_tokens=700))
+    assert uncached is not None
+    assert cost < uncached
+
+
+def test_genai_prices_does_not_know_every_model() -> None:
+    pytest.importorskip("genai_prices")
+    with pytest.warns(UnknownModelWarning, match="no-such-model-xyz"):
+        assert PriceTable().cost(call("no-such-model-xyz", input_tokens=1)) is None
+
+
+def test_builtin_prices_agree_with_genai_prices() -> None:
+    # A check on the built-in table's numbers against an independent data set.
+    pytest.importorskip("genai_prices")
+    table = PriceTable(genai_prices=False)
+    offline = PriceTable(builtin=False)
+    usage = {"input_tokens": 10_000, "cache_read_tokens": 3_000, "output_tokens": 2_000}
+    for model in table.models:
+        if model.startswith("claude"):
+            usage["cache_write_tokens"] = 1_000
+        ours = table.cost(call(model, **usage))
+        theirs = offline.cost(call(model, **usage))
+        assert theirs is not None, model
+        assert ours == pytest.approx(theirs, rel=1e-9), model
