@@ -171,6 +171,22 @@ class PostgresStore:
             delay = min(delay * 2, 1.0)
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def _read(self, fn: Callable[[Connection], T], what: str) -> T:
+        """Run a read; a store that is not open connects for it alone."""
+        if self._open:
+            return self._run(fn, what)
+        try:
+            return self._run(fn, what)
+        finally:
+            self._disconnect()
+
+    def _disconnect(self) -> None:
+        with self._lock:
+            for conn in (self._conn, self._beat_conn):
+                if conn is not None:
+                    _close_quietly(conn)
+            self._conn = self._beat_conn = None
+
     def _sql(self, text: str) -> str:
         return text.replace("{s}", self.schema)
 
@@ -184,7 +200,11 @@ class PostgresStore:
         """Create the schema if needed, take or check the job, and load its state."""
         if self._open:
             raise StoreError(f"{self!r} is already open in this store object")
-        state = self._run(lambda c: self._open_job(c, job_id), "opening the job")
+        try:
+            state = self._run(lambda c: self._open_job(c, job_id), "opening the job")
+        except BaseException:
+            self._disconnect()
+            raise
         self.job_id = job_id
         self._open = True
         self._heartbeat = Heartbeat(
@@ -283,7 +303,7 @@ class PostgresStore:
             "SELECT count(*) FROM {s}.items WHERE NOT done AND retryable AND attempts < %s "
             "AND NOT (item_id = ANY(%s::text[]))"
         )
-        row = self._run(
+        row = self._read(
             lambda c: c.execute(sql, (max_attempts, list(exclude))).fetchone(), "counting items"
         )
         return int(row[0]) if row else 0
@@ -421,7 +441,7 @@ class PostgresStore:
                  ON e.kind = 'done' AND c.item_id = e.item_id
                ORDER BY e.seq"""
         )
-        rows = self._run(lambda c: _fetch_if_exists(c, sql), "reading records")
+        rows = self._read(lambda c: _fetch_if_exists(c, sql), "reading records")
         for kind, record, done_record, result in rows:
             if kind == "done":
                 if done_record is None:
@@ -440,7 +460,7 @@ class PostgresStore:
                JOIN {s}.events e ON e.kind = 'done' AND e.item_id = c.item_id
                ORDER BY e.seq"""
         )
-        yield from self._run(lambda c: _fetch_if_exists(c, sql), "reading results")
+        yield from self._read(lambda c: _fetch_if_exists(c, sql), "reading results")
 
     # -- closing ---------------------------------------------------------------
 
@@ -464,11 +484,7 @@ class PostgresStore:
                 logger.warning("%s", exc)
         with self._held_lock:
             self._held.clear()
-        with self._lock:
-            for conn in (self._conn, self._beat_conn):
-                if conn is not None:
-                    _close_quietly(conn)
-            self._conn = self._beat_conn = None
+        self._disconnect()
 
 
 def _fetch_if_exists(conn: Connection, sql: str) -> list[tuple[Any, ...]]:

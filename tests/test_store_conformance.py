@@ -1,0 +1,236 @@
+"""One body of tests, run against every store: the session semantics of SPEC section 4."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from agent_resume import AgentResume
+from agent_resume._errors import JobMismatchError
+from agent_resume._session import DuplicateItemWarning
+from agent_resume.stores import (
+    InMemoryStore,
+    JsonlStore,
+    PostgresStore,
+    ResultJsonlStore,
+    SqliteStore,
+    Store,
+)
+
+MakeStore = Callable[[], Store]
+
+KINDS = [
+    "memory",
+    "jsonl",
+    "result_jsonl",
+    "sqlite",
+    pytest.param("postgres", marks=pytest.mark.postgres),
+]
+
+
+@pytest.fixture(params=KINDS)
+def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> MakeStore:
+    """A factory of store objects that all open the same storage (a fresh one per test)."""
+    kind = request.param
+    if kind == "memory":
+        memory = InMemoryStore()
+        return lambda: memory
+    if kind == "jsonl":
+        return lambda: JsonlStore(tmp_path / "job.jsonl")
+    if kind == "result_jsonl":
+        return lambda: ResultJsonlStore(tmp_path / "job.jsonl")
+    if kind == "sqlite":
+        return lambda: SqliteStore(tmp_path / "job.db", lease_seconds=5)
+    dsn = request.getfixturevalue("pg_dsn")
+    return lambda: PostgresStore(dsn, lease_seconds=5)
+
+
+def session(make_store: MakeStore, job_id: str = "job", **options: object):  # type: ignore[no-untyped-def]
+    return AgentResume(make_store()).resume_or_start(job_id, **options)  # type: ignore[arg-type]
+
+
+def test_remaining_yields_items_not_done_in_input_order(make_store: MakeStore) -> None:
+    items = [f"item-{n:03d}" for n in range(150)]
+    with session(make_store) as s:
+        for item in items[::3]:
+            assert s.mark_done(item)
+    with session(make_store) as s:
+        assert list(s.remaining(items)) == [i for n, i in enumerate(items) if n % 3]
+        assert s.stats.already_done == 50
+
+
+def test_mark_done_is_idempotent(make_store: MakeStore) -> None:
+    with session(make_store) as s:
+        assert s.mark_done("a", result={"n": 1}) is True
+        assert s.mark_done("a", result={"n": 2}) is False
+        assert s.stats.done == 1
+    with session(make_store) as s:
+        assert s.mark_done("a") is False
+        assert s.is_done("a")
+        assert list(s.remaining(["a", "b"])) == ["b"]
+    records = [r for r in make_store().iter_records() if r.get("id") == "a"]
+    assert len(records) == 1
+
+
+def test_results_are_kept_where_the_store_keeps_them(make_store: MakeStore) -> None:
+    with session(make_store) as s:
+        s.mark_done("a", result={"answer": [1, 2.5, "x"]})
+        s.mark_done("b")
+        s.mark_done("c", result="text")
+    with session(make_store) as s:
+        results = dict(s.results())
+    if make_store().keeps_results:
+        assert results == {"a": {"answer": [1, 2.5, "x"]}, "b": None, "c": "text"}
+    else:
+        assert results == {}
+
+
+def test_a_result_that_is_not_json_is_refused_before_anything_is_written(
+    make_store: MakeStore,
+) -> None:
+    with session(make_store) as s:
+        with pytest.raises(ValueError, match="NaN"):
+            s.mark_done("a", result={"x": math.nan})
+        with pytest.raises(TypeError, match="JSON"):
+            s.mark_done("a", result=object())
+        assert not s.is_done("a")
+    with session(make_store) as s:
+        assert list(s.remaining(["a"])) == ["a"]
+
+
+def test_failed_items_run_again_until_quarantined(make_store: MakeStore) -> None:
+    for attempt in range(1, 4):
+        with session(make_store, max_attempts=3) as s:
+            assert list(s.remaining(["ok", "bad"])) == ["bad"] if attempt > 1 else ["ok", "bad"]
+            if attempt == 1:
+                s.mark_done("ok")
+            assert s.mark_failed("bad", RuntimeError(f"boom {attempt}"))
+            assert s.attempts("bad") == attempt
+    with session(make_store, max_attempts=3) as s:
+        assert list(s.remaining(["ok", "bad"])) == []
+        assert s.is_quarantined("bad")
+        assert s.quarantined() == ["bad"]
+        assert s.stats.quarantined == 1
+    with session(make_store, max_attempts=5) as s:
+        assert list(s.remaining(["ok", "bad"])) == ["bad"]
+
+
+def test_a_non_retryable_failure_quarantines_at_once(make_store: MakeStore) -> None:
+    with session(make_store) as s:
+        list(s.remaining(["x", "y"]))
+        s.mark_failed("x", "ValueError: bad input", retryable=False)
+        s.mark_done("y")
+    with session(make_store) as s:
+        assert list(s.remaining(["x", "y", "z"])) == ["z"]
+        assert s.is_quarantined("x")
+
+
+def test_release_runs_quarantined_items_again(make_store: MakeStore) -> None:
+    with session(make_store, max_attempts=1) as s:
+        list(s.remaining(["x"]))
+        s.mark_failed("x", RuntimeError("boom"))
+    with session(make_store, max_attempts=1) as s:
+        assert list(s.remaining(["x"])) == []
+        assert s.release(["x", "never-failed"]) == ["x"]
+    with session(make_store, max_attempts=1) as s:
+        assert s.attempts("x") == 0
+        assert list(s.remaining(["x"])) == ["x"]
+        assert s.mark_done("x")
+
+
+def test_a_failed_item_done_later_is_done(make_store: MakeStore) -> None:
+    with session(make_store) as s:
+        list(s.remaining(["x"]))
+        s.mark_failed("x", RuntimeError("once"))
+    with session(make_store) as s:
+        assert list(s.remaining(["x"])) == ["x"]
+        assert s.mark_done("x")
+        assert s.mark_failed("x", RuntimeError("too late")) is False
+    with session(make_store) as s:
+        assert s.is_done("x")
+        assert s.attempts("x") == 0
+        assert list(s.remaining(["x"])) == []
+
+
+def test_a_store_holding_another_job_refuses(make_store: MakeStore) -> None:
+    with session(make_store, "job-1") as s:
+        s.mark_done("a")
+    with pytest.raises(JobMismatchError) as info:
+        session(make_store, "job-2")
+    assert (info.value.expected, info.value.found) == ("job-2", "job-1")
+    assert "job-1" in str(info.value)
+    assert "job-2" in str(info.value)
+
+
+def test_reopening_keeps_completions_failures_and_runs(make_store: MakeStore) -> None:
+    with session(make_store) as s:
+        list(s.remaining(["a", "b", "c"]))
+        s.mark_done("a", usage={"input_tokens": 10, "output_tokens": 2})
+        s.mark_failed("b", RuntimeError("boom"), usage={"input_tokens": 3})
+        s.record_run({"run": "start", "ts": 1})
+        s.record_run({"run": "end", "ts": 2, "report": {"done": 1}})
+    with session(make_store) as s:
+        assert s.is_done("a")
+        assert not s.is_done("c")
+        assert s.attempts("b") == 1
+        assert s.runs == [{"run": "start", "ts": 1}, {"run": "end", "ts": 2, "report": {"done": 1}}]
+    records = list(make_store().iter_records())
+    done = [r for r in records if r.get("id") == "a"]
+    assert done[0]["usage"] == {"input_tokens": 10, "output_tokens": 2}
+    failed = [r for r in records if r.get("status") == "failed"]
+    assert [(r["id"], r["attempt"], r["error"]) for r in failed] == [("b", 1, "RuntimeError: boom")]
+    assert [r["run"] for r in records if "run" in r] == ["start", "end"]
+
+
+@pytest.mark.parametrize(
+    "item_id",
+    ["emoji-🎉-ok", "line\nbreak", "sep\u2028arator", "tab\tand \"quotes\" \\", "ünïcödé"],
+)
+def test_odd_ids_round_trip_exactly(make_store: MakeStore, item_id: str) -> None:
+    with session(make_store) as s:
+        assert list(s.remaining([item_id, "plain"])) == [item_id, "plain"]
+        assert s.mark_done(item_id, result=item_id)
+    with session(make_store) as s:
+        assert s.is_done(item_id)
+        assert list(s.remaining([item_id, "plain"])) == ["plain"]
+    assert [r["id"] for r in make_store().iter_records() if "id" in r] == [item_id]
+    if make_store().keeps_results:
+        assert dict(make_store().iter_results()) == {item_id: item_id}
+
+
+def test_int_ids_are_normalised_to_strings(make_store: MakeStore) -> None:
+    items = [{"id": 1}, {"id": 2}, {"id": "3"}]
+    with session(make_store) as s:
+        assert s.mark_done(1)
+        assert s.mark_done("1") is False
+    with session(make_store) as s:
+        assert s.is_done("1")
+        assert s.is_done(1)
+        assert list(s.remaining(items)) == [{"id": 2}, {"id": "3"}]
+        assert s.mark_done(3) is True
+
+
+def test_duplicate_ids_are_yielded_once_counted_and_warned(make_store: MakeStore) -> None:
+    with session(make_store) as s, pytest.warns(DuplicateItemWarning, match="'a'"):
+        assert list(s.remaining(["a", "b", "a", "a"])) == ["a", "b"]
+    assert s.stats.duplicates == 2
+
+
+def test_key_picks_the_id(make_store: MakeStore) -> None:
+    items = [("x", 1), ("y", 2)]
+    with session(make_store) as s:
+        s.mark_done("x")
+        assert list(s.remaining(items, key=lambda t: t[0])) == [("y", 2)]
+
+
+def test_an_exception_in_the_block_keeps_what_was_recorded(make_store: MakeStore) -> None:
+    with pytest.raises(KeyError), session(make_store) as s:  # noqa: PT012
+        for item in s.remaining(["a", "b", "c"]):
+            if item == "b":
+                raise KeyError(item)
+            s.mark_done(item)
+    with session(make_store) as s:
+        assert list(s.remaining(["a", "b", "c"])) == ["b", "c"]
