@@ -1,0 +1,179 @@
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Any
+
+import pytest
+
+from agent_resume._errors import ArgumentTypeError, ArgumentValueError
+from agent_resume._ledger import CSV_FIELDS, ItemUsage, Ledger
+from agent_resume._records import completion_line, failure_line, release_line
+from agent_resume._usage import Usage
+
+GPT = {"model": "gpt-4o"}
+
+
+def u(**fields: Any) -> dict[str, Any]:
+    return Usage(**fields).to_dict()
+
+
+RECORDS: list[dict[str, Any]] = [
+    {"agent_resume": 1, "job_id": "job", "created": 1},
+    {"run": 1, "event": "start", "ts": 1},
+    {
+        "id": "a",
+        "ts": 2,
+        "status": "failed",
+        "error": "RateLimitError: slow down",
+        "attempt": 1,
+        "retryable": True,
+        "usage": u(input_tokens=100, output_tokens=0, calls=1, cost_usd=0.001, **GPT),
+    },
+    {
+        "id": "a",
+        "ts": 3,
+        "usage": u(input_tokens=100, output_tokens=50, calls=1, cost_usd=0.002, **GPT),
+    },
+    {"id": "b", "ts": 4, "usage": u(input_tokens=10, output_tokens=5, calls=2, cost_usd=0.0005)},
+    {
+        "id": "c",
+        "ts": 5,
+        "status": "failed",
+        "error": "ValueError: bad",
+        "attempt": 1,
+        "retryable": False,
+        "usage": u(input_tokens=7, cache_read_tokens=3, reasoning_tokens=1, calls=1, **GPT),
+    },
+    {"id": "c", "ts": 6, "status": "retry"},
+    {"id": "d", "ts": 7},
+    {"run": 1, "event": "end", "ts": 8, "report": {"done": 3}},
+]
+
+
+def test_items_sum_failed_attempts_and_completions() -> None:
+    ledger = Ledger.from_records(RECORDS)
+    assert len(ledger) == 4
+    a = ledger.item("a")
+    assert a is not None
+    assert (a.item_id, a.status, a.records) == ("a", "done", 2)
+    assert a.usage.cost_usd == pytest.approx(0.001 + 0.002)
+    assert a.usage == Usage(
+        input_tokens=200, output_tokens=50, calls=2, cost_usd=a.usage.cost_usd, model="gpt-4o"
+    )
+    c = ledger.item("c")
+    assert c is not None
+    assert c.status == "failed"
+    assert c.usage.cost_usd is None
+    assert c.records == 1
+    d = ledger.item("d")
+    assert d == ItemUsage("d", "done", Usage(), 1)
+    assert ledger.item("zzz") is None
+    assert [item.item_id for item in ledger.items()] == ["a", "b", "c", "d"]
+
+
+def test_run_total_is_unknown_when_any_cost_is() -> None:
+    total = Ledger.from_records(RECORDS).total
+    assert total.input_tokens == 100 + 100 + 10 + 7
+    assert total.output_tokens == 55
+    assert total.cache_read_tokens == 3
+    assert total.reasoning_tokens == 1
+    assert total.calls == 5
+    assert total.model == "mixed"
+    assert total.cost_usd is None
+
+
+def test_run_total_adds_known_costs() -> None:
+    ledger = Ledger.from_records(RECORDS[:5])
+    assert ledger.total.cost_usd == pytest.approx(0.0035)
+    assert Ledger().total == Usage()
+
+
+def test_other_records_are_skipped() -> None:
+    ledger = Ledger()
+    assert not ledger.add({"agent_resume": 1, "job_id": "j", "created": 0})
+    assert not ledger.add({"run": 2, "event": "start"})
+    assert not ledger.add({"id": "x", "ts": 1, "status": "retry"})
+    assert not ledger.add({"id": "x", "ts": 1, "status": "something-new"})
+    assert ledger.add({"id": "x", "ts": 1, "status": "done"})
+    assert len(ledger) == 1
+
+
+def test_a_failure_after_a_completion_keeps_the_item_done() -> None:
+    ledger = Ledger.from_records(
+        [
+            {"id": "x", "ts": 1, "usage": u(calls=1, cost_usd=0.5)},
+            {"id": "x", "ts": 2, "status": "failed", "usage": u(calls=1, cost_usd=0.25)},
+        ]
+    )
+    item = ledger.item("x")
+    assert item is not None
+    assert item.status == "done"
+    assert item.usage == Usage(calls=2, cost_usd=0.75)
+
+
+def test_int_ids_name_the_same_item_as_their_string() -> None:
+    ledger = Ledger.from_records([{"id": 7, "ts": 1, "usage": {"calls": 1}}])
+    assert ledger.item(7) == ledger.item("7") == ItemUsage("7", "done", Usage(calls=1), 1)
+
+
+def test_malformed_usage_is_refused_naming_the_item() -> None:
+    with pytest.raises(ArgumentValueError, match="'bad-item'"):
+        Ledger.from_records([{"id": "bad-item", "ts": 1, "usage": {"in": -5}}])
+    with pytest.raises(ArgumentValueError, match="'bad-item'"):
+        Ledger.from_records([{"id": "bad-item", "ts": 1, "usage": [1, 2]}])
+    with pytest.raises(ArgumentTypeError, match="mapping"):
+        Ledger().add(["id", "x"])  # type: ignore[arg-type]
+
+
+def test_rows_and_csv() -> None:
+    ledger = Ledger.from_records(RECORDS)
+    rows = ledger.rows()
+    assert list(rows[0]) == list(CSV_FIELDS)
+    assert rows[1] == {
+        "item_id": "b",
+        "status": "done",
+        "calls": 2,
+        "input": 10,
+        "output": 5,
+        "cache_read": 0,
+        "cache_write": 0,
+        "reasoning": 0,
+        "cost_usd": 0.0005,
+    }
+    assert rows[2]["cost_usd"] is None
+    out = io.StringIO(newline="")
+    ledger.write_csv(out)
+    table = list(csv.reader(io.StringIO(out.getvalue())))
+    assert table[0] == list(CSV_FIELDS)
+    assert table[2] == ["b", "done", "2", "10", "5", "0", "0", "0", "0.0005"]
+    assert table[3][-1] == ""  # unknown cost: an empty cell, not 0
+    assert table[-1][:3] == ["", "total", "5"]
+    assert len(table) == 1 + 4 + 1
+    out = io.StringIO(newline="")
+    ledger.write_csv(out, total=False)
+    assert len(list(csv.reader(io.StringIO(out.getvalue())))) == 1 + 4
+
+
+def test_by_model() -> None:
+    by_model = Ledger.from_records(RECORDS).by_model()
+    assert list(by_model) == ["gpt-4o", None]
+    assert by_model["gpt-4o"].calls == 3
+    assert by_model[None] == Usage(input_tokens=10, output_tokens=5, calls=2, cost_usd=0.0005)
+
+
+def test_reads_the_lines_the_checkpoint_writes() -> None:
+    first = Usage(input_tokens=120, output_tokens=40, calls=1, cost_usd=0.0007, model="gpt-4o")
+    second = Usage(input_tokens=80, output_tokens=0, calls=1, cost_usd=0.0002, model="gpt-4o")
+    lines = [
+        failure_line("item-1", 10, "TimeoutError: slow", 1, True, usage=second.to_dict()),
+        completion_line("item-1", 11, {"usage": first.to_dict()}),
+        release_line("item-2", 12),
+        completion_line("item-2", 13),
+    ]
+    ledger = Ledger.from_records(json.loads(line) for line in lines)
+    item = ledger.item("item-1")
+    assert item is not None
+    assert item.usage == second + first
+    assert ledger.total == second + first
