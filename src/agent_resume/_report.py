@@ -1,0 +1,233 @@
+"""``RunReport``, what one run did, and ``ItemOutcome``, what happened to one item."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+from agent_resume._errors import ArgumentTypeError, ArgumentValueError
+from agent_resume._usage import Usage
+
+__all__ = ["STOP_REASONS", "ItemOutcome", "RunReport", "RunStopReason"]
+
+RunStopReason = Literal[
+    "completed",
+    "time_budget",
+    "cost_budget",
+    "token_budget",
+    "item_budget",
+    "signal",
+    "fail_fast",
+]
+"""Why a run stopped admitting items."""
+
+STOP_REASONS: tuple[str, ...] = (
+    "completed",
+    "time_budget",
+    "cost_budget",
+    "token_budget",
+    "item_budget",
+    "signal",
+    "fail_fast",
+)
+
+
+@dataclass(frozen=True)
+class ItemOutcome:
+    """What happened to one item in a run, as given to ``on_item_done``.
+
+    Attributes:
+        item_id: The item's ID.
+        status: ``"done"``, ``"failed"`` (will be retried in a later run) or
+            ``"quarantined"`` (failed too often, or for good).
+        attempt: Which attempt this was, from 1.
+        duration_seconds: How long ``process`` ran.
+        usage: The usage recorded for the item in this attempt.
+        error: The exception, for a failure.
+        stop: The name of the stop reason the item's loop ended with, if any.
+        result: What ``process`` returned, for a done item.
+    """
+
+    item_id: str
+    status: Literal["done", "failed", "quarantined"]
+    attempt: int
+    duration_seconds: float
+    usage: Usage
+    error: BaseException | None = None
+    stop: str | None = None
+    result: Any = None
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="seconds")
+
+
+def _count(data: Mapping[str, Any], key: str) -> int:
+    value = data.get(key, 0)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ArgumentTypeError(
+            key, value, f"report field `{key}` must be an int (got {type(value).__name__})"
+        )
+    return value
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunReport:
+    """What one run of a job did; returned by ``run``/``arun`` and recorded in the store.
+
+    Attributes:
+        job_id: The job.
+        started_at: When the run started, POSIX seconds.
+        ended_at: When it returned, POSIX seconds.
+        done: Items completed in this run.
+        already_done: Items that were done before this run started.
+        failed: Failed attempts recorded in this run (retried later, or quarantined).
+        quarantined: Items quarantined in the job at the end of this run.
+        remaining: Items of the input still to do (not done, not quarantined)
+            at the end, or ``None`` when the input was an iterator the run did
+            not read to its end.
+        stop_reason: Why the run stopped admitting items: ``completed``,
+            ``time_budget``, ``cost_budget``, ``token_budget``, ``item_budget``,
+            ``signal`` or ``fail_fast``.
+        stop_message: The details of the stop reason, for people.
+        abandoned: Items in flight when the run returned that were not
+            recorded (a grace period ran out); they run again next time.
+        usage: Usage totals of this run's items, with cost (``None`` when a
+            model could not be priced).
+    """
+
+    job_id: str
+    started_at: float
+    ended_at: float
+    done: int = 0
+    already_done: int = 0
+    failed: int = 0
+    quarantined: int = 0
+    remaining: int | None = None
+    stop_reason: RunStopReason = "completed"
+    stop_message: str = ""
+    abandoned: int = 0
+    usage: Usage = field(default_factory=Usage)
+
+    def __post_init__(self) -> None:
+        if self.stop_reason not in STOP_REASONS:
+            raise ArgumentValueError(
+                "stop_reason",
+                self.stop_reason,
+                f"`stop_reason` must be one of {', '.join(STOP_REASONS)} (got {self.stop_reason!r})",
+            )
+
+    @property
+    def duration_seconds(self) -> float:
+        """Seconds from start to end."""
+        return max(0.0, self.ended_at - self.started_at)
+
+    @property
+    def start(self) -> datetime:
+        """The start as an aware UTC ``datetime``."""
+        return datetime.fromtimestamp(self.started_at, tz=timezone.utc)
+
+    @property
+    def end(self) -> datetime:
+        """The end as an aware UTC ``datetime``."""
+        return datetime.fromtimestamp(self.ended_at, tz=timezone.utc)
+
+    @property
+    def completed(self) -> bool:
+        """Whether the run went through its whole input."""
+        return self.stop_reason == "completed"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the JSON-able form recorded in the store (``from_dict`` reads it back)."""
+        return {
+            "job": self.job_id,
+            "start": self.started_at,
+            "end": self.ended_at,
+            "duration": round(self.duration_seconds, 6),
+            "done": self.done,
+            "already_done": self.already_done,
+            "failed": self.failed,
+            "quarantined": self.quarantined,
+            "remaining": self.remaining,
+            "stop": self.stop_reason,
+            "stop_message": self.stop_message,
+            "abandoned": self.abandoned,
+            "usage": self.usage.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RunReport:
+        """Read a report written by ``to_dict``; unknown keys are ignored.
+
+        Raises:
+            ArgumentTypeError: ``data`` is not a mapping or a field has the wrong type.
+            ArgumentValueError: The stop reason is not one this library writes.
+        """
+        if not isinstance(data, Mapping):
+            raise ArgumentTypeError(
+                "data", data, f"a report must be a mapping (got {type(data).__name__})"
+            )
+        remaining = data.get("remaining")
+        if remaining is not None:
+            remaining = _count(data, "remaining")
+        return cls(
+            job_id=str(data.get("job", "")),
+            started_at=float(data.get("start", 0.0)),
+            ended_at=float(data.get("end", 0.0)),
+            done=_count(data, "done"),
+            already_done=_count(data, "already_done"),
+            failed=_count(data, "failed"),
+            quarantined=_count(data, "quarantined"),
+            remaining=remaining,
+            stop_reason=data.get("stop", "completed"),
+            stop_message=str(data.get("stop_message", "")),
+            abandoned=_count(data, "abandoned"),
+            usage=Usage.from_dict(data.get("usage") or {}),
+        )
+
+    def rows(self) -> list[tuple[str, str]]:
+        """The report as ``(label, value)`` rows, as ``format()`` prints them."""
+        u = self.usage
+        cost = "unknown" if u.cost_usd is None else f"${u.cost_usd:,.4f}"
+        stop = self.stop_reason + (f" ({self.stop_message})" if self.stop_message else "")
+        rows = [
+            ("job", self.job_id),
+            ("started", _iso(self.started_at)),
+            ("duration", _duration(self.duration_seconds)),
+            ("stopped", stop),
+            ("done", f"{self.done:,}"),
+            ("already done", f"{self.already_done:,}"),
+            ("failed", f"{self.failed:,}"),
+            ("quarantined", f"{self.quarantined:,}"),
+            ("remaining", "unknown" if self.remaining is None else f"{self.remaining:,}"),
+        ]
+        if self.abandoned:
+            rows.append(("abandoned", f"{self.abandoned:,}"))
+        rows += [
+            ("calls", f"{u.calls:,}"),
+            ("tokens", f"{u.input_tokens:,} in / {u.output_tokens:,} out"),
+            ("cost", cost),
+        ]
+        return rows
+
+    def format(self) -> str:
+        """Return the report as a two-column table for people."""
+        rows = self.rows()
+        width = max(len(label) for label, _ in rows)
+        return "\n".join(f"{label:<{width}}  {value}" for label, value in rows)
+
+    def __str__(self) -> str:
+        return self.format()
+
+
+def _duration(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    if seconds < 60:
+        return f"{seconds:.2f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"

@@ -1,0 +1,130 @@
+import dataclasses
+import math
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from agent_resume import ArgumentTypeError, ArgumentValueError, InMemoryStore
+from agent_resume._config import RunConfig
+from agent_resume._deadline import MockClock
+from agent_resume._prices import PriceTable
+from agent_resume._stop import Custom, LoopState, MaxTokens, MaxTurns
+
+
+def test_durations_accept_seconds_and_timedelta_and_none_means_no_limit():
+    config = RunConfig(
+        job_id="j",
+        store="memory:",
+        time_budget=timedelta(minutes=2),
+        item_timeout=30,
+        grace_period=timedelta(seconds=5),
+    )
+    assert config.time_budget == 120.0
+    assert config.item_timeout == 30.0
+    assert config.grace_period == 5.0
+    assert RunConfig(job_id="j", store="memory:").time_budget == math.inf
+    assert RunConfig(job_id="j", store="memory:", time_budget=math.inf).time_budget == math.inf
+
+
+def test_replace_validates_again_and_keeps_normalised_values():
+    config = RunConfig(job_id="j", store="memory:", time_budget=timedelta(seconds=9))
+    derived = dataclasses.replace(config, concurrency=8)
+    assert derived.concurrency == 8
+    assert derived.time_budget == 9.0
+    assert derived == dataclasses.replace(derived)
+    with pytest.raises(ArgumentValueError, match="concurrency"):
+        dataclasses.replace(config, concurrency=0)
+
+
+def test_config_is_frozen_and_keyword_only():
+    config = RunConfig(job_id="j", store="memory:")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.concurrency = 2  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        RunConfig("j", "memory:")  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "error"),
+    [
+        ("job_id", "", ArgumentValueError),
+        ("time_budget", 0, ArgumentValueError),
+        ("time_budget", -1.0, ArgumentValueError),
+        ("time_budget", "1h", ArgumentTypeError),
+        ("item_timeout", float("nan"), ArgumentValueError),
+        ("grace_period", -1, ArgumentValueError),
+        ("max_cost_usd", 0, ArgumentValueError),
+        ("max_cost_usd", math.inf, ArgumentValueError),
+        ("max_cost_usd", "5", ArgumentTypeError),
+        ("max_tokens", 0, ArgumentValueError),
+        ("max_items", 1.5, ArgumentTypeError),
+        ("max_attempts", 0, ArgumentValueError),
+        ("concurrency", True, ArgumentTypeError),
+        ("fail_fast", 1, ArgumentTypeError),
+        ("progress", "fancy", ArgumentValueError),
+        ("on_item_done", "print", ArgumentTypeError),
+        ("stop", 3, ArgumentTypeError),
+        ("finish_by", "06:00", ArgumentTypeError),
+        ("on_change", "skip", ArgumentValueError),
+        ("store", 42, ArgumentTypeError),
+        ("prices", [1], ArgumentTypeError),
+    ],
+)
+def test_bad_values_are_refused_with_the_field_and_value_named(field, value, error):
+    kwargs = {"job_id": "j", "store": "memory:", field: value}
+    with pytest.raises(error) as info:
+        RunConfig(**kwargs)
+    assert info.value.parameter == field
+    assert f"`{field}`" in str(info.value)
+
+
+def test_grace_period_of_zero_is_allowed():
+    assert RunConfig(job_id="j", store="memory:", grace_period=0).grace_period == 0.0
+
+
+def test_a_plain_callable_stop_becomes_a_custom_condition():
+    def too_long(state: LoopState) -> bool:
+        return state.turns > 2
+
+    config = RunConfig(job_id="j", store="memory:", stop=too_long)
+    assert isinstance(config.stop, Custom)
+    assert config.stop_condition is config.stop
+
+
+def test_prices_mapping_becomes_a_price_table():
+    config = RunConfig(
+        job_id="j", store="memory:", prices={"sim-1": {"input": 1.0, "output": 2.0}}
+    )
+    assert isinstance(config.prices, PriceTable)
+    assert config.prices.lookup("sim-1") is not None
+
+
+def test_repr_shows_only_what_was_configured():
+    config = RunConfig(
+        job_id="nightly",
+        store="checkpoints/nightly.jsonl",
+        time_budget=3600,
+        stop=MaxTurns(8) | MaxTokens(40_000),
+        concurrency=8,
+    )
+    assert repr(config) == (
+        "RunConfig(job_id='nightly', store='checkpoints/nightly.jsonl', time_budget=3600.0, "
+        "stop=MaxTurns(8) | MaxTokens(40000), concurrency=8)"
+    )
+
+
+def test_repr_names_hooks_and_injected_clocks():
+    def on_done(outcome: object) -> None:
+        pass
+
+    clock = MockClock()
+    config = RunConfig(job_id="j", store=InMemoryStore(), on_item_done=on_done, clock=clock)
+    text = repr(config)
+    assert "on_item_done=test_repr_names_hooks_and_injected_clocks.<locals>.on_done" in text
+    assert "clock=MockClock(now=0.0)" in text
+    assert "wall_clock" not in text
+
+
+def test_finish_by_takes_a_datetime():
+    when = datetime(2030, 1, 1, 6, tzinfo=timezone.utc)
+    assert RunConfig(job_id="j", store="memory:", finish_by=when).finish_by == when
