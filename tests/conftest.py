@@ -28,7 +28,7 @@ def pg_admin_dsn() -> str:
     """The DSN of the test server's maintenance database."""
     dsn = os.environ.get(PG_ENV)
     if not dsn:
-        _pg_unavailable(f"{PG_ENV} is not set (eval \"$(bash .ci/postgres.sh start)\")")
+        _pg_unavailable(f'{PG_ENV} is not set (eval "$(bash .ci/postgres.sh start)")')
         raise AssertionError("unreachable")
     try:
         import psycopg

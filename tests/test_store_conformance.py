@@ -187,7 +187,7 @@ def test_reopening_keeps_completions_failures_and_runs(make_store: MakeStore) ->
 
 @pytest.mark.parametrize(
     "item_id",
-    ["emoji-🎉-ok", "line\nbreak", "sep\u2028arator", "tab\tand \"quotes\" \\", "ünïcödé"],
+    ["emoji-🎉-ok", "line\nbreak", "sep\u2028arator", 'tab\tand "quotes" \\', "ünïcödé"],
 )
 def test_odd_ids_round_trip_exactly(make_store: MakeStore, item_id: str) -> None:
     with session(make_store) as s:

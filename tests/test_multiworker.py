@@ -1,0 +1,193 @@
+"""Several real worker processes share one job on PostgreSQL and on SQLite.
+
+Workers are separate Python processes (``tests/_shared_worker.py``); one is
+SIGKILLed while it holds leases, one is frozen with SIGSTOP until its leases
+expire (a zombie), and database connections are cut under the workers' feet.
+Every item must end done exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+WORKER = str(Path(__file__).with_name("_shared_worker.py"))
+LEASE = 1.0
+
+
+def start(url: str, n_items: int, pause: float) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, WORKER, url, str(n_items), str(LEASE), str(pause)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+def read_until_got(proc: subprocess.Popen[str], count: int) -> tuple[list[str], list[str]]:
+    """Read the worker's lines until it has been handed ``count`` items.
+
+    Returns:
+        The IDs handed out, and every line read.
+    """
+    assert proc.stdout is not None
+    got: list[str] = []
+    lines: list[str] = []
+    while len(got) < count:
+        line = proc.stdout.readline()
+        assert line, "the worker ended before it was handed enough items"
+        lines.append(line.rstrip("\n"))
+        if line.startswith("got "):
+            got.append(line.split()[1])
+    return got, lines
+
+
+def finish(proc: subprocess.Popen[str]) -> tuple[list[str], list[str], dict[str, Any]]:
+    """Wait for a worker; return the IDs it recorded, those it found late, and its stats."""
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out
+    recorded = [
+        ln.split()[1] for ln in out.splitlines() if ln.startswith("done ") and ln.endswith(" True")
+    ]
+    late = [
+        ln.split()[1] for ln in out.splitlines() if ln.startswith("done ") and ln.endswith(" False")
+    ]
+    stats = json.loads(next(ln[6:] for ln in out.splitlines() if ln.startswith("stats ")))
+    return recorded, late, stats
+
+
+def pg_completions(dsn: str) -> list[tuple[str, str]]:
+    import psycopg
+
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute("SELECT item_id, worker FROM agent_resume.completions").fetchall()
+        done_events = conn.execute(
+            "SELECT count(*) FROM agent_resume.events WHERE kind = 'done'"
+        ).fetchone()
+    assert done_events is not None
+    assert done_events[0] == len(rows)
+    return [(r[0], r[1]) for r in rows]
+
+
+def sqlite_completions(path: Path) -> list[tuple[str, str]]:
+    import sqlite3
+
+    conn = sqlite3.connect(path)
+    try:
+        rows = conn.execute("SELECT item_id, worker FROM completions").fetchall()
+        (events,) = conn.execute("SELECT count(*) FROM events WHERE kind = 'done'").fetchone()
+    finally:
+        conn.close()
+    assert events == len(rows)
+    return [(r[0], r[1]) for r in rows]
+
+
+def check_killed_worker_run(url: str, completions: Any, n_workers: int, n_items: int) -> None:
+    victim = start(url, n_items, pause=0.02)
+    held, lines = read_until_got(victim, 3)
+    others = [start(url, n_items, pause=0.005) for _ in range(n_workers - 1)]
+    victim.send_signal(signal.SIGKILL)
+    victim_out, _ = victim.communicate()
+    lines += victim_out.splitlines()
+    victim_done = {ln.split()[1] for ln in lines if ln.startswith("done ") and ln.endswith(" True")}
+    recorded: list[str] = []
+    for proc in others:
+        ids, late, _ = finish(proc)
+        recorded += ids
+        assert late == []
+    expected = {f"item-{n:04d}" for n in range(n_items)}
+    rows = completions()
+    assert sorted(i for i, _ in rows) == sorted(expected)
+    # Each completion was reported recorded by exactly one process.
+    assert sorted(recorded + sorted(victim_done)) == sorted(expected)
+    # The items the victim held when it died were finished by the others.
+    unfinished = set(held) - victim_done
+    assert unfinished
+    assert unfinished <= set(recorded)
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_four_postgres_workers_one_killed_finish_every_item_once(pg_dsn: str) -> None:
+    check_killed_worker_run(pg_dsn, lambda: pg_completions(pg_dsn), 4, 300)
+
+
+@pytest.mark.slow
+def test_two_sqlite_workers_one_killed_finish_every_item_once(tmp_path: Path) -> None:
+    path = tmp_path / "job.db"
+    check_killed_worker_run(f"sqlite:///{path}", lambda: sqlite_completions(path), 2, 150)
+
+
+def check_zombie(url: str, completions: Any, n_items: int) -> None:
+    zombie = start(url, n_items, pause=0.5)
+    (held,), _ = read_until_got(zombie, 1)
+    zombie.send_signal(signal.SIGSTOP)
+    try:
+        rescuer = start(url, n_items, pause=0.0)
+        recorded, late, _ = finish(rescuer)
+    finally:
+        zombie.send_signal(signal.SIGCONT)
+    zombie_recorded, zombie_late, stats = finish(zombie)
+    assert held in recorded
+    assert held in zombie_late
+    assert stats["late"] == len(zombie_late) >= 1
+    assert late == []
+    assert sorted(recorded + zombie_recorded) == sorted(i for i, _ in completions())
+    assert len(completions()) == n_items
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_a_zombie_postgres_workers_late_completion_is_ignored_and_counted(pg_dsn: str) -> None:
+    check_zombie(pg_dsn, lambda: pg_completions(pg_dsn), 40)
+
+
+@pytest.mark.slow
+def test_a_zombie_sqlite_workers_late_completion_is_ignored_and_counted(tmp_path: Path) -> None:
+    path = tmp_path / "job.db"
+    check_zombie(f"sqlite:///{path}", lambda: sqlite_completions(path), 40)
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_lost_connections_are_retried_without_losing_or_doubling(pg_dsn: str) -> None:
+    import psycopg
+
+    n_items = 300
+    workers = [start(pg_dsn, n_items, pause=0.01) for _ in range(2)]
+    read_until_got(workers[0], 1)
+    terminated = 0
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        for _ in range(6):
+            time.sleep(0.15)
+            rows = conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name LIKE 'agent-resume %' AND pid <> pg_backend_pid()"
+            ).fetchall()
+            terminated += len(rows)
+    results = [finish(proc) for proc in workers]
+    assert terminated > 0
+    assert sum(stats["reconnects"] for _, _, stats in results) > 0
+    recorded = [i for ids, _, _ in results for i in ids]
+    expected = sorted(f"item-{n:04d}" for n in range(n_items))
+    assert sorted(recorded) == expected
+    assert sorted(i for i, _ in pg_completions(pg_dsn)) == expected
+
+
+def test_worker_script_is_importable_without_running() -> None:
+    env = dict(os.environ)
+    out = subprocess.run(
+        [sys.executable, "-c", f"import runpy; runpy.run_path({WORKER!r})"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    assert out.stdout == ""
