@@ -1,0 +1,192 @@
+"""SqliteStore: schema versioning, claims and leases, busy databases, URLs."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from agent_resume import AgentResume
+from agent_resume._errors import (
+    ArgumentTypeError,
+    ArgumentValueError,
+    StoreError,
+    UnsupportedFormatError,
+)
+from agent_resume.stores import SharedStore, SqliteStore, open_store
+
+
+def opened(path: Path, lease: float = 5.0) -> SqliteStore:
+    store = SqliteStore(path, lease_seconds=lease)
+    store.open("job")
+    return store
+
+
+def test_open_store_builds_a_sqlite_store_from_a_url(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path}/sub/job.db")
+    assert isinstance(store, SqliteStore)
+    assert isinstance(store, SharedStore)
+    assert store.path == f"{tmp_path}/sub/job.db"
+    with AgentResume(store).resume_or_start("job") as s:
+        s.mark_done("a")
+    assert (tmp_path / "sub" / "job.db").exists()
+
+
+def test_a_url_without_a_path_is_refused() -> None:
+    with pytest.raises(ArgumentValueError, match=re.escape("sqlite:///path.db")):
+        SqliteStore.from_url("sqlite:///")
+
+
+@pytest.mark.parametrize(
+    ("options", "parameter"),
+    [
+        ({"lease_seconds": 0}, "lease_seconds"),
+        ({"lease_seconds": 2, "heartbeat_seconds": 2}, "heartbeat_seconds"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"busy_timeout": -1}, "busy_timeout"),
+    ],
+)
+def test_settings_out_of_range_name_the_parameter(
+    tmp_path: Path, options: dict[str, float], parameter: str
+) -> None:
+    with pytest.raises(ArgumentValueError, match=f"`{parameter}`") as info:
+        SqliteStore(tmp_path / "job.db", **options)  # type: ignore[arg-type]
+    assert info.value.parameter == parameter
+
+
+def test_a_lease_given_as_text_is_a_type_error(tmp_path: Path) -> None:
+    with pytest.raises(ArgumentTypeError, match="lease_seconds"):
+        SqliteStore(tmp_path / "job.db", lease_seconds="5")  # type: ignore[arg-type]
+
+
+def test_the_database_is_in_wal_mode_with_a_schema_version(tmp_path: Path) -> None:
+    opened(tmp_path / "job.db").close()
+    conn = sqlite3.connect(tmp_path / "job.db")
+    try:
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert conn.execute("SELECT value FROM meta WHERE key = 'version'").fetchone() == ("1",)
+    finally:
+        conn.close()
+
+
+def test_a_newer_schema_version_is_refused(tmp_path: Path) -> None:
+    opened(tmp_path / "job.db").close()
+    conn = sqlite3.connect(tmp_path / "job.db")
+    with conn:
+        conn.execute("UPDATE meta SET value = '2' WHERE key = 'version'")
+    conn.close()
+    with pytest.raises(UnsupportedFormatError, match="version 2"):
+        SqliteStore(tmp_path / "job.db").open("job")
+
+
+def test_a_busy_database_raises_a_clear_store_error(tmp_path: Path) -> None:
+    store = opened(tmp_path / "job.db")
+    store.close()
+    blocker = sqlite3.connect(tmp_path / "job.db", isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        busy = SqliteStore(tmp_path / "job.db", busy_timeout=0.05)
+        with pytest.raises(StoreError, match=re.escape("busy_timeout=0.05")):
+            busy.open("job")
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+
+
+def test_claims_lease_items_to_one_worker_at_a_time(tmp_path: Path) -> None:
+    a, b = opened(tmp_path / "job.db"), opened(tmp_path / "job.db")
+    try:
+        a.enqueue(["1", "2", "3"])
+        b.enqueue(["3", "4"])
+        assert a.claim(2, 3) == ["1", "2"]
+        assert b.claim(10, 3) == ["3", "4"]
+        assert a.claim(10, 3) == []
+        assert a.pending(3) == 4
+        assert b.pending(3, exclude=["3", "4"]) == 2
+        a.unclaim(["2"])
+        assert b.claim(10, 3) == ["2"]
+    finally:
+        a.close()
+        b.close()
+
+
+def test_an_expired_lease_is_claimed_again_and_the_late_completion_counted(
+    tmp_path: Path,
+) -> None:
+    slow, fast = opened(tmp_path / "job.db", lease=0.3), opened(tmp_path / "job.db", lease=0.3)
+    try:
+        slow.enqueue(["x"])
+        assert slow.claim(1, 3) == ["x"]
+        slow._held.clear()  # this worker stalls: its heartbeat has nothing to renew
+        deadline = time.monotonic() + 5
+        while not (taken := fast.claim(1, 3)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert taken == ["x"]
+        assert fast.write_done("x", 1, None, '"fast"') is True
+        assert slow.write_done("x", 2, None, '"slow"') is False
+        assert slow.late_completions == 1
+        assert list(fast.iter_results()) == [("x", "fast")]
+    finally:
+        slow.close()
+        fast.close()
+
+
+def test_the_heartbeat_keeps_a_live_workers_leases(tmp_path: Path) -> None:
+    live = SqliteStore(tmp_path / "job.db", lease_seconds=0.6, heartbeat_seconds=0.05)
+    live.open("job")
+    other = opened(tmp_path / "job.db")
+    try:
+        live.enqueue(["x"])
+        assert live.claim(1, 3) == ["x"]
+        for _ in range(18):  # three lease lengths
+            time.sleep(0.1)
+            assert other.claim(1, 3) == []
+    finally:
+        live.close()
+        other.close()
+
+
+def test_closing_gives_leases_back(tmp_path: Path) -> None:
+    a, b = opened(tmp_path / "job.db"), opened(tmp_path / "job.db")
+    a.enqueue(["x", "y"])
+    assert a.claim(5, 3) == ["x", "y"]
+    a.close()
+    try:
+        assert b.claim(5, 3) == ["x", "y"]
+    finally:
+        b.close()
+
+
+def test_failures_are_counted_across_workers(tmp_path: Path) -> None:
+    a, b = opened(tmp_path / "job.db"), opened(tmp_path / "job.db")
+    try:
+        a.enqueue(["x"])
+        a.write_failed("x", 1, "E: one", 1, True, None)
+        b.write_failed("x", 2, "E: two", 1, True, {"input_tokens": 3})
+        assert a.claim(5, 2) == []
+        assert a.pending(2) == 0
+        assert a.claim(5, 3) == ["x"]
+    finally:
+        a.close()
+        b.close()
+    failed = [r for r in SqliteStore(tmp_path / "job.db").iter_records() if "error" in r]
+    assert [(r["attempt"], r["error"]) for r in failed] == [(1, "E: one"), (2, "E: two")]
+    assert failed[1]["usage"] == {"input_tokens": 3}
+
+
+def test_a_closed_store_refuses_writes(tmp_path: Path) -> None:
+    store = opened(tmp_path / "job.db")
+    store.close()
+    store.close()
+    with pytest.raises(StoreError, match="closed"):
+        store.write_done("x", 1, None, None)
+
+
+def test_reading_a_missing_database_yields_nothing(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "none.db")
+    assert list(store.iter_records()) == []
+    assert list(store.iter_results()) == []
+    assert not (tmp_path / "none.db").exists()
