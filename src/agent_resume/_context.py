@@ -1,0 +1,292 @@
+"""``ItemContext``: what ``process(item, ctx)`` gets to see and record about its item."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from agent_resume._admission import RunState, conversation_file
+from agent_resume._codec import ConversationCodec, Message
+from agent_resume._deadline import Deadline
+from agent_resume._stop import LoopState, StopReason, ToolCall
+from agent_resume._usage import Usage, usage_from
+
+__all__ = ["ItemContext"]
+
+logger = logging.getLogger("agent_resume.run")
+
+_RECENT_OUTPUTS = 8
+_CODEC = ConversationCodec()
+
+
+def _get(obj: Any, name: str) -> Any:
+    if isinstance(obj, dict):
+        return obj.get(name)
+    return getattr(obj, name, None)
+
+
+def _text_and_tools(response: Any) -> tuple[str | None, list[ToolCall]]:
+    """Read the model text and tool calls of an OpenAI-chat or Anthropic response, if it is one."""
+    choices = _get(response, "choices")
+    if isinstance(choices, (list, tuple)) and choices:
+        message = _get(choices[0], "message")
+        if message is None:
+            return None, []
+        content = _get(message, "content")
+        calls = []
+        for call in _get(message, "tool_calls") or ():
+            function = _get(call, "function")
+            if function is not None:
+                calls.append(ToolCall.of(str(_get(function, "name")), _get(function, "arguments")))
+        return (content if isinstance(content, str) else None), calls
+    content = _get(response, "content")
+    if isinstance(content, (list, tuple)) and _get(response, "role") == "assistant":
+        texts: list[str] = []
+        calls = []
+        for block in content:
+            kind = _get(block, "type")
+            if kind == "text":
+                texts.append(str(_get(block, "text") or ""))
+            elif kind == "tool_use":
+                calls.append(ToolCall.of(str(_get(block, "name")), _get(block, "input")))
+        return "".join(texts), calls
+    return None, []
+
+
+class ItemContext:
+    """One attempt at one item, as seen by ``process(item, ctx)``.
+
+    Attributes:
+        item_id: The item's normalised ID.
+        attempt: Which attempt this is, from 1 (earlier failed attempts + 1).
+    """
+
+    __slots__ = (
+        "_conversation",
+        "_deadline",
+        "_errors",
+        "_last_text",
+        "_logger",
+        "_recent",
+        "_run",
+        "_saved",
+        "_started",
+        "_tool_calls",
+        "_turns",
+        "attempt",
+        "item_id",
+        "last_stop",
+        "usage",
+    )
+
+    def __init__(self, run: RunState, item_id: str, attempt: int, deadline: Deadline) -> None:
+        self._run = run
+        self.item_id = item_id
+        self.attempt = attempt
+        self._deadline = deadline
+        self._started = deadline.created_at
+        self.usage = Usage()
+        """The usage recorded for this item so far (in this attempt)."""
+        self.last_stop: StopReason | None = None
+        """The latest reason ``should_stop()`` gave, recorded with the item's completion."""
+        self._turns = 0
+        self._errors = 0
+        self._last_text = ""
+        self._tool_calls: list[ToolCall] = []
+        self._recent: list[str] = []
+        self._conversation: list[Message] | None = None
+        self._saved = False
+        self._logger: logging.LoggerAdapter[logging.Logger] | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"<ItemContext item_id={self.item_id!r} attempt={self.attempt} "
+            f"turns={self._turns} left={self.deadline.remaining_seconds():.3f}s>"
+        )
+
+    # -- time ------------------------------------------------------------------
+
+    @property
+    def deadline(self) -> Deadline:
+        """The item's deadline: its timeout intersected with the run's deadline.
+
+        After SIGINT or SIGTERM it is tightened to the end of the grace period,
+        so an item that checks it stops in time to be recorded.
+        """
+        grace = self._run.grace_at
+        if grace < self._deadline.at:
+            return Deadline(at=grace, created_at=self._started, clock=self._run.clock)
+        return self._deadline
+
+    @property
+    def turns(self) -> int:
+        """The model calls recorded so far with ``record_usage``."""
+        return self._turns
+
+    def loop_state(self) -> LoopState:
+        """The snapshot of this item's loop that stop conditions read."""
+        u = self.usage
+        return LoopState(
+            turns=self._turns,
+            input_tokens=u.input_tokens,
+            output_tokens=u.output_tokens,
+            cost_usd=u.cost_usd if self._turns else 0.0,
+            elapsed_seconds=self._run.clock() - self._started,
+            last_text=self._last_text,
+            tool_calls=tuple(self._tool_calls),
+            recent_outputs=tuple(self._recent),
+            consecutive_errors=self._errors,
+        )
+
+    def should_stop(self) -> StopReason | None:
+        """Whether the item's loop should end now, and why.
+
+        Checks the run's ``stop`` conditions against this item's loop, then
+        its deadline, then whether the run is being stopped by a second
+        signal. Call it between LLM calls.
+
+        Returns:
+            A ``StopReason`` (``"deadline"``, ``"aborted"`` or a condition's
+            name), or ``None`` to go on.
+        """
+        condition = self._run.config.stop_condition
+        reason = condition(self.loop_state()) if condition is not None else None
+        if reason is None and self.deadline.is_expired():
+            reason = StopReason("deadline", "the item's deadline passed")
+        if reason is None and self._run.aborted:
+            reason = StopReason("aborted", "the run was aborted")
+        if reason is not None:
+            self.last_stop = reason
+        return reason
+
+    # -- accounting ------------------------------------------------------------
+
+    def record_usage(
+        self,
+        response_or_usage: Any,
+        *,
+        text: str | None = None,
+        tool_calls: Sequence[ToolCall] = (),
+    ) -> Usage:
+        """Count one model call: its tokens and cost, for the item and the run.
+
+        Args:
+            response_or_usage: An SDK response (OpenAI, Anthropic, Gemini,
+                LiteLLM, LangChain, or a dict of those shapes) or a ``Usage``.
+            text: The model's text, for ``StopPhrase`` and ``NoProgress``;
+                read from OpenAI-chat and Anthropic responses when not given.
+            tool_calls: The tool calls the model asked for, for
+                ``RepeatedToolCall``; read like ``text`` when not given.
+
+        Returns:
+            The usage of this call, priced with the run's price table.
+        """
+        run = self._run
+        usage = usage_from(response_or_usage, prices=run.config.prices)
+        if usage.calls == 0:
+            from dataclasses import replace
+
+            usage = replace(usage, calls=1)
+        self.usage = self.usage + usage
+        self._turns += 1
+        self._errors = 0
+        found_text, found_calls = _text_and_tools(response_or_usage)
+        if text is None:
+            text = found_text
+        if not tool_calls:
+            tool_calls = found_calls
+        if text is not None:
+            self._last_text = text
+            self._recent.append(text)
+            del self._recent[:-_RECENT_OUTPUTS]
+        self._tool_calls.extend(tool_calls)
+        run.add_usage(usage)
+        hook = run.config.on_usage
+        if hook is not None:
+            hook(self.item_id, usage)
+        return usage
+
+    def record_error(self) -> None:
+        """Count a failed model call, for ``ConsecutiveErrors``."""
+        self._errors += 1
+
+    # -- conversation ----------------------------------------------------------
+
+    def _path(self) -> str | None:
+        directory = self._run.conversation_dir
+        if directory is None:
+            return None
+        return os.path.join(directory, conversation_file(self.item_id))
+
+    @property
+    def conversation(self) -> list[Message]:
+        """The messages saved for this item by an earlier, interrupted attempt (or ``[]``).
+
+        After ``save_conversation`` it is what was saved last.
+        """
+        if self._conversation is None:
+            self._conversation = self._load()
+        return list(self._conversation)
+
+    def _load(self) -> list[Message]:
+        run = self._run
+        path = self._path()
+        if path is None:
+            return list(run.memory_conversations.get(self.item_id, []))
+        if os.path.basename(path) not in run.saved_files:
+            return []
+        try:
+            return _CODEC.load(path)
+        except FileNotFoundError:
+            return []
+
+    def save_conversation(self, messages: Sequence[Any]) -> None:
+        """Save the item's conversation so far, atomically, for a resumed attempt.
+
+        The file is deleted when the item is recorded as done. Save after
+        each turn: a crash leaves the previous or the new conversation.
+
+        Args:
+            messages: Chat messages (dicts of any shape, or SDK message
+                objects with ``model_dump()``).
+        """
+        path = self._path()
+        if path is None:
+            decoded = _CODEC.decode(_CODEC.encode(messages))
+            self._run.memory_conversations[self.item_id] = decoded
+            self._conversation = decoded
+            return
+        _CODEC.save(path, messages)
+        self._saved = True
+        self._conversation = None
+
+    def _forget_conversation(self) -> None:
+        """Delete the saved conversation (the item is done)."""
+        run = self._run
+        if run.conversation_dir is None:
+            if run.memory_conversations:
+                run.memory_conversations.pop(self.item_id, None)
+            return
+        if not self._saved and not run.saved_files:
+            return
+        path = self._path()
+        assert path is not None
+        name = os.path.basename(path)
+        if self._saved or name in run.saved_files:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+            run.saved_files.discard(name)
+
+    # -- logging ---------------------------------------------------------------
+
+    @property
+    def logger(self) -> logging.LoggerAdapter[logging.Logger]:
+        """A logger (``agent_resume.run``) that adds the item ID and attempt to each record."""
+        if self._logger is None:
+            self._logger = logging.LoggerAdapter(
+                logger, {"item_id": self.item_id, "attempt": self.attempt}
+            )
+        return self._logger

@@ -1,0 +1,161 @@
+"""Progress of a run: a rich live display on a terminal, log lines otherwise.
+
+The display reads the run's counters from a background thread, so items pay
+nothing for it. ``rich`` is imported only when the display is used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from agent_resume._admission import RunState
+from agent_resume._session import Session
+
+__all__ = ["ProgressSnapshot", "open_progress"]
+
+logger = logging.getLogger("agent_resume.progress")
+
+_RICH_INTERVAL = 0.25
+
+
+@dataclass(frozen=True)
+class ProgressSnapshot:
+    """What a progress line shows.
+
+    Attributes:
+        done: Items done, earlier runs included.
+        total: Items in the input, when it has a length.
+        failed: Failed attempts in this run.
+        rate: Items done per second in this run.
+        eta_seconds: Seconds to go at that rate, when known.
+        tokens: Tokens used in this run.
+        cost_usd: Cost of this run, ``None`` when unknown.
+    """
+
+    done: int
+    total: int | None
+    failed: int
+    rate: float
+    eta_seconds: float | None
+    tokens: int
+    cost_usd: float | None
+
+    def line(self) -> str:
+        """The snapshot as one log line."""
+        total = "?" if self.total is None else f"{self.total:,}"
+        eta = "?" if self.eta_seconds is None else f"{self.eta_seconds:,.0f}s"
+        cost = "unknown" if self.cost_usd is None else f"${self.cost_usd:,.4f}"
+        return (
+            f"{self.done:,}/{total} done, {self.failed:,} failed, {self.rate:,.1f} items/s, "
+            f"ETA {eta}, {self.tokens:,} tokens, {cost}"
+        )
+
+
+def snapshot(state: RunState, already: int, total: int | None) -> ProgressSnapshot:
+    """Read the run's counters into a ``ProgressSnapshot``."""
+    elapsed = max(state.clock() - state.started, 1e-9)
+    rate = state.done / elapsed
+    done = already + state.done
+    eta = None
+    if total is not None and rate > 0:
+        eta = max(total - done, 0) / rate
+    usage = state.usage
+    return ProgressSnapshot(
+        done=done,
+        total=total,
+        failed=state.failed,
+        rate=rate,
+        eta_seconds=eta,
+        tokens=usage.total_tokens,
+        cost_usd=usage.cost_usd if usage.calls else 0.0,
+    )
+
+
+def _mode(setting: object) -> str | None:
+    if setting is False:
+        return None
+    if setting in ("rich", "log"):
+        return str(setting)
+    try:
+        is_tty = sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        is_tty = False
+    if not is_tty:
+        return "log"
+    try:
+        import rich  # noqa: F401
+    except ImportError:
+        return "log"
+    return "rich"
+
+
+@contextlib.contextmanager
+def open_progress(state: RunState, session: Session, items: Iterable[Any]) -> Iterator[None]:
+    """Show the run's progress while the block runs, as ``config.progress`` asks."""
+    mode = _mode(state.config.progress)
+    if mode is None:
+        yield
+        return
+    total = len(items) if hasattr(items, "__len__") else None  # type: ignore[arg-type]
+    already = session.stats.already_done
+    stop = threading.Event()
+    target: Any = _rich_loop if mode == "rich" else _log_loop
+    args: tuple[Any, ...] = (state, already, total, stop)
+    if mode == "log":
+        args += (state.config.progress_interval,)
+    thread = threading.Thread(target=target, args=args, name="agent-resume-progress", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=2.0)
+
+
+def _log_loop(
+    state: RunState, already: int, total: int | None, stop: threading.Event, interval: float
+) -> None:
+    job = state.config.job_id
+    while not stop.wait(interval):
+        logger.info("%s: %s", job, snapshot(state, already, total).line())
+    logger.info("%s: %s", job, snapshot(state, already, total).line())
+
+
+def _rich_loop(state: RunState, already: int, total: int | None, stop: threading.Event) -> None:
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[extra]}"),
+    )
+    progress = Progress(*columns, console=Console(stderr=True), transient=False)
+    with progress:
+        task = progress.add_task(state.config.job_id, total=total, completed=already, extra="")
+        while True:
+            finished = stop.wait(_RICH_INTERVAL)
+            snap = snapshot(state, already, total)
+            cost = "cost ?" if snap.cost_usd is None else f"${snap.cost_usd:,.4f}"
+            extra = f"{snap.rate:,.1f}/s  {snap.tokens:,} tok  {cost}"
+            if snap.failed:
+                extra += f"  {snap.failed:,} failed"
+            progress.update(task, completed=snap.done, extra=extra)
+            if finished:
+                return

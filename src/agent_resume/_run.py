@@ -1,0 +1,480 @@
+"""``ResumableRun``: a session, deadlines, budgets, accounting and signals around one loop."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import queue
+import threading
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from typing import Any, Literal, TypeVar
+
+from agent_resume._admission import RunState
+from agent_resume._config import RunConfig
+from agent_resume._context import ItemContext
+from agent_resume._errors import ArgumentTypeError, DeadlineExceeded, StoreClosedError
+from agent_resume._items import KeyFunc, id_getter
+from agent_resume._progress import open_progress
+from agent_resume._records import normalize_id
+from agent_resume._report import ItemOutcome, RunReport
+from agent_resume._session import AgentResume, Session
+from agent_resume._signals import RunSignals
+from agent_resume._stop import StopReason
+from agent_resume._usage import Usage
+
+__all__ = ["ResumableRun"]
+
+T = TypeVar("T")
+Process = Callable[[T, ItemContext], Any]
+AsyncProcess = Callable[[T, ItemContext], Awaitable[Any]]
+
+_POLL = 0.1  # how often a waiting main thread looks up, so that signals are seen
+
+
+class ResumableRun:
+    """Runs ``process(item, ctx)`` over the items a job still has to do.
+
+    One ``ResumableRun`` may be run many times (each call opens the job,
+    runs, records a report and closes it); runs of one job must not overlap.
+
+    Args:
+        config: Every control of the run.
+
+    Example:
+        >>> config = RunConfig(job_id="demo", store="memory:", max_items=2)
+        >>> report = ResumableRun(config).run(lambda item, ctx: item.upper(), ["a", "b", "c"])
+        >>> (report.done, report.stop_reason)
+        (2, 'item_budget')
+    """
+
+    def __init__(self, config: RunConfig) -> None:
+        if not isinstance(config, RunConfig):
+            raise ArgumentTypeError(
+                "config", config, f"`config` must be a RunConfig (got {type(config).__name__})"
+            )
+        self.config = config
+
+    def __repr__(self) -> str:
+        return f"ResumableRun({self.config!r})"
+
+    # -- the sync run ----------------------------------------------------------
+
+    def run(
+        self, process: Process[T], items: Iterable[T], *, key: KeyFunc | None = None
+    ) -> RunReport:
+        """Process every item not yet done, and return what this run did.
+
+        ``process(item, ctx)`` returns the item's result (kept by stores that
+        keep results) or raises; a raised exception is recorded as a failed
+        attempt and the run goes on (unless ``fail_fast``). With
+        ``concurrency > 1`` items run in that many threads, and ``process``
+        and the hooks are called from them.
+
+        Args:
+            process: The function to run on each item.
+            items: All the job's items; those done earlier are skipped.
+            key: How to read an item's ID, as for ``Session.remaining``.
+
+        Returns:
+            The run's report, also recorded in the store.
+
+        Raises:
+            Exception: With ``fail_fast=True``, the first exception from
+                ``process``, after it was recorded and the report written.
+        """
+        _check_callable("process", process)
+        session, state = self._open()
+        with session, RunSignals(state, None), open_progress(state, session, items):
+            it = session.remaining(items, key=key)
+            if self.config.concurrency == 1:
+                exhausted = self._serial(process, it, state, session, key)
+            else:
+                exhausted = self._threaded(process, it, state, session, key)
+            return self._close(state, session, it, items, exhausted)
+
+    def _serial(
+        self,
+        process: Process[T],
+        it: Iterator[T],
+        state: RunState,
+        session: Session,
+        key: KeyFunc | None,
+    ) -> bool:
+        ids = _Ids(key)
+        clock = state.clock
+        for item in it:
+            if state.blocked():
+                return False
+            ctx = self._begin(state, session, ids(item))
+            started = clock()
+            try:
+                result = process(item, ctx)
+            except Exception as exc:
+                self._failed(state, session, ctx, exc, clock() - started)
+            else:
+                self._done(state, session, ctx, result, clock() - started)
+        return True
+
+    def _threaded(
+        self,
+        process: Process[T],
+        it: Iterator[T],
+        state: RunState,
+        session: Session,
+        key: KeyFunc | None,
+    ) -> bool:
+        slots = threading.Condition()
+        work: queue.SimpleQueue[tuple[T, ItemContext] | None] = queue.SimpleQueue()
+        clock = state.clock
+        limit = self.config.concurrency
+
+        def worker() -> None:
+            while True:
+                job = work.get()
+                if job is None:
+                    return
+                item, ctx = job
+                started = clock()
+                try:
+                    result = process(item, ctx)
+                except Exception as exc:
+                    self._failed(state, session, ctx, exc, clock() - started)
+                else:
+                    self._done(state, session, ctx, result, clock() - started)
+                finally:
+                    with slots:
+                        state.in_flight -= 1
+                        slots.notify_all()
+
+        threads = [
+            threading.Thread(target=worker, name=f"agent-resume-{i}", daemon=True)
+            for i in range(limit)
+        ]
+        for thread in threads:
+            thread.start()
+        ids = _Ids(key)
+        exhausted = True
+        try:
+            for item in it:
+                with slots:
+                    while state.in_flight >= limit and state.stop_name is None:
+                        slots.wait(_POLL)
+                if state.blocked():
+                    exhausted = False
+                    break
+                ctx = self._begin(state, session, ids(item))
+                with slots:
+                    state.in_flight += 1
+                work.put((item, ctx))
+            with slots:
+                while state.in_flight > 0:
+                    left = state.grace_at - clock()
+                    if left <= 0:
+                        break
+                    slots.wait(min(_POLL, left))
+        finally:
+            state.abandon()
+            for _ in threads:
+                work.put(None)
+        return exhausted
+
+    # -- the async run ---------------------------------------------------------
+
+    async def arun(
+        self, aprocess: AsyncProcess[T], items: Iterable[T], *, key: KeyFunc | None = None
+    ) -> RunReport:
+        """Process every item not yet done with ``await aprocess(item, ctx)``.
+
+        Up to ``concurrency`` items run as tasks at once. An item still
+        running at its deadline is cancelled and recorded as a retryable
+        failure.
+
+        Args:
+            aprocess: The coroutine function to run on each item.
+            items: All the job's items; those done earlier are skipped.
+            key: How to read an item's ID, as for ``Session.remaining``.
+
+        Returns:
+            The run's report, also recorded in the store.
+
+        Raises:
+            Exception: With ``fail_fast=True``, the first exception from
+                ``aprocess``, after it was recorded and the report written.
+        """
+        _check_callable("aprocess", aprocess)
+        session, state = self._open()
+        loop = asyncio.get_running_loop()
+        wake = asyncio.Event()
+        tasks: set[asyncio.Task[None]] = set()
+        limit = self.config.concurrency
+
+        def task_done(task: asyncio.Task[None]) -> None:
+            tasks.discard(task)
+            state.in_flight -= 1
+            wake.set()
+
+        def on_signal() -> None:
+            loop.call_soon_threadsafe(wake.set)
+
+        with session, RunSignals(state, on_signal), open_progress(state, session, items):
+            it = session.remaining(items, key=key)
+            ids = _Ids(key)
+            exhausted = True
+            try:
+                for item in it:
+                    while state.in_flight >= limit and state.stop_name is None:
+                        wake.clear()
+                        await wake.wait()
+                    if state.blocked():
+                        exhausted = False
+                        break
+                    ctx = self._begin(state, session, ids(item))
+                    state.in_flight += 1
+                    task = loop.create_task(self._aone(aprocess, item, ctx, state, session))
+                    tasks.add(task)
+                    task.add_done_callback(task_done)
+                async for _ in _drain(tasks, wake, state):
+                    pass
+            finally:
+                state.abandon()
+                for task in list(tasks):
+                    task.cancel()
+                if tasks:
+                    await asyncio.wait(list(tasks), timeout=1.0)
+            return self._close(state, session, it, items, exhausted)
+
+    async def _aone(
+        self,
+        aprocess: AsyncProcess[T],
+        item: T,
+        ctx: ItemContext,
+        state: RunState,
+        session: Session,
+    ) -> None:
+        clock = state.clock
+        started = clock()
+        timeout = ctx.deadline.remaining_seconds()
+        try:
+            if timeout == math.inf:
+                result = await aprocess(item, ctx)
+            elif timeout <= 0:
+                raise DeadlineExceeded(ctx.deadline, 0.0)
+            else:
+                result = await asyncio.wait_for(aprocess(item, ctx), timeout)
+        except (asyncio.TimeoutError, TimeoutError) as exc:
+            error: Exception = exc
+            if ctx.deadline.is_expired() or not isinstance(exc, DeadlineExceeded):
+                error = _deadline_error(ctx, exc)
+            self._failed(state, session, ctx, error, clock() - started)
+        except Exception as exc:
+            self._failed(state, session, ctx, exc, clock() - started)
+        else:
+            self._done(state, session, ctx, result, clock() - started)
+
+    # -- shared steps ----------------------------------------------------------
+
+    def _open(self) -> tuple[Session, RunState]:
+        config = self.config
+        agent = AgentResume(config.store)
+        session = agent.resume_or_start(
+            config.job_id,
+            max_attempts=config.max_attempts,
+            fingerprint=config.fingerprint,
+            on_change=config.on_change,
+        )
+        try:
+            directory = _conversation_dir(config, agent)
+            memory = None if directory is not None else _memory_conversations(agent.store)
+            state = RunState(config, directory, memory)
+            session.record_run({"run": "start", "ts": int(state.started_wall), "pid": os.getpid()})
+        except BaseException:
+            session.close()
+            raise
+        return session, state
+
+    def _begin(self, state: RunState, session: Session, item_id: str) -> ItemContext:
+        state.admitted += 1
+        failures = session.attempts(item_id) if session._failures else 0
+        return ItemContext(state, item_id, failures + 1, state.item_deadline())
+
+    def _done(
+        self, state: RunState, session: Session, ctx: ItemContext, result: Any, duration: float
+    ) -> None:
+        if state.aborted:
+            return
+        usage = ctx.usage
+        stop = ctx.last_stop
+        try:
+            recorded = session.mark_done(
+                ctx.item_id,
+                result,
+                usage=None if usage.calls == 0 and usage.is_empty() else usage,
+                stop=None if stop is None else stop.name,
+            )
+        except StoreClosedError:
+            if state.aborted:
+                return
+            raise
+        except (TypeError, ValueError) as exc:
+            # The result cannot be stored: a failure of this attempt, like any other.
+            self._failed(state, session, ctx, exc, duration)
+            return
+        ctx._forget_conversation()
+        state.finished(duration, recorded)
+        hook = self.config.on_item_done
+        if hook is not None:
+            stop_name = None if stop is None else stop.name
+            hook(
+                ItemOutcome(
+                    ctx.item_id, "done", ctx.attempt, duration, usage, None, stop_name, result
+                )
+            )
+
+    def _failed(
+        self,
+        state: RunState,
+        session: Session,
+        ctx: ItemContext,
+        exc: Exception,
+        duration: float,
+    ) -> None:
+        if state.aborted:
+            return
+        if isinstance(exc, TimeoutError) and ctx.deadline.is_expired():
+            exc = _deadline_error(ctx, exc)
+        usage = ctx.usage
+        try:
+            session.mark_failed(ctx.item_id, exc, usage=None if usage.is_empty() else usage)
+        except StoreClosedError:
+            if state.aborted:
+                return
+            raise
+        state.finished(duration, False)
+        state.failed_ids.add(ctx.item_id)
+        quarantined = ctx.attempt >= self.config.max_attempts
+        if self.config.fail_fast:
+            with state.lock:
+                if state.fail_fast_error is None:
+                    state.fail_fast_error = exc
+            state.stop("fail_fast", StopReason("fail_fast", f"{type(exc).__name__}: {exc}"))
+        hook = self.config.on_item_done
+        if hook is not None:
+            status: Literal["failed", "quarantined"] = "quarantined" if quarantined else "failed"
+            hook(ItemOutcome(ctx.item_id, status, ctx.attempt, duration, usage, exc, None, None))
+
+    def _close(
+        self,
+        state: RunState,
+        session: Session,
+        it: Iterator[Any],
+        items: Iterable[Any],
+        exhausted: bool,
+    ) -> RunReport:
+        stats = session.stats
+        retry_later = sum(
+            1 for i in state.failed_ids if not session.is_done(i) and not session.is_quarantined(i)
+        )
+        remaining: int | None = retry_later + state.abandoned
+        if not exhausted:
+            if hasattr(items, "__len__") and not isinstance(items, Iterator):
+                # Every loop stops with one item taken from `it` and not admitted.
+                remaining = (remaining or 0) + 1 + sum(1 for _ in it)
+            else:
+                remaining = None
+        name = state.stop_name or "completed"
+        reason = state.stop_reason
+        if exhausted and not state.abandoned and name != "fail_fast":
+            # Everything was processed: a budget or signal reached at the very end changed nothing.
+            name, reason = "completed", None
+        report = RunReport(
+            job_id=session.job_id,
+            started_at=state.started_wall,
+            ended_at=self.config.wall_clock(),
+            done=state.done,
+            already_done=stats.already_done,
+            failed=state.failed,
+            quarantined=stats.quarantined,
+            remaining=remaining,
+            stop_reason=name,  # type: ignore[arg-type]
+            stop_message="" if reason is None else reason.message,
+            abandoned=state.abandoned,
+            usage=state.usage if state.usage.calls else Usage(cost_usd=0.0),
+        )
+        session.record_run({"run": "end", "ts": int(report.ended_at), "report": report.to_dict()})
+        if state.fail_fast_error is not None:
+            raise state.fail_fast_error
+        return report
+
+
+class _Ids:
+    """Reads item IDs with the same rule as ``Session.remaining``, caching the rule per type."""
+
+    __slots__ = ("getter", "key", "kind")
+
+    def __init__(self, key: KeyFunc | None) -> None:
+        self.key = key
+        self.kind: type | None = None
+        self.getter: KeyFunc | None = None
+
+    def __call__(self, item: Any) -> str:
+        if type(item) is not self.kind:
+            self.getter = id_getter(item, self.key)
+            self.kind = type(item)
+        raw = item if self.getter is None else self.getter(item)
+        if type(raw) is str and raw:
+            return raw
+        return normalize_id(raw, "item ID")
+
+
+def _check_callable(name: str, value: object) -> None:
+    if not callable(value):
+        raise ArgumentTypeError(
+            name, value, f"`{name}` must be callable (got {type(value).__name__})"
+        )
+
+
+def _deadline_error(ctx: ItemContext, cause: BaseException) -> DeadlineExceeded:
+    deadline = ctx.deadline
+    error = DeadlineExceeded(deadline, deadline.elapsed_seconds())
+    error.__cause__ = cause
+    return error
+
+
+def _conversation_dir(config: RunConfig, agent: AgentResume) -> str | None:
+    if config.conversation_dir is not None:
+        return os.fspath(config.conversation_dir)
+    path = getattr(agent.store, "path", None)
+    if isinstance(path, (str, os.PathLike)):
+        return os.fspath(path) + ".conversations"
+    return None
+
+
+# Conversations of stores without a path live as long as their store object.
+_MEMORY: weakref.WeakKeyDictionary[Any, dict[str, list[dict[str, Any]]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _memory_conversations(store: Any) -> dict[str, list[dict[str, Any]]]:
+    try:
+        memory: dict[str, list[dict[str, Any]]] = _MEMORY.setdefault(store, {})
+    except TypeError:  # a store that cannot be weakly referenced
+        return {}
+    return memory
+
+
+async def _drain(
+    tasks: set[asyncio.Task[None]], wake: asyncio.Event, state: RunState
+) -> AsyncIterator[None]:
+    """Wait for the tasks in flight, until the grace period ends after a signal."""
+    while tasks:
+        wake.clear()
+        left = state.grace_at - state.clock()
+        if left <= 0:
+            return
+        waiter = asyncio.ensure_future(wake.wait())
+        await asyncio.wait({waiter}, timeout=None if left == math.inf else left)
+        waiter.cancel()
+        yield

@@ -1,0 +1,404 @@
+import dataclasses
+import math
+import os
+from datetime import datetime, timezone
+
+import pytest
+
+from agent_resume import AgentResume, DeadlineExceeded, InMemoryStore, ResultJsonlStore
+from agent_resume._config import RunConfig
+from agent_resume._context import ItemContext
+from agent_resume._deadline import MockClock
+from agent_resume._report import ItemOutcome, RunReport
+from agent_resume._run import ResumableRun
+from agent_resume._stop import MaxTurns, StopPhrase, StopReason
+from agent_resume._usage import Usage
+from agent_resume.testing import SimulatedLLM
+
+ITEMS = [f"item-{i}" for i in range(10)]
+
+
+def config(tmp_path, **kwargs):
+    kwargs.setdefault("store", str(tmp_path / "job.jsonl"))
+    return RunConfig(job_id="job", progress=False, **kwargs)
+
+
+def records(tmp_path):
+    return list(ResultJsonlStore(str(tmp_path / "job.jsonl")).iter_records())
+
+
+def completions(tmp_path):
+    return [r["id"] for r in records(tmp_path) if "id" in r and r.get("status") is None]
+
+
+def noop(item, ctx):
+    return None
+
+
+def test_every_item_is_done_once_and_the_result_kept(tmp_path):
+    report = ResumableRun(config(tmp_path)).run(lambda item, ctx: item.upper(), ITEMS)
+    assert (report.done, report.failed, report.remaining, report.stop_reason) == (
+        10,
+        0,
+        0,
+        "completed",
+    )
+    assert sorted(completions(tmp_path)) == sorted(ITEMS)
+    with AgentResume(str(tmp_path / "job.jsonl")).resume_or_start("job") as session:
+        assert dict(session.results())["item-3"] == "ITEM-3"
+
+
+def test_items_done_in_an_earlier_run_are_skipped(tmp_path):
+    run = ResumableRun(config(tmp_path, max_items=4))
+    first = run.run(noop, ITEMS)
+    assert (first.done, first.remaining, first.stop_reason) == (4, 6, "item_budget")
+    seen = []
+    second = ResumableRun(config(tmp_path)).run(lambda item, ctx: seen.append(item), ITEMS)
+    assert seen == ITEMS[4:]
+    assert (second.done, second.already_done, second.remaining) == (6, 4, 0)
+    assert len(completions(tmp_path)) == 10
+
+
+def test_an_exception_is_a_failure_and_the_run_goes_on(tmp_path):
+    def process(item, ctx):
+        if item == "item-2":
+            raise RuntimeError("boom")
+        return item
+
+    report = ResumableRun(config(tmp_path)).run(process, ITEMS)
+    assert (report.done, report.failed, report.remaining) == (9, 1, 1)
+    failure = next(r for r in records(tmp_path) if r.get("status") == "failed")
+    assert failure["id"] == "item-2"
+    assert "RuntimeError: boom" in failure["error"]
+
+
+def test_failed_items_are_retried_then_quarantined(tmp_path):
+    attempts = []
+
+    def process(item, ctx):
+        attempts.append(ctx.attempt)
+        raise ValueError("always")
+
+    cfg = config(tmp_path, max_attempts=3)
+    for _ in range(4):
+        report = ResumableRun(cfg).run(process, ["only"])
+    assert attempts == [1, 2, 3]
+    assert (report.failed, report.quarantined, report.remaining) == (0, 1, 0)
+
+
+def test_fail_fast_records_the_failure_then_reraises(tmp_path):
+    seen = []
+
+    def process(item, ctx):
+        seen.append(item)
+        if item == "item-1":
+            raise KeyError("bad")
+
+    with pytest.raises(KeyError, match="bad"):
+        ResumableRun(config(tmp_path, fail_fast=True)).run(process, ITEMS)
+    assert seen == ["item-0", "item-1"]
+    recs = records(tmp_path)
+    assert [r["id"] for r in recs if r.get("status") == "failed"] == ["item-1"]
+    end = [r for r in recs if r.get("run") == "end"][-1]
+    assert end["report"]["stop"] == "fail_fast"
+    assert end["report"]["done"] == 1
+
+
+def test_no_item_is_admitted_after_the_time_budget(tmp_path):
+    clock = MockClock()
+
+    def process(item, ctx):
+        clock.advance(5 if item == "item-2" else 0)
+
+    report = ResumableRun(config(tmp_path, time_budget=2.0, clock=clock)).run(process, ITEMS)
+    # The third item overran the run's deadline: it is recorded, the fourth never starts.
+    assert report.done == 3
+    assert report.stop_reason == "time_budget"
+    assert report.stop_message == "the run's deadline passed"
+    assert report.remaining == 7
+
+
+def test_an_item_is_not_started_when_recent_items_took_longer_than_the_time_left(tmp_path):
+    clock = MockClock()
+
+    def process(item, ctx):
+        clock.advance(10)
+
+    cfg = config(tmp_path, time_budget=35, clock=clock)
+    report = ResumableRun(cfg).run(process, ITEMS)
+    # After three items (t=30) 5 s are left, less than the 10 s items take.
+    assert report.done == 3
+    assert report.stop_reason == "time_budget"
+    assert "recent items" in report.stop_message
+
+
+def test_finish_by_is_a_wall_clock_cut_off(tmp_path):
+    clock = MockClock(epoch=1_000_000.0)
+    cutoff = datetime.fromtimestamp(1_000_004.5, tz=timezone.utc)
+
+    def process(item, ctx):
+        clock.advance(1)
+
+    cfg = config(tmp_path, finish_by=cutoff, clock=clock, wall_clock=clock.time)
+    report = ResumableRun(cfg).run(process, ITEMS)
+    assert report.done == 4
+    assert report.stop_reason == "time_budget"
+
+
+def test_item_deadline_is_the_item_timeout_intersected_with_the_run(tmp_path):
+    clock = MockClock()
+    deadlines = []
+
+    def process(item, ctx):
+        deadlines.append(ctx.deadline.at)
+        clock.advance(4)
+
+    cfg = config(tmp_path, time_budget=100, item_timeout=30, clock=clock)
+    ResumableRun(cfg).run(process, ["a", "b"])
+    assert deadlines == [30.0, 34.0]
+    clock2 = MockClock()
+    seen = []
+    run = ResumableRun(
+        RunConfig(
+            job_id="j2",
+            store="memory:",
+            time_budget=10,
+            item_timeout=30,
+            clock=clock2,
+            progress=False,
+        )
+    )
+    run.run(lambda item, ctx: seen.append(ctx.deadline.at), ["x"])
+    assert seen == [10.0]
+
+
+def test_a_sync_item_past_its_deadline_is_a_retryable_failure(tmp_path):
+    clock = MockClock()
+
+    def process(item, ctx):
+        clock.advance(6)
+        assert ctx.should_stop() == StopReason("deadline", "the item's deadline passed")
+        ctx.deadline.check_or_raise()
+
+    report = ResumableRun(config(tmp_path, item_timeout=5, clock=clock)).run(process, ["a"])
+    assert report.failed == 1
+    failure = next(r for r in records(tmp_path) if r.get("status") == "failed")
+    assert failure["retryable"] is True
+    assert "DeadlineExceeded" in failure["error"]
+
+
+def test_record_usage_adds_to_the_item_and_the_run_and_is_stored(tmp_path):
+    llm = SimulatedLLM(seed=3)
+    seen_usage = []
+
+    def process(item, ctx):
+        messages = [{"role": "user", "content": item}]
+        for _ in range(2):
+            response = llm.complete(messages)
+            ctx.record_usage(response)
+            messages.append(response["choices"][0]["message"])
+        assert ctx.turns == 2
+        return ctx.usage.total_tokens
+
+    cfg = config(tmp_path, prices=llm.prices, on_usage=lambda i, u: seen_usage.append((i, u)))
+    report = ResumableRun(cfg).run(process, ["a", "b", "c"])
+    assert report.usage.calls == 6
+    assert len(seen_usage) == 6
+    total = sum((u for _, u in seen_usage), Usage())
+    assert report.usage.total_tokens == total.total_tokens
+    assert report.usage.cost_usd == pytest.approx(total.cost_usd)
+    done = next(r for r in records(tmp_path) if r.get("id") == "a")
+    assert done["usage"]["calls"] == 2
+    assert done["usage"]["in"] + done["usage"]["out"] == done["result"]
+
+
+def test_cost_budget_stops_admission_and_the_report_names_it(tmp_path):
+    llm = SimulatedLLM(input_price=1000.0, output_price=1000.0)
+
+    def process(item, ctx):
+        ctx.record_usage(llm.complete([{"role": "user", "content": item}]))
+
+    stops = []
+    cfg = config(tmp_path, prices=llm.prices, max_cost_usd=0.05, on_stop=stops.append)
+    report = ResumableRun(cfg).run(process, ITEMS)
+    assert report.stop_reason == "cost_budget"
+    assert 0 < report.done < 10
+    assert report.usage.cost_usd >= 0.05
+    assert [s.name for s in stops] == ["max_cost"]
+
+
+def test_token_budget_stops_admission(tmp_path):
+    def process(item, ctx):
+        ctx.record_usage(Usage(input_tokens=60, output_tokens=40, cost_usd=0.0))
+
+    report = ResumableRun(config(tmp_path, max_tokens=250)).run(process, ITEMS)
+    assert (report.done, report.stop_reason) == (3, "token_budget")
+    assert report.usage.total_tokens == 300
+
+
+def test_should_stop_reads_the_stop_conditions_and_the_reason_is_recorded(tmp_path):
+    llm = SimulatedLLM(finish_after=3)
+
+    def process(item, ctx):
+        messages = [{"role": "user", "content": item}]
+        while ctx.should_stop() is None:
+            response = llm.complete(messages)
+            ctx.record_usage(response)
+            messages.append(response["choices"][0]["message"])
+        return ctx.turns
+
+    cfg = config(tmp_path, prices=llm.prices, stop=MaxTurns(5) | StopPhrase("DONE"))
+    ResumableRun(cfg).run(process, ["a"])
+    done = next(r for r in records(tmp_path) if r.get("id") == "a")
+    assert done["result"] == 3
+    assert done["stop"] == "stop_phrase"
+
+
+def test_hooks_see_every_outcome(tmp_path):
+    outcomes: list[ItemOutcome] = []
+
+    def process(item, ctx):
+        if item == "item-1":
+            raise RuntimeError("x")
+        return item
+
+    ResumableRun(config(tmp_path, on_item_done=outcomes.append, max_attempts=1)).run(
+        process, ITEMS[:3]
+    )
+    assert [(o.item_id, o.status) for o in outcomes] == [
+        ("item-0", "done"),
+        ("item-1", "quarantined"),
+        ("item-2", "done"),
+    ]
+    assert isinstance(outcomes[1].error, RuntimeError)
+    assert outcomes[2].result == "item-2"
+
+
+def test_threads_record_every_item_exactly_once(tmp_path):
+    import threading
+
+    names = set()
+
+    def process(item, ctx):
+        names.add(threading.current_thread().name)
+        if item.endswith("7"):
+            raise RuntimeError("seven")
+        return item
+
+    items = [f"i{n}" for n in range(300)]
+    report = ResumableRun(config(tmp_path, concurrency=4)).run(process, items)
+    assert (report.done, report.failed) == (270, 30)
+    done = completions(tmp_path)
+    assert len(done) == len(set(done)) == 270
+    assert len(names) > 1
+
+
+def test_threads_respect_the_item_budget(tmp_path):
+    report = ResumableRun(config(tmp_path, concurrency=4, max_items=5)).run(noop, ITEMS)
+    assert (report.done, report.stop_reason, report.remaining) == (5, "item_budget", 5)
+
+
+def test_fail_fast_with_threads(tmp_path):
+    def process(item, ctx):
+        raise OSError("disk")
+
+    with pytest.raises(OSError, match="disk"):
+        ResumableRun(config(tmp_path, concurrency=3, fail_fast=True)).run(process, ITEMS)
+    end = [r for r in records(tmp_path) if r.get("run") == "end"][-1]
+    assert end["report"]["stop"] == "fail_fast"
+
+
+def test_the_report_is_recorded_and_reads_back(tmp_path):
+    report = ResumableRun(config(tmp_path)).run(noop, ITEMS[:3])
+    ResumableRun(config(tmp_path)).run(noop, ITEMS[:5])
+    with AgentResume(str(tmp_path / "job.jsonl")).resume_or_start("job") as session:
+        ends = [r for r in session.runs if r["run"] == "end"]
+        starts = [r for r in session.runs if r["run"] == "start"]
+    assert len(ends) == len(starts) == 2
+    first = RunReport.from_dict(ends[0]["report"])
+    assert first == dataclasses.replace(report, started_at=first.started_at)
+    assert RunReport.from_dict(ends[1]["report"]).already_done == 3
+
+
+def test_remaining_is_unknown_for_an_iterator_left_unread(tmp_path):
+    report = ResumableRun(config(tmp_path, max_items=2)).run(noop, iter(ITEMS))
+    assert report.remaining is None
+    assert "unknown" in report.format()
+
+
+def test_a_result_that_is_not_json_is_a_failure(tmp_path):
+    report = ResumableRun(config(tmp_path)).run(lambda item, ctx: object(), ["a"])
+    assert (report.done, report.failed) == (0, 1)
+
+
+def test_an_interrupted_attempt_hands_its_conversation_to_the_next(tmp_path):
+    seen = []
+
+    def process(item, ctx):
+        seen.append(ctx.conversation)
+        if not ctx.conversation:
+            ctx.save_conversation([{"role": "user", "content": "turn 1"}])
+            assert ctx.conversation == [{"role": "user", "content": "turn 1"}]
+            raise RuntimeError("interrupted")
+        return len(ctx.conversation)
+
+    cfg = config(tmp_path)
+    ResumableRun(cfg).run(process, ["a/b\nc"])
+    conv_dir = tmp_path / "job.jsonl.conversations"
+    assert len(os.listdir(conv_dir)) == 1
+    report = ResumableRun(cfg).run(process, ["a/b\nc"])
+    assert report.done == 1
+    assert seen == [[], [{"role": "user", "content": "turn 1"}]]
+    assert os.listdir(conv_dir) == []
+
+
+def test_conversations_of_a_store_without_path_stay_in_memory():
+    store = InMemoryStore()
+    cfg = RunConfig(job_id="j", store=store, progress=False)
+
+    def process(item, ctx: ItemContext):
+        if ctx.attempt == 1:
+            ctx.save_conversation([{"role": "user", "content": item}])
+            raise RuntimeError("again")
+        return ctx.conversation
+
+    run = ResumableRun(cfg)
+    run.run(process, ["x"])
+    run.run(process, ["x"])
+    with AgentResume(store).resume_or_start("j") as session:
+        assert dict(session.results()) == {"x": [{"role": "user", "content": "x"}]}
+
+
+def test_the_report_formats_as_a_table(tmp_path):
+    report = ResumableRun(config(tmp_path)).run(noop, ITEMS[:2])
+    text = str(report)
+    assert text.splitlines()[0].split() == ["job", "job"]
+    assert "stopped       completed" in text
+    assert "cost          $0.0000" in text
+
+
+def test_run_rejects_a_process_that_is_not_callable(tmp_path):
+    with pytest.raises(TypeError, match="process"):
+        ResumableRun(config(tmp_path)).run("nope", ITEMS)  # type: ignore[arg-type]
+
+
+def test_ctx_logger_carries_the_item(tmp_path, caplog):
+    caplog.set_level("INFO", logger="agent_resume.run")
+
+    def process(item, ctx):
+        ctx.logger.info("working")
+
+    ResumableRun(config(tmp_path)).run(process, ["a"])
+    record = next(r for r in caplog.records if r.getMessage() == "working")
+    assert record.item_id == "a"
+    assert record.attempt == 1
+
+
+def test_run_deadline_is_infinite_without_budget(tmp_path):
+    seen = []
+    ResumableRun(config(tmp_path)).run(lambda i, ctx: seen.append(ctx.deadline.at), ["a"])
+    assert seen == [math.inf]
+
+
+def test_deadline_exceeded_is_exported_type(tmp_path):
+    assert issubclass(DeadlineExceeded, TimeoutError)
