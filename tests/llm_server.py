@@ -240,91 +240,24 @@ def openai_response(reply: Reply, model: str, status: str = "completed") -> dict
 
 def openai_response_stream(reply: Reply, model: str) -> Iterator[bytes]:
     seq = iter(range(1_000_000))
-    yield _sse(
-        {
-            "type": "response.created",
-            "sequence_number": next(seq),
-            "response": openai_response(reply, model, "in_progress"),
-        },
-        event="response.created",
-    )
-    item = {
-        "type": "message",
-        "id": "msg_loopback",
-        "status": "in_progress",
-        "role": "assistant",
-        "content": [],
-    }
+
+    def event(kind: str, **fields: Any) -> bytes:
+        return _sse({"type": kind, "sequence_number": next(seq), **fields}, event=kind)
+
+    item = {"type": "message", "id": "msg_loopback", "status": "in_progress", "role": "assistant"}
     part = {"type": "output_text", "text": "", "annotations": []}
-    where = {"item_id": "msg_loopback", "output_index": 0, "content_index": 0}
-    yield _sse(
-        {
-            "type": "response.output_item.added",
-            "sequence_number": next(seq),
-            "output_index": 0,
-            "item": item,
-        },
-        event="response.output_item.added",
-    )
-    yield _sse(
-        {
-            "type": "response.content_part.added",
-            "sequence_number": next(seq),
-            **where,
-            "part": part,
-        },
-        event="response.content_part.added",
-    )
-    for piece in _pieces(reply.text):
-        yield _sse(
-            {
-                "type": "response.output_text.delta",
-                "sequence_number": next(seq),
-                "item_id": "msg_loopback",
-                "output_index": 0,
-                "content_index": 0,
-                "delta": piece,
-                "logprobs": [],
-            },
-            event="response.output_text.delta",
-        )
     done_part = {**part, "text": reply.text}
-    yield _sse(
-        {
-            "type": "response.output_text.done",
-            "sequence_number": next(seq),
-            **where,
-            "text": reply.text,
-            "logprobs": [],
-        },
-        event="response.output_text.done",
-    )
-    yield _sse(
-        {
-            "type": "response.content_part.done",
-            "sequence_number": next(seq),
-            **where,
-            "part": done_part,
-        },
-        event="response.content_part.done",
-    )
-    yield _sse(
-        {
-            "type": "response.output_item.done",
-            "sequence_number": next(seq),
-            "output_index": 0,
-            "item": {**item, "status": "completed", "content": [done_part]},
-        },
-        event="response.output_item.done",
-    )
-    yield _sse(
-        {
-            "type": "response.completed",
-            "sequence_number": next(seq),
-            "response": openai_response(reply, model),
-        },
-        event="response.completed",
-    )
+    where = {"item_id": "msg_loopback", "output_index": 0, "content_index": 0}
+    yield event("response.created", response=openai_response(reply, model, "in_progress"))
+    yield event("response.output_item.added", output_index=0, item={**item, "content": []})
+    yield event("response.content_part.added", **where, part=part)
+    for piece in _pieces(reply.text):
+        yield event("response.output_text.delta", **where, delta=piece, logprobs=[])
+    yield event("response.output_text.done", **where, text=reply.text, logprobs=[])
+    yield event("response.content_part.done", **where, part=done_part)
+    done_item = {**item, "status": "completed", "content": [done_part]}
+    yield event("response.output_item.done", output_index=0, item=done_item)
+    yield event("response.completed", response=openai_response(reply, model))
 
 
 def anthropic_usage(reply: Reply, output_tokens: int) -> dict[str, Any]:

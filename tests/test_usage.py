@@ -532,3 +532,17 @@ def test_message_without_usage_is_a_value_error() -> None:
 def test_bad_token_counts_are_refused(usage: dict[str, Any], error: type[Exception]) -> None:
     with pytest.raises(error):
         usage_from({"model": "gpt-4o", "usage": usage})
+
+
+def test_loopback_server_scripts_errors_then_replies(llm_server: LLMServer) -> None:
+    # The server is shared with the recipes' tests: pin its scripting.
+    llm_server.queue(Reply(status=429), Reply(model="gpt-4o-mini", input_tokens=9))
+    client = openai_client(llm_server)
+    with pytest.raises(openai.RateLimitError):
+        client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    first = client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    second = client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    assert (first.model, usage_from(first).input_tokens) == ("gpt-4o-mini", 9)
+    assert (second.model, usage_from(second).input_tokens) == ("gpt-4o", 120)
+    assert [r.path for r in llm_server.requests] == ["/v1/chat/completions"] * 3
+    assert llm_server.requests[0].body["messages"] == MESSAGES
