@@ -349,14 +349,26 @@ class PostgresStore:
         ts: int,
         extra: dict[str, Any] | None,
         result_json: str | None,
+        *,
+        token: str | None = None,
     ) -> bool:
         """Record the completion unless another worker recorded one first.
+
+        Args:
+            item_id: The normalised item ID.
+            ts: Unix seconds.
+            extra: Optional fields, JSON-able.
+            result_json: The result as JSON, or ``None``.
+            token: A unique token for this completion; a call repeated with
+                the same token (a retry whose first commit went through)
+                returns ``True`` again and records nothing more. A fresh
+                token by default.
 
         Returns:
             ``False`` for a late completion (counted in :attr:`late_completions`).
         """
         self._writable()
-        token = uuid.uuid4().hex
+        token = token or uuid.uuid4().hex
         record = dumps(completion_record(item_id, ts, extra), "extra")
         sql = self._sql(COMPLETE)
         params = {

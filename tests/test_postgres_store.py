@@ -1,0 +1,210 @@
+"""PostgresStore: schema, leases by the database clock, reconnection, idempotent writes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+from agent_resume import AgentResume
+from agent_resume._errors import (
+    ArgumentValueError,
+    MissingExtraError,
+    StoreError,
+    UnsupportedFormatError,
+)
+from agent_resume.stores import PostgresStore, SharedStore, open_store
+
+pytestmark = pytest.mark.postgres
+
+
+def opened(dsn: str, lease: float = 5.0, **options: object) -> PostgresStore:
+    store = PostgresStore(dsn, lease_seconds=lease, **options)  # type: ignore[arg-type]
+    store.open("job")
+    return store
+
+
+def query(dsn: str, sql: str) -> list[tuple[object, ...]]:
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        cur = conn.execute(sql)
+        return cur.fetchall() if cur.description else []
+
+
+def test_open_store_builds_a_postgres_store_and_a_url_may_name_the_schema(pg_dsn: str) -> None:
+    store = open_store(pg_dsn + "?schema=nightly")
+    assert isinstance(store, PostgresStore)
+    assert isinstance(store, SharedStore)
+    assert store.schema == "nightly"
+    with AgentResume(store).resume_or_start("job") as s:
+        s.mark_done("a", result=[1])
+    assert query(pg_dsn, "SELECT item_id, result FROM nightly.completions") == [("a", [1])]
+
+
+def test_a_schema_name_that_is_not_an_identifier_is_refused(pg_dsn: str) -> None:
+    with pytest.raises(ArgumentValueError, match="`schema`"):
+        PostgresStore(pg_dsn, schema="x; DROP TABLE y")
+
+
+def test_repr_names_the_database_and_not_the_password() -> None:
+    store = PostgresStore("postgresql://u:secret@db.example:5433/jobs")
+    assert "secret" not in repr(store)
+    assert "db.example:5433/jobs" in repr(store)
+
+
+def test_without_psycopg_the_error_names_the_extra() -> None:
+    code = (
+        "import sys; sys.modules['psycopg'] = None\n"
+        "from agent_resume.stores import PostgresStore\n"
+        "from agent_resume._errors import MissingExtraError\n"
+        "try:\n    PostgresStore('postgresql://x/y')\n"
+        "except MissingExtraError as e:\n    print(e.extra, e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.startswith("postgres ")
+    assert 'pip install "agent-resume[postgres]"' in out.stdout
+    assert issubclass(MissingExtraError, ImportError)
+
+
+def test_a_newer_schema_version_is_refused(pg_dsn: str) -> None:
+    opened(pg_dsn).close()
+    query(pg_dsn, "UPDATE agent_resume.meta SET value = '7' WHERE key = 'version'")
+    with pytest.raises(UnsupportedFormatError, match="version 7"):
+        PostgresStore(pg_dsn).open("job")
+
+
+def test_workers_opening_at_once_create_the_schema_once(pg_dsn: str) -> None:
+    code = (
+        "import sys\nfrom agent_resume.stores import PostgresStore\n"
+        "s = PostgresStore(sys.argv[1]); s.open('job'); s.close()\n"
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", code, pg_dsn]) for _ in range(4)]
+    assert [p.wait(timeout=60) for p in procs] == [0, 0, 0, 0]
+    assert query(pg_dsn, "SELECT value FROM agent_resume.meta WHERE key = 'job_id'") == [("job",)]
+
+
+def test_claims_skip_leased_items_and_respect_exclusions(pg_dsn: str) -> None:
+    a, b = opened(pg_dsn), opened(pg_dsn)
+    try:
+        a.enqueue([str(n) for n in range(6)])
+        b.enqueue([str(n) for n in range(6)])
+        assert a.claim(2, 3) == ["0", "1"]
+        assert b.claim(2, 3, exclude=["2"]) == ["3", "4"]
+        assert a.pending(3) == 6
+        assert a.pending(3, exclude=["0", "1"]) == 4
+        a.unclaim(["1"])
+        assert b.claim(5, 3) == ["1", "2", "5"]
+        assert a.claim(5, 3) == []
+    finally:
+        a.close()
+        b.close()
+
+
+def test_an_expired_lease_is_claimed_again_and_the_late_completion_counted(pg_dsn: str) -> None:
+    slow, fast = opened(pg_dsn, lease=0.3), opened(pg_dsn, lease=0.3)
+    try:
+        slow.enqueue(["x"])
+        assert slow.claim(1, 3) == ["x"]
+        slow._held.clear()  # this worker stalls: its heartbeat has nothing to renew
+        deadline = time.monotonic() + 5
+        while not (taken := fast.claim(1, 3)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert taken == ["x"]
+        assert fast.write_done("x", 1, {"usage": {"input_tokens": 4}}, '{"by": "fast"}')
+        assert slow.write_done("x", 2, None, '{"by": "slow"}') is False
+        assert slow.late_completions == 1
+        assert fast.late_completions == 0
+        assert list(fast.iter_results()) == [("x", {"by": "fast"})]
+    finally:
+        slow.close()
+        fast.close()
+    assert query(pg_dsn, "SELECT record->'usage' FROM agent_resume.completions") == [
+        ({"input_tokens": 4},)
+    ]
+
+
+def test_leases_are_judged_by_the_database_clock(pg_dsn: str) -> None:
+    store = opened(pg_dsn, lease=30)
+    try:
+        store.enqueue(["x"])
+        store.claim(1, 3)
+        ((seconds,),) = query(
+            pg_dsn, "SELECT extract(epoch FROM leased_until - now()) FROM agent_resume.items"
+        )
+        assert 25 < float(seconds) <= 30  # type: ignore[arg-type]
+    finally:
+        store.close()
+
+
+def test_the_heartbeat_keeps_a_live_workers_leases(pg_dsn: str) -> None:
+    live = opened(pg_dsn, lease=0.6, heartbeat_seconds=0.05)
+    other = opened(pg_dsn)
+    try:
+        live.enqueue(["x"])
+        assert live.claim(1, 3) == ["x"]
+        for _ in range(18):  # three lease lengths
+            time.sleep(0.1)
+            assert other.claim(1, 3) == []
+    finally:
+        live.close()
+        other.close()
+
+
+def test_a_completion_retried_with_its_token_is_recorded_once(pg_dsn: str) -> None:
+    store = opened(pg_dsn)
+    try:
+        assert store.write_done("x", 1, None, '"r"', token="t-1") is True
+        assert store.write_done("x", 1, None, '"r"', token="t-1") is True
+        assert store.write_done("x", 1, None, '"r"', token="t-2") is False
+        assert store.late_completions == 1
+    finally:
+        store.close()
+    assert query(pg_dsn, "SELECT count(*) FROM agent_resume.completions") == [(1,)]
+    assert query(pg_dsn, "SELECT count(*) FROM agent_resume.events WHERE kind = 'done'") == [(1,)]
+
+
+def test_a_lost_connection_is_reconnected_and_the_write_goes_through(pg_dsn: str) -> None:
+    store = opened(pg_dsn)
+    try:
+        store.enqueue(["x", "y"])
+        query(
+            pg_dsn,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE application_name LIKE 'agent-resume %'",
+        )
+        assert store.write_done("x", 1, None, None) is True
+        assert store.reconnects >= 1
+        assert store.claim(5, 3) == ["y"]
+    finally:
+        store.close()
+
+
+def test_an_unreachable_server_raises_a_store_error() -> None:
+    store = PostgresStore("postgresql://nobody@127.0.0.1:1/none", connect_timeout=1)
+    with pytest.raises(StoreError, match="opening the job failed"):
+        store.open("job")
+
+
+def test_failures_are_counted_across_workers_and_release_resets_them(pg_dsn: str) -> None:
+    a, b = opened(pg_dsn), opened(pg_dsn)
+    try:
+        a.enqueue(["x"])
+        a.write_failed("x", 1, "E: one", 1, True, None)
+        b.write_failed("x", 2, "E: two", 1, True, {"input_tokens": 3})
+        assert a.claim(5, 2) == []
+        assert a.pending(2) == 0
+        b.write_release(["x"], 3)
+        assert a.claim(5, 2) == ["x"]
+    finally:
+        a.close()
+        b.close()
+    records = list(PostgresStore(pg_dsn).iter_records())
+    assert [(r.get("attempt"), r.get("status")) for r in records] == [
+        (1, "failed"),
+        (2, "failed"),
+        (None, "retry"),
+    ]
+    assert records[1]["usage"] == {"input_tokens": 3}
