@@ -191,3 +191,15 @@ def test_worker_script_is_importable_without_running() -> None:
         check=True,
     )
     assert out.stdout == ""
+
+
+@pytest.mark.postgres
+def test_the_postgres_workers_recipe_shares_a_job(pg_dsn: str) -> None:
+    recipe = Path(__file__).parents[1] / "recipes" / "postgres_workers.py"
+    command = [sys.executable, str(recipe), "--dsn", pg_dsn, "--items", "60", "--lease", "2"]
+    procs = [subprocess.Popen(command, stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=60)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0]
+    done = sum(int(out.split("done ")[1].split(",")[0]) for out in outs)
+    assert done == 60
+    assert len(pg_completions(pg_dsn)) == 60
