@@ -380,12 +380,12 @@ class PostgresStore:
             "res": result_json,
         }
         row = self._run(lambda c: c.execute(sql, params).fetchone(), "recording a completion")
-        with self._held_lock:
-            self._held.discard(item_id)
         # A retry after an unknown commit finds its own token: the first try won.
         recorded = row is not None and (row[0] == 1 or row[1] == token)
-        if not recorded:
-            self.late_completions += 1
+        with self._held_lock:
+            self._held.discard(item_id)
+            if not recorded:
+                self.late_completions += 1
         return recorded
 
     def write_failed(

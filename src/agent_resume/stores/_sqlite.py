@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import timedelta
-from typing import Any, Final, TypeVar
+from typing import Any, TypeVar
 
 from agent_resume._errors import (
     ArgumentValueError,
@@ -35,39 +35,12 @@ from agent_resume.stores._sql import (
     failure_record,
     new_worker_id,
 )
+from agent_resume.stores._sqlite_sql import NOW as _NOW
+from agent_resume.stores._sqlite_sql import SCHEMA as _SCHEMA
 
 __all__ = ["SqliteStore"]
 
 T = TypeVar("T")
-_NOW: Final = "((julianday('now') - 2440587.5) * 86400.0)"
-_CHUNK: Final = 500
-
-_SCHEMA: Final = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
-CREATE TABLE IF NOT EXISTS items (
-    item_id TEXT PRIMARY KEY,
-    seq INTEGER NOT NULL,
-    done INTEGER NOT NULL DEFAULT 0,
-    leased_by TEXT,
-    leased_until REAL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    retryable INTEGER NOT NULL DEFAULT 1,
-    error TEXT);
-CREATE INDEX IF NOT EXISTS items_todo ON items (seq) WHERE done = 0;
-CREATE INDEX IF NOT EXISTS items_leased ON items (leased_by) WHERE leased_by IS NOT NULL;
-CREATE TABLE IF NOT EXISTS completions (
-    item_id TEXT PRIMARY KEY,
-    ts INTEGER NOT NULL,
-    worker TEXT NOT NULL,
-    record TEXT NOT NULL,
-    result TEXT);
-CREATE TABLE IF NOT EXISTS events (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    kind TEXT NOT NULL,
-    item_id TEXT,
-    ts INTEGER,
-    record TEXT);
-"""
 
 
 class SqliteStore:
