@@ -525,3 +525,13 @@ def test_unhashable_items_name_the_fingerprint_parameter(path: Path) -> None:
     with AgentResume(JsonlStore(path)).resume_or_start("job", fingerprint=True) as s:
         with pytest.raises(ArgumentTypeError, match="fingerprint="):
             list(s.remaining([{"id": "a", "blob": object()}]))
+
+
+def test_duplicates_across_batches_of_a_long_list_are_yielded_once(path: Path) -> None:
+    items = [f"k{i}" for i in range(10_000)] + ["k5", "k9000", "fresh", "fresh"]
+    with AgentResume(JsonlStore(path)).resume_or_start("job") as s:
+        s.mark_done("k1")
+        with pytest.warns(DuplicateItemWarning):
+            out = list(s.remaining(items))
+        assert out == [f"k{i}" for i in range(10_000) if i != 1] + ["fresh"]
+        assert s.stats.duplicates == 3

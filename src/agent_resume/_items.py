@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from operator import attrgetter, itemgetter
 from typing import Any, TypeVar
 
 from agent_resume._errors import ArgumentTypeError
 from agent_resume._records import normalize_id
 
-__all__ = ["KeyFunc", "id_getter", "normalized_ids"]
+__all__ = ["KeyFunc", "id_batches", "id_getter", "normalized_ids"]
 
 T = TypeVar("T")
 KeyFunc = Callable[[Any], object]
@@ -46,31 +46,41 @@ def id_getter(item: object, key: KeyFunc | None) -> KeyFunc | None:
 
 def _ids_of(chunk: list[Any], getter: KeyFunc | None) -> list[str]:
     raw: list[Any] = chunk if getter is None else list(map(getter, chunk))
-    kinds = set(map(type, raw))
-    if kinds == {str} and "" not in raw and all(map(str.isascii, raw)):
+    try:
+        # str.isascii refuses anything that is not a str, so this one C pass
+        # checks the types too; non-ASCII IDs and ints take the careful path.
+        plain = all(map(str.isascii, raw))
+    except TypeError:
+        plain = False
+    if plain and "" not in raw:
         return raw
     return [normalize_id(r, "item ID") for r in raw]
+
+
+def id_batches(items: Sequence[T], key: KeyFunc | None) -> Iterator[tuple[list[T], list[str]]]:
+    """Yield ``(items, normalised IDs)`` in batches of a sequence, the checks done in C."""
+    if not items:
+        return
+    getter = id_getter(items[0], key)
+    for start in range(0, len(items), _BATCH):
+        part = items[start : start + _BATCH]
+        chunk = part if type(part) is list else list(part)
+        try:
+            ids = _ids_of(chunk, getter)
+        except (AttributeError, KeyError, TypeError):
+            pairs = list(_one_by_one(chunk, key))
+            ids = [item_id for _, item_id in pairs]
+        yield chunk, ids
 
 
 def normalized_ids(items: Iterable[T], key: KeyFunc | None) -> Iterator[tuple[T, str]]:
     """Yield ``(item, normalised ID)`` for every item, lazily for iterators.
 
-    Lists and tuples are read in batches, with the type checks done in C;
-    any other iterable is read one item at a time, so a generator is never
-    pulled ahead of the consumer.
+    Lists and tuples are read in batches; any other iterable is read one item
+    at a time, so a generator is never pulled ahead of the consumer.
     """
-    getter: KeyFunc | None
     if isinstance(items, (list, tuple)):
-        if not items:
-            return
-        getter = id_getter(items[0], key)
-        for start in range(0, len(items), _BATCH):
-            chunk = list(items[start : start + _BATCH])
-            try:
-                ids = _ids_of(chunk, getter)
-            except (AttributeError, KeyError, TypeError):
-                yield from _one_by_one(chunk, key)
-                continue
+        for chunk, ids in id_batches(items, key):
             yield from zip(chunk, ids, strict=True)
         return
     yield from _one_by_one(items, key)

@@ -6,8 +6,10 @@ import os
 import threading
 import time
 import warnings
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import chain, compress, filterfalse
+from operator import not_
 from types import TracebackType
 from typing import Any, Literal, TypeVar
 
@@ -18,7 +20,7 @@ from agent_resume._errors import (
     StoreClosedError,
 )
 from agent_resume._fingerprint import Fingerprinter, make_fingerprinter
-from agent_resume._items import KeyFunc, normalized_ids
+from agent_resume._items import KeyFunc, id_batches, normalized_ids
 from agent_resume._records import JobState, check_json, normalize_id
 from agent_resume.stores import Store, open_store
 from agent_resume.stores._protocol import SharedStore
@@ -206,10 +208,14 @@ class Session:
         """
         self._check_open()
         if self._shared:
-            from agent_resume._claiming import claimed_items  # type: ignore[import-not-found,unused-ignore]
+            from agent_resume._claiming import claimed_items
 
-            yield from claimed_items(self, items, key)
-            return
+            return claimed_items(self, items, key)
+        if self._fingerprinter is None and isinstance(items, (list, tuple)):
+            return self._remaining_batched(items, key)
+        return self._remaining_one_by_one(items, key)
+
+    def _remaining_one_by_one(self, items: Iterable[T], key: KeyFunc | None) -> Iterator[T]:
         done = self._done
         failures = self._failures
         fingerprinter = self._fingerprinter
@@ -232,6 +238,62 @@ class Session:
             if item_id in done and item_id not in self._rerun:
                 continue
             yield item
+
+    def _remaining_batched(self, items: Sequence[T], key: KeyFunc | None) -> Iterator[T]:
+        # The rules of the general loop, with the set work done in C per batch.
+        # compress() and map() are lazy, so an item marked done after the batch
+        # was read is still skipped when its turn comes.
+        done = self._done
+        is_done = done.__contains__
+        seen: set[str] = set()
+        kept_ids: list[list[str]] = []
+        careful = False
+        for chunk, ids in id_batches(items, key):
+            if self._closed:
+                raise StoreClosedError(f"the session for job {self.job_id!r} is closed")
+            if chunk is ids:
+                todo_ids = list(filterfalse(is_done, ids))
+                todo: list[T] = todo_ids  # type: ignore[assignment]
+            else:
+                keep = list(map(not_, map(is_done, ids)))
+                todo_ids = list(compress(ids, keep))
+                todo = list(compress(chunk, keep))
+            if careful:
+                todo, todo_ids = self._drop_duplicates(todo, todo_ids, seen)
+            else:
+                before = len(seen)
+                seen.update(todo_ids)
+                if len(seen) - before != len(todo_ids):
+                    # A repeated ID: rebuild what was seen before this batch and
+                    # check every later batch one ID at a time.
+                    careful = True
+                    seen = set(chain.from_iterable(kept_ids))
+                    todo, todo_ids = self._drop_duplicates(todo, todo_ids, seen)
+                else:
+                    kept_ids.append(todo_ids)
+            if self._failures:
+                pairs = [
+                    (item, item_id)
+                    for item, item_id in zip(todo, todo_ids, strict=True)
+                    if not self._is_quarantined(item_id)
+                ]
+                todo = [pair[0] for pair in pairs]
+                todo_ids = [pair[1] for pair in pairs]
+            yield from compress(todo, map(not_, map(is_done, todo_ids)))
+
+    def _drop_duplicates(
+        self, todo: list[T], todo_ids: list[str], seen: set[str]
+    ) -> tuple[list[T], list[str]]:
+        kept: list[T] = []
+        kept_ids: list[str] = []
+        for item, item_id in zip(todo, todo_ids, strict=True):
+            if item_id in seen:
+                self._duplicate(item_id)
+                continue
+            seen.add(item_id)
+            kept.append(item)
+            kept_ids.append(item_id)
+        return kept, kept_ids
 
     def _changed_and_rerun(self, item: Any, item_id: str) -> bool:
         assert self._fingerprinter is not None
@@ -334,7 +396,8 @@ class Session:
             StoreClosedError: The session is closed.
             StoreWriteError: The write failed; nothing was recorded.
         """
-        item_id = normalize_id(item_id)
+        if type(item_id) is not str or not item_id or not item_id.isascii():
+            item_id = normalize_id(item_id)
         result_json = None if result is None else check_json(result, "result")
         extra = None
         if (
@@ -344,16 +407,19 @@ class Session:
             or item_id in self._failures
         ):
             extra = self._extra(item_id, usage, stop)
+        ts = int(time.time())
         with self._lock:
             if self._closed:
                 raise StoreClosedError(f"the session for job {self.job_id!r} is closed")
             done = self._done
             if item_id in done and item_id not in self._rerun:
                 return False
-            recorded = self.store.write_done(item_id, int(time.time()), extra, result_json)
+            recorded = self.store.write_done(item_id, ts, extra, result_json)
             done.add(item_id)
-            self._rerun.discard(item_id)
-            self._failures.pop(item_id, None)
+            if self._rerun:
+                self._rerun.discard(item_id)
+            if self._failures:
+                self._failures.pop(item_id, None)
             if not recorded:
                 return False
             self._n_done += 1

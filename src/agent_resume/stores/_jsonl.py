@@ -7,6 +7,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from json.encoder import encode_basestring
 from typing import Any, Final, get_args
 
 from agent_resume._errors import (
@@ -82,6 +83,8 @@ class JsonlStore:
         self._size = 0
         self._cut_pending = False
         self._broken: BaseException | None = None
+        self._gated = True
+        self._syncing = durability != "flush"
         self._syncer: _GroupSyncer | None = None
         self._fsync: Callable[[int], None] = os.fsync
 
@@ -110,6 +113,7 @@ class JsonlStore:
             raise
         self._fd = fd
         self._broken = None
+        self._gated = True
         if self._size == 0:
             created = int(time.time())
             header = {"agent_resume": FORMAT_VERSION, "job_id": job_id, "created": created}
@@ -134,17 +138,9 @@ class JsonlStore:
 
     def _append(self, data: bytes) -> None:
         with self._lock:
-            fd = self._fd
-            if fd is None:
-                raise StoreClosedError(f"{self.path} is closed")
-            if self._broken is not None:
-                raise StoreWriteError(
-                    f"{self.path} refuses writes after a failed sync ({self._broken}); "
-                    "reopen it to go on"
-                )
-            if self._cut_pending:
-                os.ftruncate(fd, self._size)
-                self._cut_pending = False
+            if self._gated:
+                self._pass_gate()
+            fd: int = self._fd  # type: ignore[assignment]
             try:
                 written = os.write(fd, data)
             except OSError as exc:
@@ -152,7 +148,7 @@ class JsonlStore:
             if written != len(data):
                 self._roll_back(fd, OSError(f"short write: {written} of {len(data)} bytes"))
             self._size += written
-            if self.durability == "flush":
+            if not self._syncing:
                 return
             if self.durability == "fsync":
                 self._sync(fd)
@@ -161,11 +157,27 @@ class JsonlStore:
         if syncer is not None:
             syncer.written()
 
+    def _pass_gate(self) -> None:
+        # Everything unusual before a write, kept off the common path.
+        fd = self._fd
+        if fd is None:
+            raise StoreClosedError(f"{self.path} is closed")
+        if self._broken is not None:
+            raise StoreWriteError(
+                f"{self.path} refuses writes after a failed sync ({self._broken}); "
+                "reopen it to go on"
+            )
+        if self._cut_pending:
+            os.ftruncate(fd, self._size)
+            self._cut_pending = False
+        self._gated = False
+
     def _roll_back(self, fd: int, exc: OSError) -> None:
         try:
             os.ftruncate(fd, self._size)
         except OSError as cut_exc:
             self._broken = cut_exc
+            self._gated = True
             raise StoreWriteError(
                 f"writing to {self.path} failed ({exc}) and cutting the file back to its "
                 f"last whole record failed too ({cut_exc}); run `agent-resume repair`"
@@ -181,6 +193,7 @@ class JsonlStore:
         except OSError as exc:
             # The kernel may have dropped the unsynced pages: never retry.
             self._broken = exc
+            self._gated = True
             raise StoreWriteError(
                 f"syncing {self.path} failed ({exc}); the store refuses further writes"
             ) from exc
@@ -196,7 +209,11 @@ class JsonlStore:
         if result_json is not None and not self.keeps_results:
             _hint_results()
             result_json = None
-        self._append(completion_line(item_id, ts, extra, result_json).encode("utf-8"))
+        if extra is None and result_json is None:
+            line = '{"id": ' + encode_basestring(item_id) + ', "ts": ' + str(ts) + "}\n"
+        else:
+            line = completion_line(item_id, ts, extra, result_json)
+        self._append(line.encode("utf-8"))
         return True
 
     def write_failed(
@@ -266,6 +283,7 @@ class JsonlStore:
         finally:
             with self._lock:
                 fd, self._fd = self._fd, None
+                self._gated = True
             if fd is not None:
                 os.close(fd)
                 self._file_lock.release()
@@ -325,6 +343,7 @@ class _GroupSyncer:
                 store._fsync(fd)
             except OSError as exc:
                 store._broken = exc
+                store._gated = True
                 logger.error(
                     "syncing %s failed (%s); the store refuses further writes", store.path, exc
                 )

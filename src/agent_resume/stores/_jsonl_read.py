@@ -22,8 +22,9 @@ __all__ = ["CheckpointWarning", "LoadResult", "load", "read_records"]
 
 _BLOCK: Final = 1 << 20
 _MAX_WARNINGS: Final = 10
-# A plain completion exactly as this library writes it: no escapes in the ID.
-_PLAIN = re.compile(r'^\{"id": "([^"\\\x00-\x1f]+)", "ts": -?\d+\}$', re.MULTILINE)
+# A plain completion exactly as this library writes it, no escapes in the ID,
+# anchored between two newlines (the block is searched with one prepended).
+_PLAIN = re.compile(rb'\n\{"id": "([^"\\\x00-\x1f]+)", "ts": -?\d+\}(?=\n)')
 
 
 class CheckpointWarning(UserWarning):
@@ -137,15 +138,15 @@ def load(f: IO[bytes], path: str, *, strict: bool = False) -> LoadResult:
             data = data[end:]
             if not data:
                 continue
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError:
-            text = ""
         count = data.count(b"\n")
-        if text:
-            ids = _PLAIN.findall(text)
-            if len(ids) == count:
-                done.update(ids)
+        ids = _PLAIN.findall(b"\n" + data)
+        if len(ids) == count:
+            try:
+                # One decode for the whole block: IDs hold no newline, so split is exact.
+                done.update(b"\n".join(ids).decode("utf-8").split("\n"))
+            except UnicodeDecodeError:
+                pass
+            else:
                 line_number += count
                 offset += len(data)
                 last_bad_at_end = False
