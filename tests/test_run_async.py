@@ -1,0 +1,116 @@
+import asyncio
+
+import pytest
+
+from agent_resume import ResultJsonlStore
+from agent_resume._config import RunConfig
+from agent_resume._run import ResumableRun
+from agent_resume.testing import SimulatedLLM
+
+ITEMS = [f"item-{i}" for i in range(40)]
+
+
+def config(tmp_path, **kwargs):
+    return RunConfig(job_id="job", store=str(tmp_path / "job.jsonl"), progress=False, **kwargs)
+
+
+def records(tmp_path):
+    return list(ResultJsonlStore(str(tmp_path / "job.jsonl")).iter_records())
+
+
+def test_async_run_processes_each_item_once_within_the_concurrency(tmp_path):
+    running = 0
+    peak = 0
+
+    async def process(item, ctx):
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0.001)
+        running -= 1
+        return item
+
+    report = asyncio.run(ResumableRun(config(tmp_path, concurrency=5)).arun(process, ITEMS))
+    assert (report.done, report.remaining, report.stop_reason) == (40, 0, "completed")
+    assert peak == 5
+    done = [r["id"] for r in records(tmp_path) if "id" in r]
+    assert sorted(done) == sorted(ITEMS)
+
+
+def test_async_items_are_cancelled_at_their_deadline_and_retried_later(tmp_path):
+    cancelled = []
+
+    async def process(item, ctx):
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            cancelled.append(item)
+            raise
+
+    cfg = config(tmp_path, item_timeout=0.02, concurrency=2)
+    report = asyncio.run(ResumableRun(cfg).arun(process, ["a", "b"]))
+    assert report.failed == 2
+    assert sorted(cancelled) == ["a", "b"]
+    failures = [r for r in records(tmp_path) if r.get("status") == "failed"]
+    assert all(f["retryable"] and "DeadlineExceeded" in f["error"] for f in failures)
+
+    async def quick(item, ctx):
+        assert ctx.attempt == 2
+        return item
+
+    again = asyncio.run(ResumableRun(cfg).arun(quick, ["a", "b"]))
+    assert again.done == 2
+
+
+def test_async_exception_is_recorded_and_the_run_goes_on(tmp_path):
+    async def process(item, ctx):
+        if item == "item-3":
+            raise RuntimeError("nope")
+
+    report = asyncio.run(ResumableRun(config(tmp_path, concurrency=4)).arun(process, ITEMS))
+    assert (report.done, report.failed, report.remaining) == (39, 1, 1)
+
+
+def test_async_fail_fast_reraises_after_recording(tmp_path):
+    async def process(item, ctx):
+        raise LookupError("first")
+
+    with pytest.raises(LookupError):
+        asyncio.run(
+            ResumableRun(config(tmp_path, fail_fast=True, concurrency=3)).arun(process, ITEMS)
+        )
+    recs = records(tmp_path)
+    assert any(r.get("status") == "failed" for r in recs)
+    assert [r for r in recs if r.get("run") == "end"][-1]["report"]["stop"] == "fail_fast"
+
+
+def test_async_budgets_and_usage(tmp_path):
+    llm = SimulatedLLM(latency=0.001)
+
+    async def process(item, ctx):
+        ctx.record_usage(await llm.acomplete([{"role": "user", "content": item}]))
+
+    cfg = config(tmp_path, concurrency=4, max_items=10, prices=llm.prices)
+    report = asyncio.run(ResumableRun(cfg).arun(process, ITEMS))
+    assert (report.done, report.stop_reason, report.remaining) == (10, "item_budget", 30)
+    assert report.usage.calls == 10
+    assert report.usage.cost_usd is not None and report.usage.cost_usd > 0
+
+    second = asyncio.run(ResumableRun(config(tmp_path, prices=llm.prices)).arun(process, ITEMS))
+    assert (second.already_done, second.done) == (10, 30)
+
+
+def test_async_deadline_already_passed_is_a_failure_without_a_call(tmp_path):
+    from agent_resume._deadline import MockClock
+
+    clock = MockClock()
+    calls = []
+
+    async def process(item, ctx):
+        calls.append(item)
+        clock.advance(10)
+
+    cfg = config(tmp_path, time_budget=5, clock=clock)
+    report = asyncio.run(ResumableRun(cfg).arun(process, ["a", "b"]))
+    assert calls == ["a"]
+    assert report.stop_reason == "time_budget"

@@ -1,0 +1,118 @@
+"""Real SIGINT and SIGTERM sent to a child process running a job."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from agent_resume import ResultJsonlStore
+
+CHILD = str(Path(__file__).with_name("_run_child.py"))
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+
+
+def start(tmp_path, mode, **opts):
+    args = [sys.executable, CHILD, mode, str(tmp_path / "job.jsonl")]
+    args += [f"{k}={v}" for k, v in opts.items()]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    return subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+
+
+def wait_for_starts(proc, count):
+    started = []
+    while len(started) < count:
+        line = proc.stdout.readline()
+        assert line, proc.stderr.read()
+        if line.startswith("START"):
+            started.append(line.split()[1])
+    return started
+
+
+def finish(proc):
+    out, err = proc.communicate(timeout=30)
+    return out, err
+
+
+def report_of(out):
+    line = next(l for l in out.splitlines() if l.startswith("REPORT"))
+    return json.loads(line.split(" ", 1)[1])
+
+
+def done_ids(tmp_path):
+    recs = ResultJsonlStore(str(tmp_path / "job.jsonl")).iter_records()
+    return [r["id"] for r in recs if "id" in r and r.get("status") is None]
+
+
+def end_reports(tmp_path):
+    recs = ResultJsonlStore(str(tmp_path / "job.jsonl")).iter_records()
+    return [r["report"] for r in recs if r.get("run") == "end"]
+
+
+@pytest.mark.parametrize(
+    ("mode", "sig", "concurrency"),
+    [
+        ("sync", signal.SIGINT, 1),
+        ("sync", signal.SIGTERM, 1),
+        ("threads", signal.SIGTERM, 3),
+        ("threads", signal.SIGINT, 3),
+        ("async", signal.SIGINT, 3),
+        ("async", signal.SIGTERM, 3),
+    ],
+)
+def test_first_signal_finishes_in_flight_items_and_records_the_report(
+    tmp_path, mode, sig, concurrency
+):
+    proc = start(tmp_path, mode, concurrency=concurrency, sleep=0.3)
+    started = wait_for_starts(proc, concurrency)
+    proc.send_signal(sig)
+    out, err = finish(proc)
+    assert proc.returncode == 0, err
+    report = report_of(out)
+    assert report["stop"] == "signal"
+    assert signal.Signals(sig).name in report["stop_message"]
+    assert report["abandoned"] == 0
+    starts = started + [l.split()[1] for l in out.splitlines() if l.startswith("START")]
+    assert sorted(done_ids(tmp_path)) == sorted(starts)
+    assert report["done"] == len(starts)
+    assert end_reports(tmp_path)[-1] == report
+
+
+@pytest.mark.parametrize("mode", ["threads", "async"])
+def test_in_flight_items_past_the_grace_period_are_abandoned(tmp_path, mode):
+    proc = start(tmp_path, mode, concurrency=2, sleep=60, grace=0.2)
+    wait_for_starts(proc, 2)
+    proc.send_signal(signal.SIGTERM)
+    out, err = finish(proc)
+    assert proc.returncode == 0, err
+    report = report_of(out)
+    assert (report["stop"], report["done"], report["abandoned"]) == ("signal", 0, 2)
+    assert done_ids(tmp_path) == []
+    assert end_reports(tmp_path) == [report]
+
+
+@pytest.mark.parametrize(
+    ("mode", "sig", "code"),
+    [
+        ("sync", signal.SIGINT, -signal.SIGINT),  # KeyboardInterrupt, re-raised by Python
+        ("threads", signal.SIGINT, -signal.SIGINT),
+        ("sync", signal.SIGTERM, -signal.SIGTERM),
+        ("async", signal.SIGTERM, -signal.SIGTERM),
+    ],
+)
+def test_a_second_signal_aborts_at_once(tmp_path, mode, sig, code):
+    proc = start(tmp_path, mode, concurrency=1 if mode == "sync" else 2, sleep=60, grace=60)
+    wait_for_starts(proc, 1)
+    proc.send_signal(sig)
+    time.sleep(0.3)
+    proc.send_signal(sig)
+    out, err = finish(proc)
+    assert proc.returncode == code, err
+    assert "REPORT" not in out
+    assert done_ids(tmp_path) == []
