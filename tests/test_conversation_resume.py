@@ -42,8 +42,8 @@ def test_killed_item_resumes_with_the_conversation_of_turn_3(tmp_path):
     resumed = json.loads(lines[0].split(" ", 1)[1])
     assert resumed == saved
     assert sum(1 for m in resumed if m["role"] == "assistant") == 3
-    turns = [int(l.split()[1]) for l in lines if l.startswith("SAVED")]
+    turns = [int(line.split()[1]) for line in lines if line.startswith("SAVED")]
     assert turns == [4, 5]
-    report = json.loads(next(l for l in lines if l.startswith("REPORT")).split(" ", 1)[1])
+    report = json.loads(next(line for line in lines if line.startswith("REPORT")).split(" ", 1)[1])
     assert report["done"] == 1
     assert os.listdir(conv_dir) == []

@@ -94,7 +94,8 @@ def test_async_budgets_and_usage(tmp_path):
     report = asyncio.run(ResumableRun(cfg).arun(process, ITEMS))
     assert (report.done, report.stop_reason, report.remaining) == (10, "item_budget", 30)
     assert report.usage.calls == 10
-    assert report.usage.cost_usd is not None and report.usage.cost_usd > 0
+    assert report.usage.cost_usd is not None
+    assert report.usage.cost_usd > 0
 
     second = asyncio.run(ResumableRun(config(tmp_path, prices=llm.prices)).arun(process, ITEMS))
     assert (second.already_done, second.done) == (10, 30)

@@ -55,7 +55,7 @@ def test_sigkill_at_random_moments_loses_and_doubles_nothing(tmp_path):
         if proc.returncode == -signal.SIGKILL:
             kills += 1
     proc = spawn(tmp_path)
-    out, err = proc.communicate(timeout=120)
+    _out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err.decode()
     assert kills >= 25
 

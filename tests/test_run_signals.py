@@ -41,7 +41,7 @@ def finish(proc):
 
 
 def report_of(out):
-    line = next(l for l in out.splitlines() if l.startswith("REPORT"))
+    line = next(line for line in out.splitlines() if line.startswith("REPORT"))
     return json.loads(line.split(" ", 1)[1])
 
 
@@ -78,7 +78,7 @@ def test_first_signal_finishes_in_flight_items_and_records_the_report(
     assert report["stop"] == "signal"
     assert signal.Signals(sig).name in report["stop_message"]
     assert report["abandoned"] == 0
-    starts = started + [l.split()[1] for l in out.splitlines() if l.startswith("START")]
+    starts = started + [line.split()[1] for line in out.splitlines() if line.startswith("START")]
     assert sorted(done_ids(tmp_path)) == sorted(starts)
     assert report["done"] == len(starts)
     assert end_reports(tmp_path)[-1] == report
