@@ -1,6 +1,22 @@
-"""agent-resume: resumable, budgeted and accounted LLM batch jobs."""
+"""agent-resume: resumable, budgeted and accounted LLM batch jobs.
 
-from agent_resume._deadline import Deadline
+Everything public is importable from here; the modules behind it are private.
+The stores are also in :mod:`agent_resume.stores`, the test helpers in
+:mod:`agent_resume.testing`.
+"""
+
+from agent_resume._codec import (
+    ConversationCodec,
+    CorruptConversationError,
+    load_conversation,
+    save_conversation,
+)
+from agent_resume._deadline import (
+    Deadline,
+    SupportsRemainingSeconds,
+    as_deadline,
+    remaining_of,
+)
 from agent_resume._errors import (
     AgentResumeError,
     ArgumentTypeError,
@@ -16,8 +32,54 @@ from agent_resume._errors import (
     StoreWriteError,
     UnsupportedFormatError,
 )
-from agent_resume._session import AgentResume, DuplicateItemWarning, Session, SessionStats
-from agent_resume._version import __version__
+from agent_resume._ledger import (
+    ItemUsage,
+    Ledger,
+)
+from agent_resume._maintenance import (
+    CompactReport,
+    RepairReport,
+    compact,
+    repair,
+)
+from agent_resume._prices import (
+    ModelPrice,
+    PriceTable,
+    UnknownModelWarning,
+    default_prices,
+)
+from agent_resume._session import (
+    AgentResume,
+    DuplicateItemWarning,
+    Session,
+    SessionStats,
+)
+from agent_resume._stop import (
+    AllOf,
+    AnyOf,
+    ConsecutiveErrors,
+    Custom,
+    LoopState,
+    MaxCost,
+    MaxItems,
+    MaxSeconds,
+    MaxTokens,
+    MaxTurns,
+    NoProgress,
+    Not,
+    RepeatedToolCall,
+    StopCondition,
+    StopPhrase,
+    StopReason,
+    ToolCall,
+)
+from agent_resume._usage import (
+    Usage,
+    usage_from,
+)
+from agent_resume._version import (
+    __version__,
+)
 from agent_resume.stores import (
     CheckpointWarning,
     InMemoryStore,
@@ -29,28 +91,78 @@ from agent_resume.stores import (
 
 __all__ = [
     "AgentResume",
+    "AgentResumeError",
+    "AllOf",
+    "AnyOf",
+    "ArgumentTypeError",
+    "ArgumentValueError",
     "CheckpointWarning",
+    "CompactReport",
+    "ConsecutiveErrors",
+    "ConversationCodec",
+    "CorruptCheckpointError",
+    "CorruptConversationError",
+    "Custom",
+    "Deadline",
+    "DeadlineExceeded",
     "DuplicateItemWarning",
     "InMemoryStore",
+    "ItemChangedError",
+    "ItemUsage",
+    "JobLockedError",
+    "JobMismatchError",
     "JsonlStore",
+    "Ledger",
+    "LoopState",
+    "MaxCost",
+    "MaxItems",
+    "MaxSeconds",
+    "MaxTokens",
+    "MaxTurns",
+    "MissingExtraError",
+    "ModelPrice",
+    "NoProgress",
+    "Not",
+    "PriceTable",
+    "RepairReport",
+    "RepeatedToolCall",
     "ResultJsonlStore",
     "Session",
     "SessionStats",
+    "StopCondition",
+    "StopPhrase",
+    "StopReason",
     "Store",
-    "open_store",
-    "AgentResumeError",
-    "ArgumentTypeError",
-    "ArgumentValueError",
-    "CorruptCheckpointError",
-    "Deadline",
-    "DeadlineExceeded",
-    "ItemChangedError",
-    "JobLockedError",
-    "JobMismatchError",
-    "MissingExtraError",
     "StoreClosedError",
     "StoreError",
     "StoreWriteError",
+    "SupportsRemainingSeconds",
+    "ToolCall",
+    "UnknownModelWarning",
     "UnsupportedFormatError",
+    "Usage",
     "__version__",
+    "as_deadline",
+    "compact",
+    "default_prices",
+    "load_conversation",
+    "open_store",
+    "remaining_of",
+    "repair",
+    "save_conversation",
+    "usage_from",
 ]
+
+
+def _rehome() -> None:
+    # Tracebacks and reprs say agent_resume.X, not agent_resume._module.X.
+    for name in __all__:
+        obj = globals()[name]
+        if isinstance(obj, type) or callable(obj):
+            module = getattr(obj, "__module__", "")
+            if module.startswith(("agent_resume._", "agent_resume.stores._")):
+                obj.__module__ = __name__
+
+
+_rehome()
+del _rehome
