@@ -151,7 +151,8 @@ class SimulatedLLM:
         turn = 1 + sum(1 for m in messages if m.get("role") == "assistant")
         if self.finish_after is not None and turn >= self.finish_after:
             words.append(self.finish_word)
-        text = " ".join(words).capitalize() + "."
+        text = " ".join(words)
+        text = text[0].upper() + text[1:] + "."
         prompt_tokens = sum(4 + len(_content_text(m.get("content"))) // 4 for m in messages)
         completion_tokens = len(words) + 1 + digest[20] % 8
         return {
