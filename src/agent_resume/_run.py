@@ -256,22 +256,28 @@ class ResumableRun:
         clock = state.clock
         started = clock()
         timeout = ctx.deadline.remaining_seconds()
+        if timeout <= 0:
+            error = DeadlineExceeded(ctx.deadline, 0.0)
+            self._failed(state, session, ctx, error, 0.0)
+            return
+        timer = None
+        if timeout != math.inf:
+            # Cheaper than wait_for (no second task): cancel this task at the deadline.
+            timer = _Timer(timeout)
         try:
-            if timeout == math.inf:
-                result = await aprocess(item, ctx)
-            elif timeout <= 0:
-                raise DeadlineExceeded(ctx.deadline, 0.0)
-            else:
-                result = await asyncio.wait_for(aprocess(item, ctx), timeout)
-        except (asyncio.TimeoutError, TimeoutError) as exc:
-            error: Exception = exc
-            if ctx.deadline.is_expired() or not isinstance(exc, DeadlineExceeded):
-                error = _deadline_error(ctx, exc)
-            self._failed(state, session, ctx, error, clock() - started)
+            result = await aprocess(item, ctx)
+        except asyncio.CancelledError as exc:
+            if timer is None or not timer.fired:
+                raise
+            timer.uncancel()
+            self._failed(state, session, ctx, _deadline_error(ctx, exc), clock() - started)
         except Exception as exc:
             self._failed(state, session, ctx, exc, clock() - started)
         else:
             self._done(state, session, ctx, result, clock() - started)
+        finally:
+            if timer is not None:
+                timer.close()
 
     # -- shared steps ----------------------------------------------------------
 
@@ -426,6 +432,32 @@ class _Ids:
         if type(raw) is str and raw:
             return raw
         return normalize_id(raw, "item ID")
+
+
+class _Timer:
+    """Cancels the current task after ``seconds``, and remembers that it did."""
+
+    __slots__ = ("fired", "handle", "task")
+
+    def __init__(self, seconds: float) -> None:
+        self.fired = False
+        self.task = asyncio.current_task()
+        self.handle = asyncio.get_running_loop().call_later(seconds, self._fire)
+
+    def _fire(self) -> None:
+        self.fired = True
+        if self.task is not None:
+            self.task.cancel()
+
+    def uncancel(self) -> None:
+        """Take back the cancellation this timer made (Python 3.11+ counts them)."""
+        uncancel = getattr(self.task, "uncancel", None)
+        if uncancel is not None:
+            uncancel()
+
+    def close(self) -> None:
+        """Stop the timer."""
+        self.handle.cancel()
 
 
 def _check_callable(name: str, value: object) -> None:
