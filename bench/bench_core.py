@@ -168,18 +168,14 @@ def bench_remaining(tmp: Path, n: int, repeats: int) -> dict[str, float]:
 
         def consume() -> float:
             start = time.perf_counter()
-            count = 0
-            for _ in s.remaining(items):
-                count += 1
+            count = sum(1 for _ in s.remaining(items))
             elapsed = time.perf_counter() - start
             assert count == n // 2
             return elapsed
 
         def bare_loop() -> float:
             start = time.perf_counter()
-            count = 0
-            for _ in items:
-                count += 1
+            sum(1 for _ in items)
             return time.perf_counter() - start
 
         elapsed = median_of(repeats, consume)

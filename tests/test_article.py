@@ -36,7 +36,7 @@ def test_article_code_runs_verbatim(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         return item.text.upper()
 
     # The article's code, unchanged:
-    from agent_resume import AgentResume, JsonlStore  # noqa: F811
+    from agent_resume import AgentResume, JsonlStore
 
     store = JsonlStore(path="./checkpoints/batch-job-42.jsonl")
     agent = AgentResume(store=store)
@@ -66,7 +66,7 @@ def test_article_deadline_form_runs_verbatim(
     def save_summary(item_id: str, summary: str) -> None:
         summaries[item_id] = summary
 
-    from agent_resume import AgentResume, Deadline, DeadlineExceeded, JsonlStore  # noqa: F811
+    from agent_resume import AgentResume, Deadline, DeadlineExceeded, JsonlStore
 
     store = JsonlStore(path="./checkpoints/nightly-sync.jsonl")
     agent = AgentResume(store=store)
@@ -90,7 +90,7 @@ def test_article_deadline_form_stops_and_resumes(tmp_path: Path) -> None:
     items = make_items(10)
     seen: list[str] = []
     deadline = Deadline.from_now(seconds=-1)
-    with pytest.raises(DeadlineExceeded):  # noqa: SIM117
+    with pytest.raises(DeadlineExceeded):
         with AgentResume(JsonlStore(store_path)).resume_or_start("nightly") as session:
             for item in session.remaining(items):
                 if item.id == "item-004":
@@ -106,7 +106,7 @@ def test_article_deadline_form_stops_and_resumes(tmp_path: Path) -> None:
 def test_the_job_dies_at_item_847_and_resumes_at_847(tmp_path: Path) -> None:
     path = tmp_path / "checkpoints" / "batch-job-42.jsonl"
     all_items = make_items(1000)
-    with pytest.raises(Crash):  # noqa: SIM117
+    with pytest.raises(Crash):
         with AgentResume(JsonlStore(path)).resume_or_start("batch-job-42") as session:
             for item in session.remaining(all_items):
                 if item.id == "item-847":

@@ -428,7 +428,7 @@ def test_an_exception_in_the_block_propagates_and_keeps_records(path: Path) -> N
         pass
 
     err = Boom("x")
-    with pytest.raises(Boom) as info:  # noqa: SIM117
+    with pytest.raises(Boom) as info:
         with AgentResume(JsonlStore(path)).resume_or_start("job") as s:
             s.mark_done("a")
             s.mark_done("b")
@@ -439,7 +439,7 @@ def test_an_exception_in_the_block_propagates_and_keeps_records(path: Path) -> N
 
 
 def test_a_keyboard_interrupt_in_the_block_keeps_records(path: Path) -> None:
-    with pytest.raises(KeyboardInterrupt):  # noqa: SIM117
+    with pytest.raises(KeyboardInterrupt):
         with AgentResume(JsonlStore(path)).resume_or_start("job") as s:
             s.mark_done("a")
             raise KeyboardInterrupt
