@@ -227,7 +227,7 @@ def test_key_picks_the_id(make_store: MakeStore) -> None:
 
 
 def test_an_exception_in_the_block_keeps_what_was_recorded(make_store: MakeStore) -> None:
-    with pytest.raises(KeyError), session(make_store) as s:  # noqa: PT012
+    with pytest.raises(KeyError), session(make_store) as s:
         for item in s.remaining(["a", "b", "c"]):
             if item == "b":
                 raise KeyError(item)
