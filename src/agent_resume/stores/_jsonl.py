@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator, Sequence
 from json.encoder import encode_basestring
 from typing import Any, Final, get_args
 
+from agent_resume._atomic import fsync_directory
 from agent_resume._errors import (
     ArgumentValueError,
     JobMismatchError,
@@ -119,6 +120,10 @@ class JsonlStore:
             header = {"agent_resume": FORMAT_VERSION, "job_id": job_id, "created": created}
             self._append((dumps(header, "header") + "\n").encode("utf-8"))
             state.created = created
+            if self._syncing:
+                # A new file survives power loss only once its directory entry does.
+                self._sync(fd)
+                fsync_directory(parent)
         if self.durability == "group":
             self._syncer = _GroupSyncer(self)
         return state
