@@ -1,0 +1,55 @@
+"""Every recipe runs to completion against the simulated LLM."""
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+RECIPES = Path(__file__).parent.parent / "recipes"
+
+
+def run(tmp_path, name, *args):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    for var in ("OPENAI_BASE_URL", "OPENAI_API_KEY"):
+        env.pop(var, None)
+    return subprocess.run(
+        [sys.executable, str(RECIPES / name), *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_nightly_sync_stops_at_its_budget_and_resumes(tmp_path):
+    first = run(tmp_path, "nightly_sync.py", "--checkpoint", "n.jsonl", "--budget", "0.3")
+    assert first.returncode == 0, first.stderr
+    assert "time_budget" in first.stdout
+    second = run(tmp_path, "nightly_sync.py", "--checkpoint", "n.jsonl", "--budget", "30")
+    assert second.returncode == 0, second.stderr
+    assert "completed" in second.stdout
+
+
+def test_token_report_writes_one_row_per_item(tmp_path):
+    proc = run(tmp_path, "token_report.py", "--checkpoint", "t.jsonl", "--csv", "t.csv")
+    assert proc.returncode == 0, proc.stderr
+    with (tmp_path / "t.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 25
+    assert all(int(r["input_tokens"]) > 0 and float(r["cost_usd"]) > 0 for r in rows)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL")
+def test_multi_turn_agent_resumes_after_a_crash(tmp_path):
+    crashed = run(tmp_path, "multi_turn_agent.py", "--checkpoint", "a.jsonl", "--crash-at", "7")
+    assert crashed.returncode != 0
+    assert os.listdir(tmp_path / "a.jsonl.conversations")
+    proc = run(tmp_path, "multi_turn_agent.py", "--checkpoint", "a.jsonl")
+    assert proc.returncode == 0, proc.stderr
+    assert "completed" in proc.stdout
+    assert os.listdir(tmp_path / "a.jsonl.conversations") == []
