@@ -279,7 +279,10 @@ class Session:
                 ]
                 todo = [pair[0] for pair in pairs]
                 todo_ids = [pair[1] for pair in pairs]
-            yield from compress(todo, map(not_, map(is_done, todo_ids)))
+            if todo is todo_ids:
+                yield from filterfalse(is_done, todo)
+            else:
+                yield from compress(todo, map(not_, map(is_done, todo_ids)))
 
     def _drop_duplicates(
         self, todo: list[T], todo_ids: list[str], seen: set[str]
