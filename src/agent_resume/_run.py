@@ -302,8 +302,7 @@ class ResumableRun:
 
     def _begin(self, state: RunState, session: Session, item_id: str) -> ItemContext:
         state.admitted += 1
-        failures = session.attempts(item_id) if session._failures else 0
-        return ItemContext(state, item_id, failures + 1, state.item_deadline())
+        return ItemContext(state, item_id, session.attempts(item_id) + 1, state.item_deadline())
 
     def _done(
         self, state: RunState, session: Session, ctx: ItemContext, result: Any, duration: float
