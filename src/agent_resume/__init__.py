@@ -11,6 +11,12 @@ from agent_resume._codec import (
     load_conversation,
     save_conversation,
 )
+from agent_resume._config import (
+    RunConfig,
+)
+from agent_resume._context import (
+    ItemContext,
+)
 from agent_resume._deadline import (
     Deadline,
     SupportsRemainingSeconds,
@@ -47,6 +53,13 @@ from agent_resume._prices import (
     PriceTable,
     UnknownModelWarning,
     default_prices,
+)
+from agent_resume._report import (
+    ItemOutcome,
+    RunReport,
+)
+from agent_resume._run import (
+    ResumableRun,
 )
 from agent_resume._session import (
     AgentResume,
@@ -108,6 +121,8 @@ __all__ = [
     "DuplicateItemWarning",
     "InMemoryStore",
     "ItemChangedError",
+    "ItemContext",
+    "ItemOutcome",
     "ItemUsage",
     "JobLockedError",
     "JobMismatchError",
@@ -127,6 +142,9 @@ __all__ = [
     "RepairReport",
     "RepeatedToolCall",
     "ResultJsonlStore",
+    "ResumableRun",
+    "RunConfig",
+    "RunReport",
     "Session",
     "SessionStats",
     "StopCondition",

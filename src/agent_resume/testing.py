@@ -18,10 +18,11 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from agent_resume._deadline import MockClock
 from agent_resume._errors import AgentResumeError, ArgumentValueError
 from agent_resume._prices import PriceTable
 
-__all__ = ["Crash", "SimulatedError", "SimulatedLLM", "reply_text"]
+__all__ = ["Crash", "MockClock", "SimulatedError", "SimulatedLLM", "reply_text"]
 
 _WORDS = (
     *("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india"),
