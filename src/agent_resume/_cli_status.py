@@ -266,8 +266,8 @@ def report(args: argparse.Namespace) -> int:
     if args.format == "json":
         data = {
             "items": ledger.rows(),
-            "total": ledger.total.to_dict(),
-            "by_model": {str(model): u.to_dict() for model, u in ledger.by_model().items()},
+            "total": {"items": len(ledger), **_usage_fields(ledger.total)},
+            "by_model": {str(m): _usage_fields(u) for m, u in ledger.by_model().items()},
         }
         print(json.dumps(data, indent=2, ensure_ascii=False))
         return 0
@@ -278,6 +278,19 @@ def report(args: argparse.Namespace) -> int:
     lines.append(("total", f"{len(ledger):,} items", *_usage_cells(ledger.total)))
     _columns(out, lines, indent="")
     return 0
+
+
+def _usage_fields(u: Usage) -> dict[str, Any]:
+    """A usage with the key names of the report's CSV columns."""
+    return {
+        "calls": u.calls,
+        "input": u.input_tokens,
+        "output": u.output_tokens,
+        "cache_read": u.cache_read_tokens,
+        "cache_write": u.cache_write_tokens,
+        "reasoning": u.reasoning_tokens,
+        "cost_usd": u.cost_usd,
+    }
 
 
 def _usage_cells(u: Usage) -> tuple[str, ...]:

@@ -1,0 +1,611 @@
+"""The command line, driven in-process through main(argv) and as `python -m agent_resume`."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agent_resume import AgentResume, JsonlStore, ResultJsonlStore, Usage
+from agent_resume._cli import build_parser, main
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+
+
+def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def subprocess_cli(*argv: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([SRC, os.environ.get("PYTHONPATH", "")]))
+    return subprocess.run(
+        [sys.executable, "-m", "agent_resume", *argv],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=60,
+        check=False,
+    )
+
+
+def usage(n: int) -> Usage:
+    return Usage(input_tokens=100 * n, output_tokens=10 * n, calls=1, cost_usd=0.001 * n, model="m")
+
+
+@pytest.fixture
+def checkpoint(tmp_path: Path) -> Path:
+    """A job with 3 items done, 1 failed once and 1 quarantined, with results and usage."""
+    path = tmp_path / "job.jsonl"
+    agent = AgentResume(ResultJsonlStore(path))
+    with agent.resume_or_start("job-1", fingerprint=True) as session:
+        for n in range(1, 4):
+            item = {"id": f"item-{n}", "text": f"text {n}"}
+            assert list(session.remaining([item])) == [item]
+            session.mark_done(item["id"], result={"n": n, "text": f"r{n}"}, usage=usage(n))
+        session.mark_failed("item-4", ValueError("flaky"), usage=usage(1))
+        session.mark_failed("item-5", RuntimeError("broken"), retryable=False)
+    return path
+
+
+# -- help and usage errors ------------------------------------------------------
+
+
+COMMANDS = ("status", "report", "repair", "compact", "export", "retry", "run", "demo")
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help(capsys: pytest.CaptureFixture[str], command: str) -> None:
+    code, out, _ = cli(capsys, command, "--help")
+    assert code == 0
+    assert f"agent-resume {command}" in out
+
+
+def test_parser_knows_exactly_the_documented_commands() -> None:
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    assert set(sub.choices) == set(COMMANDS)  # type: ignore[arg-type]
+
+
+def test_usage_error_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = cli(capsys, "status")
+    assert code == 2
+    assert out == ""
+    assert err.count("\n") == 1
+    assert err.startswith("agent-resume: error: ")
+
+
+def test_unknown_command_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = cli(capsys, "frobnicate")
+    assert code == 2
+    assert "invalid choice" in err
+
+
+def test_missing_store_exits_3(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, _, err = cli(capsys, "status", str(tmp_path / "missing.jsonl"))
+    assert code == 3
+    assert err == f"agent-resume: error: {tmp_path / 'missing.jsonl'}: no such checkpoint\n"
+
+
+def test_store_of_unknown_kind_exits_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    path = tmp_path / "job.txt"
+    path.write_text("")
+    code, _, err = cli(capsys, "status", str(path))
+    assert code == 2
+    assert "cannot tell what kind of store" in err
+
+
+# -- status -----------------------------------------------------------------------
+
+
+def test_status_counts_done_failed_and_quarantined(
+    capsys: pytest.CaptureFixture[str], checkpoint: Path
+) -> None:
+    code, out, _ = cli(capsys, "status", str(checkpoint))
+    assert code == 0
+    lines = dict(line.split(None, 1) for line in out.splitlines()[:7] if line)
+    assert lines["job"] == "job-1"
+    assert lines["done"] == "3"
+    assert lines["failed"].startswith("1 ")
+    assert lines["quarantined"] == "1"
+    assert "item-5  (1 attempts)  RuntimeError: broken" in out
+
+
+def test_status_json_and_max_attempts(capsys: pytest.CaptureFixture[str], checkpoint: Path) -> None:
+    code, out, _ = cli(capsys, "status", str(checkpoint), "--json", "--max-attempts", "1")
+    assert code == 0
+    data = json.loads(out)
+    assert (data["job"], data["done"], data["failed"], data["quarantined"]) == ("job-1", 3, 0, 2)
+    assert set(data["quarantined_items"]) == {"item-4", "item-5"}
+
+
+def test_status_compares_with_an_input(
+    capsys: pytest.CaptureFixture[str], checkpoint: Path, tmp_path: Path
+) -> None:
+    items = tmp_path / "items.jsonl"
+    rows = [
+        {"id": "item-1", "text": "text 1"},  # unchanged
+        {"id": "item-2", "text": "text 2, edited"},  # changed
+        {"id": "item-4", "text": "text 4"},  # failed before, not new
+        {"id": "item-9", "text": "text 9"},  # new
+    ]
+    items.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    code, out, _ = cli(capsys, "status", str(checkpoint), "--items", str(items), "--json")
+    assert code == 0
+    found = json.loads(out)["input"]
+    assert found["new"] == ["item-9"]
+    assert found["changed"] == ["item-2"]
+    assert sorted(found["vanished"]) == ["item-3", "item-5"]
+    assert found["to_do"] == ["item-4", "item-9"]
+
+
+def test_status_with_key_field(
+    capsys: pytest.CaptureFixture[str], checkpoint: Path, tmp_path: Path
+) -> None:
+    items = tmp_path / "items.jsonl"
+    items.write_text('{"ref": "item-1"}\n{"ref": "new-one"}\n')
+    code, out, _ = cli(capsys, "status", str(checkpoint), "--items", str(items), "--key", "ref")
+    assert code == 0
+    assert "new       1" in out
+    assert "    new-one" in out
+
+
+def test_status_shows_runs_and_a_run_that_died(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = tmp_path / "runs.jsonl"
+    with AgentResume(JsonlStore(path)).resume_or_start("r") as session:
+        session.record_run({"run": "start", "ts": 1_750_000_000, "pid": 1})
+        session.record_run({"run": "start", "ts": 1_750_000_100, "pid": 2})
+        report = {"start": 1_750_000_100, "duration": 2.5, "stop": "time_budget", "done": 7}
+        report["usage"] = Usage(input_tokens=1200, output_tokens=300, cost_usd=0.5).to_dict()
+        session.record_run({"run": "end", "ts": 1_750_000_103, "report": report})
+    code, out, _ = cli(capsys, "status", str(path))
+    assert code == 0
+    assert "died (no end record)" in out
+    assert "time_budget" in out
+    assert "1,200/300" in out
+    assert "$0.5000" in out
+
+
+def test_status_reports_bad_lines(capsys: pytest.CaptureFixture[str], checkpoint: Path) -> None:
+    with open(checkpoint, "a", encoding="utf-8") as f:
+        f.write("not json\n")
+        f.write('{"id": "item-7", "ts": 1}\n')
+        f.write('{"id": "torn')
+    code, out, _ = cli(capsys, "status", str(checkpoint))
+    assert code == 0
+    assert "bad lines    1 and a torn last line" in out
+    assert "done         4" in out
+
+
+def test_status_of_an_original_format_file(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = tmp_path / "old.jsonl"
+    path.write_text('{"id": "item-001", "ts": 1748107200}\n{"id": "item-002", "ts": 1748107201}\n')
+    code, out, _ = cli(capsys, "status", str(path))
+    assert code == 0
+    assert "original-format" in out
+    assert "done         2" in out
+
+
+def test_status_of_a_sqlite_store(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'job.db'}"
+    with AgentResume(url).resume_or_start("sql-job") as session:
+        for item in session.remaining(["a", "b", "c"]):
+            if item == "c":
+                session.mark_failed(item, ValueError("nope"), retryable=False)
+            else:
+                session.mark_done(item, result=item.upper(), usage=usage(1))
+    code, out, _ = cli(capsys, "status", url, "--json")
+    assert code == 0
+    data = json.loads(out)
+    assert (data["job"], data["done"], data["quarantined"]) == ("sql-job", 2, 1)
+    assert data["created"] is not None
+    # A plain .db path names the same store.
+    code, out, _ = cli(capsys, "export", str(tmp_path / "job.db"))
+    assert code == 0
+    assert [json.loads(line) for line in out.splitlines()] == [
+        {"id": "a", "result": "A"},
+        {"id": "b", "result": "B"},
+    ]
+
+
+# -- report and export -------------------------------------------------------------------
+
+
+def test_report_table_totals(capsys: pytest.CaptureFixture[str], checkpoint: Path) -> None:
+    code, out, _ = cli(capsys, "report", str(checkpoint))
+    assert code == 0
+    rows = [line.split() for line in out.splitlines()]
+    assert rows[0] == ["item", "status", "calls", "input", "output", "cost"]
+    assert rows[1] == ["item-1", "done", "1", "100", "10", "$0.0010"]
+    assert rows[-1] == ["total", "5", "items", "4", "700", "70", "$0.0070"]
+
+
+def test_report_csv_and_json(capsys: pytest.CaptureFixture[str], checkpoint: Path) -> None:
+    code, out, _ = cli(capsys, "report", str(checkpoint), "--format", "csv")
+    assert code == 0
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert [r["item_id"] for r in rows] == ["item-1", "item-2", "item-3", "item-4", "item-5", ""]
+    assert rows[2]["input"] == "300"
+    assert rows[-1]["status"] == "total"
+    code, out, _ = cli(capsys, "report", str(checkpoint), "--format", "json")
+    data = json.loads(out)
+    assert data["total"] == {
+        "items": 5,
+        "calls": 4,
+        "input": 700,
+        "output": 70,
+        "cache_read": 0,
+        "cache_write": 0,
+        "reasoning": 0,
+        "cost_usd": pytest.approx(0.007),
+    }
+    assert data["by_model"]["m"]["input"] == 700
+    assert len(data["items"]) == 5
+
+
+def test_export_jsonl_csv_and_output_file(
+    capsys: pytest.CaptureFixture[str], checkpoint: Path, tmp_path: Path
+) -> None:
+    code, out, _ = cli(capsys, "export", str(checkpoint))
+    assert code == 0
+    assert [json.loads(line)["result"]["n"] for line in out.splitlines()] == [1, 2, 3]
+    target = tmp_path / "out.csv"
+    code, out, _ = cli(capsys, "export", str(checkpoint), "--format", "csv", "-o", str(target))
+    assert (code, out) == (0, "")
+    assert target.read_text().splitlines() == [
+        "id,n,text",
+        "item-1,1,r1",
+        "item-2,2,r2",
+        "item-3,3,r3",
+    ]
+
+
+def test_export_csv_of_plain_results(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    path = tmp_path / "plain.jsonl"
+    with AgentResume(path).resume_or_start("p") as session:
+        session.mark_done("a", result="x, y")
+        session.mark_done("b", result=[1, 2])
+        session.mark_done("c")
+    code, out, _ = cli(capsys, "export", str(path), "--format", "csv")
+    assert code == 0
+    assert list(csv.reader(io.StringIO(out))) == [
+        ["id", "result"],
+        ["a", "x, y"],
+        ["b", "[1, 2]"],
+        ["c", ""],
+    ]
+
+
+# -- repair, compact, retry ---------------------------------------------------------------
+
+
+def test_repair_dry_run_then_repair(capsys: pytest.CaptureFixture[str], checkpoint: Path) -> None:
+    with open(checkpoint, "a", encoding="utf-8") as f:
+        f.write("{broken\n")
+        f.write('{"id": "item-8", "ts": 2}\n')
+    before = checkpoint.read_bytes()
+    code, out, _ = cli(capsys, "repair", str(checkpoint), "--dry-run")
+    assert code == 0
+    assert "dry run: nothing changed" in out
+    assert checkpoint.read_bytes() == before
+    code, out, _ = cli(capsys, "repair", str(checkpoint))
+    assert code == 0
+    assert "1 bad" in out
+    assert "the old file is kept as" in out
+    assert b"{broken" not in checkpoint.read_bytes()
+    code, out, _ = cli(capsys, "repair", str(checkpoint))
+    assert "nothing to repair" in out
+
+
+def test_repair_refuses_a_sqlite_store(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = cli(capsys, "repair", "sqlite:///x.db")
+    assert code == 2
+    assert "JSONL" in err
+
+
+def test_compact_keeps_the_state(capsys: pytest.CaptureFixture[str], checkpoint: Path) -> None:
+    with AgentResume(ResultJsonlStore(checkpoint)).resume_or_start("job-1") as session:
+        session.mark_failed("item-4", ValueError("again"))
+    code, out, _ = cli(capsys, "compact", str(checkpoint))
+    assert code == 0
+    assert "lines before" in out
+    code, out, _ = cli(capsys, "status", str(checkpoint), "--json")
+    data = json.loads(out)
+    assert (data["done"], data["failed"], data["quarantined"]) == (3, 1, 1)
+
+
+def test_retry_releases_quarantined_by_default(
+    capsys: pytest.CaptureFixture[str], checkpoint: Path
+) -> None:
+    code, out, _ = cli(capsys, "retry", str(checkpoint))
+    assert code == 0
+    assert "released 1 item(s)" in out
+    assert "  item-5" in out
+    with AgentResume(ResultJsonlStore(checkpoint)).resume_or_start("job-1") as session:
+        assert not session.is_quarantined("item-5")
+        assert session.attempts("item-4") == 1  # only the quarantined one was released
+
+
+def test_retry_failed_and_ids(capsys: pytest.CaptureFixture[str], checkpoint: Path) -> None:
+    code, out, _ = cli(capsys, "retry", str(checkpoint), "--ids", "item-4", "item-1")
+    assert code == 0
+    assert "skipped item-1: it has no failed attempt to release" in out
+    assert "released 1 item(s)" in out
+    code, out, _ = cli(capsys, "retry", str(checkpoint), "--failed")
+    assert "released 1 item(s)" in out  # item-5 is the only one left
+    code, out, _ = cli(capsys, "retry", str(checkpoint), "--failed")
+    assert "nothing to release" in out
+
+
+def test_retry_needs_a_job_id_for_an_original_format_file(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = tmp_path / "old.jsonl"
+    path.write_text(
+        '{"id": "a", "ts": 1}\n{"id": "b", "ts": 1, "status": "failed", "error": "E: x"}\n'
+    )
+    code, _, err = cli(capsys, "retry", str(path), "--failed")
+    assert code == 2
+    assert "--job-id" in err
+    code, out, _ = cli(capsys, "retry", str(path), "--failed", "--job-id", "old")
+    assert code == 0
+    assert "released 1 item(s)" in out
+
+
+def test_retry_on_a_locked_job_exits_3(
+    capsys: pytest.CaptureFixture[str], checkpoint: Path
+) -> None:
+    with AgentResume(ResultJsonlStore(checkpoint)).resume_or_start("job-1"):
+        code, _, err = cli(capsys, "retry", str(checkpoint))
+    assert code == 3
+    assert "held by a live session" in err
+
+
+# -- run ------------------------------------------------------------------------------------
+
+
+JOB = """
+import asyncio
+
+CALLS = []
+
+def process(item, ctx):
+    if item.get("fail"):
+        raise ValueError(f"cannot do {item['id']}")
+    ctx.record_usage({"model": "gpt-4o-mini", "usage": {"prompt_tokens": 10, "completion_tokens": 2}})
+    return {"upper": item["text"].upper(), "attempt": ctx.attempt}
+
+async def aprocess(item, ctx):
+    await asyncio.sleep(0)
+    return item["text"][::-1]
+
+def turns(item, ctx):
+    n = 0
+    while ctx.should_stop() is None:
+        ctx.record_usage({"model": "gpt-4o-mini", "usage": {"prompt_tokens": 1, "completion_tokens": 1}})
+        n += 1
+    return n
+"""
+
+
+@pytest.fixture
+def job_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    (tmp_path / "job_module.py").write_text(JOB)
+    rows = [{"id": f"t{n}", "text": f"text {n}"} for n in range(1, 6)]
+    (tmp_path / "items.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_run_with_defaults_then_resume(capsys: pytest.CaptureFixture[str], job_dir: Path) -> None:
+    code, out, _ = cli(
+        capsys, "run", "job_module.py:process", "--items", "items.jsonl", "--no-progress"
+    )
+    assert code == 0
+    assert "job           items" in out
+    assert "done          5" in out
+    assert (job_dir / "checkpoints" / "items.jsonl").exists()
+    code, out, _ = cli(
+        capsys, "run", "job_module.py:process", "--items", "items.jsonl", "--no-progress", "--json"
+    )
+    assert code == 0
+    report = json.loads(out)
+    assert (report["done"], report["already_done"], report["stop"]) == (0, 5, "completed")
+
+
+def test_run_toml_with_flags_overriding(capsys: pytest.CaptureFixture[str], job_dir: Path) -> None:
+    (job_dir / "run.toml").write_text(
+        'function = "job_module:process"\nitems = "items.jsonl"\njob-id = "from-toml"\n'
+        'store = "out/job.jsonl"\nmax_items = 2\nconcurrency = 2\ntime_budget = "5m"\n'
+        "progress = false\n"
+    )
+    code, out, _ = cli(capsys, "run", "--config", "run.toml")
+    assert code == 1  # the item budget left work to do
+    assert "stopped       item_budget" in out
+    assert "job           from-toml" in out
+    code, out, _ = cli(capsys, "run", "--config", "run.toml", "--max-items", "10")
+    assert code == 0
+    assert "done          3" in out
+    code, out, _ = cli(capsys, "status", "out/job.jsonl", "--json")
+    assert json.loads(out)["done"] == 5
+
+
+def test_run_failures_quarantine_and_exit_1(
+    capsys: pytest.CaptureFixture[str], job_dir: Path
+) -> None:
+    (job_dir / "items.jsonl").write_text(
+        '{"id": "a", "text": "x"}\n{"id": "b", "text": "y", "fail": true}\n'
+    )
+    argv = ["run", "job_module.py:process", "--items", "items.jsonl", "--no-progress"]
+    code, out, _ = cli(capsys, *argv, "--max-attempts", "1")
+    assert code == 1
+    assert "quarantined   1" in out
+    code, out, _ = cli(capsys, "status", "checkpoints/items.jsonl", "--max-attempts", "1")
+    assert "b  (1 attempts)  ValueError: cannot do b" in out
+
+
+def test_run_fail_fast_exits_4(capsys: pytest.CaptureFixture[str], job_dir: Path) -> None:
+    (job_dir / "items.jsonl").write_text('{"id": "b", "text": "y", "fail": true}\n')
+    code, _, err = cli(
+        capsys,
+        "run",
+        "job_module.py:process",
+        "--items",
+        "items.jsonl",
+        "--fail-fast",
+        "--no-progress",
+    )
+    assert code == 4
+    assert err == (
+        "agent-resume: error: stopped at the first failure (--fail-fast): ValueError: cannot do b\n"
+    )
+
+
+def test_run_an_async_function(capsys: pytest.CaptureFixture[str], job_dir: Path) -> None:
+    code, out, _ = cli(
+        capsys, "run", "job_module:aprocess", "--items", "items.jsonl", "--no-progress",
+        "--store", "sqlite:///async.db", "--concurrency", "3",
+    )  # fmt: skip
+    assert code == 0
+    code, out, _ = cli(capsys, "export", "async.db")
+    assert json.loads(out.splitlines()[0]) == {"id": "t1", "result": "1 txet"}
+
+
+def test_run_stop_conditions_from_flags_and_toml(
+    capsys: pytest.CaptureFixture[str], job_dir: Path
+) -> None:
+    argv = ["run", "job_module.py:turns", "--items", "items.jsonl", "--no-progress"]
+    code, _, _ = cli(capsys, *argv, "--stop-max-turns", "3", "--store", "a.jsonl")
+    assert code == 0
+    _, out, _ = cli(capsys, "export", "a.jsonl")
+    assert {json.loads(line)["result"] for line in out.splitlines()} == {3}
+    (job_dir / "run.toml").write_text("[stop]\nmax_turns = 5\nmax_tokens = 4\n")
+    code, _, _ = cli(capsys, *argv, "--config", "run.toml", "--store", "b.jsonl")
+    assert code == 0
+    _, out, _ = cli(capsys, "export", "b.jsonl")
+    assert {json.loads(line)["result"] for line in out.splitlines()} == {2}
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["job_module.py:nope"], "has no attribute 'nope'"),
+        (["no_such_module:f"], "cannot import no_such_module"),
+        (["job_module.py"], "expected MODULE:FUNC"),
+        (["job_module.py:process", "--concurrency", "0"], "`concurrency` must be at least 1"),
+        (["job_module.py:process", "--time-budget", "soon"], "time_budget"),
+        (["job_module.py:process", "--config", "missing.toml"], "cannot read the config file"),
+        (["job_module.py:process", "--stop-max-turns", "0"], "must be at least 1"),
+    ],
+)
+def test_run_usage_errors_exit_2(
+    capsys: pytest.CaptureFixture[str], job_dir: Path, argv: list[str], message: str
+) -> None:
+    code, _, err = cli(capsys, "run", *argv, "--items", "items.jsonl", "--no-progress")
+    assert code == 2
+    assert message in err
+    assert err.count("\n") == 1
+
+
+def test_run_rejects_unknown_toml_keys_and_bad_items(
+    capsys: pytest.CaptureFixture[str], job_dir: Path
+) -> None:
+    (job_dir / "run.toml").write_text("max_itmes = 3\n")
+    code, _, err = cli(
+        capsys, "run", "job_module.py:process", "--items", "items.jsonl", "--config", "run.toml"
+    )
+    assert code == 2
+    assert "unknown setting(s) max_itmes" in err
+    (job_dir / "bad.jsonl").write_text('{"id": "a"}\nnot json\n')
+    code, _, err = cli(capsys, "run", "job_module.py:process", "--items", "bad.jsonl")
+    assert code == 2
+    assert "bad.jsonl:2: not a JSON value" in err
+
+
+def test_durations_accept_units() -> None:
+    from agent_resume._cli_run import parse_duration
+
+    assert [parse_duration(v, "x") for v in ("90", "90s", "1.5m", "2h", "250ms", 7)] == [
+        90.0,
+        90.0,
+        90.0,
+        7200.0,
+        0.25,
+        7.0,
+    ]
+
+
+# -- as a real process ------------------------------------------------------------------------
+
+
+def test_module_entry_point_help_and_version() -> None:
+    result = subprocess_cli("--help")
+    assert result.returncode == 0
+    for command in COMMANDS:
+        assert command in result.stdout
+    result = subprocess_cli("--version")
+    assert result.returncode == 0
+    assert result.stdout.startswith("agent-resume ")
+
+
+def test_subprocess_error_is_one_line(tmp_path: Path) -> None:
+    result = subprocess_cli("report", str(tmp_path / "nope.jsonl"))
+    assert result.returncode == 3
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"agent-resume: error: {tmp_path / 'nope.jsonl'}: no such checkpoint"
+    ]
+
+
+def test_subprocess_run_shows_progress_on_stderr(job_dir: Path) -> None:
+    result = subprocess_cli(
+        "run", "job_module:process", "--items", "items.jsonl", "--progress", "log", cwd=job_dir
+    )
+    assert result.returncode == 0, result.stderr
+    assert "done          5" in result.stdout
+    assert "agent-resume: items: 5/5 done" in result.stderr
+
+
+def test_demo_crashes_resumes_and_reports(tmp_path: Path) -> None:
+    result = subprocess_cli("demo", "--dir", str(tmp_path), "--items", "20")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "it will be killed (SIGKILL) when it reaches ticket 8" in out
+    assert "run 1: killed by signal 9; 7 tickets were checkpointed" in out
+    assert "already done  7" in out
+    assert "done          13" in out
+    assert "whole job (both runs): 20 of 20 tickets done, 40 calls" in out
+    assert "cost          $" in out
+    again = subprocess_cli("demo", "--dir", str(tmp_path))
+    assert again.returncode == 2
+    assert "exists from an earlier demo" in again.stderr
+
+
+def test_demo_output_is_deterministic_apart_from_times(tmp_path: Path) -> None:
+    import re
+
+    def stable(text: str) -> list[str]:
+        text = text.replace(str(tmp_path), "DIR")
+        return [
+            line
+            for line in text.splitlines()
+            if not line.startswith(("started", "duration")) and "DIR" not in line
+        ]
+
+    first = subprocess_cli("demo", "--dir", str(tmp_path / "a"), "--items", "10")
+    second = subprocess_cli("demo", "--dir", str(tmp_path / "b"), "--items", "10")
+    assert first.returncode == second.returncode == 0
+    assert stable(first.stdout.replace("/a/", "/")) == stable(second.stdout.replace("/b/", "/"))
+    assert re.search(r"tokens +[\d,]+ in / [\d,]+ out", first.stdout)
