@@ -675,9 +675,13 @@ def power_campaign(
         tally.cuts += 1
         tally.acked += len(cut.acked)
         if cut.dropped:
+            # Killed before the new file's directory entry was synced: fine while
+            # nothing was acknowledged yet.
             tally.files_dropped += 1
-            tally.lost_durable += len(cut.acked) + len(all_acked)
-            tally.problems.append(f"{path.name}: the file's directory entry was never synced")
+            lost = len(cut.acked) + len(all_acked)
+            if lost:
+                tally.lost_durable += lost
+                tally.problems.append(f"{path.name}: dropped with {lost} acknowledged items")
             all_acked = set()
             continue
         tally.cut_bytes += cut.cut_bytes
