@@ -2,21 +2,16 @@
 
 Everything public is importable from here; the modules behind it are private.
 The stores are also in :mod:`agent_resume.stores`, the test helpers in
-:mod:`agent_resume.testing`.
+:mod:`agent_resume.testing`. The run layer, usage accounting and the
+conversation codec load on first use, so that ``import agent_resume`` stays
+light for a job that only needs a session (it does not import asyncio).
 """
 
-from agent_resume._codec import (
-    ConversationCodec,
-    CorruptConversationError,
-    load_conversation,
-    save_conversation,
-)
-from agent_resume._config import (
-    RunConfig,
-)
-from agent_resume._context import (
-    ItemContext,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from agent_resume._deadline import (
     Deadline,
     SupportsRemainingSeconds,
@@ -38,28 +33,11 @@ from agent_resume._errors import (
     StoreWriteError,
     UnsupportedFormatError,
 )
-from agent_resume._ledger import (
-    ItemUsage,
-    Ledger,
-)
 from agent_resume._maintenance import (
     CompactReport,
     RepairReport,
     compact,
     repair,
-)
-from agent_resume._prices import (
-    ModelPrice,
-    PriceTable,
-    UnknownModelWarning,
-    default_prices,
-)
-from agent_resume._report import (
-    ItemOutcome,
-    RunReport,
-)
-from agent_resume._run import (
-    ResumableRun,
 )
 from agent_resume._session import (
     AgentResume,
@@ -86,10 +64,6 @@ from agent_resume._stop import (
     StopReason,
     ToolCall,
 )
-from agent_resume._usage import (
-    Usage,
-    usage_from,
-)
 from agent_resume._version import (
     __version__,
 )
@@ -101,6 +75,41 @@ from agent_resume.stores import (
     Store,
     open_store,
 )
+
+if TYPE_CHECKING:
+    from agent_resume._codec import (
+        ConversationCodec,
+        CorruptConversationError,
+        load_conversation,
+        save_conversation,
+    )
+    from agent_resume._config import (
+        RunConfig,
+    )
+    from agent_resume._context import (
+        ItemContext,
+    )
+    from agent_resume._ledger import (
+        ItemUsage,
+        Ledger,
+    )
+    from agent_resume._prices import (
+        ModelPrice,
+        PriceTable,
+        UnknownModelWarning,
+        default_prices,
+    )
+    from agent_resume._report import (
+        ItemOutcome,
+        RunReport,
+    )
+    from agent_resume._run import (
+        ResumableRun,
+    )
+    from agent_resume._usage import (
+        Usage,
+        usage_from,
+    )
 
 __all__ = [
     "AgentResume",
@@ -171,16 +180,50 @@ __all__ = [
     "usage_from",
 ]
 
+_LAZY = {
+    "ConversationCodec": "agent_resume._codec",
+    "CorruptConversationError": "agent_resume._codec",
+    "load_conversation": "agent_resume._codec",
+    "save_conversation": "agent_resume._codec",
+    "RunConfig": "agent_resume._config",
+    "ItemContext": "agent_resume._context",
+    "ItemUsage": "agent_resume._ledger",
+    "Ledger": "agent_resume._ledger",
+    "ModelPrice": "agent_resume._prices",
+    "PriceTable": "agent_resume._prices",
+    "UnknownModelWarning": "agent_resume._prices",
+    "default_prices": "agent_resume._prices",
+    "ItemOutcome": "agent_resume._report",
+    "RunReport": "agent_resume._report",
+    "ResumableRun": "agent_resume._run",
+    "Usage": "agent_resume._usage",
+    "usage_from": "agent_resume._usage",
+}
 
-def _rehome() -> None:
+
+def _rehome(obj: Any) -> None:
     # Tracebacks and reprs say agent_resume.X, not agent_resume._module.X.
-    for name in __all__:
-        obj = globals()[name]
-        if isinstance(obj, type) or callable(obj):
-            module = getattr(obj, "__module__", "")
-            if module.startswith(("agent_resume._", "agent_resume.stores._")):
-                obj.__module__ = __name__
+    if (isinstance(obj, type) or callable(obj)) and getattr(obj, "__module__", "").startswith(
+        ("agent_resume._", "agent_resume.stores._")
+    ):
+        obj.__module__ = __name__
 
 
-_rehome()
-del _rehome
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    _rehome(value)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+for _name in __all__:
+    if _name not in _LAZY:
+        _rehome(globals()[_name])
+del _name

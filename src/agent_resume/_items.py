@@ -14,7 +14,7 @@ __all__ = ["KeyFunc", "id_batches", "id_getter", "normalized_ids"]
 T = TypeVar("T")
 KeyFunc = Callable[[Any], object]
 
-_BATCH = 4096
+_BATCH = 16384
 _get_id_attr = attrgetter("id")
 _get_id_key = itemgetter("id")
 

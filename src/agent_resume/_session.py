@@ -147,6 +147,7 @@ class Session:
         self._on_change = on_change
         self._pending_fp: dict[str, str] = {}
         self._rerun: set[str] = set()
+        self._watchers: list[set[str]] = []
         self._lock = threading.Lock()
         self._closed = False
         self._shared = isinstance(store, SharedStore)
@@ -241,48 +242,54 @@ class Session:
 
     def _remaining_batched(self, items: Sequence[T], key: KeyFunc | None) -> Iterator[T]:
         # The rules of the general loop, with the set work done in C per batch.
-        # compress() and map() are lazy, so an item marked done after the batch
-        # was read is still skipped when its turn comes.
-        done = self._done
-        is_done = done.__contains__
+        # Items marked done while a batch is yielded land in `marked` (a small
+        # set, so the lazy re-check at yield time stays cheap).
+        is_done = self._done.__contains__
+        marked: set[str] = set()
+        is_marked = marked.__contains__
         seen: set[str] = set()
         kept_ids: list[list[str]] = []
         careful = False
-        for chunk, ids in id_batches(items, key):
-            if self._closed:
-                raise StoreClosedError(f"the session for job {self.job_id!r} is closed")
-            if chunk is ids:
-                todo_ids = list(filterfalse(is_done, ids))
-                todo: list[T] = todo_ids  # type: ignore[assignment]
-            else:
-                keep = list(map(not_, map(is_done, ids)))
-                todo_ids = list(compress(ids, keep))
-                todo = list(compress(chunk, keep))
-            if careful:
-                todo, todo_ids = self._drop_duplicates(todo, todo_ids, seen)
-            else:
-                before = len(seen)
-                seen.update(todo_ids)
-                if len(seen) - before != len(todo_ids):
-                    # A repeated ID: rebuild what was seen before this batch and
-                    # check every later batch one ID at a time.
-                    careful = True
-                    seen = set(chain.from_iterable(kept_ids))
+        self._watchers.append(marked)
+        try:
+            for chunk, ids in id_batches(items, key):
+                if self._closed:
+                    raise StoreClosedError(f"the session for job {self.job_id!r} is closed")
+                marked.clear()
+                if chunk is ids:
+                    todo_ids = list(filterfalse(is_done, ids))
+                    todo: list[T] = todo_ids  # type: ignore[assignment]
+                else:
+                    keep = list(map(not_, map(is_done, ids)))
+                    todo_ids = list(compress(ids, keep))
+                    todo = list(compress(chunk, keep))
+                if careful:
                     todo, todo_ids = self._drop_duplicates(todo, todo_ids, seen)
                 else:
-                    kept_ids.append(todo_ids)
-            if self._failures:
-                pairs = [
-                    (item, item_id)
-                    for item, item_id in zip(todo, todo_ids, strict=True)
-                    if not self._is_quarantined(item_id)
-                ]
-                todo = [pair[0] for pair in pairs]
-                todo_ids = [pair[1] for pair in pairs]
-            if todo is todo_ids:
-                yield from filterfalse(is_done, todo)
-            else:
-                yield from compress(todo, map(not_, map(is_done, todo_ids)))
+                    before = len(seen)
+                    seen.update(todo_ids)
+                    if len(seen) - before != len(todo_ids):
+                        # A repeated ID: rebuild what was seen before this batch
+                        # and check every later batch one ID at a time.
+                        careful = True
+                        seen = set(chain.from_iterable(kept_ids))
+                        todo, todo_ids = self._drop_duplicates(todo, todo_ids, seen)
+                    else:
+                        kept_ids.append(todo_ids)
+                if self._failures:
+                    pairs = [
+                        (item, item_id)
+                        for item, item_id in zip(todo, todo_ids, strict=True)
+                        if not self._is_quarantined(item_id)
+                    ]
+                    todo = [pair[0] for pair in pairs]
+                    todo_ids = [pair[1] for pair in pairs]
+                if todo is todo_ids:
+                    yield from filterfalse(is_marked, todo)
+                else:
+                    yield from compress(todo, map(not_, map(is_marked, todo_ids)))
+        finally:
+            self._watchers.remove(marked)
 
     def _drop_duplicates(
         self, todo: list[T], todo_ids: list[str], seen: set[str]
@@ -419,6 +426,8 @@ class Session:
                 return False
             recorded = self.store.write_done(item_id, ts, extra, result_json)
             done.add(item_id)
+            for watcher in self._watchers:
+                watcher.add(item_id)
             if self._rerun:
                 self._rerun.discard(item_id)
             if self._failures:
