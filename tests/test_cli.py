@@ -609,3 +609,38 @@ def test_demo_output_is_deterministic_apart_from_times(tmp_path: Path) -> None:
     assert first.returncode == second.returncode == 0
     assert stable(first.stdout.replace("/a/", "/")) == stable(second.stdout.replace("/b/", "/"))
     assert re.search(r"tokens +[\d,]+ in / [\d,]+ out", first.stdout)
+
+
+@pytest.mark.postgres
+def test_status_report_export_and_retry_on_postgres(
+    capsys: pytest.CaptureFixture[str], pg_dsn: str
+) -> None:
+    with AgentResume(pg_dsn).resume_or_start("pg-job") as session:
+        for item in session.remaining(["a", "b", "c"]):
+            if item == "c":
+                session.mark_failed(item, ValueError("nope"), retryable=False)
+            else:
+                session.mark_done(item, result={"v": item}, usage=usage(2))
+    code, out, _ = cli(capsys, "status", pg_dsn, "--json")
+    assert code == 0
+    data = json.loads(out)
+    assert (data["job"], data["done"], data["quarantined"]) == ("pg-job", 2, 1)
+    code, out, _ = cli(capsys, "report", pg_dsn, "--format", "csv")
+    assert out.splitlines()[-1].startswith(",total,2,400,40")
+    code, out, _ = cli(capsys, "export", pg_dsn, "--format", "csv")
+    assert out.splitlines() == ["id,v", "a,a", "b,b"]
+    code, out, _ = cli(capsys, "retry", pg_dsn)
+    assert (code, out.splitlines()[0]) == (0, "released 1 item(s); the next run tries them again")
+    code, out, _ = cli(capsys, "status", pg_dsn, "--json")
+    assert json.loads(out)["quarantined"] == 0
+
+
+def test_status_of_an_empty_sqlite_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    # A SQLite file with no tables yet reads as a store holding no job.
+    import sqlite3
+
+    path = tmp_path / "empty.db"
+    sqlite3.connect(path).close()
+    code, out, _ = cli(capsys, "status", str(path), "--json")
+    assert code == 0
+    assert json.loads(out)["job"] is None
