@@ -23,6 +23,7 @@ code  meaning
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -119,6 +120,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(f"{type(exc).__name__}: {exc}", EXIT_JOB_ERROR)
     except BrokenPipeError:
         # `agent-resume report x.jsonl | head`: the reader left; that is not an error.
-        sys.stderr.close()
+        # Point stdout at devnull so that the interpreter's final flush stays quiet.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
         return EXIT_OK
     return code
