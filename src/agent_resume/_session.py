@@ -29,6 +29,7 @@ __all__ = ["AgentResume", "DuplicateItemWarning", "OnChange", "Session", "Sessio
 
 T = TypeVar("T")
 OnChange = Literal["rerun", "keep", "error"]
+_now = time.time
 _ON_CHANGE = ("rerun", "keep", "error")
 
 
@@ -417,7 +418,7 @@ class Session:
             or item_id in self._failures
         ):
             extra = self._extra(item_id, usage, stop)
-        ts = int(time.time())
+        ts = int(_now())
         with self._lock:
             if self._closed:
                 raise StoreClosedError(f"the session for job {self.job_id!r} is closed")
@@ -524,8 +525,9 @@ class Session:
 
     def flush(self) -> None:
         """Make everything recorded so far as durable as the store allows."""
-        self._check_open()
-        self.store.flush()
+        with self._lock:
+            self._check_open()
+            self.store.flush()
 
 
 def usage_dict(usage: Any) -> dict[str, Any]:

@@ -142,25 +142,23 @@ class JsonlStore:
     # -- writing ---------------------------------------------------------------
 
     def _append(self, data: bytes) -> None:
-        with self._lock:
-            if self._gated:
-                self._pass_gate()
-            fd: int = self._fd  # type: ignore[assignment]
-            try:
-                written = os.write(fd, data)
-            except OSError as exc:
-                self._roll_back(fd, exc)
-            if written != len(data):
-                self._roll_back(fd, OSError(f"short write: {written} of {len(data)} bytes"))
-            self._size += written
-            if not self._syncing:
-                return
-            if self.durability == "fsync":
-                self._sync(fd)
-                return
-        syncer = self._syncer
-        if syncer is not None:
-            syncer.written()
+        # No lock here: the session serialises every write (see Store).
+        if self._gated:
+            self._pass_gate()
+        fd: int = self._fd  # type: ignore[assignment]
+        try:
+            written = os.write(fd, data)
+        except OSError as exc:
+            self._roll_back(fd, exc)
+        if written != len(data):
+            self._roll_back(fd, OSError(f"short write: {written} of {len(data)} bytes"))
+        self._size += written
+        if not self._syncing:
+            return
+        if self.durability == "fsync":
+            self._sync(fd)
+        elif self._syncer is not None:
+            self._syncer.written()
 
     def _pass_gate(self) -> None:
         # Everything unusual before a write, kept off the common path.

@@ -32,7 +32,9 @@ class Store(Protocol):
 
     Every ``write_*`` method records its record before it returns (as far as
     the store's durability promises) or raises and records nothing: a store
-    never leaves half a record behind.
+    never leaves half a record behind. The session that drives a store
+    serialises its calls (one at a time, from any thread), so a store needs
+    no lock of its own around them.
     """
 
     keeps_results: bool
