@@ -31,14 +31,7 @@ MARKER = re.compile(r"<!--\s*no-run\b[^>]*-->\s*$")
 # Blocks in pages written by others that do not run and carry no marker yet,
 # as (page, first line of the block). Their owners are asked to mark them
 # `<!-- no-run: why -->` (or make them runnable); then the entry goes.
-UNMARKED: dict[tuple[str, str], str] = {
-    ("sqlite.md", "from agent_resume import AgentResume"): "uses an undefined `items`",
-    ("postgres.md", "from agent_resume import AgentResume"): "needs a PostgreSQL server",
-    (
-        "running.md",
-        "from agent_resume import ResumableRun, RunConfig, MaxTurns, MaxTokens",
-    ): "uses an undefined `client` and `items`",
-}
+UNMARKED: dict[tuple[str, str], str] = {}
 
 
 def _blocks(page: Path) -> list[tuple[int, str, bool]]:

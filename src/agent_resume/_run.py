@@ -294,7 +294,14 @@ class ResumableRun:
             directory = _conversation_dir(config, agent)
             memory = None if directory is not None else _memory_conversations(agent.store)
             state = RunState(config, directory, memory)
-            session.record_run({"run": "start", "ts": int(state.started_wall), "pid": os.getpid()})
+            session.record_run(
+                {
+                    "run": "start",
+                    "ts": int(state.started_wall),
+                    "pid": os.getpid(),
+                    "max_attempts": self.config.max_attempts,
+                }
+            )
         except BaseException:
             session.close()
             raise
