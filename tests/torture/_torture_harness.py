@@ -654,6 +654,8 @@ def power_campaign(
     durability: str, cuts: int, workdir: Path, seed: int, items: int = 400
 ) -> PowerTally:
     """Kill a ``fsync`` or ``group`` job ``cuts`` times, simulating a power cut each time."""
+    # An existing directory: new directories are another story (see test_power_loss.py).
+    workdir.mkdir(parents=True, exist_ok=True)
     rng = random.Random(f"power-{durability}-{seed}")
     tally = PowerTally(f"power-{durability}")
     cycle = 0
