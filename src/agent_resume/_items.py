@@ -44,7 +44,7 @@ def id_getter(item: object, key: KeyFunc | None) -> KeyFunc | None:
     )
 
 
-def _ids_of(chunk: list[Any], getter: KeyFunc | None) -> list[str]:
+def _ids_of(chunk: list[Any], getter: KeyFunc | None, check_empty: bool) -> list[str]:
     raw: list[Any] = chunk if getter is None else list(map(getter, chunk))
     try:
         # str.isascii refuses anything that is not a str, so this one C pass
@@ -52,13 +52,19 @@ def _ids_of(chunk: list[Any], getter: KeyFunc | None) -> list[str]:
         plain = all(map(str.isascii, raw))
     except TypeError:
         plain = False
-    if plain and "" not in raw:
+    if plain and not (check_empty and "" in raw):
         return raw
     return [normalize_id(r, "item ID") for r in raw]
 
 
-def id_batches(items: Sequence[T], key: KeyFunc | None) -> Iterator[tuple[list[T], list[str]]]:
-    """Yield ``(items, normalised IDs)`` in batches of a sequence, the checks done in C."""
+def id_batches(
+    items: Sequence[T], key: KeyFunc | None, *, check_empty: bool = True
+) -> Iterator[tuple[list[T], list[str]]]:
+    """Yield ``(items, normalised IDs)`` in batches of a sequence, the checks done in C.
+
+    With ``check_empty=False`` an empty string may pass as an ID; the caller
+    must refuse it (``Session`` looks for it in a set it builds anyway).
+    """
     if not items:
         return
     getter = id_getter(items[0], key)
@@ -66,7 +72,7 @@ def id_batches(items: Sequence[T], key: KeyFunc | None) -> Iterator[tuple[list[T
         part = items[start : start + _BATCH]
         chunk = part if type(part) is list else list(part)
         try:
-            ids = _ids_of(chunk, getter)
+            ids = _ids_of(chunk, getter, check_empty)
         except (AttributeError, KeyError, TypeError):
             pairs = list(_one_by_one(chunk, key))
             ids = [item_id for _, item_id in pairs]

@@ -253,7 +253,7 @@ class Session:
         careful = False
         self._watchers.append(marked)
         try:
-            for chunk, ids in id_batches(items, key):
+            for chunk, ids in id_batches(items, key, check_empty=False):
                 if self._closed:
                     raise StoreClosedError(f"the session for job {self.job_id!r} is closed")
                 marked.clear()
@@ -277,6 +277,8 @@ class Session:
                         todo, todo_ids = self._drop_duplicates(todo, todo_ids, seen)
                     else:
                         kept_ids.append(todo_ids)
+                if "" in seen:
+                    normalize_id("", "item ID")  # raises: no item can be done under ""
                 if self._failures:
                     pairs = [
                         (item, item_id)
