@@ -137,11 +137,12 @@ PEAK_CHILD = textwrap.dedent(
         with open("/proc/self/status") as f:
             return next(int(l.split()[1]) for l in f if l.startswith("VmHWM:"))
     before = hwm()
-    tracemalloc.start()
+    traced = sys.argv[2] == "traced"
+    if traced:
+        tracemalloc.start()
     with AgentResume(JsonlStore(sys.argv[1])).resume_or_start("bench") as s:
         n = s.stats.already_done
-        peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
+        peak = tracemalloc.get_traced_memory()[1] if traced else 0
     print(n, before, hwm(), peak)
     """
 )
@@ -154,9 +155,13 @@ def bench_resume(tmp: Path, lines: int, repeats: int) -> dict[str, float]:
     assert resume_once(path) == lines
     base = median_of(repeats, lambda: timed(lambda: naive_loader(path)))
     mine = median_of(repeats, lambda: timed(lambda: resume_once(path)))
-    proc = subprocess.run([sys.executable, "-c", PEAK_CHILD, str(path)], capture_output=True, text=True, check=True)
-    n, before_kb, after_kb, traced = (int(x) for x in proc.stdout.split())
+    def child(mode: str) -> list[int]:
+        proc = subprocess.run([sys.executable, "-c", PEAK_CHILD, str(path), mode], capture_output=True, text=True, check=True)
+        return [int(x) for x in proc.stdout.split()]
+
+    n, _, _, traced = child("traced")
     assert n == lines
+    _, before_kb, after_kb, _ = child("rss")
     peak_mb = traced / 2**20
     print(f"resume {lines:,} lines: {mine:.3f} s, json.loads loader {base:.3f} s, ratio {mine / base:.3f} (target <= {TARGETS['resume']})")
     print(f"resume peak memory: {peak_mb:.1f} MB allocated by the resume (target <= {TARGETS['resume_mb']:.0f} MB); whole process {after_kb / 1024:.1f} MB, of which {before_kb / 1024:.1f} MB before the resume (interpreter and imports)")
