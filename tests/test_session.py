@@ -170,8 +170,9 @@ def test_ids_of_other_types_raise_type_error_suggesting_key(path: Path, bad: obj
 
 
 def test_items_without_an_id_raise_type_error(path: Path) -> None:
-    with AgentResume(JsonlStore(path)).resume_or_start("job") as s, pytest.raises(
-        TypeError, match="key="
+    with (
+        AgentResume(JsonlStore(path)).resume_or_start("job") as s,
+        pytest.raises(TypeError, match="key="),
     ):
         list(s.remaining([3.5]))
 
@@ -189,7 +190,14 @@ def test_empty_ids_and_lone_surrogates_raise_value_error(path: Path, bad: str) -
 
 @pytest.mark.parametrize(
     "item_id",
-    ["line\nbreak", "emoji 🙂", "sep\u2028para\u2029", 'quote"back\\slash', "tab\t\x00nul", "x" * 10_000],
+    [
+        "line\nbreak",
+        "emoji 🙂",
+        "sep\u2028para\u2029",
+        'quote"back\\slash',
+        "tab\t\x00nul",
+        "x" * 10_000,
+    ],
 )
 def test_any_other_string_round_trips_exactly(path: Path, item_id: str) -> None:
     with AgentResume(ResultJsonlStore(path)).resume_or_start("job") as s:
@@ -203,7 +211,9 @@ def test_any_other_string_round_trips_exactly(path: Path, item_id: str) -> None:
 def test_duplicates_are_yielded_once_counted_and_warned_once(path: Path) -> None:
     with AgentResume(JsonlStore(path)).resume_or_start("job") as s:
         with pytest.warns(DuplicateItemWarning, match="item-001") as record:
-            out = list(s.remaining(["item-000", "item-001", "item-001", "item-002", "item-001", 7, "7"]))
+            out = list(
+                s.remaining(["item-000", "item-001", "item-001", "item-002", "item-001", 7, "7"])
+            )
         assert out == ["item-000", "item-001", "item-002", 7]
         assert len(record) == 1
         assert s.stats.duplicates == 3
@@ -287,8 +297,9 @@ def test_usage_and_stop_are_kept_with_the_completion(path: Path) -> None:
 
 
 def test_usage_of_a_wrong_type_is_refused(path: Path) -> None:
-    with AgentResume(JsonlStore(path)).resume_or_start("job") as s, pytest.raises(
-        ArgumentTypeError, match="usage"
+    with (
+        AgentResume(JsonlStore(path)).resume_or_start("job") as s,
+        pytest.raises(ArgumentTypeError, match="usage"),
     ):
         s.mark_done("a", usage=42)
 
@@ -351,15 +362,25 @@ def test_a_failure_then_a_success_is_done_with_its_attempt_number(path: Path) ->
 
 
 def test_error_of_a_wrong_type_is_refused(path: Path) -> None:
-    with AgentResume(JsonlStore(path)).resume_or_start("job") as s, pytest.raises(
-        ArgumentTypeError, match="error"
+    with (
+        AgentResume(JsonlStore(path)).resume_or_start("job") as s,
+        pytest.raises(ArgumentTypeError, match="error"),
     ):
         s.mark_failed("a", 42)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("bad", [0, -1, 1.5, "3", True])
-def test_max_attempts_is_validated(path: Path, bad: object) -> None:
-    with pytest.raises(ArgumentValueError, match="max_attempts") as info:
+@pytest.mark.parametrize(
+    ("bad", "error"),
+    [
+        (0, ArgumentValueError),
+        (-1, ArgumentValueError),
+        (1.5, ArgumentTypeError),
+        ("3", ArgumentTypeError),
+        (True, ArgumentTypeError),
+    ],
+)
+def test_max_attempts_is_validated(path: Path, bad: object, error: type[Exception]) -> None:
+    with pytest.raises(error, match="max_attempts") as info:
         AgentResume(JsonlStore(path)).resume_or_start("job", max_attempts=bad)  # type: ignore[arg-type]
     assert str(bad) in str(info.value)
     assert not path.exists()
@@ -372,14 +393,24 @@ def test_max_attempts_is_validated(path: Path, bad: object) -> None:
         ({"fingerprint": 3}, "fingerprint"),
     ],
 )
-def test_other_settings_are_validated(path: Path, kwargs: dict[str, object], parameter: str) -> None:
+def test_other_settings_are_validated(
+    path: Path, kwargs: dict[str, object], parameter: str
+) -> None:
     with pytest.raises((ArgumentValueError, ArgumentTypeError), match=parameter):
         AgentResume(JsonlStore(path)).resume_or_start("job", **kwargs)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("bad", ["", None, 5])
-def test_job_id_is_validated(path: Path, bad: object) -> None:
-    with pytest.raises(ArgumentValueError, match="job_id"):
+@pytest.mark.parametrize(
+    ("bad", "error"),
+    [
+        ("", ArgumentValueError),
+        ("\ud800", ArgumentValueError),
+        (None, ArgumentTypeError),
+        (5, ArgumentTypeError),
+    ],
+)
+def test_job_id_is_validated(path: Path, bad: object, error: type[Exception]) -> None:
+    with pytest.raises(error, match="job_id"):
         AgentResume(JsonlStore(path)).resume_or_start(bad)  # type: ignore[arg-type]
 
 
@@ -506,15 +537,11 @@ def test_fingerprints_error_policy_refuses(path: Path) -> None:
 
 
 def test_fingerprint_callable_is_used_and_checked(path: Path) -> None:
-    with AgentResume(JsonlStore(path)).resume_or_start(
-        "job", fingerprint=lambda d: d["rev"]
-    ) as s:
+    with AgentResume(JsonlStore(path)).resume_or_start("job", fingerprint=lambda d: d["rev"]) as s:
         for doc in s.remaining([{"id": "a", "rev": "r1", "noise": 1}]):
             s.mark_done(doc["id"])
     assert lines(path)[1]["fp"] == "r1"
-    with AgentResume(JsonlStore(path)).resume_or_start(
-        "job", fingerprint=lambda d: d["rev"]
-    ) as s:
+    with AgentResume(JsonlStore(path)).resume_or_start("job", fingerprint=lambda d: d["rev"]) as s:
         assert list(s.remaining([{"id": "a", "rev": "r1", "noise": 2}])) == []
     with AgentResume(JsonlStore(path)).resume_or_start("job", fingerprint=lambda d: 5) as s:  # type: ignore[arg-type,return-value]
         with pytest.raises(ArgumentTypeError, match="fingerprint"):

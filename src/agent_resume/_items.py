@@ -39,7 +39,7 @@ def id_getter(item: object, key: KeyFunc | None) -> KeyFunc | None:
     raise ArgumentTypeError(
         "items",
         item,
-        f"cannot find the ID of an item of type {type(item).__name__} ({item!r:.60}): "
+        f"`items`: cannot find the ID of an item of type {type(item).__name__} ({item!r:.60}): "
         "give items an `id` attribute or an 'id' key, or pass key= to remaining()",
     )
 

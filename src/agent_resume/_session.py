@@ -101,16 +101,24 @@ class AgentResume:
             JobMismatchError: The store holds another job.
             JobLockedError: Another live session holds the job.
         """
-        if not isinstance(job_id, str) or not job_id:
-            raise ArgumentValueError(
-                "job_id", job_id, f"`job_id` must be a non-empty str (got {job_id!r:.80})"
+        if not isinstance(job_id, str):
+            raise ArgumentTypeError(
+                "job_id",
+                job_id,
+                f"`job_id` must be a str (got {type(job_id).__name__} {job_id!r:.80})",
             )
         job_id = normalize_id(job_id, "job_id")
-        if type(max_attempts) is not int or max_attempts < 1:
+        if type(max_attempts) is not int:
+            raise ArgumentTypeError(
+                "max_attempts",
+                max_attempts,
+                f"`max_attempts` must be an int (got {type(max_attempts).__name__} {max_attempts!r})",
+            )
+        if max_attempts < 1:
             raise ArgumentValueError(
                 "max_attempts",
                 max_attempts,
-                f"`max_attempts` must be an int of at least 1 (got {max_attempts!r})",
+                f"`max_attempts` must be at least 1 (got {max_attempts!r})",
             )
         if on_change not in _ON_CHANGE:
             raise ArgumentValueError(

@@ -241,7 +241,7 @@ def test_opening_a_new_checkpoint_on_a_full_disk_fails_at_open_and_leaves_no_hea
         "except StoreWriteError as exc:\n"
         "    print(exc)\n"
     )
-    # In a child: a failed open keeps the lock in its process (see the xfail below).
+    # In a child: a failed open keeps the lock in its process .
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
     out = subprocess.run(
         [sys.executable, "-c", code, str(path)], capture_output=True, text=True, env=env
@@ -254,11 +254,6 @@ def test_opening_a_new_checkpoint_on_a_full_disk_fails_at_open_and_leaves_no_hea
     assert strict_state(path).done == {"a"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="JsonlStore.open keeps the lock and the file descriptor when writing the header "
-    "fails (see /work/bugs-from-torture.md)",
-)
 def test_an_open_that_fails_on_a_full_disk_releases_the_job_lock(small_fs: Path) -> None:
     path = small_fs / "job.jsonl"
     filler = fill(small_fs, leave=PAGE)
@@ -269,11 +264,6 @@ def test_an_open_that_fails_on_a_full_disk_releases_the_job_lock(small_fs: Path)
         s.mark_done("a")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="FileLock.acquire keeps the flock and the descriptor when writing the PID fails "
-    "(see /work/bugs-from-torture.md)",
-)
 def test_an_open_that_cannot_write_the_lock_file_releases_it(small_fs: Path) -> None:
     path = small_fs / "job.jsonl"
     filler = fill(small_fs)
@@ -391,11 +381,6 @@ def test_an_fsync_error_makes_the_store_refuse_every_later_write(
         assert s.mark_done("after-reopen")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="JsonlStore.flush returns quietly once a background (group) fsync has failed "
-    "(see /work/bugs-from-torture.md)",
-)
 def test_flush_after_a_failed_group_sync_raises(tmp_path: Path) -> None:
     store = JsonlStore(tmp_path / "job.jsonl", durability="group")
     calls: list[int] = []

@@ -411,11 +411,6 @@ def test_misuse_raises_a_typed_error_naming_the_parameter_and_writes_nothing(
     check(case, ctx)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="resume_or_start raises ArgumentValueError, not ArgumentTypeError, for a wrong type "
-    "(RunConfig raises ArgumentTypeError for the same mistakes)",
-)
 @pytest.mark.parametrize("case", TYPE_CASES, ids=[c.name for c in TYPE_CASES])
 def test_a_setting_of_the_wrong_type_raises_argument_type_error(case: Case, ctx: Ctx) -> None:
     check(case, ctx)

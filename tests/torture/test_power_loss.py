@@ -57,11 +57,6 @@ def test_a_new_checkpoint_survives_power_loss_once_something_is_acknowledged(
         assert {item for item, _ in cut.acked} <= cut.survivors
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="JsonlStore.open syncs only the checkpoint's own directory, not the directories "
-    "os.makedirs created (see /work/bugs-from-torture.md)",
-)
 def test_a_new_checkpoint_in_new_directories_survives_power_loss(tmp_path: Path) -> None:
     spec = {"target": "jsonl", "durability": "fsync", "items": 50, "phase": "work", "phase_at": 3}
     cut = harness.power_cut(tmp_path / "a" / "b" / "job.jsonl", spec, random.Random(1))

@@ -99,34 +99,45 @@ class JsonlStore:
         if self._fd is not None:
             raise StoreError(f"{self.path} is already open in this store object")
         parent = os.path.dirname(os.path.abspath(self.path))
-        os.makedirs(parent, exist_ok=True)
+        created_dirs = _make_parents(parent)
         self._file_lock.acquire(job_id, self.path)
+        fd: int | None = None
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
-        except BaseException:
-            self._file_lock.release()
-            raise
-        try:
             state = self._load(fd, job_id)
+            self._fd = fd
+            self._broken = None
+            self._gated = True
+            if self._size == 0:
+                state.created = self._write_header(fd, job_id, parent, created_dirs)
         except BaseException:
-            os.close(fd)
+            # Nothing half-open survives a failed open: no descriptor, no lock.
+            self._fd = None
+            if fd is not None:
+                os.close(fd)
             self._file_lock.release()
             raise
-        self._fd = fd
-        self._broken = None
-        self._gated = True
-        if self._size == 0:
-            created = int(time.time())
-            header = {"agent_resume": FORMAT_VERSION, "job_id": job_id, "created": created}
-            self._append((dumps(header, "header") + "\n").encode("utf-8"))
-            state.created = created
-            if self._syncing:
-                # A new file survives power loss only once its directory entry does.
-                self._sync(fd)
-                fsync_directory(parent)
         if self.durability == "group":
             self._syncer = _GroupSyncer(self)
         return state
+
+    def _write_header(self, fd: int, job_id: str, parent: str, created_dirs: list[str]) -> int:
+        created = int(time.time())
+        header = {"agent_resume": FORMAT_VERSION, "job_id": job_id, "created": created}
+        self._append((dumps(header, "header") + "\n").encode("utf-8"))
+        if self._syncing:
+            # A new file survives power loss only once its directory entry
+            # does, and a new directory only once its parent's entry does.
+            self._sync(fd)
+            try:
+                fsync_directory(parent)
+                for directory in created_dirs:
+                    fsync_directory(os.path.dirname(directory))
+            except OSError as exc:
+                raise StoreWriteError(
+                    f"syncing the directory of {self.path} failed ({exc})"
+                ) from exc
+        return created
 
     def _load(self, fd: int, job_id: str) -> JobState:
         with open(os.dup(fd), "rb") as f:
@@ -269,11 +280,25 @@ class JsonlStore:
     # -- closing ---------------------------------------------------------------
 
     def flush(self) -> None:
-        """Sync the file unless the durability is ``"flush"`` (whose records reach the OS at once)."""
+        """Sync the file unless the durability is ``"flush"`` (whose records reach the OS at once).
+
+        Raises:
+            StoreWriteError: A sync failed, now or earlier in the background.
+        """
+        self._flush(quiet=False)
+
+    def _flush(self, *, quiet: bool) -> None:
         with self._lock:
             fd = self._fd
-            if fd is None or self.durability == "flush" or self._broken is not None:
+            if fd is None or self.durability == "flush":
                 return
+            if self._broken is not None:
+                if quiet:
+                    return
+                raise StoreWriteError(
+                    f"{self.path} refuses writes after a failed sync ({self._broken}); "
+                    "what was recorded since the last good sync may be lost on power loss"
+                )
             self._sync(fd)
 
     def close(self) -> None:
@@ -282,7 +307,7 @@ class JsonlStore:
         if syncer is not None:
             syncer.stop()
         try:
-            self.flush()
+            self._flush(quiet=True)
         finally:
             with self._lock:
                 fd, self._fd = self._fd, None
@@ -290,6 +315,20 @@ class JsonlStore:
             if fd is not None:
                 os.close(fd)
                 self._file_lock.release()
+
+
+def _make_parents(directory: str) -> list[str]:
+    """Create ``directory`` and its missing parents; return those created, deepest first."""
+    missing: list[str] = []
+    while directory and not os.path.isdir(directory):
+        missing.append(directory)
+        parent = os.path.dirname(directory)
+        if parent == directory:
+            break
+        directory = parent
+    for path in reversed(missing):
+        os.makedirs(path, exist_ok=True)
+    return missing
 
 
 class ResultJsonlStore(JsonlStore):

@@ -6,7 +6,7 @@ import contextlib
 import fcntl
 import os
 
-from agent_resume._errors import JobLockedError
+from agent_resume._errors import JobLockedError, StoreWriteError
 
 __all__ = ["FileLock"]
 
@@ -33,8 +33,14 @@ class FileLock:
             pid = _read_pid(fd)
             os.close(fd)
             raise JobLockedError(job_id, pid, where) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            data = f"{os.getpid()}\n".encode()
+            if os.pwrite(fd, data, 0) != len(data):
+                raise OSError(f"short write of the PID to {self.path}")
+        except OSError as exc:
+            os.close(fd)  # drops the lock with the descriptor
+            raise StoreWriteError(f"cannot write the lock file {self.path}: {exc}") from exc
         self._fd = fd
 
     def release(self) -> None:

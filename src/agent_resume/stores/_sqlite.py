@@ -112,7 +112,9 @@ class SqliteStore:
         """
         if not url.startswith("sqlite:///") or len(url) <= len("sqlite:///"):
             raise ArgumentValueError(
-                "store", url, f"a SQLite URL must look like sqlite:///path.db (got {url!r})"
+                "store",
+                url,
+                f"`store` as a SQLite URL must look like sqlite:///path.db (got {url!r})",
             )
         return cls(url[len("sqlite:///") :], **options)
 
