@@ -159,7 +159,7 @@ def load_toml(path: str) -> dict[str, Any]:
         import tomllib as toml
     else:  # pragma: no cover - exercised on 3.10 only
         try:
-            import tomli as toml
+            import tomli as toml  # type: ignore[import-not-found,unused-ignore]
         except ImportError:
             raise CliError(
                 "reading TOML on Python 3.10 needs tomli: pip install tomli "
