@@ -83,9 +83,11 @@ def install_phase(spec: dict[str, Any]) -> None:
         os.write = write
 
     def fsync(fd: int) -> None:
-        is_dir = stat.S_ISDIR(os.fstat(fd).st_mode)
-        size = os.fstat(fd).st_size
+        # The time first: a record acknowledged before it was written before the size is read.
         started = time.monotonic()
+        info = os.fstat(fd)
+        is_dir = stat.S_ISDIR(info.st_mode)
+        size = info.st_size
         hit = False
         if phase in ("sync-before", "sync-after") and not is_dir:
             hit = fire()
