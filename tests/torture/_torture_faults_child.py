@@ -3,7 +3,7 @@
 Usage: ``python _torture_faults_child.py DIR CASES_JSON``, each case ``[limit,
 durability, kind]``. For each case it opens a fresh checkpoint, lowers the soft
 limit to ``limit`` bytes (before the open when the limit is smaller than a
-header, and then the case ends), writes a mix of records until a write
+header, and then the same process reopens it once the limit is lifted), writes a mix of records until a write
 fails, checks that the next write fails too, lifts the limit and writes once
 more. One JSON line per case.
 Python ignores SIGXFSZ, so a write past the limit fails with EFBIG.
@@ -38,10 +38,11 @@ def one(directory: str, number: int, limit: int, durability: str, kind: str) -> 
             report["open_error"] = None
         except StoreWriteError as exc:
             report["open_error"] = str(exc)
-            report["size_at_failure"] = os.path.getsize(path)
+            report["size_at_failure"] = os.path.getsize(path) if os.path.exists(path) else 0
             limit_to(UNLIMITED)
-            # A failed open keeps the job's lock in this process (reported to the
-            # lead); the parent reopens the file once this process is gone.
+            # The failed open released the job's lock: this process opens it again.
+            with AgentResume(store_type(path, durability=durability)).resume_or_start("job") as s:
+                s.mark_done("after-limit-lifted")
             return report
         limit_to(UNLIMITED)
     with AgentResume(store_type(path, durability=durability)).resume_or_start("job") as s:

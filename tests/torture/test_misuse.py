@@ -344,7 +344,7 @@ CASES = [
     ),
 ]
 
-# Wrong types given to the session's settings raise ArgumentValueError today (see the report).
+# Wrong types given to the session's settings (ArgumentValueError before the torture report).
 TYPE_CASES = [
     Case("job_id int", lambda c: c.fresh().resume_or_start(123), AT, ("123",), "job_id"),
     Case(
