@@ -12,6 +12,7 @@ import math
 import os
 import re
 import threading
+import weakref
 from collections import deque
 from typing import Any
 
@@ -28,7 +29,7 @@ from agent_resume._stop import (
 )
 from agent_resume._usage import Usage
 
-__all__ = ["RunState", "conversation_file"]
+__all__ = ["RunState", "conversation_file", "conversation_home"]
 
 # How a run-budget stop reason maps to the report's stop reason.
 _BUDGET_NAMES = {
@@ -45,6 +46,32 @@ def conversation_file(item_id: str) -> str:
     digest = hashlib.sha256(item_id.encode("utf-8")).hexdigest()[:16]
     stem = _UNSAFE.sub("_", item_id)[:40].strip("._") or "item"
     return f"{stem}-{digest}.json"
+
+
+# Conversations of stores without a path live as long as their store object.
+_MEMORY: weakref.WeakKeyDictionary[Any, dict[str, list[dict[str, Any]]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def conversation_home(
+    config: RunConfig, store: Any
+) -> tuple[str | None, dict[str, list[dict[str, Any]]] | None]:
+    """Where a run keeps its items' conversations: a directory, or else memory.
+
+    The directory is ``config.conversation_dir``, else ``<checkpoint>.conversations``
+    beside a file store; a store without a path keeps them in a dict that lives
+    as long as the store object.
+    """
+    if config.conversation_dir is not None:
+        return os.fspath(config.conversation_dir), None
+    path = getattr(store, "path", None)
+    if isinstance(path, (str, os.PathLike)):
+        return os.fspath(path) + ".conversations", None
+    try:
+        return None, _MEMORY.setdefault(store, {})
+    except TypeError:  # a store that cannot be weakly referenced
+        return None, {}
 
 
 class RunState:

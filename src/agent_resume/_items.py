@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 from agent_resume._errors import ArgumentTypeError
 from agent_resume._records import normalize_id
 
-__all__ = ["KeyFunc", "id_batches", "id_getter", "normalized_ids"]
+__all__ = ["IdReader", "KeyFunc", "id_batches", "id_getter", "normalized_ids"]
 
 T = TypeVar("T")
 KeyFunc = Callable[[Any], object]
@@ -92,15 +92,28 @@ def normalized_ids(items: Iterable[T], key: KeyFunc | None) -> Iterator[tuple[T,
     yield from _one_by_one(items, key)
 
 
-def _one_by_one(items: Iterable[T], key: KeyFunc | None) -> Iterator[tuple[T, str]]:
-    kind: type | None = None
-    getter: KeyFunc | None = None
-    for item in items:
-        if type(item) is not kind:
-            getter = id_getter(item, key)
-            kind = type(item)
-        raw = item if getter is None else getter(item)
+class IdReader:
+    """Reads item IDs by the rule of :func:`id_getter`, choosing the rule once per item type."""
+
+    __slots__ = ("_getter", "_key", "_kind")
+
+    def __init__(self, key: KeyFunc | None) -> None:
+        self._key = key
+        self._kind: type | None = None
+        self._getter: KeyFunc | None = None
+
+    def __call__(self, item: object) -> str:
+        """Return the item's normalised ID."""
+        if type(item) is not self._kind:
+            self._getter = id_getter(item, self._key)
+            self._kind = type(item)
+        raw = item if self._getter is None else self._getter(item)
         if type(raw) is str and raw and raw.isascii():
-            yield item, raw
-        else:
-            yield item, normalize_id(raw, "item ID")
+            return raw
+        return normalize_id(raw, "item ID")
+
+
+def _one_by_one(items: Iterable[T], key: KeyFunc | None) -> Iterator[tuple[T, str]]:
+    read = IdReader(key)
+    for item in items:
+        yield item, read(item)

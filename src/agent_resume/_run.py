@@ -7,17 +7,15 @@ import math
 import os
 import queue
 import threading
-import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from typing import Any, Literal, TypeVar
 
-from agent_resume._admission import RunState
+from agent_resume._admission import RunState, conversation_home
 from agent_resume._config import RunConfig
 from agent_resume._context import ItemContext
 from agent_resume._errors import ArgumentTypeError, DeadlineExceeded, StoreClosedError
-from agent_resume._items import KeyFunc, id_getter
+from agent_resume._items import IdReader, KeyFunc
 from agent_resume._progress import open_progress
-from agent_resume._records import normalize_id
 from agent_resume._report import ItemOutcome, RunReport
 from agent_resume._session import AgentResume, Session
 from agent_resume._signals import RunSignals
@@ -102,7 +100,7 @@ class ResumableRun:
         session: Session,
         key: KeyFunc | None,
     ) -> bool:
-        ids = _Ids(key)
+        ids = IdReader(key)
         clock = state.clock
         for item in it:
             if state.blocked():
@@ -154,7 +152,7 @@ class ResumableRun:
         ]
         for thread in threads:
             thread.start()
-        ids = _Ids(key)
+        ids = IdReader(key)
         exhausted = True
         try:
             for item in it:
@@ -220,7 +218,7 @@ class ResumableRun:
 
         with session, RunSignals(state, on_signal), open_progress(state, session, items):
             it = session.remaining(items, key=key)
-            ids = _Ids(key)
+            ids = IdReader(key)
             exhausted = True
             try:
                 for item in it:
@@ -291,8 +289,7 @@ class ResumableRun:
             on_change=config.on_change,
         )
         try:
-            directory = _conversation_dir(config, agent)
-            memory = None if directory is not None else _memory_conversations(agent.store)
+            directory, memory = conversation_home(config, agent.store)
             state = RunState(config, directory, memory)
             session.record_run(
                 {
@@ -420,26 +417,6 @@ class ResumableRun:
         return report
 
 
-class _Ids:
-    """Reads item IDs with the same rule as ``Session.remaining``, caching the rule per type."""
-
-    __slots__ = ("getter", "key", "kind")
-
-    def __init__(self, key: KeyFunc | None) -> None:
-        self.key = key
-        self.kind: type | None = None
-        self.getter: KeyFunc | None = None
-
-    def __call__(self, item: Any) -> str:
-        if type(item) is not self.kind:
-            self.getter = id_getter(item, self.key)
-            self.kind = type(item)
-        raw = item if self.getter is None else self.getter(item)
-        if type(raw) is str and raw:
-            return raw
-        return normalize_id(raw, "item ID")
-
-
 class _Timer:
     """Cancels the current task after ``seconds``, and remembers that it did."""
 
@@ -478,29 +455,6 @@ def _deadline_error(ctx: ItemContext, cause: BaseException) -> DeadlineExceeded:
     error = DeadlineExceeded(deadline, deadline.elapsed_seconds())
     error.__cause__ = cause
     return error
-
-
-def _conversation_dir(config: RunConfig, agent: AgentResume) -> str | None:
-    if config.conversation_dir is not None:
-        return os.fspath(config.conversation_dir)
-    path = getattr(agent.store, "path", None)
-    if isinstance(path, (str, os.PathLike)):
-        return os.fspath(path) + ".conversations"
-    return None
-
-
-# Conversations of stores without a path live as long as their store object.
-_MEMORY: weakref.WeakKeyDictionary[Any, dict[str, list[dict[str, Any]]]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _memory_conversations(store: Any) -> dict[str, list[dict[str, Any]]]:
-    try:
-        memory: dict[str, list[dict[str, Any]]] = _MEMORY.setdefault(store, {})
-    except TypeError:  # a store that cannot be weakly referenced
-        return {}
-    return memory
 
 
 async def _drain(
