@@ -12,6 +12,9 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from agent_resume._agent import (
+    AgentResume,
+)
 from agent_resume._deadline import (
     Deadline,
     SupportsRemainingSeconds,
@@ -40,7 +43,6 @@ from agent_resume._maintenance import (
     repair,
 )
 from agent_resume._session import (
-    AgentResume,
     DuplicateItemWarning,
     Session,
     SessionStats,

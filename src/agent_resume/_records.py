@@ -8,6 +8,7 @@ JSONL stores write them as lines; the SQL stores map them to columns.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from json.encoder import encode_basestring
 from typing import Any, Final
@@ -24,6 +25,7 @@ __all__ = [
     "failure_line",
     "normalize_id",
     "release_line",
+    "usage_dict",
 ]
 
 FORMAT_VERSION: Final = 1
@@ -234,3 +236,25 @@ class JobState:
             )
         elif status == "retry":
             self.failures.pop(item_id, None)
+
+
+def usage_dict(usage: Any) -> dict[str, Any]:
+    """Turn a ``Usage`` (anything with ``to_dict()``) or a mapping into a JSON-able dict.
+
+    Raises:
+        ArgumentTypeError: The value is neither.
+    """
+    to_dict = getattr(usage, "to_dict", None)
+    if callable(to_dict):
+        data = to_dict()
+    elif isinstance(usage, Mapping):
+        data = dict(usage)
+    else:
+        raise ArgumentTypeError(
+            "usage",
+            usage,
+            f"`usage` must be a Usage or a dict (got {type(usage).__name__}); "
+            "use usage_from(response) to read one from an SDK response",
+        )
+    check_json(data, "usage")
+    return data  # type: ignore[no-any-return]

@@ -1,8 +1,7 @@
-"""The original API: ``AgentResume`` opens a job on a store, a ``Session`` works through it."""
+"""A ``Session``: one open job, which yields the items still to do and records what happens to them."""
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 import warnings
@@ -15,22 +14,20 @@ from typing import Any, Literal, TypeVar
 
 from agent_resume._errors import (
     ArgumentTypeError,
-    ArgumentValueError,
     ItemChangedError,
     StoreClosedError,
 )
-from agent_resume._fingerprint import Fingerprinter, make_fingerprinter
+from agent_resume._fingerprint import Fingerprinter
 from agent_resume._items import KeyFunc, id_batches, normalized_ids
-from agent_resume._records import JobState, check_json, normalize_id
-from agent_resume.stores import Store, open_store
+from agent_resume._records import JobState, check_json, normalize_id, usage_dict
+from agent_resume.stores import Store
 from agent_resume.stores._protocol import SharedStore
 
-__all__ = ["AgentResume", "DuplicateItemWarning", "OnChange", "Session", "SessionStats"]
+__all__ = ["DuplicateItemWarning", "OnChange", "Session", "SessionStats"]
 
 T = TypeVar("T")
 OnChange = Literal["rerun", "keep", "error"]
 _now = time.time
-_ON_CHANGE = ("rerun", "keep", "error")
 
 
 class DuplicateItemWarning(UserWarning):
@@ -58,77 +55,6 @@ class SessionStats:
     duplicates: int = 0
     changed: int = 0
     bad_lines: int = 0
-
-
-class AgentResume:
-    """Opens resumable jobs on a store.
-
-    Args:
-        store: A :class:`~agent_resume.stores.Store`, or a path or URL for
-            :func:`~agent_resume.stores.open_store`.
-    """
-
-    def __init__(self, store: Store | str | os.PathLike[str]) -> None:
-        self.store: Store = open_store(store)
-
-    def __repr__(self) -> str:
-        return f"AgentResume(store={self.store!r})"
-
-    def resume_or_start(
-        self,
-        job_id: str,
-        *,
-        max_attempts: int = 3,
-        fingerprint: bool | Fingerprinter | None = None,
-        on_change: OnChange = "rerun",
-    ) -> Session:
-        """Open the job, loading what earlier sessions recorded, or start it.
-
-        Args:
-            job_id: The job's ID; the store must hold this job or none.
-            max_attempts: Failed attempts after which an item is quarantined.
-            fingerprint: ``True`` to hash each item's content, or a callable
-                returning a string per item; ``None`` or ``False`` for none.
-            on_change: What to do with a done item whose content changed:
-                ``"rerun"`` it, ``"keep"`` the old completion, or raise
-                (``"error"``).
-
-        Returns:
-            An open session; use it as a context manager.
-
-        Raises:
-            ArgumentValueError: A setting is out of range.
-            JobMismatchError: The store holds another job.
-            JobLockedError: Another live session holds the job.
-        """
-        if not isinstance(job_id, str):
-            raise ArgumentTypeError(
-                "job_id",
-                job_id,
-                f"`job_id` must be a str (got {type(job_id).__name__} {job_id!r:.80})",
-            )
-        job_id = normalize_id(job_id, "job_id")
-        if type(max_attempts) is not int:
-            raise ArgumentTypeError(
-                "max_attempts",
-                max_attempts,
-                f"`max_attempts` must be an int (got {type(max_attempts).__name__} {max_attempts!r})",
-            )
-        if max_attempts < 1:
-            raise ArgumentValueError(
-                "max_attempts",
-                max_attempts,
-                f"`max_attempts` must be at least 1 (got {max_attempts!r})",
-            )
-        if on_change not in _ON_CHANGE:
-            raise ArgumentValueError(
-                "on_change",
-                on_change,
-                f"`on_change` must be 'rerun', 'keep' or 'error' (got {on_change!r})",
-            )
-        fingerprinter = make_fingerprinter(fingerprint)
-        state = self.store.open(job_id)
-        return Session(self.store, state, max_attempts, fingerprinter, on_change)
 
 
 class Session:
@@ -538,25 +464,3 @@ class Session:
         with self._lock:
             self._check_open()
             self.store.flush()
-
-
-def usage_dict(usage: Any) -> dict[str, Any]:
-    """Turn a ``Usage`` (anything with ``to_dict()``) or a mapping into a JSON-able dict.
-
-    Raises:
-        ArgumentTypeError: The value is neither.
-    """
-    to_dict = getattr(usage, "to_dict", None)
-    if callable(to_dict):
-        data = to_dict()
-    elif isinstance(usage, Mapping):
-        data = dict(usage)
-    else:
-        raise ArgumentTypeError(
-            "usage",
-            usage,
-            f"`usage` must be a Usage or a dict (got {type(usage).__name__}); "
-            "use usage_from(response) to read one from an SDK response",
-        )
-    check_json(data, "usage")
-    return data  # type: ignore[no-any-return]
