@@ -21,7 +21,8 @@ Durability = Literal["flush", "group", "fsync"]
 """How far a record has travelled when a write returns.
 
 - ``"flush"``: handed to the operating system; survives a crash or kill of the process.
-- ``"group"``: also synced to disk within about 10 ms or 256 records.
+- ``"group"``: also synced to disk by a background thread within about 10 ms
+  (plus the time of one fsync), or at once after 256 records.
 - ``"fsync"``: synced to disk before the write returns.
 """
 
