@@ -46,7 +46,19 @@ class AgentResumeError(Exception):
     """The root of every exception raised by agent-resume."""
 
 
-class ArgumentTypeError(AgentResumeError, TypeError):
+class _ArgumentError(AgentResumeError):
+    """A bad argument: carries the parameter's name and the value given."""
+
+    def __init__(self, parameter: str, value: object, message: str) -> None:
+        super().__init__(message)
+        self.parameter = parameter
+        self.value = value
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.parameter, self.value, str(self)))
+
+
+class ArgumentTypeError(_ArgumentError, TypeError):
     """A parameter was given a value of the wrong type.
 
     Attributes:
@@ -54,24 +66,14 @@ class ArgumentTypeError(AgentResumeError, TypeError):
         value: The value that was given.
     """
 
-    def __init__(self, parameter: str, value: object, message: str) -> None:
-        super().__init__(message)
-        self.parameter = parameter
-        self.value = value
 
-
-class ArgumentValueError(AgentResumeError, ValueError):
+class ArgumentValueError(_ArgumentError, ValueError):
     """A parameter was given a value out of range or malformed.
 
     Attributes:
         parameter: The name of the parameter.
         value: The value that was given.
     """
-
-    def __init__(self, parameter: str, value: object, message: str) -> None:
-        super().__init__(message)
-        self.parameter = parameter
-        self.value = value
 
 
 class DeadlineExceeded(AgentResumeError, TimeoutError):

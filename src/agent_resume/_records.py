@@ -23,6 +23,7 @@ __all__ = [
     "completion_line",
     "dumps",
     "failure_line",
+    "failure_record",
     "normalize_id",
     "release_line",
     "usage_dict",
@@ -144,6 +145,24 @@ def completion_line(
     return head + "}\n"
 
 
+def failure_record(
+    item_id: str,
+    ts: int,
+    error: str,
+    retryable: bool,
+    usage: dict[str, Any] | None = None,
+    attempt: int | None = None,
+) -> dict[str, Any]:
+    """Build the record of a failed attempt (without ``attempt`` where the store counts them)."""
+    record: dict[str, Any] = {"id": item_id, "ts": ts, "status": "failed", "error": error}
+    if attempt is not None:
+        record["attempt"] = attempt
+    record["retryable"] = retryable
+    if usage:
+        record["usage"] = usage
+    return record
+
+
 def failure_line(
     item_id: str,
     ts: int,
@@ -153,17 +172,7 @@ def failure_line(
     usage: dict[str, Any] | None = None,
 ) -> str:
     """Build the JSONL line of a failed attempt."""
-    record: dict[str, Any] = {
-        "id": item_id,
-        "ts": ts,
-        "status": "failed",
-        "error": error,
-        "attempt": attempt,
-        "retryable": retryable,
-    }
-    if usage:
-        record["usage"] = usage
-    return _dumps(record) + "\n"
+    return _dumps(failure_record(item_id, ts, error, retryable, usage, attempt)) + "\n"
 
 
 def release_line(item_id: str, ts: int) -> str:

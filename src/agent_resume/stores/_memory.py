@@ -10,7 +10,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from agent_resume._errors import JobLockedError, JobMismatchError, StoreClosedError
-from agent_resume._records import JobState
+from agent_resume._records import JobState, failure_record
 
 __all__ = ["InMemoryStore"]
 
@@ -79,16 +79,7 @@ class InMemoryStore:
         usage: dict[str, Any] | None,
     ) -> None:
         """Keep a failure."""
-        record: dict[str, Any] = {
-            "id": item_id,
-            "ts": ts,
-            "status": "failed",
-            "error": error,
-            "attempt": attempt,
-            "retryable": retryable,
-        }
-        if usage:
-            record["usage"] = copy.deepcopy(usage)
+        record = failure_record(item_id, ts, error, retryable, copy.deepcopy(usage), attempt)
         self._add(record)
 
     def write_release(self, item_ids: Sequence[str], ts: int) -> None:

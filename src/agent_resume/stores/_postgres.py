@@ -29,14 +29,13 @@ from agent_resume._errors import (
     StoreError,
     UnsupportedFormatError,
 )
-from agent_resume._records import FailureInfo, JobState, dumps
+from agent_resume._records import FailureInfo, JobState, dumps, failure_record
 from agent_resume.stores._postgres_sql import CLAIM, COMPLETE, FAIL, RELEASE, TABLES
 from agent_resume.stores._sql import (
     SCHEMA_VERSION,
     Heartbeat,
     LeaseSettings,
     completion_record,
-    failure_record,
     logger,
     new_worker_id,
 )

@@ -18,7 +18,6 @@ __all__ = [
     "Heartbeat",
     "LeaseSettings",
     "completion_record",
-    "failure_record",
     "new_worker_id",
 ]
 
@@ -102,22 +101,6 @@ def completion_record(item_id: str, ts: int, extra: dict[str, Any] | None) -> di
     record: dict[str, Any] = {"id": item_id, "ts": ts}
     if extra:
         record.update(extra)
-    return record
-
-
-def failure_record(
-    item_id: str, ts: int, error: str, retryable: bool, usage: dict[str, Any] | None
-) -> dict[str, Any]:
-    """Build a failure record without its attempt number (the store counts attempts)."""
-    record: dict[str, Any] = {
-        "id": item_id,
-        "ts": ts,
-        "status": "failed",
-        "error": error,
-        "retryable": retryable,
-    }
-    if usage:
-        record["usage"] = usage
     return record
 
 

@@ -26,13 +26,12 @@ from agent_resume._errors import (
     StoreError,
     UnsupportedFormatError,
 )
-from agent_resume._records import FailureInfo, JobState, dumps
+from agent_resume._records import FailureInfo, JobState, dumps, failure_record
 from agent_resume.stores._sql import (
     SCHEMA_VERSION,
     Heartbeat,
     LeaseSettings,
     completion_record,
-    failure_record,
     new_worker_id,
 )
 from agent_resume.stores._sqlite_sql import NOW as _NOW
