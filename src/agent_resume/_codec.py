@@ -51,6 +51,7 @@ class CorruptConversationError(StoreError, ValueError):
     """
 
     def __init__(self, path: str, reason: str) -> None:
+        self._args = (path, reason)
         super().__init__(f"{path}: not a readable conversation ({reason})")
         self.path = path
         self.reason = reason

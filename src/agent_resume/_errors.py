@@ -43,19 +43,24 @@ __all__ = [
 
 
 class AgentResumeError(Exception):
-    """The root of every exception raised by agent-resume."""
+    """The root of every exception raised by agent-resume.
+
+    Errors pickle with their attributes: each keeps the arguments it was
+    built with, for ``__reduce__``.
+    """
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), getattr(self, "_args", self.args))
 
 
 class _ArgumentError(AgentResumeError):
     """A bad argument: carries the parameter's name and the value given."""
 
     def __init__(self, parameter: str, value: object, message: str) -> None:
+        self._args = (parameter, value, message)
         super().__init__(message)
         self.parameter = parameter
         self.value = value
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.parameter, self.value, str(self)))
 
 
 class ArgumentTypeError(_ArgumentError, TypeError):
@@ -85,12 +90,10 @@ class DeadlineExceeded(AgentResumeError, TimeoutError):
     """
 
     def __init__(self, deadline: Any, elapsed_seconds: float) -> None:
+        self._args = (deadline, elapsed_seconds)
         super().__init__(f"deadline exceeded after {elapsed_seconds:.3f}s")
         self.deadline = deadline
         self.elapsed_seconds = elapsed_seconds
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.deadline, self.elapsed_seconds))
 
 
 class ItemChangedError(AgentResumeError):
@@ -103,6 +106,7 @@ class ItemChangedError(AgentResumeError):
     """
 
     def __init__(self, item_id: str, old_fingerprint: str, new_fingerprint: str) -> None:
+        self._args = (item_id, old_fingerprint, new_fingerprint)
         super().__init__(
             f"item {item_id!r} changed since it was done (fingerprint {old_fingerprint} "
             f"is now {new_fingerprint}); pass on_change='rerun' or 'keep' to go on"
@@ -120,6 +124,7 @@ class MissingExtraError(AgentResumeError, ImportError):
     """
 
     def __init__(self, extra: str, feature: str) -> None:
+        self._args = (extra, feature)
         super().__init__(
             f'{feature} needs the {extra!r} extra: pip install "agent-resume[{extra}]"'
         )
@@ -139,6 +144,7 @@ class CorruptCheckpointError(StoreError, ValueError):
     """
 
     def __init__(self, path: str | os.PathLike[str], line_number: int, reason: str) -> None:
+        self._args = (path, line_number, reason)
         super().__init__(f"{os.fspath(path)}:{line_number}: corrupt checkpoint line ({reason})")
         self.path = os.fspath(path)
         self.line_number = line_number
@@ -154,6 +160,7 @@ class UnsupportedFormatError(StoreError):
     """
 
     def __init__(self, path: str, version: object, supported: int) -> None:
+        self._args = (path, version, supported)
         super().__init__(
             f"{path}: checkpoint format version {version!r} is newer than the "
             f"supported version {supported}; upgrade agent-resume to read it"
@@ -171,6 +178,7 @@ class JobMismatchError(StoreError):
     """
 
     def __init__(self, expected: str, found: str, where: str) -> None:
+        self._args = (expected, found, where)
         super().__init__(
             f"{where} holds job {found!r}, not {expected!r}; use a separate checkpoint for each job"
         )
@@ -187,6 +195,7 @@ class JobLockedError(StoreError):
     """
 
     def __init__(self, job_id: str, pid: int | None, where: str) -> None:
+        self._args = (job_id, pid, where)
         holder = f"process {pid}" if pid is not None else "another process"
         super().__init__(
             f"job {job_id!r} in {where} is held by a live session in {holder}; "
