@@ -362,7 +362,7 @@ class _GroupSyncer:
     def written(self) -> None:
         with self._cond:
             self._pending += 1
-            if self._pending == 1 or self._pending >= _GROUP_RECORDS:
+            if self._pending == 1 or self._pending == _GROUP_RECORDS:
                 self._cond.notify()
 
     def _loop(self) -> None:
