@@ -18,7 +18,7 @@ PUBLIC = {
     "StopCondition", "StopPhrase", "StopReason", "Store", "StoreClosedError", "StoreError",
     "StoreWriteError", "SupportsRemainingSeconds", "ToolCall", "UnknownModelWarning",
     "UnsupportedFormatError", "Usage", "__version__", "as_deadline", "compact", "default_prices",
-    "load_conversation", "open_store", "remaining_of", "repair", "save_conversation", "usage_from",
+    "load_conversation", "open_store", "remaining_of", "repair", "save_conversation", "usage_from", "with_otel",
 }  # fmt: skip
 
 

@@ -95,6 +95,9 @@ if TYPE_CHECKING:
         ItemUsage,
         Ledger,
     )
+    from agent_resume._otel import (
+        with_otel,
+    )
     from agent_resume._prices import (
         ModelPrice,
         PriceTable,
@@ -180,6 +183,7 @@ __all__ = [
     "repair",
     "save_conversation",
     "usage_from",
+    "with_otel",
 ]
 
 _LAZY = {
@@ -191,6 +195,7 @@ _LAZY = {
     "ItemContext": "agent_resume._context",
     "ItemUsage": "agent_resume._ledger",
     "Ledger": "agent_resume._ledger",
+    "with_otel": "agent_resume._otel",
     "ModelPrice": "agent_resume._prices",
     "PriceTable": "agent_resume._prices",
     "UnknownModelWarning": "agent_resume._prices",
