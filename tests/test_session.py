@@ -562,3 +562,11 @@ def test_duplicates_across_batches_of_a_long_list_are_yielded_once(path: Path) -
             out = list(s.remaining(items))
         assert out == [f"k{i}" for i in range(10_000) if i != 1] + ["fresh"]
         assert s.stats.duplicates == 3
+
+
+@pytest.mark.parametrize("make", [list, iter], ids=["batched", "one-by-one"])
+def test_the_duplicate_warning_points_at_the_callers_loop(path: Path, make: object) -> None:
+    with AgentResume(JsonlStore(path)).resume_or_start("job") as s:
+        with pytest.warns(DuplicateItemWarning) as record:
+            list(s.remaining(make(["a", "a"])))  # type: ignore[operator]
+    assert record[0].filename == __file__

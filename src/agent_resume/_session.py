@@ -235,7 +235,7 @@ class Session:
         kept_ids: list[str] = []
         for item, item_id in zip(todo, todo_ids, strict=True):
             if item_id in seen:
-                self._duplicate(item_id)
+                self._duplicate(item_id, stacklevel=4)
                 continue
             seen.add(item_id)
             kept.append(item)
@@ -258,7 +258,8 @@ class Session:
         self._rerun.add(item_id)
         return True
 
-    def _duplicate(self, item_id: str) -> None:
+    def _duplicate(self, item_id: str, stacklevel: int = 3) -> None:
+        # stacklevel points the warning at the caller's loop over remaining().
         self._duplicates += 1
         if not self._warned_duplicates:
             self._warned_duplicates = True
@@ -267,7 +268,7 @@ class Session:
                     f"item ID {item_id!r:.80} appears more than once in the input of job "
                     f"{self.job_id!r}; each ID is yielded once (see session.stats.duplicates)"
                 ),
-                stacklevel=3,
+                stacklevel=stacklevel,
             )
 
     def _is_quarantined(self, item_id: str) -> bool:
