@@ -30,6 +30,7 @@ from agent_resume._errors import (
     UnsupportedFormatError,
 )
 from agent_resume._records import FailureInfo, JobState, dumps, failure_record
+from agent_resume.stores._pg_link import PgLink
 from agent_resume.stores._postgres_sql import CLAIM, COMPLETE, FAIL, RELEASE, TABLES
 from agent_resume.stores._sql import (
     SCHEMA_VERSION,
@@ -53,7 +54,6 @@ __all__ = ["PostgresStore"]
 T = TypeVar("T")
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _CHUNK: Final = 5000
-_RETRIES: Final = 8
 
 
 class PostgresStore:
@@ -114,11 +114,9 @@ class PostgresStore:
         self.connect_timeout = connect_timeout
         self.worker_id = new_worker_id()
         self.late_completions = 0
-        self.reconnects = 0
         self.job_id: str | None = None
-        self._lock = threading.RLock()
-        self._conn: Connection | None = None
-        self._beat_conn: Connection | None = None
+        self._link = PgLink(self._connect, repr(self))
+        self._beat_link = PgLink(self._connect, repr(self) + " heartbeat")
         self._held: set[str] = set()
         self._held_lock = threading.Lock()
         self._heartbeat: Heartbeat | None = None
@@ -142,33 +140,12 @@ class PostgresStore:
         )
 
     def _run(self, fn: Callable[[Connection], T], what: str) -> T:
-        """Run ``fn`` on the store's connection, reconnecting and retrying when it is lost."""
-        delay = 0.05
-        for attempt in range(_RETRIES + 1):
-            with self._lock:
-                conn = self._conn
-                try:
-                    if conn is None:
-                        conn = self._conn = self._connect()
-                    return fn(conn)
-                except psycopg.Error as exc:
-                    lost = isinstance(exc, psycopg.OperationalError) or (
-                        conn is not None and (conn.broken or conn.closed)
-                    )
-                    if conn is not None and (conn.broken or conn.closed or lost):
-                        self._conn = None
-                        _close_quietly(conn)
-                    if not lost:
-                        raise StoreError(f"{self!r}: {what} failed: {exc}") from exc
-                    if attempt == _RETRIES:
-                        raise StoreError(
-                            f"{self!r}: {what} failed after {_RETRIES} reconnections: {exc}"
-                        ) from exc
-                    self.reconnects += 1
-                    logger.warning("%r: %s: connection lost (%s); retrying", self, what, exc)
-            time.sleep(delay)
-            delay = min(delay * 2, 1.0)
-        raise AssertionError("unreachable")  # pragma: no cover
+        return self._link.run(fn, what)
+
+    @property
+    def reconnects(self) -> int:
+        """Statements retried on a new connection after a lost one."""
+        return self._link.reconnects
 
     def _read(self, fn: Callable[[Connection], T], what: str) -> T:
         """Run a read; a store that is not open connects for it alone."""
@@ -180,11 +157,8 @@ class PostgresStore:
             self._disconnect()
 
     def _disconnect(self) -> None:
-        with self._lock:
-            for conn in (self._conn, self._beat_conn):
-                if conn is not None:
-                    _close_quietly(conn)
-            self._conn = self._beat_conn = None
+        self._link.close()
+        self._beat_link.close()
 
     def _sql(self, text: str) -> str:
         return text.replace("{s}", self.schema)
@@ -329,16 +303,9 @@ class PostgresStore:
             "UPDATE {s}.items SET leased_until = now() + %s * interval '1 second' "
             "WHERE leased_by = %s AND NOT done AND item_id = ANY(%s::text[])"
         )
-        conn = self._beat_conn
-        try:
-            if conn is None or conn.closed or conn.broken:
-                conn = self._beat_conn = self._connect()
-            conn.execute(sql, (self.lease_seconds, self.worker_id, held))
-        except psycopg.Error:
-            if conn is not None:
-                _close_quietly(conn)
-            self._beat_conn = None
-            raise
+        self._beat_link.run_once(
+            lambda conn: conn.execute(sql, (self.lease_seconds, self.worker_id, held))
+        )
 
     # -- writing ---------------------------------------------------------------
 
@@ -503,13 +470,6 @@ def _fetch_if_exists(conn: Connection, sql: str) -> list[tuple[Any, ...]]:
         return conn.execute(sql).fetchall()
     except psycopg.errors.UndefinedTable:
         return []
-
-
-def _close_quietly(conn: Connection) -> None:
-    try:
-        conn.close()
-    except Exception:  # closing a broken connection may fail; it is gone either way
-        logger.debug("closing a PostgreSQL connection failed", exc_info=True)
 
 
 def _split_schema(dsn: str) -> tuple[str, str | None]:
