@@ -382,3 +382,15 @@ def test_a_killed_save_leaves_the_old_or_the_new_conversation(tmp_path: Path) ->
         assert number in (last_acked, last_acked + 1)
         assert messages == json.loads(json.dumps(conversation(number)))
         last_acked = number
+
+
+def test_removing_a_conversation_takes_the_leftovers_of_killed_saves(tmp_path: Path) -> None:
+    from agent_resume._atomic import remove_with_leftovers
+
+    path = tmp_path / "task-1.json"
+    save_conversation(path, [{"role": "user", "content": "hi"}])
+    (tmp_path / "task-1.json.tmp-123-456").write_text("half a save")
+    (tmp_path / "task-10.json").write_text("another item's")
+    remove_with_leftovers(path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["task-10.json"]
+    remove_with_leftovers(path)  # nothing left: not an error

@@ -402,3 +402,17 @@ def test_run_deadline_is_infinite_without_budget(tmp_path):
 
 def test_deadline_exceeded_is_exported_type(tmp_path):
     assert issubclass(DeadlineExceeded, TimeoutError)
+
+
+def test_a_killed_saves_leftover_goes_when_the_item_is_done(tmp_path):
+    from agent_resume._admission import conversation_file
+
+    directory = tmp_path / "job.jsonl.conversations"
+    directory.mkdir()
+    leftover = directory / (conversation_file("item-1") + ".tmp-999-1")
+    leftover.write_text("half a save from a killed run")
+    other = directory / (conversation_file("item-99") + ".tmp-999-1")
+    other.write_text("an item not in this run")
+    report = ResumableRun(config(tmp_path)).run(noop, ["item-1", "item-2"])
+    assert report.done == 2
+    assert sorted(p.name for p in directory.iterdir()) == [other.name]

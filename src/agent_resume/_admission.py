@@ -131,10 +131,12 @@ class RunState:
         self.fail_fast_error: BaseException | None = None
         self.conversation_dir = conversation_dir
         self.memory_conversations = {} if memory_conversations is None else memory_conversations
+        # Conversations saved by earlier runs, by file name; a temporary file
+        # left by a save that was killed counts for the file it was replacing.
         self.saved_files: set[str] = set()
         if conversation_dir is not None:
             with contextlib.suppress(FileNotFoundError):
-                self.saved_files = set(os.listdir(conversation_dir))
+                self.saved_files = {f.split(".tmp-")[0] for f in os.listdir(conversation_dir)}
 
     # -- stopping --------------------------------------------------------------
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import threading
 from collections.abc import Iterable
 
-__all__ = ["atomic_write", "fsync_directory"]
+__all__ = ["atomic_write", "fsync_directory", "remove_with_leftovers"]
 
 
 def fsync_directory(directory: str | os.PathLike[str]) -> None:
@@ -57,3 +58,16 @@ def atomic_write(
             os.unlink(tmp)
         raise
     fsync_directory(directory)
+
+
+def remove_with_leftovers(path: str | os.PathLike[str]) -> None:
+    """Delete ``path`` and the temporary files that writers killed mid-way left beside it.
+
+    A process killed during :func:`atomic_write` leaves ``<path>.tmp-<pid>-<thread>``
+    behind (the old file is intact); once the file itself is no longer
+    wanted, those go too. A missing file is not an error.
+    """
+    path = os.fspath(path)
+    for name in [path, *glob.glob(glob.escape(path) + ".tmp-*")]:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(name)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 from collections.abc import Sequence
 from typing import Any
 
 from agent_resume._admission import RunState, conversation_file
+from agent_resume._atomic import remove_with_leftovers
 from agent_resume._codec import ConversationCodec, Message
 from agent_resume._deadline import Deadline
 from agent_resume._stop import LoopState, StopReason, ToolCall
@@ -276,8 +276,7 @@ class ItemContext:
         assert path is not None
         name = os.path.basename(path)
         if self._saved or name in run.saved_files:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
+            remove_with_leftovers(path)
             run.saved_files.discard(name)
 
     # -- logging ---------------------------------------------------------------
