@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 
 from agent_resume import AgentResume, JsonlStore
-from agent_resume._config import RunConfig
-from agent_resume._run import ResumableRun
+from agent_resume._run._config import RunConfig
+from agent_resume._run._runner import ResumableRun
 from agent_resume._stop import MaxTokens, MaxTurns
 
 

@@ -12,8 +12,8 @@ from datetime import date
 
 from _llm import add_llm_arguments, make_llm, reply_text
 
-from agent_resume._config import RunConfig
-from agent_resume._run import ResumableRun
+from agent_resume._run._config import RunConfig
+from agent_resume._run._runner import ResumableRun
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,8 +13,8 @@ import json
 import sys
 import time
 
-from agent_resume._config import RunConfig
-from agent_resume._run import ResumableRun
+from agent_resume._run._config import RunConfig
+from agent_resume._run._runner import ResumableRun
 from agent_resume.testing import Crash, SimulatedLLM, reply_text
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from agent_resume import AgentResume, JsonlStore, ResultJsonlStore, Usage
-from agent_resume._cli import build_parser, main
+from agent_resume._cli._main import build_parser, main
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
@@ -535,7 +535,7 @@ def test_run_rejects_unknown_toml_keys_and_bad_items(
 
 
 def test_durations_accept_units() -> None:
-    from agent_resume._cli_run import parse_duration
+    from agent_resume._cli._run import parse_duration
 
     assert [parse_duration(v, "x") for v in ("90", "90s", "1.5m", "2h", "250ms", 7)] == [
         90.0,

@@ -5,9 +5,9 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from agent_resume import ArgumentTypeError, ArgumentValueError, InMemoryStore
-from agent_resume._config import RunConfig
+from agent_resume._accounting._prices import PriceTable
 from agent_resume._deadline import MockClock
-from agent_resume._prices import PriceTable
+from agent_resume._run._config import RunConfig
 from agent_resume._stop import Custom, LoopState, MaxTokens, MaxTurns
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from agent_resume._cli import build_parser
+from agent_resume._cli._main import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -110,7 +110,7 @@ def test_every_flag_is_in_cli_md(command: str) -> None:
 
 
 def test_exit_codes_are_documented() -> None:
-    from agent_resume import _cli
+    from agent_resume._cli import _main as _cli
 
     text = (DOCS / "cli.md").read_text(encoding="utf-8")
     for name in dir(_cli):

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
+from agent_resume._accounting._ledger import CSV_FIELDS, ItemUsage, Ledger
+from agent_resume._accounting._usage import Usage
 from agent_resume._errors import ArgumentTypeError, ArgumentValueError
-from agent_resume._ledger import CSV_FIELDS, ItemUsage, Ledger
 from agent_resume._records import completion_line, failure_line, release_line
-from agent_resume._usage import Usage
 
 GPT = {"model": "gpt-4o"}
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from agent_resume import AgentResume, CheckpointWarning, JobLockedError, JsonlStore, StoreError
-from agent_resume._maintenance import compact, repair
+from agent_resume.stores._jsonl_maint import compact, repair
 
 
 def header() -> str:

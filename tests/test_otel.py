@@ -13,7 +13,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode
 
 from agent_resume import InMemoryStore, MissingExtraError, ResumableRun, RunConfig
-from agent_resume._otel import with_otel
+from agent_resume._run._otel import with_otel
 from agent_resume.testing import SimulatedLLM
 
 

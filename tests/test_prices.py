@@ -8,9 +8,14 @@ from pathlib import Path
 
 import pytest
 
+from agent_resume._accounting._prices import (
+    ModelPrice,
+    PriceTable,
+    UnknownModelWarning,
+    default_prices,
+)
+from agent_resume._accounting._usage import Usage
 from agent_resume._errors import ArgumentTypeError, ArgumentValueError
-from agent_resume._prices import ModelPrice, PriceTable, UnknownModelWarning, default_prices
-from agent_resume._usage import Usage
 
 
 def call(model: str | None, **counts: int) -> Usage:

@@ -1,9 +1,9 @@
 import logging
 
-from agent_resume._config import RunConfig
-from agent_resume._progress import ProgressSnapshot, _mode
-from agent_resume._run import ResumableRun
-from agent_resume._usage import Usage
+from agent_resume._accounting._usage import Usage
+from agent_resume._run._config import RunConfig
+from agent_resume._run._progress import ProgressSnapshot, _mode
+from agent_resume._run._runner import ResumableRun
 
 
 def run_with(tmp_path, progress, items=20, **kwargs):

@@ -6,13 +6,13 @@ from datetime import datetime, timezone
 import pytest
 
 from agent_resume import AgentResume, DeadlineExceeded, InMemoryStore, ResultJsonlStore
-from agent_resume._config import RunConfig
-from agent_resume._context import ItemContext
+from agent_resume._accounting._usage import Usage
 from agent_resume._deadline import MockClock
-from agent_resume._report import ItemOutcome, RunReport
-from agent_resume._run import ResumableRun
+from agent_resume._run._config import RunConfig
+from agent_resume._run._context import ItemContext
+from agent_resume._run._report import ItemOutcome, RunReport
+from agent_resume._run._runner import ResumableRun
 from agent_resume._stop import MaxTurns, StopPhrase, StopReason
-from agent_resume._usage import Usage
 from agent_resume.testing import SimulatedLLM
 
 ITEMS = [f"item-{i}" for i in range(10)]
@@ -405,7 +405,7 @@ def test_deadline_exceeded_is_exported_type(tmp_path):
 
 
 def test_a_killed_saves_leftover_goes_when_the_item_is_done(tmp_path):
-    from agent_resume._admission import conversation_file
+    from agent_resume._run._state import conversation_file
 
     directory = tmp_path / "job.jsonl.conversations"
     directory.mkdir()

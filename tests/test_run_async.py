@@ -3,8 +3,8 @@ import asyncio
 import pytest
 
 from agent_resume import ResultJsonlStore
-from agent_resume._config import RunConfig
-from agent_resume._run import ResumableRun
+from agent_resume._run._config import RunConfig
+from agent_resume._run._runner import ResumableRun
 from agent_resume.testing import SimulatedLLM
 
 ITEMS = [f"item-{i}" for i in range(40)]

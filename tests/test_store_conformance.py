@@ -10,7 +10,7 @@ import pytest
 
 from agent_resume import AgentResume
 from agent_resume._errors import JobMismatchError
-from agent_resume._session import DuplicateItemWarning
+from agent_resume._session._session import DuplicateItemWarning
 from agent_resume.stores import (
     InMemoryStore,
     JsonlStore,

@@ -15,9 +15,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from langchain_core.messages import AIMessage
 
+from agent_resume._accounting._prices import PriceTable, UnknownModelWarning
+from agent_resume._accounting._usage import MIXED_MODEL, Usage, usage_from
 from agent_resume._errors import AgentResumeError, ArgumentTypeError, ArgumentValueError
-from agent_resume._prices import PriceTable, UnknownModelWarning
-from agent_resume._usage import MIXED_MODEL, Usage, usage_from
 from llm_server import (
     LLMServer,
     Reply,

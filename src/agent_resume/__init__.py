@@ -12,9 +12,6 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from agent_resume._agent import (
-    AgentResume,
-)
 from agent_resume._deadline import (
     Deadline,
     SupportsRemainingSeconds,
@@ -36,13 +33,10 @@ from agent_resume._errors import (
     StoreWriteError,
     UnsupportedFormatError,
 )
-from agent_resume._maintenance import (
-    CompactReport,
-    RepairReport,
-    compact,
-    repair,
+from agent_resume._session._agent import (
+    AgentResume,
 )
-from agent_resume._session import (
+from agent_resume._session._session import (
     DuplicateItemWarning,
     Session,
     SessionStats,
@@ -77,43 +71,49 @@ from agent_resume.stores import (
     Store,
     open_store,
 )
+from agent_resume.stores._jsonl_maint import (
+    CompactReport,
+    RepairReport,
+    compact,
+    repair,
+)
 
 if TYPE_CHECKING:
+    from agent_resume._accounting._ledger import (
+        ItemUsage,
+        Ledger,
+    )
+    from agent_resume._accounting._prices import (
+        ModelPrice,
+        PriceTable,
+        UnknownModelWarning,
+        default_prices,
+    )
+    from agent_resume._accounting._usage import (
+        Usage,
+        usage_from,
+    )
     from agent_resume._codec import (
         ConversationCodec,
         CorruptConversationError,
         load_conversation,
         save_conversation,
     )
-    from agent_resume._config import (
+    from agent_resume._run._config import (
         RunConfig,
     )
-    from agent_resume._context import (
+    from agent_resume._run._context import (
         ItemContext,
     )
-    from agent_resume._ledger import (
-        ItemUsage,
-        Ledger,
-    )
-    from agent_resume._otel import (
+    from agent_resume._run._otel import (
         with_otel,
     )
-    from agent_resume._prices import (
-        ModelPrice,
-        PriceTable,
-        UnknownModelWarning,
-        default_prices,
-    )
-    from agent_resume._report import (
+    from agent_resume._run._report import (
         ItemOutcome,
         RunReport,
     )
-    from agent_resume._run import (
+    from agent_resume._run._runner import (
         ResumableRun,
-    )
-    from agent_resume._usage import (
-        Usage,
-        usage_from,
     )
 
 __all__ = [
@@ -191,20 +191,20 @@ _LAZY = {
     "CorruptConversationError": "agent_resume._codec",
     "load_conversation": "agent_resume._codec",
     "save_conversation": "agent_resume._codec",
-    "RunConfig": "agent_resume._config",
-    "ItemContext": "agent_resume._context",
-    "ItemUsage": "agent_resume._ledger",
-    "Ledger": "agent_resume._ledger",
-    "with_otel": "agent_resume._otel",
-    "ModelPrice": "agent_resume._prices",
-    "PriceTable": "agent_resume._prices",
-    "UnknownModelWarning": "agent_resume._prices",
-    "default_prices": "agent_resume._prices",
-    "ItemOutcome": "agent_resume._report",
-    "RunReport": "agent_resume._report",
-    "ResumableRun": "agent_resume._run",
-    "Usage": "agent_resume._usage",
-    "usage_from": "agent_resume._usage",
+    "RunConfig": "agent_resume._run._config",
+    "ItemContext": "agent_resume._run._context",
+    "ItemUsage": "agent_resume._accounting._ledger",
+    "Ledger": "agent_resume._accounting._ledger",
+    "with_otel": "agent_resume._run._otel",
+    "ModelPrice": "agent_resume._accounting._prices",
+    "PriceTable": "agent_resume._accounting._prices",
+    "UnknownModelWarning": "agent_resume._accounting._prices",
+    "default_prices": "agent_resume._accounting._prices",
+    "ItemOutcome": "agent_resume._run._report",
+    "RunReport": "agent_resume._run._report",
+    "ResumableRun": "agent_resume._run._runner",
+    "Usage": "agent_resume._accounting._usage",
+    "usage_from": "agent_resume._accounting._usage",
 }
 
 

@@ -2,7 +2,7 @@
 
 import sys
 
-from agent_resume._cli import main
+from agent_resume._cli._main import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -18,9 +18,9 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from agent_resume._accounting._prices import PriceTable
 from agent_resume._deadline import MockClock
 from agent_resume._errors import AgentResumeError, ArgumentValueError
-from agent_resume._prices import PriceTable
 
 __all__ = ["Crash", "MockClock", "SimulatedError", "SimulatedLLM", "reply_text"]
 

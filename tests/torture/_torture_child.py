@@ -283,7 +283,7 @@ def run_resumable(spec: dict[str, Any]) -> None:
 
 
 def run_maintenance(spec: dict[str, Any]) -> None:
-    from agent_resume._maintenance import compact, repair
+    from agent_resume.stores._jsonl_maint import compact, repair
 
     say("ready")
     if spec["target"] == "repair":

@@ -28,7 +28,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agent_resume import AgentResume, CheckpointWarning, CorruptCheckpointError, JsonlStore
-from agent_resume._maintenance import repair
+from agent_resume.stores._jsonl_maint import repair
 from agent_resume.stores._jsonl_read import load
 
 SETTINGS = settings(

@@ -34,7 +34,7 @@ from agent_resume import (
     StoreError,
     StoreWriteError,
 )
-from agent_resume._maintenance import compact, repair
+from agent_resume.stores._jsonl_maint import compact, repair
 from agent_resume.stores._jsonl_read import load
 
 FAULTS_CHILD = str(Path(__file__).with_name("_torture_faults_child.py"))

@@ -17,7 +17,7 @@ import sys
 import tempfile
 from typing import Any
 
-from agent_resume._cli_store import CliError
+from agent_resume._cli._targets import CliError
 
 __all__ = ["register"]
 
@@ -50,7 +50,7 @@ def _tickets(n: int) -> list[dict[str, str]]:
 
 
 def _config(directory: str, *, first: bool) -> Any:
-    from agent_resume._config import RunConfig
+    from agent_resume._run._config import RunConfig
     from agent_resume._stop import MaxTurns, StopPhrase
     from agent_resume.stores._sqlite import SqliteStore
 
@@ -107,7 +107,7 @@ def _crash_at(n: int) -> int:
 
 def demo(args: argparse.Namespace) -> int:
     """``agent-resume demo``."""
-    from agent_resume._run import ResumableRun
+    from agent_resume._run._runner import ResumableRun
     from agent_resume.testing import Crash
 
     if args.items < 2:
@@ -167,14 +167,14 @@ def _run_crash_phase(directory: str, n: int) -> int:
 
 
 def _done_count(url: str) -> int:
-    from agent_resume._cli_store import inspect_store
+    from agent_resume._cli._targets import inspect_store
 
     return len(inspect_store(url).state.done)
 
 
 def _whole_job(url: str, out: Any) -> None:
-    from agent_resume._cli_store import open_cli_store
-    from agent_resume._ledger import Ledger
+    from agent_resume._accounting._ledger import Ledger
+    from agent_resume._cli._targets import open_cli_store
 
     ledger = Ledger.from_records(open_cli_store(url).iter_records())
     total = ledger.total

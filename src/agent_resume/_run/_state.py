@@ -16,8 +16,9 @@ import weakref
 from collections import deque
 from typing import Any
 
-from agent_resume._config import RunConfig
+from agent_resume._accounting._usage import Usage
 from agent_resume._deadline import Deadline
+from agent_resume._run._config import RunConfig
 from agent_resume._stop import (
     AnyOf,
     LoopState,
@@ -27,7 +28,6 @@ from agent_resume._stop import (
     StopCondition,
     StopReason,
 )
-from agent_resume._usage import Usage
 
 __all__ = ["RunState", "conversation_file", "conversation_home"]
 

@@ -7,12 +7,12 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from agent_resume._admission import RunState, conversation_file
+from agent_resume._accounting._usage import Usage, usage_from
 from agent_resume._atomic import remove_with_leftovers
 from agent_resume._codec import ConversationCodec, Message
 from agent_resume._deadline import Deadline
+from agent_resume._run._state import RunState, conversation_file
 from agent_resume._stop import LoopState, StopReason, ToolCall
-from agent_resume._usage import Usage, usage_from
 
 __all__ = ["ItemContext"]
 

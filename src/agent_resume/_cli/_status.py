@@ -10,7 +10,9 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 from typing import Any, TextIO
 
-from agent_resume._cli_store import (
+from agent_resume._accounting._ledger import Ledger
+from agent_resume._accounting._usage import Usage
+from agent_resume._cli._targets import (
     StoreView,
     inspect_store,
     item_key,
@@ -20,10 +22,8 @@ from agent_resume._cli_store import (
     read_items,
 )
 from agent_resume._fingerprint import content_fingerprint
-from agent_resume._items import id_getter
-from agent_resume._ledger import Ledger
 from agent_resume._records import normalize_id
-from agent_resume._usage import Usage
+from agent_resume._session._items import id_getter
 
 __all__ = ["register"]
 

@@ -6,11 +6,11 @@ import argparse
 import sys
 from typing import Any
 
-from agent_resume._agent import AgentResume
-from agent_resume._cli_store import CliError, inspect_store, job_max_attempts, quarantined_ids
-from agent_resume._maintenance import compact as compact_file
-from agent_resume._maintenance import repair as repair_file
+from agent_resume._cli._targets import CliError, inspect_store, job_max_attempts, quarantined_ids
 from agent_resume._records import normalize_id
+from agent_resume._session._agent import AgentResume
+from agent_resume.stores._jsonl_maint import compact as compact_file
+from agent_resume.stores._jsonl_maint import repair as repair_file
 
 __all__ = ["register"]
 

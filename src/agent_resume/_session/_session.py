@@ -18,8 +18,8 @@ from agent_resume._errors import (
     StoreClosedError,
 )
 from agent_resume._fingerprint import Fingerprinter
-from agent_resume._items import KeyFunc, id_batches, normalized_ids
 from agent_resume._records import JobState, check_json, normalize_id, usage_dict
+from agent_resume._session._items import KeyFunc, id_batches, normalized_ids
 from agent_resume.stores import Store
 from agent_resume.stores._protocol import SharedStore
 
@@ -144,7 +144,7 @@ class Session:
         """
         self._check_open()
         if self._shared:
-            from agent_resume._claiming import claimed_items
+            from agent_resume._session._claiming import claimed_items
 
             return claimed_items(self, items, key)
         if self._fingerprinter is None and isinstance(items, (list, tuple)):

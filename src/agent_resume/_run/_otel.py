@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 from agent_resume._errors import MissingExtraError
 
 if TYPE_CHECKING:
-    from agent_resume._config import RunConfig
-    from agent_resume._report import ItemOutcome
+    from agent_resume._run._config import RunConfig
+    from agent_resume._run._report import ItemOutcome
     from agent_resume._stop import StopReason
 
 __all__ = ["with_otel"]

@@ -18,10 +18,10 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, TypeVar
 
 from agent_resume._errors import StoreClosedError
-from agent_resume._items import KeyFunc, normalized_ids
+from agent_resume._session._items import KeyFunc, normalized_ids
 
 if TYPE_CHECKING:
-    from agent_resume._session import Session
+    from agent_resume._session._session import Session
     from agent_resume.stores._protocol import SharedStore
 
 __all__ = ["claimed_items"]

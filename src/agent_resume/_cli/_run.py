@@ -22,7 +22,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from agent_resume._cli_store import CliError, item_key, read_items
+from agent_resume._cli._targets import CliError, item_key, read_items
 
 __all__ = ["JobError", "load_function", "load_toml", "register", "run"]
 
@@ -238,7 +238,7 @@ def _stop(table: dict[str, Any], where: str) -> Any:
 
 
 def _prices(value: Any, where: str) -> Any:
-    from agent_resume._prices import PriceTable
+    from agent_resume._accounting._prices import PriceTable
 
     if isinstance(value, str):
         if value.endswith(".toml"):
@@ -337,8 +337,8 @@ def _settings(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]
 
 def run(args: argparse.Namespace) -> int:
     """``agent-resume run MODULE:FUNC --items FILE.jsonl``."""
-    from agent_resume._config import RunConfig
-    from agent_resume._run import ResumableRun
+    from agent_resume._run._config import RunConfig
+    from agent_resume._run._runner import ResumableRun
 
     config, other = _settings(args)
     if not other["function"]:

@@ -10,18 +10,18 @@ import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from typing import Any, Literal, TypeVar
 
-from agent_resume._admission import RunState, conversation_home
-from agent_resume._agent import AgentResume
-from agent_resume._config import RunConfig
-from agent_resume._context import ItemContext
+from agent_resume._accounting._usage import Usage
 from agent_resume._errors import ArgumentTypeError, DeadlineExceeded, StoreClosedError
-from agent_resume._items import IdReader, KeyFunc
-from agent_resume._progress import open_progress
-from agent_resume._report import ItemOutcome, RunReport
-from agent_resume._session import Session
-from agent_resume._signals import RunSignals
+from agent_resume._run._config import RunConfig
+from agent_resume._run._context import ItemContext
+from agent_resume._run._progress import open_progress
+from agent_resume._run._report import ItemOutcome, RunReport
+from agent_resume._run._signals import RunSignals
+from agent_resume._run._state import RunState, conversation_home
+from agent_resume._session._agent import AgentResume
+from agent_resume._session._items import IdReader, KeyFunc
+from agent_resume._session._session import Session
 from agent_resume._stop import StopReason
-from agent_resume._usage import Usage
 
 __all__ = ["ResumableRun"]
 

@@ -7,7 +7,7 @@ import os
 from agent_resume._errors import ArgumentTypeError, ArgumentValueError
 from agent_resume._fingerprint import Fingerprinter, make_fingerprinter
 from agent_resume._records import normalize_id
-from agent_resume._session import OnChange, Session
+from agent_resume._session._session import OnChange, Session
 from agent_resume.stores import Store, open_store
 
 __all__ = ["AgentResume"]

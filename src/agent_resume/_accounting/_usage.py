@@ -15,8 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from agent_resume._accounting._prices import PriceTable, default_prices
 from agent_resume._errors import ArgumentTypeError, ArgumentValueError
-from agent_resume._prices import PriceTable, default_prices
 
 __all__ = ["MIXED_MODEL", "Usage", "usage_from"]
 

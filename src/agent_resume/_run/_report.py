@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Literal
 
+from agent_resume._accounting._usage import Usage
 from agent_resume._errors import ArgumentTypeError, ArgumentValueError
-from agent_resume._usage import Usage
 
 __all__ = ["STOP_REASONS", "ItemOutcome", "RunReport", "RunStopReason"]
 

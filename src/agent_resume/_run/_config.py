@@ -16,11 +16,11 @@ from agent_resume._stop import StopCondition, StopLike, as_stop_condition
 from agent_resume.stores import Store
 
 if TYPE_CHECKING:
+    from agent_resume._accounting._prices import PriceTable
+    from agent_resume._accounting._usage import Usage
     from agent_resume._fingerprint import Fingerprinter
-    from agent_resume._prices import PriceTable
-    from agent_resume._report import ItemOutcome
+    from agent_resume._run._report import ItemOutcome
     from agent_resume._stop import StopReason
-    from agent_resume._usage import Usage
 
 __all__ = ["ProgressMode", "RunConfig"]
 
@@ -200,7 +200,7 @@ class RunConfig:
                 f"`progress` must be True, False, 'auto', 'rich' or 'log' (got {self.progress!r})",
             )
         if self.prices is not None:
-            from agent_resume._prices import PriceTable
+            from agent_resume._accounting._prices import PriceTable
 
             if isinstance(self.prices, Mapping):
                 setattr_(self, "prices", PriceTable(self.prices))

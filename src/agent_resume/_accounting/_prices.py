@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from agent_resume._errors import ArgumentTypeError, ArgumentValueError
 
 if TYPE_CHECKING:
-    from agent_resume._usage import Usage
+    from agent_resume._accounting._usage import Usage
 
 __all__ = ["ModelPrice", "PriceTable", "UnknownModelWarning", "default_prices"]
 

@@ -66,7 +66,10 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """Build the parser of every subcommand."""
-    from agent_resume import _cli_demo, _cli_maint, _cli_run, _cli_status
+    from agent_resume._cli import _demo as _cli_demo
+    from agent_resume._cli import _maint as _cli_maint
+    from agent_resume._cli import _run as _cli_run
+    from agent_resume._cli import _status as _cli_status
 
     parser = _Parser(
         prog=PROG,
@@ -96,8 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     Args:
         argv: The arguments, without the program name; ``sys.argv[1:]`` when ``None``.
     """
-    from agent_resume._cli_run import JobError
-    from agent_resume._cli_store import CliError
+    from agent_resume._cli._run import JobError
+    from agent_resume._cli._targets import CliError
 
     parser = build_parser()
     try:

@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from agent_resume._admission import RunState
+from agent_resume._run._state import RunState
 from agent_resume._stop import StopReason
 
 __all__ = ["RunSignals"]

@@ -14,8 +14,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from agent_resume._admission import RunState
-from agent_resume._session import Session
+from agent_resume._run._state import RunState
+from agent_resume._session._session import Session
 
 __all__ = ["ProgressSnapshot", "open_progress"]
 
