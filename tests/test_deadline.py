@@ -1,9 +1,13 @@
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import fractions
 import math
+import numbers
 import pickle
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 
 import pytest
 from hypothesis import given
@@ -57,10 +61,88 @@ def test_to_seconds_refuses_nan_naming_the_parameter() -> None:
     assert info.value.parameter == "time_budget"
 
 
-@pytest.mark.parametrize("bad", [True, "3", None, [1]])
+@pytest.mark.parametrize("bad", [True, False, "3", b"3", None, [1], 1j, object()])
 def test_to_seconds_refuses_other_types(bad: object) -> None:
-    with pytest.raises(ArgumentTypeError, match="`item_timeout` must be a number of seconds"):
+    with pytest.raises(
+        ArgumentTypeError, match="`item_timeout` must be a number of seconds"
+    ) as info:
         to_seconds(bad, "item_timeout")  # type: ignore[arg-type]
+    assert (info.value.parameter, info.value.value) == ("item_timeout", bad)
+
+
+class Seconds:
+    """A real number that is neither int nor float: registered as numbers.Real."""
+
+    def __init__(self, value: float) -> None:
+        self.value = value
+
+    def __float__(self) -> float:
+        return self.value
+
+    def __gt__(self, other: object) -> bool:
+        return bool(self.value > other)  # type: ignore[operator]
+
+
+numbers.Real.register(Seconds)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (Decimal("2.5"), 2.5),
+        (fractions.Fraction(3, 4), 0.75),
+        (Seconds(1.5), 1.5),
+        (Decimal("Infinity"), math.inf),
+        (10**400, math.inf),
+        (-(10**400), -math.inf),
+    ],
+)
+def test_to_seconds_accepts_any_real_number(value: object, expected: float) -> None:
+    assert to_seconds(value) == expected  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("nan", [Decimal("NaN"), Decimal("sNaN"), Seconds(math.nan)])
+def test_to_seconds_refuses_every_kind_of_nan(nan: object) -> None:
+    with pytest.raises(ArgumentValueError, match="`seconds` must be a number of seconds, not NaN"):
+        to_seconds(nan)  # type: ignore[arg-type]
+
+
+def test_durations_accept_numpy_scalars() -> None:
+    np = pytest.importorskip("numpy")
+    clock = MockClock()
+    assert Deadline.from_now(np.int64(5), clock=clock).remaining_seconds() == 5.0
+    assert Deadline.from_now(np.float32(0.5), clock=clock).remaining_seconds() == 0.5
+    assert Deadline.never(clock=clock).intersect(np.float64(2)).at == 2.0
+    with pytest.raises(ArgumentTypeError):
+        Deadline.from_now(np.bool_(True), clock=clock)
+
+
+def test_every_duration_parameter_takes_decimal_and_fraction(clock: MockClock) -> None:
+    deadline = Deadline.from_now(Decimal("10"), clock=clock)
+    clock.advance(fractions.Fraction(5, 2))
+    assert deadline.remaining_seconds() == 7.5
+    assert deadline.intersect(Decimal("1.5")).remaining_seconds() == 1.5
+    assert Deadline(at=fractions.Fraction(201, 2), created_at=Decimal(100)).at == 100.5
+    assert remaining_of(Budget(Decimal("4"))) == 4.0
+    assert remaining_of(Budget(fractions.Fraction(1, 4))) == 0.25
+
+
+def test_intersect_takes_agent_deadlines_keyword(clock: MockClock) -> None:
+    outer = Deadline.from_now(30, clock=clock)
+    assert outer.intersect(other_seconds=5).at == 105.0
+    assert outer.intersect(other_seconds=timedelta(minutes=1)).at == outer.at
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"seconds": 1, "other_seconds": 2}])
+def test_intersect_wants_exactly_one_budget(clock: MockClock, kwargs: dict[str, float]) -> None:
+    with pytest.raises(ArgumentTypeError, match="one budget"):
+        Deadline.from_now(3, clock=clock).intersect(**kwargs)
+
+
+def test_intersect_names_the_keyword_in_errors(clock: MockClock) -> None:
+    with pytest.raises(ArgumentTypeError, match="`other_seconds`") as info:
+        Deadline.from_now(3, clock=clock).intersect(other_seconds="5")  # type: ignore[arg-type]
+    assert info.value.parameter == "other_seconds"
 
 
 # --- the agent-deadline 0.1 API -----------------------------------------------
@@ -151,9 +233,54 @@ def test_check_or_raise_passes_before_and_raises_after(clock: MockClock) -> None
     assert "3.000s" in str(info.value)
 
 
-def test_deadline_exceeded_is_a_timeout_error_and_ours() -> None:
-    assert issubclass(DeadlineExceeded, TimeoutError)
+def test_deadline_exceeded_is_ours_and_not_a_timeout_or_os_error() -> None:
     assert issubclass(DeadlineExceeded, AgentResumeError)
+    assert not issubclass(DeadlineExceeded, TimeoutError)
+    assert not issubclass(DeadlineExceeded, asyncio.TimeoutError)
+    assert not issubclass(DeadlineExceeded, OSError)
+
+
+@pytest.mark.parametrize(
+    "handler",
+    [TimeoutError, asyncio.TimeoutError, OSError],
+    ids=["TimeoutError", "asyncio.TimeoutError", "OSError"],
+)
+def test_a_timeout_handler_does_not_swallow_the_deadline(
+    clock: MockClock, handler: type[Exception]
+) -> None:
+    deadline = Deadline.from_now(1, clock=clock)
+    clock.advance(2)
+    with pytest.raises(DeadlineExceeded):
+        try:
+            deadline.check_or_raise()
+        except handler:
+            pytest.fail(f"except {handler.__name__} caught DeadlineExceeded")
+
+
+def test_the_retry_loop_of_the_issue_ends_at_the_job_deadline() -> None:
+    # The pattern from issue 14: a per-call timeout handler must not eat the
+    # job's deadline. On 3.11+ asyncio.TimeoutError is TimeoutError.
+    clock = MockClock()
+    deadline = Deadline.from_now(5, clock=clock)
+    calls: list[int] = []
+
+    async def call() -> None:
+        calls.append(1)
+        clock.advance(3)  # every call uses up 3 s of the job's budget
+        await asyncio.sleep(10)
+
+    async def job() -> None:
+        for _ in range(3):
+            try:
+                deadline.check_or_raise()
+                await asyncio.wait_for(call(), 0.001)
+                break
+            except asyncio.TimeoutError:
+                continue  # meant for the one call
+
+    with pytest.raises(DeadlineExceeded):
+        asyncio.run(job())
+    assert len(calls) == 2  # the third attempt never started
 
 
 def test_deadline_is_frozen(clock: MockClock) -> None:

@@ -400,8 +400,23 @@ def test_run_deadline_is_infinite_without_budget(tmp_path):
     assert seen == [math.inf]
 
 
-def test_deadline_exceeded_is_exported_type(tmp_path):
-    assert issubclass(DeadlineExceeded, TimeoutError)
+def test_a_timeout_error_after_the_deadline_is_recorded_as_the_deadline(tmp_path):
+    # DeadlineExceeded is no TimeoutError any more; the run still maps a
+    # TimeoutError raised once the item's deadline passed onto the deadline.
+    clock = MockClock()
+
+    def process(item, ctx):
+        clock.advance(6 if item == "late" else 1)
+        raise TimeoutError("the call timed out")
+
+    report = ResumableRun(config(tmp_path, item_timeout=5, clock=clock)).run(
+        process, ["late", "early"]
+    )
+    assert report.failed == 2
+    errors = {r["id"]: r["error"] for r in records(tmp_path) if r.get("status") == "failed"}
+    assert "DeadlineExceeded" in errors["late"]
+    assert errors["early"].startswith("TimeoutError")
+    assert not issubclass(DeadlineExceeded, TimeoutError)
 
 
 def test_a_killed_saves_leftover_goes_when_the_item_is_done(tmp_path):

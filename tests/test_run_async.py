@@ -3,6 +3,7 @@ import asyncio
 import pytest
 
 from agent_resume import ResultJsonlStore
+from agent_resume._deadline import MockClock
 from agent_resume._run._config import RunConfig
 from agent_resume._run._runner import ResumableRun
 from agent_resume.testing import SimulatedLLM
@@ -115,3 +116,33 @@ def test_async_deadline_already_passed_is_a_failure_without_a_call(tmp_path):
     report = asyncio.run(ResumableRun(cfg).arun(process, ["a", "b"]))
     assert calls == ["a"]
     assert report.stop_reason == "time_budget"
+
+
+def test_a_per_call_timeout_handler_does_not_eat_the_items_deadline(tmp_path):
+    # Issue 14's retry loop inside an item: `except asyncio.TimeoutError`
+    # around one call must let the item's DeadlineExceeded through.
+    clock = MockClock()
+    attempts = []
+
+    async def call():
+        clock.advance(3)
+        await asyncio.sleep(10)
+
+    async def process(item, ctx):
+        for _ in range(3):
+            try:
+                ctx.deadline.check_or_raise()
+                attempts.append(item)
+                await asyncio.wait_for(call(), 0.001)
+                break
+            except asyncio.TimeoutError:
+                continue
+        return "swallowed"
+
+    cfg = config(tmp_path, item_timeout=5, clock=clock)
+    report = asyncio.run(ResumableRun(cfg).arun(process, ["a"]))
+    assert (report.done, report.failed) == (0, 1)
+    assert attempts == ["a", "a"]
+    failure = next(r for r in records(tmp_path) if r.get("status") == "failed")
+    assert failure["retryable"] is True
+    assert failure["error"].startswith("DeadlineExceeded")

@@ -1,17 +1,19 @@
 """Deadlines: absolute points on a monotonic clock, with ``math.inf`` meaning none.
 
 A drop-in for the ``Deadline`` of agent-deadline 0.1, plus a wall-clock
-cut-off, ``float | timedelta`` wherever seconds are taken, and an injectable
-clock (``MockClock``) so that tests never sleep.
+cut-off, any real number or a ``timedelta`` wherever seconds are taken, and an
+injectable clock (``MockClock``) so that tests never sleep.
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from decimal import Decimal
 from types import TracebackType
 from typing import Protocol, runtime_checkable
 
@@ -21,8 +23,10 @@ __all__ = [
     "Clock",
     "Deadline",
     "MockClock",
+    "Seconds",
     "SupportsRemainingSeconds",
     "as_deadline",
+    "real_to_float",
     "remaining_of",
     "to_seconds",
 ]
@@ -40,12 +44,58 @@ class SupportsRemainingSeconds(Protocol):
         ...
 
 
-def to_seconds(value: float | timedelta, parameter: str = "seconds") -> float:
+Seconds = float | Decimal | numbers.Real | timedelta
+"""A duration: a real number of seconds (``int``, ``float``, ``Fraction``,
+``Decimal``, a numpy scalar, anything registered as ``numbers.Real``) or a
+``timedelta``."""
+
+
+def real_to_float(value: object, parameter: str, expected: str = "a real number") -> float:
+    """Return ``value`` as a float if it is a real number, refusing what is not.
+
+    Accepted: anything registered as ``numbers.Real`` (``int``, ``float``,
+    ``fractions.Fraction``, numpy's integer and floating scalars) and
+    ``decimal.Decimal``, the same set agent-deadline's ``float(seconds)``
+    takes, minus strings. A value too large for a float becomes an infinity
+    of the same sign. NaN passes through: callers that forbid it check.
+
+    Args:
+        value: The value to convert.
+        parameter: The parameter's name, used in error messages.
+        expected: What the parameter takes, for the error message.
+
+    Returns:
+        The value as a float.
+
+    Raises:
+        ArgumentTypeError: ``value`` is a ``bool`` (almost always a mistake),
+            a string, ``None`` or anything else that is not a real number.
+    """
+    if isinstance(value, float) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, Decimal):
+        if value.is_nan():  # float(Decimal("sNaN")) raises instead of giving NaN
+            return math.nan
+    elif isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ArgumentTypeError(
+            parameter,
+            value,
+            f"`{parameter}` must be {expected} (got {type(value).__name__} {value!r})",
+        )
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+
+
+def to_seconds(value: Seconds, parameter: str = "seconds") -> float:
     """Normalise a duration given as a number of seconds or a ``timedelta``.
 
     Args:
-        value: The duration. ``math.inf`` means "no limit" and passes through;
-            negative values pass through too (callers that forbid them check).
+        value: The duration: any real number (``int``, ``float``,
+            ``Fraction``, ``Decimal``, a numpy scalar) or a ``timedelta``.
+            ``math.inf`` means "no limit" and passes through; negative values
+            pass through too (callers that forbid them check).
         parameter: The parameter's name, used in error messages.
 
     Returns:
@@ -53,19 +103,12 @@ def to_seconds(value: float | timedelta, parameter: str = "seconds") -> float:
 
     Raises:
         ArgumentTypeError: ``value`` is neither a real number nor a ``timedelta``
-            (a ``bool`` is refused, as it is almost always a mistake).
+            (a ``bool`` and a string are refused: almost always a mistake).
         ArgumentValueError: ``value`` is NaN.
     """
     if isinstance(value, timedelta):
         return value.total_seconds()
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ArgumentTypeError(
-            parameter,
-            value,
-            f"`{parameter}` must be a number of seconds or a timedelta "
-            f"(got {type(value).__name__} {value!r})",
-        )
-    seconds = float(value)
+    seconds = real_to_float(value, parameter, "a number of seconds or a timedelta")
     if math.isnan(seconds):
         raise ArgumentValueError(
             parameter, value, f"`{parameter}` must be a number of seconds, not NaN"
@@ -106,7 +149,7 @@ class MockClock:
         """Return the current wall-clock reading, in POSIX seconds."""
         return self._epoch + (self._now - self._start)
 
-    def advance(self, seconds: float | timedelta) -> None:
+    def advance(self, seconds: Seconds) -> None:
         """Move the clock forward.
 
         Args:
@@ -158,11 +201,13 @@ class Deadline:
             raise ArgumentTypeError(
                 "clock", self.clock, f"`clock` must be callable (got {self.clock!r})"
             )
-        if math.isnan(self.created_at):
-            object.__setattr__(self, "created_at", float(self.clock()))
+        created = real_to_float(self.created_at, "created_at")
+        object.__setattr__(
+            self, "created_at", float(self.clock()) if math.isnan(created) else created
+        )
 
     @classmethod
-    def from_now(cls, seconds: float | timedelta, *, clock: Clock = time.monotonic) -> Deadline:
+    def from_now(cls, seconds: Seconds, *, clock: Clock = time.monotonic) -> Deadline:
         """Make a deadline ``seconds`` from now.
 
         Args:
@@ -251,16 +296,35 @@ class Deadline:
         if now >= self.at:
             raise DeadlineExceeded(self, now - self.created_at)
 
-    def intersect(self, seconds: float | timedelta) -> Deadline:
+    def intersect(
+        self, seconds: Seconds | None = None, *, other_seconds: Seconds | None = None
+    ) -> Deadline:
         """Return the tighter of this deadline and one ``seconds`` from now.
 
         Args:
             seconds: A budget for a nested step, as seconds or a ``timedelta``.
+            other_seconds: The same, under agent-deadline's keyword
+                (``intersect(other_seconds=5)``). Give one of the two.
 
         Returns:
             A deadline on this deadline's clock, keeping its creation time.
+
+        Raises:
+            ArgumentTypeError: Both or neither of ``seconds`` and
+                ``other_seconds`` were given.
         """
-        return self.intersect_deadline(Deadline.from_now(seconds, clock=self.clock))
+        if (seconds is None) == (other_seconds is None):
+            raise ArgumentTypeError(
+                "seconds",
+                (seconds, other_seconds),
+                "intersect() takes one budget: `seconds` or `other_seconds` "
+                f"(got seconds={seconds!r}, other_seconds={other_seconds!r})",
+            )
+        budget = seconds if seconds is not None else other_seconds
+        assert budget is not None
+        parameter = "seconds" if seconds is not None else "other_seconds"
+        span = to_seconds(budget, parameter)
+        return self.intersect_deadline(Deadline.from_now(span, clock=self.clock))
 
     def intersect_deadline(self, other: Deadline | SupportsRemainingSeconds) -> Deadline:
         """Return the tighter of this deadline and ``other``.
@@ -324,18 +388,20 @@ def remaining_of(
             f"(got {type(deadline).__name__}); use Deadline.never() for no deadline",
         )
     left = method()
-    if isinstance(left, bool) or not isinstance(left, (int, float)):
+    try:
+        seconds = real_to_float(left, parameter)
+    except ArgumentTypeError:
         raise ArgumentTypeError(
             parameter,
             deadline,
             f"`{parameter}`.remaining_seconds() must return a number "
             f"(got {type(left).__name__} {left!r}); math.inf means no deadline",
-        )
-    if math.isnan(left):
+        ) from None
+    if math.isnan(seconds):
         raise ArgumentValueError(
             parameter, deadline, f"`{parameter}`.remaining_seconds() returned NaN"
         )
-    return max(0.0, float(left))
+    return max(0.0, seconds)
 
 
 def as_deadline(

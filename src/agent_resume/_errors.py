@@ -4,7 +4,7 @@
 AgentResumeError
 ├── ArgumentTypeError (TypeError)        a parameter of the wrong type
 ├── ArgumentValueError (ValueError)      a parameter out of range or malformed
-├── DeadlineExceeded (TimeoutError)      a deadline passed
+├── DeadlineExceeded                     a deadline passed (not a TimeoutError, on purpose)
 ├── ItemChangedError                     on_change="error" and an item's content changed
 ├── MissingExtraError (ImportError)      an optional extra is not installed
 └── StoreError                           anything a store cannot do
@@ -81,8 +81,14 @@ class ArgumentValueError(_ArgumentError, ValueError):
     """
 
 
-class DeadlineExceeded(AgentResumeError, TimeoutError):
+class DeadlineExceeded(AgentResumeError):
     """A deadline passed.
+
+    Deliberately not a ``TimeoutError`` (nor an ``OSError``), as in
+    agent-deadline: on Python 3.11+ ``asyncio.TimeoutError`` is
+    ``TimeoutError``, so a handler meant for one call's timeout
+    (``except asyncio.TimeoutError: continue``) would otherwise swallow the
+    whole job's deadline. Catch it by name, or as ``AgentResumeError``.
 
     Attributes:
         deadline: The deadline that passed.
