@@ -85,7 +85,7 @@ def real_to_float(value: object, parameter: str, expected: str = "a real number"
     try:
         return float(value)
     except OverflowError:
-        return math.inf if value > 0 else -math.inf
+        return -math.inf if value < 0 else math.inf
 
 
 def to_seconds(value: Seconds, parameter: str = "seconds") -> float:
