@@ -19,10 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from agent_resume import AgentResume, JsonlStore
-from agent_resume._run._config import RunConfig
-from agent_resume._run._runner import ResumableRun
-from agent_resume._stop import MaxTokens, MaxTurns
+from agent_resume import AgentResume, JsonlStore, MaxTokens, MaxTurns, ResumableRun, RunConfig
 
 
 def bare_loop(path: Path, items: list[str]) -> float:

@@ -13,9 +13,7 @@ import argparse
 
 from _llm import add_llm_arguments, make_llm, reply_text
 
-from agent_resume._run._config import RunConfig
-from agent_resume._run._runner import ResumableRun
-from agent_resume._stop import MaxTokens, MaxTurns, StopPhrase
+from agent_resume import MaxTokens, MaxTurns, ResumableRun, RunConfig, StopPhrase
 from agent_resume.testing import Crash, SimulatedLLM
 
 

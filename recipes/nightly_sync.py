@@ -12,8 +12,7 @@ from datetime import date
 
 from _llm import add_llm_arguments, make_llm, reply_text
 
-from agent_resume._run._config import RunConfig
-from agent_resume._run._runner import ResumableRun
+from agent_resume import ResumableRun, RunConfig
 
 
 def main(argv: list[str] | None = None) -> int:

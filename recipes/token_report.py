@@ -9,8 +9,7 @@ import sys
 
 from _llm import add_llm_arguments, make_llm, reply_text
 
-from agent_resume._run._config import RunConfig
-from agent_resume._run._runner import ResumableRun
+from agent_resume import ResumableRun, RunConfig
 from agent_resume.stores import open_store
 
 

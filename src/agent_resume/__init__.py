@@ -115,6 +115,8 @@ if TYPE_CHECKING:
     from agent_resume._run._runner import (
         ResumableRun,
     )
+    from agent_resume.stores._postgres import PostgresStore
+    from agent_resume.stores._sqlite import SqliteStore
 
 __all__ = [
     "AgentResume",
@@ -152,6 +154,7 @@ __all__ = [
     "ModelPrice",
     "NoProgress",
     "Not",
+    "PostgresStore",
     "PriceTable",
     "RepairReport",
     "RepeatedToolCall",
@@ -161,6 +164,7 @@ __all__ = [
     "RunReport",
     "Session",
     "SessionStats",
+    "SqliteStore",
     "StopCondition",
     "StopPhrase",
     "StopReason",
@@ -203,6 +207,8 @@ _LAZY = {
     "ItemOutcome": "agent_resume._run._report",
     "RunReport": "agent_resume._run._report",
     "ResumableRun": "agent_resume._run._runner",
+    "PostgresStore": "agent_resume.stores._postgres",
+    "SqliteStore": "agent_resume.stores._sqlite",
     "Usage": "agent_resume._accounting._usage",
     "usage_from": "agent_resume._accounting._usage",
 }
