@@ -67,3 +67,21 @@ def test_builtin_bases_match_the_meaning() -> None:
     assert isinstance(CorruptCheckpointError("p", 1, "r"), ValueError)
     assert isinstance(StoreWriteError("m"), OSError)
     assert isinstance(MissingExtraError("x", "y"), ImportError)
+
+
+def test_every_warning_has_one_base() -> None:
+    import agent_resume
+
+    warnings_ = [
+        getattr(agent_resume, n)
+        for n in agent_resume.__all__
+        if n.endswith("Warning") and n != "AgentResumeWarning"
+    ]
+    assert {w.__name__ for w in warnings_} == {
+        "CheckpointWarning",
+        "DuplicateItemWarning",
+        "UnknownModelWarning",
+    }
+    for warning in warnings_:
+        assert issubclass(warning, agent_resume.AgentResumeWarning)
+        assert issubclass(warning, UserWarning)

@@ -7,7 +7,7 @@ import agent_resume.stores
 import agent_resume.testing
 
 PUBLIC = {
-    "AgentResume", "AgentResumeError", "AllOf", "AnyOf", "ArgumentTypeError", "ArgumentValueError",
+    "AgentResume", "AgentResumeError", "AgentResumeWarning", "AllOf", "AnyOf", "ArgumentTypeError", "ArgumentValueError",
     "CheckpointWarning", "CompactReport", "ConsecutiveErrors", "ConversationCodec",
     "CorruptCheckpointError", "CorruptConversationError", "Custom", "Deadline", "DeadlineExceeded",
     "DuplicateItemWarning", "InMemoryStore", "ItemChangedError", "ItemContext", "ItemOutcome",

@@ -20,10 +20,13 @@ from agent_resume._deadline import (
 )
 from agent_resume._errors import (
     AgentResumeError,
+    AgentResumeWarning,
     ArgumentTypeError,
     ArgumentValueError,
+    CheckpointWarning,
     CorruptCheckpointError,
     DeadlineExceeded,
+    DuplicateItemWarning,
     ItemChangedError,
     JobLockedError,
     JobMismatchError,
@@ -31,13 +34,13 @@ from agent_resume._errors import (
     StoreClosedError,
     StoreError,
     StoreWriteError,
+    UnknownModelWarning,
     UnsupportedFormatError,
 )
 from agent_resume._session._agent import (
     AgentResume,
 )
 from agent_resume._session._session import (
-    DuplicateItemWarning,
     Session,
     SessionStats,
 )
@@ -64,7 +67,6 @@ from agent_resume._version import (
     __version__,
 )
 from agent_resume.stores import (
-    CheckpointWarning,
     InMemoryStore,
     JsonlStore,
     ResultJsonlStore,
@@ -86,7 +88,6 @@ if TYPE_CHECKING:
     from agent_resume._accounting._prices import (
         ModelPrice,
         PriceTable,
-        UnknownModelWarning,
         default_prices,
     )
     from agent_resume._accounting._usage import (
@@ -121,6 +122,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AgentResume",
     "AgentResumeError",
+    "AgentResumeWarning",
     "AllOf",
     "AnyOf",
     "ArgumentTypeError",
@@ -202,7 +204,6 @@ _LAZY = {
     "with_otel": "agent_resume._run._otel",
     "ModelPrice": "agent_resume._accounting._prices",
     "PriceTable": "agent_resume._accounting._prices",
-    "UnknownModelWarning": "agent_resume._accounting._prices",
     "default_prices": "agent_resume._accounting._prices",
     "ItemOutcome": "agent_resume._run._report",
     "RunReport": "agent_resume._run._report",

@@ -18,6 +18,14 @@ AgentResumeError
 
 Every error carries its context as attributes, and its message names the
 parameter, the rule and the value given.
+
+The warnings share one base, so ``warnings.simplefilter("error",
+AgentResumeWarning)`` (or ``"ignore"``) covers them all::
+
+    AgentResumeWarning (UserWarning)
+    ├── CheckpointWarning                a checkpoint line was skipped or a torn tail ignored
+    ├── DuplicateItemWarning             an input gave the same item ID more than once
+    └── UnknownModelWarning              a model has no price: its cost is None
 """
 
 from __future__ import annotations
@@ -27,10 +35,13 @@ from typing import Any
 
 __all__ = [
     "AgentResumeError",
+    "AgentResumeWarning",
     "ArgumentTypeError",
     "ArgumentValueError",
+    "CheckpointWarning",
     "CorruptCheckpointError",
     "DeadlineExceeded",
+    "DuplicateItemWarning",
     "ItemChangedError",
     "JobLockedError",
     "JobMismatchError",
@@ -38,6 +49,7 @@ __all__ = [
     "StoreClosedError",
     "StoreError",
     "StoreWriteError",
+    "UnknownModelWarning",
     "UnsupportedFormatError",
 ]
 
@@ -221,3 +233,19 @@ class StoreWriteError(StoreError, OSError):
     After a failed fsync the store refuses every later write, since the
     kernel may have dropped the unsynced data; reopen it to go on.
     """
+
+
+class AgentResumeWarning(UserWarning):
+    """The base of every warning agent-resume gives."""
+
+
+class CheckpointWarning(AgentResumeWarning):
+    """A checkpoint line was skipped or a torn tail ignored while loading."""
+
+
+class DuplicateItemWarning(AgentResumeWarning):
+    """An input gave the same item ID more than once; the item was yielded once."""
+
+
+class UnknownModelWarning(AgentResumeWarning):
+    """A model has no price, so its cost is ``None``; warned once per model per table."""

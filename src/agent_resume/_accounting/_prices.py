@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agent_resume._errors import ArgumentTypeError, ArgumentValueError
+from agent_resume._errors import ArgumentTypeError, ArgumentValueError, UnknownModelWarning
 
 if TYPE_CHECKING:
     from agent_resume._accounting._usage import Usage
@@ -36,10 +36,6 @@ if TYPE_CHECKING:
 __all__ = ["ModelPrice", "PriceTable", "UnknownModelWarning", "default_prices"]
 
 _MILLION = 1_000_000
-
-
-class UnknownModelWarning(UserWarning):
-    """A model has no price, so its cost is ``None``; warned once per model per table."""
 
 
 _PRICE_KEYS = ("input", "output", "cache_read", "cache_write", "source", "date")

@@ -14,6 +14,7 @@ from typing import Any, Literal, TypeVar
 
 from agent_resume._errors import (
     ArgumentTypeError,
+    DuplicateItemWarning,
     ItemChangedError,
     StoreClosedError,
 )
@@ -28,10 +29,6 @@ __all__ = ["DuplicateItemWarning", "OnChange", "Session", "SessionStats"]
 T = TypeVar("T")
 OnChange = Literal["rerun", "keep", "error"]
 _now = time.time
-
-
-class DuplicateItemWarning(UserWarning):
-    """An input gave the same item ID more than once; the item was yielded once."""
 
 
 @dataclass(frozen=True)

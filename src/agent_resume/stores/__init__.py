@@ -5,9 +5,8 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from agent_resume._errors import ArgumentTypeError, ArgumentValueError
+from agent_resume._errors import ArgumentTypeError, ArgumentValueError, CheckpointWarning
 from agent_resume.stores._jsonl import JsonlStore, ResultJsonlStore
-from agent_resume.stores._jsonl_read import CheckpointWarning
 from agent_resume.stores._memory import InMemoryStore
 from agent_resume.stores._protocol import Durability, SharedStore, Store
 

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any, Final
 
-from agent_resume._errors import CorruptCheckpointError, UnsupportedFormatError
+from agent_resume._errors import CheckpointWarning, CorruptCheckpointError, UnsupportedFormatError
 from agent_resume._records import FORMAT_VERSION, JobState
 
 __all__ = ["CheckpointWarning", "LoadResult", "load", "read_records"]
@@ -25,10 +25,6 @@ _MAX_WARNINGS: Final = 10
 # A plain completion exactly as this library writes it, no escapes in the ID,
 # anchored between two newlines (the block is searched with one prepended).
 _PLAIN = re.compile(rb'\n\{"id": "([^"\\\x00-\x1f]+)", "ts": -?\d+\}(?=\n)')
-
-
-class CheckpointWarning(UserWarning):
-    """A checkpoint line was skipped or a torn tail ignored while loading."""
 
 
 @dataclass
