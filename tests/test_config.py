@@ -128,3 +128,34 @@ def test_repr_names_hooks_and_injected_clocks():
 def test_finish_by_takes_a_datetime():
     when = datetime(2030, 1, 1, 6, tzinfo=timezone.utc)
     assert RunConfig(job_id="j", store="memory:", finish_by=when).finish_by == when
+
+
+def test_progress_on_and_off_are_accepted_as_true_and_false():
+    assert RunConfig(job_id="j", store="memory:", progress="off").progress is False
+    assert RunConfig(job_id="j", store="memory:", progress="on").progress is True
+    with pytest.raises(ArgumentValueError, match="`progress` must be one of"):
+        RunConfig(job_id="j", store="memory:", progress=1)  # type: ignore[arg-type]
+
+
+def test_fields_hold_the_normalised_types_they_declare():
+    config = RunConfig(
+        job_id="j",
+        store="memory:",
+        time_budget=timedelta(seconds=90),
+        progress_interval=timedelta(seconds=2),
+        max_cost_usd=2,
+        stop=lambda s: s.turns > 3,
+    )
+    assert type(config.time_budget) is float and config.time_budget == 90.0
+    assert type(config.item_timeout) is float and config.item_timeout == math.inf
+    assert type(config.progress_interval) is float and config.progress_interval == 2.0
+    assert type(config.max_cost_usd) is float and config.max_cost_usd == 2.0
+    assert isinstance(config.stop, Custom)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.time_budget = 5  # type: ignore[misc, assignment]
+    assert config == dataclasses.replace(config)
+
+
+def test_progress_interval_must_be_finite():
+    with pytest.raises(ArgumentValueError, match="`progress_interval`"):
+        RunConfig(job_id="j", store="memory:", progress_interval=math.inf)

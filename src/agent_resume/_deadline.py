@@ -8,16 +8,15 @@ injectable clock (``MockClock``) so that tests never sleep.
 from __future__ import annotations
 
 import math
-import numbers
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from decimal import Decimal
+from datetime import datetime
 from types import TracebackType
 from typing import Protocol, runtime_checkable
 
 from agent_resume._errors import ArgumentTypeError, ArgumentValueError, DeadlineExceeded
+from agent_resume._validate import Seconds, real_to_float, to_seconds
 
 __all__ = [
     "Clock",
@@ -42,78 +41,6 @@ class SupportsRemainingSeconds(Protocol):
     def remaining_seconds(self) -> float:
         """Return the seconds left, ``0.0`` when expired and ``math.inf`` for none."""
         ...
-
-
-Seconds = float | Decimal | numbers.Real | timedelta
-"""A duration: a real number of seconds (``int``, ``float``, ``Fraction``,
-``Decimal``, a numpy scalar, anything registered as ``numbers.Real``) or a
-``timedelta``."""
-
-
-def real_to_float(value: object, parameter: str, expected: str = "a real number") -> float:
-    """Return ``value`` as a float if it is a real number, refusing what is not.
-
-    Accepted: anything registered as ``numbers.Real`` (``int``, ``float``,
-    ``fractions.Fraction``, numpy's integer and floating scalars) and
-    ``decimal.Decimal``, the same set agent-deadline's ``float(seconds)``
-    takes, minus strings. A value too large for a float becomes an infinity
-    of the same sign. NaN passes through: callers that forbid it check.
-
-    Args:
-        value: The value to convert.
-        parameter: The parameter's name, used in error messages.
-        expected: What the parameter takes, for the error message.
-
-    Returns:
-        The value as a float.
-
-    Raises:
-        ArgumentTypeError: ``value`` is a ``bool`` (almost always a mistake),
-            a string, ``None`` or anything else that is not a real number.
-    """
-    if isinstance(value, float) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, Decimal):
-        if value.is_nan():  # float(Decimal("sNaN")) raises instead of giving NaN
-            return math.nan
-    elif isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ArgumentTypeError(
-            parameter,
-            value,
-            f"`{parameter}` must be {expected} (got {type(value).__name__} {value!r})",
-        )
-    try:
-        return float(value)
-    except OverflowError:
-        return -math.inf if value < 0 else math.inf
-
-
-def to_seconds(value: Seconds, parameter: str = "seconds") -> float:
-    """Normalise a duration given as a number of seconds or a ``timedelta``.
-
-    Args:
-        value: The duration: any real number (``int``, ``float``,
-            ``Fraction``, ``Decimal``, a numpy scalar) or a ``timedelta``.
-            ``math.inf`` means "no limit" and passes through; negative values
-            pass through too (callers that forbid them check).
-        parameter: The parameter's name, used in error messages.
-
-    Returns:
-        The duration in seconds, as a float.
-
-    Raises:
-        ArgumentTypeError: ``value`` is neither a real number nor a ``timedelta``
-            (a ``bool`` and a string are refused: almost always a mistake).
-        ArgumentValueError: ``value`` is NaN.
-    """
-    if isinstance(value, timedelta):
-        return value.total_seconds()
-    seconds = real_to_float(value, parameter, "a number of seconds or a timedelta")
-    if math.isnan(seconds):
-        raise ArgumentValueError(
-            parameter, value, f"`{parameter}` must be a number of seconds, not NaN"
-        )
-    return seconds
 
 
 class MockClock:

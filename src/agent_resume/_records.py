@@ -14,6 +14,7 @@ from json.encoder import encode_basestring
 from typing import Any, Final
 
 from agent_resume._errors import ArgumentTypeError, ArgumentValueError
+from agent_resume._validate import identifier as normalize_id
 
 __all__ = [
     "FORMAT_VERSION",
@@ -33,54 +34,6 @@ FORMAT_VERSION: Final = 1
 """The major version of the checkpoint format this library writes and reads."""
 
 _dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
-
-
-def normalize_id(item_id: object, parameter: str = "item_id") -> str:
-    """Return the canonical string form of an item ID.
-
-    IDs are ``str`` or ``int`` (not ``bool``); an ``int`` becomes its decimal
-    string, so ``1`` and ``"1"`` name the same item.
-
-    Args:
-        item_id: The ID to check.
-        parameter: The parameter name to put in error messages.
-
-    Returns:
-        The ID as a non-empty string that encodes as UTF-8.
-
-    Raises:
-        ArgumentTypeError: The ID is neither ``str`` nor ``int``.
-        ArgumentValueError: The ID is empty or holds a lone surrogate.
-    """
-    kind = type(item_id)
-    if kind is str:
-        text: str = item_id  # type: ignore[assignment]
-    elif kind is int:
-        return str(item_id)
-    elif isinstance(item_id, str):
-        text = str.__str__(item_id)
-    elif isinstance(item_id, int) and not isinstance(item_id, bool):
-        return str(int(item_id))
-    else:
-        raise ArgumentTypeError(
-            parameter,
-            item_id,
-            f"`{parameter}` must be a str or an int, got {kind.__name__} ({item_id!r:.80}); "
-            "pass key= to remaining() to say how to get an ID from each item",
-        )
-    if not text:
-        raise ArgumentValueError(parameter, item_id, f"`{parameter}` must not be empty (got '')")
-    if not text.isascii():
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise ArgumentValueError(
-                parameter,
-                item_id,
-                f"`{parameter}` must be encodable as UTF-8; it holds a lone surrogate "
-                f"at index {exc.start} (got {item_id!r:.80})",
-            ) from None
-    return text
 
 
 def dumps(value: Any, parameter: str = "result") -> str:

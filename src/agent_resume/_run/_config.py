@@ -7,16 +7,18 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
-from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, get_args, overload
 
-from agent_resume._deadline import Clock, to_seconds
-from agent_resume._errors import ArgumentTypeError, ArgumentValueError
+from agent_resume import _validate as validate
+from agent_resume._accounting._prices import PriceTable
+from agent_resume._deadline import Clock
+from agent_resume._errors import ArgumentTypeError
 from agent_resume._stop import StopCondition, StopLike, as_stop_condition
+from agent_resume._validate import Seconds, duration
 from agent_resume.stores import Store
 
 if TYPE_CHECKING:
-    from agent_resume._accounting._prices import PriceTable
     from agent_resume._accounting._usage import Usage
     from agent_resume._fingerprint import Fingerprinter
     from agent_resume._run._report import ItemOutcome
@@ -27,47 +29,113 @@ __all__ = ["ProgressMode", "RunConfig"]
 ProgressMode = Literal["auto", "rich", "log"]
 """How progress is shown: ``"auto"`` picks rich on a terminal, log lines otherwise."""
 
-_ON_CHANGE = ("rerun", "keep", "error")
+OnChange = Literal["rerun", "keep", "error"]
+
+_PROGRESS: dict[str, bool | ProgressMode] = {
+    "on": True,
+    "off": False,
+    "auto": "auto",
+    "rich": "rich",
+    "log": "log",
+}
+
+In = TypeVar("In")
+Out = TypeVar("Out")
 
 
-def _duration(name: str, value: object, *, allow_zero: bool = False) -> float:
-    """Normalise an optional duration; ``None`` and ``math.inf`` both mean no limit."""
-    if value is None:
-        return math.inf
-    seconds = to_seconds(value, name)  # type: ignore[arg-type]
-    if seconds < 0 or (seconds == 0 and not allow_zero):
-        rule = "at least 0" if allow_zero else "greater than 0"
-        raise ArgumentValueError(
-            name, value, f"`{name}` must be {rule} seconds, or None for no limit (got {value!r})"
-        )
-    return seconds
+class _Normalised(Generic[In, Out]):
+    """A field that takes one type and holds another, normalised as it is set.
+
+    ``RunConfig(time_budget=timedelta(minutes=1))`` holds ``60.0``: the conversion
+    (and its check) runs when the dataclass's ``__init__`` sets the field, so
+    ``dataclasses.replace`` converts again, and reading gives the normalised type.
+    """
+
+    def __init__(self, default: In, convert: Callable[[str, In], Out]) -> None:
+        self.default = default
+        self.convert = convert
+        self.name = ""
+        self.slot = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+        self.slot = f"_{name}_value"
+
+    @overload
+    def __get__(self, obj: None, owner: object) -> In: ...
+    @overload
+    def __get__(self, obj: object, owner: object) -> Out: ...
+    def __get__(self, obj: object | None, owner: object) -> In | Out:
+        if obj is None:
+            return self.default  # dataclasses reads the default from the class
+        value: Out = obj.__dict__[self.slot]
+        return value
+
+    def __set__(self, obj: object, value: In) -> None:
+        # Set once, from the frozen dataclass's __init__; a later assignment is refused
+        # by the dataclass's own __setattr__ before it gets here.
+        object.__setattr__(obj, self.slot, self.convert(self.name, value))
 
 
-def _positive_int(name: str, value: object, *, optional: bool = False) -> int | None:
-    if value is None and optional:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ArgumentTypeError(
-            name, value, f"`{name}` must be an int (got {type(value).__name__} {value!r})"
-        )
-    if value < 1:
-        raise ArgumentValueError(name, value, f"`{name}` must be at least 1 (got {value!r})")
-    return value
+def _limit(name: str, value: Seconds | None) -> float:
+    """A duration that may be ``None`` (or ``math.inf``) for no limit."""
+    return duration(name, value)
 
 
-def _callable_or_none(name: str, value: object) -> None:
-    if value is not None and not callable(value):
-        raise ArgumentTypeError(
-            name, value, f"`{name}` must be callable or None (got {type(value).__name__})"
-        )
+def _span(name: str, value: Seconds) -> float:
+    """A duration that must be given, greater than 0 and finite."""
+    return duration(name, value, allow_none=False, allow_inf=False)
+
+
+def _grace(name: str, value: Seconds) -> float:
+    """A duration that must be given, may be 0 or infinite."""
+    return duration(name, value, allow_none=False, allow_zero=True)
+
+
+def _stop(name: str, value: StopLike | None) -> StopCondition | None:
+    return None if value is None else as_stop_condition(value, name)
+
+
+def _prices(name: str, value: PriceTable | Mapping[str, Any] | None) -> PriceTable | None:
+    if value is None or isinstance(value, PriceTable):
+        return value
+    if isinstance(value, Mapping):
+        return PriceTable(value)
+    raise ArgumentTypeError(
+        name,
+        value,
+        f"`{name}` must be a PriceTable, a mapping or None (got {type(value).__name__})",
+    )
+
+
+def _progress(name: str, value: bool | ProgressMode | Literal["on", "off"]) -> bool | ProgressMode:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value in _PROGRESS:
+        return _PROGRESS[value]
+    given: object = value
+    validate.choice(name, given, (True, False, *_PROGRESS))
+    raise AssertionError("unreachable: choice() raised")  # pragma: no cover
+
+
+def _cost(name: str, value: float | None) -> float | None:
+    return validate.positive_number(name, value)
 
 
 @dataclass(frozen=True, kw_only=True, repr=False)
 class RunConfig:
     """Every control of a :class:`~agent_resume.ResumableRun`, validated once.
 
-    Durations accept seconds or a ``timedelta``; ``None`` (or ``math.inf``)
-    means no limit and is stored as ``math.inf``. Derive variants with
+    Every setting is checked when the config is made (and again by
+    ``dataclasses.replace``), so a mistake is an ``ArgumentTypeError`` or
+    ``ArgumentValueError`` naming the field, never an error from inside
+    ``run()``. The checks are the ones ``AgentResume.resume_or_start`` makes.
+
+    Durations are given as seconds or a ``timedelta`` and read back as
+    ``float`` seconds; for the optional ones ``None`` means no limit and
+    reads back as ``math.inf``. ``stop`` reads back as a ``StopCondition``,
+    ``prices`` as a ``PriceTable`` and ``progress="on"``/``"off"`` as
+    ``True``/``False``. Derive variants with
     ``dataclasses.replace(config, concurrency=16)``, which validates again.
 
     Attributes:
@@ -89,10 +157,10 @@ class RunConfig:
         fail_fast: Re-raise the first exception from ``process`` (after
             recording it) instead of going on with the next item.
         prices: The price table for ``ctx.record_usage``; the built-in one
-            when ``None``.
-        progress: ``True`` (or ``"auto"``) for a rich display on a terminal
-            and log lines otherwise, ``"rich"`` or ``"log"`` to choose, and
-            ``False`` for nothing.
+            when ``None``. A mapping is turned into a ``PriceTable``.
+        progress: ``True`` (or ``"auto"``, ``"on"``) for a rich display on a
+            terminal and log lines otherwise, ``"rich"`` or ``"log"`` to
+            choose, and ``False`` (or ``"off"``) for nothing.
         progress_interval: Seconds between progress log lines.
         on_item_done: Called with an ``ItemOutcome`` after each item is
             recorded (done or failed), from the thread that ran it.
@@ -117,36 +185,36 @@ class RunConfig:
 
     job_id: str
     store: str | os.PathLike[str] | Store
-    time_budget: float | timedelta | None = None
+    time_budget: _Normalised[Seconds | None, float] = _Normalised(None, _limit)
     finish_by: datetime | None = None
-    item_timeout: float | timedelta | None = None
-    stop: StopLike | None = None
-    max_cost_usd: float | None = None
+    item_timeout: _Normalised[Seconds | None, float] = _Normalised(None, _limit)
+    stop: _Normalised[StopLike | None, StopCondition | None] = _Normalised(None, _stop)
+    max_cost_usd: _Normalised[float | None, float | None] = _Normalised(None, _cost)
     max_tokens: int | None = None
     max_items: int | None = None
     max_attempts: int = 3
     concurrency: int = 1
     fail_fast: bool = False
-    prices: PriceTable | None = None
-    progress: bool | ProgressMode = True
-    progress_interval: float | timedelta = 10.0
+    prices: _Normalised[PriceTable | Mapping[str, Any] | None, PriceTable | None] = _Normalised(
+        None, _prices
+    )
+    progress: _Normalised[bool | ProgressMode | Literal["on", "off"], bool | ProgressMode] = (
+        _Normalised(True, _progress)
+    )
+    progress_interval: _Normalised[Seconds, float] = _Normalised(10.0, _span)
     on_item_done: Callable[[ItemOutcome], object] | None = None
     on_usage: Callable[[str, Usage], object] | None = None
     on_stop: Callable[[StopReason], object] | None = None
-    grace_period: float | timedelta = 30.0
+    grace_period: _Normalised[Seconds, float] = _Normalised(30.0, _grace)
     conversation_dir: str | os.PathLike[str] | None = None
     fingerprint: bool | Fingerprinter | None = None
-    on_change: Literal["rerun", "keep", "error"] = "rerun"
+    on_change: OnChange = "rerun"
     handle_signals: bool = True
     clock: Clock = field(default=time.monotonic, compare=False)
     wall_clock: Clock = field(default=time.time, compare=False)
 
     def __post_init__(self) -> None:
-        setattr_ = object.__setattr__
-        if not isinstance(self.job_id, str) or not self.job_id:
-            raise ArgumentValueError(
-                "job_id", self.job_id, f"`job_id` must be a non-empty str (got {self.job_id!r})"
-            )
+        object.__setattr__(self, "job_id", validate.job_id(self.job_id))
         if not isinstance(self.store, (str, os.PathLike, Store)):
             raise ArgumentTypeError(
                 "store",
@@ -154,65 +222,22 @@ class RunConfig:
                 "`store` must be a path, a URL or a Store "
                 f"(got {type(self.store).__name__} {self.store!r:.60})",
             )
-        setattr_(self, "time_budget", _duration("time_budget", self.time_budget))
-        setattr_(self, "item_timeout", _duration("item_timeout", self.item_timeout))
-        setattr_(
-            self, "grace_period", _duration("grace_period", self.grace_period, allow_zero=True)
-        )
-        setattr_(self, "progress_interval", _duration("progress_interval", self.progress_interval))
         if self.finish_by is not None and not isinstance(self.finish_by, datetime):
             raise ArgumentTypeError(
                 "finish_by",
                 self.finish_by,
                 f"`finish_by` must be a datetime or None (got {type(self.finish_by).__name__})",
             )
-        if self.stop is not None:
-            setattr_(self, "stop", as_stop_condition(self.stop, "stop"))
-        cost = self.max_cost_usd
-        if cost is not None:
-            if isinstance(cost, bool) or not isinstance(cost, (int, float)):
-                raise ArgumentTypeError(
-                    "max_cost_usd",
-                    cost,
-                    f"`max_cost_usd` must be a number or None (got {type(cost).__name__})",
-                )
-            if not cost > 0 or math.isinf(cost):
-                raise ArgumentValueError(
-                    "max_cost_usd",
-                    cost,
-                    f"`max_cost_usd` must be finite and greater than 0 (got {cost!r})",
-                )
-            setattr_(self, "max_cost_usd", float(cost))
-        _positive_int("max_tokens", self.max_tokens, optional=True)
-        _positive_int("max_items", self.max_items, optional=True)
-        _positive_int("max_attempts", self.max_attempts)
-        _positive_int("concurrency", self.concurrency)
-        for name in ("fail_fast", "handle_signals"):
-            if not isinstance(getattr(self, name), bool):
-                value = getattr(self, name)
-                raise ArgumentTypeError(
-                    name, value, f"`{name}` must be a bool (got {type(value).__name__} {value!r})"
-                )
-        if self.progress not in (True, False, "auto", "rich", "log"):
-            raise ArgumentValueError(
-                "progress",
-                self.progress,
-                f"`progress` must be True, False, 'auto', 'rich' or 'log' (got {self.progress!r})",
-            )
-        if self.prices is not None:
-            from agent_resume._accounting._prices import PriceTable
-
-            if isinstance(self.prices, Mapping):
-                setattr_(self, "prices", PriceTable(self.prices))
-            elif not isinstance(self.prices, PriceTable):
-                raise ArgumentTypeError(
-                    "prices",
-                    self.prices,
-                    f"`prices` must be a PriceTable, a mapping or None "
-                    f"(got {type(self.prices).__name__})",
-                )
-        for name in ("on_item_done", "on_usage", "on_stop", "clock", "wall_clock"):
-            _callable_or_none(name, getattr(self, name))
+        validate.optional_positive_int("max_tokens", self.max_tokens)
+        validate.optional_positive_int("max_items", self.max_items)
+        validate.positive_int("max_attempts", self.max_attempts)
+        validate.positive_int("concurrency", self.concurrency)
+        validate.boolean("fail_fast", self.fail_fast)
+        validate.boolean("handle_signals", self.handle_signals)
+        for name in ("on_item_done", "on_usage", "on_stop"):
+            validate.callable_or_none(name, getattr(self, name))
+        validate.function("clock", self.clock)
+        validate.function("wall_clock", self.wall_clock)
         if self.conversation_dir is not None and not isinstance(
             self.conversation_dir, (str, os.PathLike)
         ):
@@ -222,49 +247,39 @@ class RunConfig:
                 f"`conversation_dir` must be a path or None "
                 f"(got {type(self.conversation_dir).__name__})",
             )
-        if self.on_change not in _ON_CHANGE:
-            raise ArgumentValueError(
-                "on_change",
-                self.on_change,
-                f"`on_change` must be 'rerun', 'keep' or 'error' (got {self.on_change!r})",
-            )
+        validate.fingerprint_setting(self.fingerprint)
+        validate.choice("on_change", self.on_change, get_args(OnChange))
 
-    # The normalised values, typed as what they are after __post_init__.
+    # Aliases kept from earlier versions: the fields themselves hold these values now.
 
     @property
     def time_budget_seconds(self) -> float:
-        """``time_budget`` in seconds, ``math.inf`` for none."""
-        return self.time_budget  # type: ignore[return-value]
+        """``time_budget`` in seconds, ``math.inf`` for none (the same as ``time_budget``)."""
+        return self.time_budget
 
     @property
     def item_timeout_seconds(self) -> float:
-        """``item_timeout`` in seconds, ``math.inf`` for none."""
-        return self.item_timeout  # type: ignore[return-value]
+        """``item_timeout`` in seconds, ``math.inf`` for none (the same as ``item_timeout``)."""
+        return self.item_timeout
 
     @property
     def grace_seconds(self) -> float:
-        """``grace_period`` in seconds."""
-        return self.grace_period  # type: ignore[return-value]
+        """``grace_period`` in seconds (the same as ``grace_period``)."""
+        return self.grace_period
 
     @property
     def stop_condition(self) -> StopCondition | None:
-        """``stop`` as a ``StopCondition``, or ``None``."""
-        return self.stop  # type: ignore[return-value]
+        """``stop`` as a ``StopCondition``, or ``None`` (the same as ``stop``)."""
+        return self.stop
 
     def __repr__(self) -> str:
         # Only what differs from the defaults, so a log line shows what was configured.
         parts = []
         for f in fields(self):
-            if not f.repr or f.name in ("clock", "wall_clock"):
-                continue
             value = getattr(self, f.name)
-            if f.name not in ("job_id", "store") and value == _DEFAULTS.get(f.name):
+            if f.name not in ("job_id", "store") and value == getattr(_DEFAULTS, f.name):
                 continue
             parts.append(f"{f.name}={_show(value)}")
-        for name in ("clock", "wall_clock"):
-            value = getattr(self, name)
-            if value is not _DEFAULTS[name]:
-                parts.append(f"{name}={_show(value)}")
         return f"RunConfig({', '.join(parts)})"
 
 
@@ -276,8 +291,4 @@ def _show(value: Any) -> str:
     return repr(value)
 
 
-_DEFAULTS: dict[str, Any] = {
-    f.name: f.default for f in fields(RunConfig) if f.name not in ("job_id", "store")
-}
-for _name in ("time_budget", "item_timeout"):
-    _DEFAULTS[_name] = math.inf
+_DEFAULTS = RunConfig(job_id="defaults", store="memory:")

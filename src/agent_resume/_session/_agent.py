@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import os
+from typing import get_args
 
-from agent_resume._errors import ArgumentTypeError, ArgumentValueError
+from agent_resume import _validate as validate
 from agent_resume._fingerprint import Fingerprinter, make_fingerprinter
-from agent_resume._records import normalize_id
 from agent_resume._session._session import OnChange, Session
 from agent_resume.stores import Store, open_store
 
 __all__ = ["AgentResume"]
 
-_ON_CHANGE = ("rerun", "keep", "error")
+ON_CHANGE: tuple[OnChange, ...] = get_args(OnChange)
 
 
 class AgentResume:
@@ -56,31 +56,10 @@ class AgentResume:
             JobMismatchError: The store holds another job.
             JobLockedError: Another live session holds the job.
         """
-        if not isinstance(job_id, str):
-            raise ArgumentTypeError(
-                "job_id",
-                job_id,
-                f"`job_id` must be a str (got {type(job_id).__name__} {job_id!r:.80})",
-            )
-        job_id = normalize_id(job_id, "job_id")
-        if type(max_attempts) is not int:
-            raise ArgumentTypeError(
-                "max_attempts",
-                max_attempts,
-                f"`max_attempts` must be an int (got {type(max_attempts).__name__} {max_attempts!r})",
-            )
-        if max_attempts < 1:
-            raise ArgumentValueError(
-                "max_attempts",
-                max_attempts,
-                f"`max_attempts` must be at least 1 (got {max_attempts!r})",
-            )
-        if on_change not in _ON_CHANGE:
-            raise ArgumentValueError(
-                "on_change",
-                on_change,
-                f"`on_change` must be 'rerun', 'keep' or 'error' (got {on_change!r})",
-            )
+        job_id = validate.job_id(job_id)
+        validate.positive_int("max_attempts", max_attempts)
+        validate.choice("on_change", on_change, ON_CHANGE)
+        validate.fingerprint_setting(fingerprint)
         fingerprinter = make_fingerprinter(fingerprint)
         state = self.store.open(job_id)
         return Session(self.store, state, max_attempts, fingerprinter, on_change)
