@@ -100,6 +100,12 @@ if TYPE_CHECKING:
         load_conversation,
         save_conversation,
     )
+    from agent_resume._limits import (
+        RateLimit,
+    )
+    from agent_resume._retry import (
+        Retry,
+    )
     from agent_resume._run._config import (
         RunConfig,
     )
@@ -158,10 +164,12 @@ __all__ = [
     "Not",
     "PostgresStore",
     "PriceTable",
+    "RateLimit",
     "RepairReport",
     "RepeatedToolCall",
     "ResultJsonlStore",
     "ResumableRun",
+    "Retry",
     "RunConfig",
     "RunReport",
     "Session",
@@ -207,6 +215,8 @@ _LAZY = {
     "default_prices": "agent_resume._accounting._prices",
     "ItemOutcome": "agent_resume._run._report",
     "RunReport": "agent_resume._run._report",
+    "RateLimit": "agent_resume._limits",
+    "Retry": "agent_resume._retry",
     "ResumableRun": "agent_resume._run._runner",
     "PostgresStore": "agent_resume.stores._postgres",
     "SqliteStore": "agent_resume.stores._sqlite",
