@@ -397,6 +397,13 @@ def turns(item, ctx):
         ctx.record_usage({"model": "gpt-4o-mini", "usage": {"prompt_tokens": 1, "completion_tokens": 1}})
         n += 1
     return n
+
+def echo(item, ctx):
+    n = 0
+    while ctx.should_stop() is None:
+        ctx.record_usage({"model": "gpt-4o-mini", "usage": {"prompt_tokens": 1, "completion_tokens": 1}}, text="same")
+        n += 1
+    return n
 """
 
 
@@ -496,6 +503,32 @@ def test_run_stop_conditions_from_flags_and_toml(
     assert code == 0
     _, out, _ = cli(capsys, "export", "b.jsonl")
     assert {json.loads(line)["result"] for line in out.splitlines()} == {2}
+
+
+def test_run_repeated_output_flag_and_its_deprecated_spelling(
+    capsys: pytest.CaptureFixture[str], job_dir: Path
+) -> None:
+    argv = ["run", "job_module.py:echo", "--items", "items.jsonl", "--no-progress"]
+    code, _, err = cli(capsys, *argv, "--stop-repeated-output", "3", "--store", "a.jsonl")
+    assert (code, err) == (0, "")
+    _, out, _ = cli(capsys, "export", "a.jsonl")
+    assert {json.loads(line)["result"] for line in out.splitlines()} == {3}
+    code, _, err = cli(capsys, *argv, "--stop-no-progress", "2", "--store", "b.jsonl")
+    assert code == 0
+    assert "no_progress N (N identical outputs) is deprecated; use repeated_output N" in err
+    _, out, _ = cli(capsys, "export", "b.jsonl")
+    assert {json.loads(line)["result"] for line in out.splitlines()} == {2}
+
+
+def test_run_max_idle_from_toml_builds_an_idle_time_condition(
+    capsys: pytest.CaptureFixture[str], job_dir: Path
+) -> None:
+    from agent_resume import NoProgress
+    from agent_resume._cli._run import _stop
+
+    condition = _stop({"max_idle": 30, "max_turns": 2}, "run.toml")
+    assert repr(condition) == "NoProgress(max_idle=30.0) | MaxTurns(2)"
+    assert isinstance(condition.conditions[0], NoProgress)
 
 
 @pytest.mark.parametrize(

@@ -431,3 +431,25 @@ def test_a_killed_saves_leftover_goes_when_the_item_is_done(tmp_path):
     report = ResumableRun(config(tmp_path)).run(noop, ["item-1", "item-2"])
     assert report.done == 2
     assert sorted(p.name for p in directory.iterdir()) == [other.name]
+
+
+def test_no_progress_in_a_run_counts_idle_time_from_the_last_mark(tmp_path):
+    from agent_resume import NoProgress
+
+    clock = MockClock()
+    seen = []
+
+    def process(item, ctx):
+        turn = 0
+        while (reason := ctx.should_stop()) is None:
+            turn += 1
+            clock.advance(2)
+            if turn <= 3:
+                ctx.mark_progress()
+        seen.append((turn, reason.name, ctx.loop_state().idle_seconds))
+        return turn
+
+    cfg = config(tmp_path, stop=NoProgress(max_idle=5), clock=clock)
+    ResumableRun(cfg).run(process, ["a"])
+    # progress at 2, 4, 6; idle 2 at 8, 4 at 10, 6 at 12 -> stops after turn 6
+    assert seen == [(6, "no_progress", 6.0)]

@@ -2,13 +2,15 @@ from __future__ import annotations
 
 import copy
 import pickle
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from agent_resume._deadline import Deadline, MockClock
 from agent_resume._errors import ArgumentTypeError, ArgumentValueError
 from agent_resume._stop import (
     AllOf,
@@ -23,6 +25,8 @@ from agent_resume._stop import (
     MaxTurns,
     NoProgress,
     Not,
+    Renamed,
+    RepeatedOutput,
     RepeatedToolCall,
     StopCondition,
     StopPhrase,
@@ -121,12 +125,136 @@ def test_tool_call_arguments_are_canonical() -> None:
     assert ToolCall.of("f", "not json {").arguments == "not json {"
 
 
-def test_no_progress_needs_identical_consecutive_outputs() -> None:
-    condition = NoProgress(3)
+def test_repeated_output_needs_identical_consecutive_outputs() -> None:
+    condition = RepeatedOutput(3)
     assert condition(LoopState(recent_outputs=("a", "a"))) is None
     assert condition(LoopState(recent_outputs=("a", "a", "b", "a"))) is None
     reason = condition(LoopState(recent_outputs=("b", "a", "a", "a")))
-    assert reason == StopReason("no_progress", "the last 3 outputs were identical (limit 3)")
+    assert reason == StopReason("repeated_output", "the last 3 outputs were identical (limit 3)")
+
+
+def test_no_progress_with_a_count_is_a_deprecated_repeated_output() -> None:
+    with pytest.warns(DeprecationWarning, match=r"use RepeatedOutput\(3\)") as caught:
+        condition = NoProgress(3)
+    assert caught[0].filename == __file__  # the warning points at the caller
+    assert condition == RepeatedOutput(3)
+    assert type(condition) is RepeatedOutput
+    with pytest.warns(DeprecationWarning, match="RepeatedOutput"):
+        assert NoProgress(turns=4) == RepeatedOutput(4)
+
+
+@pytest.mark.parametrize("bad", [2.5, "3", timedelta(seconds=3), True])
+def test_no_progress_refuses_a_positional_that_is_not_a_count(bad: object) -> None:
+    with pytest.raises(ArgumentTypeError, match="NoProgress takes `max_idle=`") as info:
+        NoProgress(bad)  # type: ignore[arg-type]
+    assert info.value.parameter == "turns"
+
+
+def test_no_progress_refuses_both_meanings_at_once() -> None:
+    with pytest.raises(ArgumentTypeError, match="RepeatedOutput"):
+        NoProgress(3, max_idle=5)
+
+
+def test_no_progress_needs_max_idle() -> None:
+    with pytest.raises(ArgumentTypeError, match="`max_idle`"):
+        NoProgress()
+
+
+def test_no_progress_reads_idle_seconds_from_the_snapshot() -> None:
+    clock = MockClock()
+    condition = NoProgress(max_idle=60, clock=clock)
+    assert condition(LoopState(idle_seconds=59.5)) is None
+    assert condition(LoopState(idle_seconds=60.0)) == StopReason(
+        "no_progress", "60.000s without progress reached the limit of 60s"
+    )
+
+
+def test_no_progress_without_a_snapshot_marker_measures_from_since() -> None:
+    clock = MockClock()
+    condition = NoProgress(max_idle=timedelta(seconds=5), clock=clock)
+    assert condition(EMPTY) is None
+    clock.advance(5)
+    assert condition(EMPTY) is not None
+    stale = NoProgress(max_idle=1, since=-4.0, clock=clock)
+    assert stale(EMPTY) is not None
+
+
+def test_max_seconds_after_fires_from_the_clock_with_an_empty_snapshot() -> None:
+    clock = MockClock()
+    condition = MaxSeconds(after=20, clock=clock)
+    assert condition(EMPTY) is None
+    assert condition(LoopState(elapsed_seconds=1e9)) is None  # the snapshot is not read
+    clock.advance(20)
+    assert condition(EMPTY) == StopReason(
+        "max_seconds", "the clock passed the deadline (0.000s ago)"
+    )
+
+
+def test_max_seconds_at_takes_a_clock_reading_a_deadline_or_a_datetime() -> None:
+    clock = MockClock(start=100.0)
+    assert MaxSeconds(at=99.0, clock=clock)(EMPTY) is not None
+    assert MaxSeconds(at=101.0, clock=clock)(EMPTY) is None
+    assert MaxSeconds(at=Deadline.from_now(-1, clock=clock))(EMPTY) is not None
+    cut_off = datetime.fromtimestamp(clock.time() + 30, timezone.utc)
+    wall = MaxSeconds(at=cut_off, clock=clock, wall_clock=clock.time)
+    assert wall(EMPTY) is None
+    clock.advance(30)
+    assert wall(EMPTY) is not None
+    assert repr(MaxSeconds(at=101.0, clock=clock)) == "MaxSeconds(at=101.0)"
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{}, {"s": 3, "after": 3}, {"s": 3, "at": 5.0}, {"at": 5.0, "after": 1}],
+)
+def test_max_seconds_takes_exactly_one_form(kwargs: dict[str, Any]) -> None:
+    with pytest.raises(ArgumentTypeError, match="exactly one of `s`, `at` and `after`"):
+        MaxSeconds(**kwargs)
+
+
+def test_max_seconds_at_refuses_strings_and_nan() -> None:
+    with pytest.raises(ArgumentTypeError, match="`at` must be a datetime, a Deadline"):
+        MaxSeconds(at="06:00")  # type: ignore[arg-type]
+    with pytest.raises(ArgumentValueError, match="`at` must not be NaN"):
+        MaxSeconds(at=float("nan"))
+
+
+def test_limits_take_any_real_number() -> None:
+    assert MaxCost(Decimal("2.5")) == MaxCost(2.5)
+    assert MaxSeconds(Decimal("30")) == MaxSeconds(30)
+
+
+def test_with_name_renames_the_reason_and_keeps_the_message() -> None:
+    ceiling = MaxTurns(3).with_name("ceiling")
+    assert isinstance(ceiling, Renamed)
+    assert ceiling(LoopState(turns=3)) == StopReason("ceiling", "3 turns reached the limit of 3")
+    assert ceiling(LoopState(turns=2)) is None
+    assert MaxTurns(3) == MaxTurns(3)  # the original is unchanged
+    assert ceiling.with_name("roof") == MaxTurns(3).with_name("roof")  # no nesting
+    assert repr(ceiling) == "MaxTurns(3).with_name('ceiling')"
+    both = (MaxTurns(3) | MaxCost(1.0)).with_name("budget")
+    assert repr(both) == "(MaxTurns(3) | MaxCost(1.0)).with_name('budget')"
+    assert both(LoopState(cost_usd=2.0)).name == "budget"  # type: ignore[union-attr]
+    assert pickle.loads(pickle.dumps(ceiling)) == ceiling
+
+
+@pytest.mark.parametrize("bad", ["", None, 3])
+def test_with_name_wants_a_non_empty_string(bad: object) -> None:
+    with pytest.raises(ArgumentValueError, match="`name` must be a non-empty str"):
+        MaxTurns(3).with_name(bad)  # type: ignore[arg-type]
+
+
+def test_an_empty_any_of_stops_nothing() -> None:
+    empty = AnyOf()
+    assert empty(LoopState(turns=10**6, cost_usd=10**6)) is None
+    assert repr(empty) == "AnyOf()"
+    assert (empty | MaxTurns(2))(LoopState(turns=2)) is not None
+    assert (~empty)(EMPTY) is not None
+
+
+def test_an_empty_all_of_is_refused() -> None:
+    with pytest.raises(ArgumentValueError, match="at least one condition"):
+        AllOf()
 
 
 def test_custom_takes_a_bool_or_a_reason() -> None:
@@ -158,11 +286,12 @@ def test_custom_refuses_other_return_values() -> None:
         (lambda: MaxCost(float("nan")), r"`usd` must be greater than 0 \(got nan\)"),
         (lambda: MaxSeconds(-1), r"`s` must be greater than 0 \(got -1\)"),
         (lambda: RepeatedToolCall(1), r"`times` must be at least 2 \(got 1\)"),
-        (lambda: NoProgress(1), r"`turns` must be at least 2 \(got 1\)"),
+        (lambda: RepeatedOutput(1), r"`turns` must be at least 2 \(got 1\)"),
+        (lambda: NoProgress(max_idle=0), r"`max_idle` must be greater than 0 \(got 0\)"),
         (lambda: StopPhrase(), r"`phrases` must hold at least one phrase"),
         (lambda: StopPhrase("ok", ""), r"`phrases` must not hold ''"),
         (lambda: Custom("", bool), r"`name` must be a non-empty str"),
-        (lambda: AnyOf(), r"`conditions` must hold at least one condition"),
+        (lambda: AllOf(), r"`conditions` must hold at least one condition"),
     ],
 )
 def test_limits_are_validated_naming_the_parameter(make: Any, message: str) -> None:
@@ -177,7 +306,7 @@ def test_limits_are_validated_naming_the_parameter(make: Any, message: str) -> N
         (lambda: MaxTurns(True), r"`n` must be an int \(got bool True\)"),
         (lambda: MaxTokens("40000"), r"`n` must be an int \(got str '40000'\)"),
         (lambda: MaxCost(timedelta(1)), r"`usd` must be a number \(got timedelta"),
-        (lambda: MaxSeconds("30"), r"`s` must be a number \(got str '30'\)"),
+        (lambda: MaxSeconds("30"), r"`s` must be a number of seconds or a timedelta \(got str"),
         (lambda: StopPhrase("ok", 3), r"`phrases` must be strings \(got int 3\)"),
         (lambda: Custom("x", 3), r"`predicate` must be callable"),
         (lambda: as_stop_condition(8), r"`stop` must be a stop condition or a callable"),
@@ -189,7 +318,7 @@ def test_wrong_types_are_refused_naming_the_parameter(make: Any, message: str) -
 
 
 def test_conditions_pickle_and_deepcopy() -> None:
-    condition = (MaxTurns(8) | StopPhrase("x", case_sensitive=True)) & ~NoProgress(3)
+    condition = (MaxTurns(8) | StopPhrase("x", case_sensitive=True)) & ~RepeatedOutput(3)
     assert pickle.loads(pickle.dumps(condition)) == condition
     assert copy.deepcopy(condition) == condition
     state = LoopState(turns=8, last_text="x")
@@ -281,7 +410,7 @@ def test_composing_with_a_non_callable_is_a_type_error() -> None:
             (MaxTurns(8) | MaxTokens(40_000)) & MaxCost(2.0),
             "(MaxTurns(8) | MaxTokens(40000)) & MaxCost(2.0)",
         ),
-        (~(MaxTurns(8) & NoProgress(3)), "~(MaxTurns(8) & NoProgress(3))"),
+        (~(MaxTurns(8) & RepeatedOutput(3)), "~(MaxTurns(8) & RepeatedOutput(3))"),
         (~MaxSeconds(30), "~MaxSeconds(30.0)"),
         (StopPhrase("done", "stop"), "StopPhrase('done', 'stop')"),
         (StopPhrase("X", case_sensitive=True), "StopPhrase('X', case_sensitive=True)"),

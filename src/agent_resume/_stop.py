@@ -8,17 +8,21 @@ re-exported from this module.
 
 from __future__ import annotations
 
-from datetime import timedelta
+import math
+import time
+import warnings
+from datetime import datetime
 from typing import Any
 
-from agent_resume._deadline import to_seconds
-from agent_resume._errors import ArgumentValueError
+from agent_resume._deadline import Clock, Deadline, Seconds, real_to_float, to_seconds
+from agent_resume._errors import ArgumentTypeError, ArgumentValueError
 from agent_resume._stop_base import (
     AllOf,
     AnyOf,
     Custom,
     LoopState,
     Not,
+    Renamed,
     StopCondition,
     StopLike,
     StopReason,
@@ -42,6 +46,8 @@ __all__ = [
     "MaxTurns",
     "NoProgress",
     "Not",
+    "Renamed",
+    "RepeatedOutput",
     "RepeatedToolCall",
     "StopCondition",
     "StopLike",
@@ -61,11 +67,10 @@ def _int_at_least(parameter: str, value: object, minimum: int) -> int:
 
 
 def _positive(parameter: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _type_error(parameter, value, "a number")
-    if not value > 0:  # NaN fails this comparison too
+    number = real_to_float(value, parameter, "a number")
+    if not number > 0:  # NaN fails this comparison too
         raise _value_error(parameter, value, "be greater than 0")
-    return float(value)
+    return number
 
 
 def _plural(count: int, noun: str) -> str:
@@ -176,22 +181,89 @@ class MaxCost(StopCondition):
 
 
 class MaxSeconds(StopCondition):
-    """Stop once ``state.elapsed_seconds`` reaches ``s`` (seconds or a ``timedelta``).
+    """Stop after a time: ``s`` seconds of the loop, or at a moment on the clock.
 
-    The check is cooperative: a call in progress is not interrupted, so the
-    loop can run past ``s`` by one call. Use a ``Deadline`` to bound a call.
+    Three forms; give exactly one:
+
+    - ``MaxSeconds(s)``: once ``state.elapsed_seconds`` reaches ``s`` (seconds
+      or a ``timedelta``), the loop's own age as its producer reports it.
+    - ``MaxSeconds(after=d)``: ``d`` from now (when the condition is made),
+      read from ``clock``, as llm-stop-conditions' ``MaxSeconds::after``.
+    - ``MaxSeconds(at=t)``: at ``t``: a ``datetime`` (a wall-clock cut-off,
+      measured once, like ``Deadline.at_wallclock``), a ``Deadline``, or a
+      reading of ``clock`` in seconds, as ``MaxSeconds::at``.
+
+    The clock forms fire from the clock even when the snapshot is empty
+    (``LoopState()``): they ignore ``elapsed_seconds``. The check is
+    cooperative: a call in progress is not interrupted, so the loop can run
+    past the limit by one call. Use a ``Deadline`` to bound a call.
+
+    Args:
+        s: The limit on ``elapsed_seconds``.
+        at: The moment to stop.
+        after: How long from now to stop.
+        clock: The monotonic clock of the clock forms (``MockClock`` in
+            tests); a ``Deadline`` given as ``at`` brings its own.
+        wall_clock: The wall clock, in POSIX seconds, for a ``datetime``
+            ``at`` (``MockClock.time`` in tests).
     """
 
-    __slots__ = ("s",)
-    s: float
+    __slots__ = ("deadline", "s")
+    s: float | None
+    deadline: Deadline | None
 
-    def __init__(self, s: float | timedelta) -> None:
-        _set(self, "s", _positive("s", to_seconds(s, "s") if isinstance(s, timedelta) else s))
+    def __init__(
+        self,
+        s: Seconds | None = None,
+        *,
+        at: datetime | Deadline | float | None = None,
+        after: Seconds | None = None,
+        clock: Clock = time.monotonic,
+        wall_clock: Clock = time.time,
+    ) -> None:
+        given = [name for name, v in (("s", s), ("at", at), ("after", after)) if v is not None]
+        if len(given) != 1:
+            raise ArgumentTypeError(
+                "s",
+                (s, at, after),
+                f"MaxSeconds takes exactly one of `s`, `at` and `after` (got {given or 'none'})",
+            )
+        deadline: Deadline | None = None
+        seconds: float | None = None
+        if s is not None:
+            seconds = to_seconds(s, "s")
+            if not seconds > 0:
+                raise _value_error("s", s, "be greater than 0")
+        else:
+            if after is not None:
+                deadline = Deadline.from_now(to_seconds(after, "after"), clock=clock)
+            elif isinstance(at, Deadline):
+                deadline = at
+            elif isinstance(at, datetime):
+                deadline = Deadline.at_wallclock(at, clock=clock, wall_clock=wall_clock)
+            else:
+                moment = real_to_float(at, "at", "a datetime, a Deadline or a clock reading")
+                if math.isnan(moment):
+                    raise _value_error("at", at, "not be NaN")
+                deadline = Deadline(at=moment, clock=clock)
+        _set(self, "s", seconds)
+        _set(self, "deadline", deadline)
 
     def _args(self) -> tuple[Any, ...]:
-        return (self.s,)
+        return (self.s, self.deadline)
+
+    def __repr__(self) -> str:
+        if self.deadline is None:
+            return f"MaxSeconds({self.s!r})"
+        return f"MaxSeconds(at={self.deadline.at!r})"
 
     def __call__(self, state: LoopState) -> StopReason | None:
+        if self.deadline is not None:
+            if not self.deadline.is_expired():
+                return None
+            late = self.deadline.clock() - self.deadline.at
+            return StopReason("max_seconds", f"the clock passed the deadline ({late:.3f}s ago)")
+        assert self.s is not None
         if state.elapsed_seconds < self.s:
             return None
         return StopReason(
@@ -262,8 +334,13 @@ class RepeatedToolCall(StopCondition):
         )
 
 
-class NoProgress(StopCondition):
-    """Stop when the last ``turns`` model outputs are identical."""
+class RepeatedOutput(StopCondition):
+    """Stop when the last ``turns`` model outputs are identical.
+
+    This was called ``NoProgress(turns)`` before; ``NoProgress`` now means idle
+    time, as in llm-stop-conditions, and ``NoProgress(turns)`` still builds
+    this condition, with a ``DeprecationWarning``.
+    """
 
     __slots__ = ("turns",)
     turns: int
@@ -279,5 +356,105 @@ class NoProgress(StopCondition):
         if run < self.turns:
             return None
         return StopReason(
-            "no_progress", f"the last {run} outputs were identical (limit {self.turns})"
+            "repeated_output", f"the last {run} outputs were identical (limit {self.turns})"
+        )
+
+
+class NoProgress(StopCondition):
+    """Stop when the loop has made no progress for ``max_idle`` seconds.
+
+    Idle time is ``state.idle_seconds`` when the snapshot carries it (in a
+    run: the time since the item's last ``ctx.mark_progress()``, or since it
+    started); otherwise it is measured on ``clock`` from ``since``, which
+    defaults to the moment the condition is made. This is llm-stop-conditions'
+    ``NoProgress::new(since, max_idle)``.
+
+    ``NoProgress(turns)`` with a positional count is the deprecated spelling
+    of ``RepeatedOutput(turns)`` (N identical outputs): it warns and returns a
+    ``RepeatedOutput``.
+
+    Args:
+        max_idle: The longest stretch without progress, in seconds or a
+            ``timedelta``; greater than 0.
+        since: The moment to measure from when the snapshot has no
+            ``idle_seconds``, in seconds of ``clock``; defaults to now.
+        clock: The monotonic clock (``MockClock`` in tests).
+    """
+
+    __slots__ = ("clock", "max_idle", "since")
+    max_idle: float
+    since: float
+    clock: Clock
+
+    def __new__(
+        cls,
+        turns: int | None = None,
+        *,
+        max_idle: Seconds | None = None,
+        since: float | None = None,
+        clock: Clock = time.monotonic,
+    ) -> Any:
+        if turns is None:
+            return super().__new__(cls)
+        if max_idle is not None:
+            raise ArgumentTypeError(
+                "turns",
+                turns,
+                "NoProgress takes `max_idle` (idle seconds); for N identical outputs use "
+                f"RepeatedOutput(turns) (got turns={turns!r} and max_idle={max_idle!r})",
+            )
+        if isinstance(turns, bool) or not isinstance(turns, int):
+            raise ArgumentTypeError(
+                "turns",
+                turns,
+                "NoProgress takes `max_idle=` (idle seconds) by keyword; a positional "
+                "argument is the deprecated count of RepeatedOutput(turns) "
+                f"(got {type(turns).__name__} {turns!r})",
+            )
+        warnings.warn(
+            f"NoProgress({turns}) meaning {turns} identical outputs is deprecated: use "
+            f"RepeatedOutput({turns}); NoProgress(max_idle=...) now means idle time",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return RepeatedOutput(turns)
+
+    def __init__(
+        self,
+        turns: int | None = None,
+        *,
+        max_idle: Seconds | None = None,
+        since: float | None = None,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        if max_idle is None:
+            raise ArgumentTypeError(
+                "max_idle", None, "NoProgress needs `max_idle`, the idle seconds allowed"
+            )
+        if not callable(clock):
+            raise _type_error("clock", clock, "callable")
+        start = float(clock()) if since is None else real_to_float(since, "since")
+        if math.isnan(start):
+            raise _value_error("since", since, "not be NaN")
+        idle = to_seconds(max_idle, "max_idle")
+        if not idle > 0:
+            raise _value_error("max_idle", max_idle, "be greater than 0")
+        _set(self, "max_idle", idle)
+        _set(self, "since", start)
+        _set(self, "clock", clock)
+
+    def _args(self) -> tuple[Any, ...]:
+        return (self.max_idle, self.since)
+
+    def __repr__(self) -> str:
+        return f"NoProgress(max_idle={self.max_idle!r})"
+
+    def __call__(self, state: LoopState) -> StopReason | None:
+        idle = state.idle_seconds
+        if idle is None:
+            idle = max(0.0, self.clock() - self.since)
+        if idle < self.max_idle:
+            return None
+        return StopReason(
+            "no_progress", f"{idle:.3f}s without progress reached the limit of {self.max_idle:g}s"
         )

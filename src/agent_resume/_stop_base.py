@@ -21,6 +21,7 @@ __all__ = [
     "Custom",
     "LoopState",
     "Not",
+    "Renamed",
     "StopCondition",
     "StopLike",
     "StopReason",
@@ -83,9 +84,13 @@ class LoopState:
         tool_calls: Every tool call requested so far, oldest first.
         recent_outputs: The latest model outputs as text, oldest first. A
             producer may keep only the last few, as many as the largest
-            ``NoProgress(turns)`` in use.
+            ``RepeatedOutput(turns)`` in use.
         consecutive_errors: Failed calls in a row since the last success.
         items: For a run: items finished in this run. ``0`` for an item's loop.
+        idle_seconds: Seconds since the loop last made progress (in a run:
+            since the item's last ``ctx.mark_progress()``, or its start), or
+            ``None`` when the producer does not track progress; then
+            ``NoProgress`` measures from its own ``since``.
     """
 
     turns: int = 0
@@ -98,6 +103,7 @@ class LoopState:
     recent_outputs: tuple[str, ...] = ()
     consecutive_errors: int = 0
     items: int = 0
+    idle_seconds: float | None = None
 
     @property
     def total_tokens(self) -> int:
@@ -159,6 +165,24 @@ class StopCondition:
 
     def __invert__(self) -> StopCondition:
         return Not(self)
+
+    def with_name(self, name: str) -> StopCondition:
+        """Return this condition under another name: its reasons carry ``name``.
+
+        The message is kept; only ``StopReason.name`` changes, so a log or a
+        checkpoint can tell two limits of the same kind apart
+        (``MaxTurns(3).with_name("ceiling")``).
+
+        Args:
+            name: The new reason name, a non-empty string.
+
+        Returns:
+            A new condition; this one is unchanged.
+
+        Raises:
+            ArgumentValueError: ``name`` is not a non-empty string.
+        """
+        return Renamed(self, name)
 
     def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):
@@ -278,27 +302,35 @@ class _Composite(StopCondition):
                 flat.extend(cond.conditions)
             else:
                 flat.append(cond)
-        if not flat:
+        if not flat and not self._empty_ok:
             raise ArgumentValueError(
                 "conditions", conditions, "`conditions` must hold at least one condition"
             )
         _set(self, "conditions", tuple(flat))
 
+    _empty_ok = False
+
     def _args(self) -> tuple[Any, ...]:
         return self.conditions
 
     def __repr__(self) -> str:
-        if len(self.conditions) == 1:
-            return f"{type(self).__name__}({self.conditions[0]!r})"
+        if len(self.conditions) <= 1:
+            return f"{type(self).__name__}({', '.join(repr(c) for c in self.conditions)})"
         parts = [f"({c!r})" if isinstance(c, _Composite) else repr(c) for c in self.conditions]
         return f" {self._symbol} ".join(parts)
 
 
 class AnyOf(_Composite):
-    """Stop when any of ``conditions`` does (``a | b``); the first reason found wins."""
+    """Stop when any of ``conditions`` does (``a | b``); the first reason found wins.
+
+    ``AnyOf()`` with no condition is allowed and never stops, like ``any([])``
+    (and llm-stop-conditions' empty ``Evaluator``): a list of conditions built
+    up at run time may well be empty.
+    """
 
     __slots__ = ()
     _symbol = "|"
+    _empty_ok = True
 
     def __call__(self, state: LoopState) -> StopReason | None:
         for condition in self.conditions:
@@ -309,7 +341,11 @@ class AnyOf(_Composite):
 
 
 class AllOf(_Composite):
-    """Stop when every one of ``conditions`` does (``a & b``); the reasons are joined."""
+    """Stop when every one of ``conditions`` does (``a & b``); the reasons are joined.
+
+    ``AllOf()`` with no condition is refused: ``all([])`` is true, so it would
+    stop every loop before its first turn, which is never what was meant.
+    """
 
     __slots__ = ()
     _symbol = "&"
@@ -352,3 +388,40 @@ class Not(StopCondition):
         if self.condition(state) is not None:
             return None
         return StopReason("not", f"{self.condition!r} did not hold")
+
+
+class Renamed(StopCondition):
+    """``condition``, with every reason it gives renamed to ``name``.
+
+    Made by ``condition.with_name(name)``; renaming a renamed condition
+    replaces the name rather than nesting.
+    """
+
+    __slots__ = ("condition", "name")
+    condition: StopCondition
+    name: str
+
+    def __init__(self, condition: StopLike, name: str) -> None:
+        if not isinstance(name, str) or not name:
+            raise _value_error("name", name, "be a non-empty str")
+        inner = as_stop_condition(condition, "condition")
+        if isinstance(inner, Renamed):
+            inner = inner.condition
+        _set(self, "condition", inner)
+        _set(self, "name", name)
+
+    def _args(self) -> tuple[Any, ...]:
+        return (self.condition, self.name)
+
+    def __repr__(self) -> str:
+        inner = repr(self.condition)
+        cond = self.condition
+        if isinstance(cond, Not) or (isinstance(cond, _Composite) and len(cond.conditions) > 1):
+            inner = f"({inner})"  # `.with_name` binds tighter than `|`, `&` and `~`
+        return f"{inner}.with_name({self.name!r})"
+
+    def __call__(self, state: LoopState) -> StopReason | None:
+        reason = self.condition(state)
+        if reason is None:
+            return None
+        return StopReason(self.name, reason.message)

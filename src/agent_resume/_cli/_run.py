@@ -32,7 +32,9 @@ _STOP_KEYS = {
     "max_cost": "MaxCost",
     "max_seconds": "MaxSeconds",
     "repeated_tool_call": "RepeatedToolCall",
-    "no_progress": "NoProgress",
+    "repeated_output": "RepeatedOutput",
+    "max_idle": "NoProgress",
+    "no_progress": "RepeatedOutput",  # deprecated spelling of repeated_output
     "consecutive_errors": "ConsecutiveErrors",
 }
 # RunConfig fields read from flags and TOML, with how a TOML value is checked.
@@ -140,7 +142,11 @@ def register(sub: Any) -> None:
     g.add_argument("--stop-max-seconds", type=float, metavar="S")
     g.add_argument("--stop-phrase", action="append", metavar="TEXT")
     g.add_argument("--stop-repeated-tool-call", type=int, metavar="N")
-    g.add_argument("--stop-no-progress", type=int, metavar="N")
+    g.add_argument("--stop-repeated-output", type=int, metavar="N")
+    g.add_argument("--stop-max-idle", type=float, metavar="S")
+    g.add_argument(
+        "--stop-no-progress", type=int, metavar="N", help="deprecated: --stop-repeated-output"
+    )
     g.add_argument("--stop-consecutive-errors", type=int, metavar="N")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=run)
@@ -223,7 +229,16 @@ def _stop(table: dict[str, Any], where: str) -> Any:
             phrases = [value] if isinstance(value, str) else list(value)
             if phrases:
                 parts.append(agent_resume.StopPhrase(*phrases))
+        elif key == "max_idle":
+            if value is not None:
+                parts.append(agent_resume.NoProgress(max_idle=value))
         elif key in _STOP_KEYS:
+            if key == "no_progress":
+                print(
+                    f"agent-resume: {where}: no_progress N (N identical outputs) is deprecated; "
+                    "use repeated_output N (idle time is max_idle S)",
+                    file=sys.stderr,
+                )
             if value is not None:
                 parts.append(getattr(agent_resume, _STOP_KEYS[key])(value))
         else:

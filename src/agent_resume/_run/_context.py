@@ -70,6 +70,7 @@ class ItemContext:
         "_errors",
         "_last_text",
         "_logger",
+        "_progress_at",
         "_recent",
         "_run",
         "_saved",
@@ -88,6 +89,7 @@ class ItemContext:
         self.attempt = attempt
         self._deadline = deadline
         self._started = deadline.created_at
+        self._progress_at = deadline.created_at
         self.usage = Usage()
         """The usage recorded for this item so far (in this attempt)."""
         self.last_stop: StopReason | None = None
@@ -139,7 +141,15 @@ class ItemContext:
             tool_calls=tuple(self._tool_calls),
             recent_outputs=tuple(self._recent),
             consecutive_errors=self._errors,
+            idle_seconds=self._run.clock() - self._progress_at,
         )
+
+    def mark_progress(self) -> None:
+        """Say that the loop made progress now, for ``NoProgress(max_idle=...)``.
+
+        Until the first call, the item's idle time counts from its start.
+        """
+        self._progress_at = self._run.clock()
 
     def should_stop(self) -> StopReason | None:
         """Whether the item's loop should end now, and why.
@@ -176,7 +186,7 @@ class ItemContext:
         Args:
             response_or_usage: An SDK response (OpenAI, Anthropic, Gemini,
                 LiteLLM, LangChain, or a dict of those shapes) or a ``Usage``.
-            text: The model's text, for ``StopPhrase`` and ``NoProgress``;
+            text: The model's text, for ``StopPhrase`` and ``RepeatedOutput``;
                 read from OpenAI-chat and Anthropic responses when not given.
             tool_calls: The tool calls the model asked for, for
                 ``RepeatedToolCall``; read like ``text`` when not given.
