@@ -14,7 +14,7 @@ import warnings
 from datetime import datetime
 from typing import Any
 
-from agent_resume._deadline import Clock, Deadline, Seconds, real_to_float, to_seconds
+from agent_resume._deadline import Clock, Deadline
 from agent_resume._errors import ArgumentTypeError, ArgumentValueError
 from agent_resume._stop_base import (
     AllOf,
@@ -32,6 +32,7 @@ from agent_resume._stop_base import (
     _value_error,
     as_stop_condition,
 )
+from agent_resume._validate import Seconds, real_to_float, to_seconds
 
 __all__ = [
     "AllOf",
