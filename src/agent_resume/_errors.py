@@ -25,6 +25,8 @@ AgentResumeWarning)`` (or ``"ignore"``) covers them all::
     AgentResumeWarning (UserWarning)
     ├── CheckpointWarning                a checkpoint line was skipped or a torn tail ignored
     ├── DuplicateItemWarning             an input gave the same item ID more than once
+    ├── InconsistentUsageWarning         a response's token counts contradicted each other
+    ├── PriceSourceWarning               a price source failed; the next one priced the call
     └── UnknownModelWarning              a model has no price: its cost is None
 """
 
@@ -42,10 +44,12 @@ __all__ = [
     "CorruptCheckpointError",
     "DeadlineExceeded",
     "DuplicateItemWarning",
+    "InconsistentUsageWarning",
     "ItemChangedError",
     "JobLockedError",
     "JobMismatchError",
     "MissingExtraError",
+    "PriceSourceWarning",
     "StoreClosedError",
     "StoreError",
     "StoreWriteError",
@@ -245,6 +249,14 @@ class CheckpointWarning(AgentResumeWarning):
 
 class DuplicateItemWarning(AgentResumeWarning):
     """An input gave the same item ID more than once; the item was yielded once."""
+
+
+class InconsistentUsageWarning(AgentResumeWarning):
+    """A response's counts contradicted each other and were corrected; once per kind and model."""
+
+
+class PriceSourceWarning(AgentResumeWarning):
+    """A price source (genai-prices) failed on a response; the next source priced it."""
 
 
 class UnknownModelWarning(AgentResumeWarning):

@@ -22,23 +22,63 @@ import os
 import re
 import sys
 import threading
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from agent_resume._accounting._genai import Quote, RawResponse, genai_prices_version, genai_quote
+from agent_resume._accounting._model_names import ModelRef, parse_model
+from agent_resume._accounting._price_data import BUILTIN, CHECKED
+from agent_resume._caller import warn_at_caller
 from agent_resume._errors import ArgumentTypeError, ArgumentValueError, UnknownModelWarning
 
 if TYPE_CHECKING:
     from agent_resume._accounting._usage import Usage
 
-__all__ = ["ModelPrice", "PriceTable", "UnknownModelWarning", "default_prices"]
+__all__ = [
+    "SERVICE_TIER_MULTIPLIERS",
+    "ModelPrice",
+    "PriceTable",
+    "UnknownModelWarning",
+    "default_prices",
+    "tier_multiplier",
+]
+
+MIXED_MODEL = "mixed"
 
 _MILLION = 1_000_000
 
 
-_PRICE_KEYS = ("input", "output", "cache_read", "cache_write", "source", "date")
+_TOKEN_PRICES = (
+    "input",
+    "output",
+    "cache_read",
+    "cache_write",
+    "cache_write_1h",
+    "input_audio",
+    "web_search",
+    "long_input",
+    "long_output",
+    "long_cache_read",
+    "long_cache_write",
+    "long_cache_write_1h",
+)
+_PRICE_KEYS = (*_TOKEN_PRICES, "long_context_threshold", "source", "date")
+
+SERVICE_TIER_MULTIPLIERS: Mapping[str, float] = {"batch": 0.5, "flex": 0.5, "priority": 2.0}
+"""What a service tier multiplies token prices by in the built-in and your own prices.
+
+Any other tier (``default``, ``standard``, ``auto``, ``on_demand``, none)
+pays the listed price. Per-request fees (web search) are not multiplied.
+"""
+
+
+def tier_multiplier(service_tier: str | None) -> float:
+    """The factor `SERVICE_TIER_MULTIPLIERS` gives ``service_tier`` (1.0 for any other)."""
+    if service_tier is None:
+        return 1.0
+    return SERVICE_TIER_MULTIPLIERS.get(service_tier.lower(), 1.0)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -50,9 +90,23 @@ class ModelPrice:
         output: Price of output tokens, reasoning included.
         cache_read: Price of input tokens read from the cache; ``None`` bills
             them at the input price.
-        cache_write: Price of input tokens written to the cache; ``None``
-            bills them at the input price (OpenAI and Gemini charge nothing
-            extra to write).
+        cache_write: Price of input tokens written to the cache (Anthropic's
+            5-minute write); ``None`` bills them at the input price (OpenAI
+            and Gemini charge nothing extra to write).
+        cache_write_1h: Price of 1-hour cache writes; ``None`` bills them as
+            ``cache_write``.
+        input_audio: Price of audio input tokens; ``None`` bills them at the
+            input price.
+        web_search: Price of 1,000 web searches (a per-request fee, not per
+            token); ``None`` charges nothing for them.
+        long_context_threshold: Input tokens above which a request is billed
+            at the ``long_*`` prices (200,000 for Gemini 2.5 Pro and Claude
+            Sonnet 4.5); ``None`` when the model has one tier.
+        long_input: ``input`` above the threshold; ``None`` keeps ``input``.
+        long_output: ``output`` above the threshold.
+        long_cache_read: ``cache_read`` above the threshold.
+        long_cache_write: ``cache_write`` above the threshold.
+        long_cache_write_1h: ``cache_write_1h`` above the threshold.
         source: Where the prices come from, usually the provider's page.
         date: When they were taken from the source, as ``YYYY-MM-DD``.
     """
@@ -61,13 +115,22 @@ class ModelPrice:
     output: float
     cache_read: float | None = None
     cache_write: float | None = None
+    cache_write_1h: float | None = None
+    input_audio: float | None = None
+    web_search: float | None = None
+    long_context_threshold: int | None = None
+    long_input: float | None = None
+    long_output: float | None = None
+    long_cache_read: float | None = None
+    long_cache_write: float | None = None
+    long_cache_write_1h: float | None = None
     source: str = ""
     date: str = ""
 
     def __post_init__(self) -> None:
-        for name in ("input", "output", "cache_read", "cache_write"):
+        for name in _TOKEN_PRICES:
             value = getattr(self, name)
-            if value is None and name in ("cache_read", "cache_write"):
+            if value is None and name not in ("input", "output"):
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ArgumentTypeError(
@@ -78,6 +141,26 @@ class ModelPrice:
                     name, value, f"price `{name}` must be finite and at least 0 (got {value})"
                 )
             object.__setattr__(self, name, float(value))
+        threshold = self.long_context_threshold
+        if threshold is not None and (
+            isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 1
+        ):
+            raise ArgumentValueError(
+                "long_context_threshold",
+                threshold,
+                f"`long_context_threshold` must be a positive int or None (got {threshold!r})",
+            )
+        tiered = [
+            name
+            for name in _TOKEN_PRICES
+            if name.startswith("long_") and getattr(self, name) is not None
+        ]
+        if tiered and threshold is None:
+            raise ArgumentValueError(
+                "long_context_threshold",
+                threshold,
+                f"{tiered} need `long_context_threshold` (the input tokens above which they apply)",
+            )
         for name in ("source", "date"):
             if not isinstance(getattr(self, name), str):
                 raise ArgumentTypeError(name, getattr(self, name), f"`{name}` must be a str")
@@ -87,8 +170,9 @@ class ModelPrice:
         """Build a price from ``{"input": ..., "output": ..., "cache_read": ..., ...}``.
 
         Args:
-            data: A `ModelPrice` (returned as it is) or a mapping: ``input`` and ``output`` are required; ``cache_read``,
-                ``cache_write``, ``source`` and ``date`` are optional.
+            data: A `ModelPrice` (returned as it is) or a mapping: ``input``
+                and ``output`` are required; the other fields of `ModelPrice`
+                are optional.
             model: The model's name, for error messages.
 
         Returns:
@@ -123,111 +207,95 @@ class ModelPrice:
     def cost(self, usage: Usage) -> float:
         """The cost in US dollars of ``usage`` at these prices.
 
+        Tokens are billed once each, at their own price: uncached input,
+        cache reads, 5-minute and 1-hour cache writes, audio input, output.
+        A request whose input is above ``long_context_threshold`` pays the
+        ``long_*`` prices for all its tokens; the service tier multiplies the
+        token prices (`SERVICE_TIER_MULTIPLIERS`); web searches are added at
+        ``web_search`` per 1,000.
+
         Args:
             usage: The tokens to price; its model and cost are ignored.
 
         Returns:
             The cost, never double-counting cached tokens.
         """
-        cache_read_price = self.input if self.cache_read is None else self.cache_read
-        cache_write_price = self.input if self.cache_write is None else self.cache_write
-        uncached = max(usage.input_tokens - usage.cache_read_tokens - usage.cache_write_tokens, 0)
-        total = (
-            uncached * self.input
-            + usage.cache_read_tokens * cache_read_price
-            + usage.cache_write_tokens * cache_write_price
-            + usage.output_tokens * self.output
+        threshold = self.long_context_threshold
+        long = threshold is not None and usage.input_tokens > threshold
+
+        def pick(base: float | None, above: float | None) -> float | None:
+            return above if long and above is not None else base
+
+        input_price = pick(self.input, self.long_input) or 0.0
+        output_price = pick(self.output, self.long_output) or 0.0
+        read_price = pick(self.cache_read, self.long_cache_read)
+        write_price = pick(self.cache_write, self.long_cache_write)
+        write_1h_price = pick(self.cache_write_1h, self.long_cache_write_1h)
+        read_price = input_price if read_price is None else read_price
+        write_price = input_price if write_price is None else write_price
+        write_1h_price = write_price if write_1h_price is None else write_1h_price
+        audio_price = input_price if self.input_audio is None else self.input_audio
+
+        cached = usage.cache_read_tokens + usage.cache_write_tokens
+        write_1h = min(usage.cache_write_1h_tokens, usage.cache_write_tokens)
+        audio = min(usage.input_audio_tokens, max(usage.input_tokens - cached, 0))
+        uncached = max(usage.input_tokens - cached - audio, 0)
+        tokens = (
+            uncached * input_price
+            + usage.cache_read_tokens * read_price
+            + (usage.cache_write_tokens - write_1h) * write_price
+            + write_1h * write_1h_price
+            + audio * audio_price
+            + usage.output_tokens * output_price
         )
-        return total / _MILLION
+        fees = usage.web_search_requests * (self.web_search or 0.0) / 1_000
+        return tokens / _MILLION * tier_multiplier(usage.service_tier) + fees
 
 
 # A dated name such as gpt-4o-2024-08-06, claude-3-5-sonnet-20241022,
 # gemini-2.0-flash-001, gemini-2.5-flash-preview-05-20 or claude-3-5-sonnet-v2@20241022
-# is priced as its family when what follows the family's name is only such suffixes.
+# is priced as its family when what follows the family's name is only such suffixes
+# and the table has no entry of its own for it.
 _SNAPSHOT_SUFFIX = re.compile(
-    r"(?:-\d{4}-\d{2}-\d{2}|-\d{8}|-\d{3}|-latest|-preview(?:-\d{2}-\d{2}(?:-\d{4})?)?"
+    r"(?:-\d{4}-\d{2}-\d{2}|-\d{8}|-\d{3}|-latest|-preview(?:-\d{2}-\d{2}(?:-\d{4})?|-\d{2}-\d{4})?"
     r"|-v\d+(?::\d+)?|@\d{8}|@latest)+"
 )
-# Prefixes that routers and clouds put before a model's own name.
-_ROUTE_PREFIX = re.compile(r"^(?:.*/)?(?:(?:[a-z]{2}\.)?anthropic\.)?")
-
-
-def _canonical(model: str) -> str:
-    return _ROUTE_PREFIX.sub("", model.strip().lower(), count=1)
-
-
-_OPENAI = "https://platform.openai.com/docs/pricing"
-_ANTHROPIC = "https://docs.anthropic.com/en/docs/about-claude/pricing"
-_GOOGLE = "https://ai.google.dev/gemini-api/docs/pricing"
-_CHECKED = "2026-11-27"
-
-# name: (input, output, cache_read, cache_write), USD per million tokens, standard
-# tier, prompts up to 200k tokens (Gemini 2.5 Pro and the Claude Sonnet 4 family
-# charge more above). Anthropic's cache write is the 5-minute one. Checked on
-# _CHECKED against the genai-prices 0.2.3 data set, which follows these pages.
-_BUILTIN: dict[str, tuple[tuple[float, float, float | None, float | None], str]] = {
-    "gpt-4o": ((2.50, 10.00, 1.25, None), _OPENAI),
-    "gpt-4o-mini": ((0.15, 0.60, 0.075, None), _OPENAI),
-    "gpt-4.1": ((2.00, 8.00, 0.50, None), _OPENAI),
-    "gpt-4.1-mini": ((0.40, 1.60, 0.10, None), _OPENAI),
-    "gpt-4.1-nano": ((0.10, 0.40, 0.025, None), _OPENAI),
-    "gpt-5": ((1.25, 10.00, 0.125, None), _OPENAI),
-    "gpt-5-mini": ((0.25, 2.00, 0.025, None), _OPENAI),
-    "gpt-5-nano": ((0.05, 0.40, 0.005, None), _OPENAI),
-    "gpt-5.1": ((1.25, 10.00, 0.125, None), _OPENAI),
-    "o1": ((15.00, 60.00, 7.50, None), _OPENAI),
-    "o1-mini": ((1.10, 4.40, 0.55, None), _OPENAI),
-    "o3": ((2.00, 8.00, 0.50, None), _OPENAI),
-    "o3-mini": ((1.10, 4.40, 0.55, None), _OPENAI),
-    "o4-mini": ((1.10, 4.40, 0.275, None), _OPENAI),
-    "claude-opus-4-5": ((5.00, 25.00, 0.50, 6.25), _ANTHROPIC),
-    "claude-opus-4-1": ((15.00, 75.00, 1.50, 18.75), _ANTHROPIC),
-    "claude-opus-4": ((15.00, 75.00, 1.50, 18.75), _ANTHROPIC),
-    "claude-opus-4-0": ((15.00, 75.00, 1.50, 18.75), _ANTHROPIC),
-    "claude-sonnet-4-5": ((3.00, 15.00, 0.30, 3.75), _ANTHROPIC),
-    "claude-sonnet-4": ((3.00, 15.00, 0.30, 3.75), _ANTHROPIC),
-    "claude-sonnet-4-0": ((3.00, 15.00, 0.30, 3.75), _ANTHROPIC),
-    "claude-3-7-sonnet": ((3.00, 15.00, 0.30, 3.75), _ANTHROPIC),
-    "claude-3-5-sonnet": ((3.00, 15.00, 0.30, 3.75), _ANTHROPIC),
-    "claude-haiku-4-5": ((1.00, 5.00, 0.10, 1.25), _ANTHROPIC),
-    "claude-3-5-haiku": ((0.80, 4.00, 0.08, 1.00), _ANTHROPIC),
-    "claude-3-haiku": ((0.25, 1.25, 0.03, 0.30), _ANTHROPIC),
-    "claude-3-opus": ((15.00, 75.00, 1.50, 18.75), _ANTHROPIC),
-    "gemini-2.5-pro": ((1.25, 10.00, 0.125, None), _GOOGLE),
-    "gemini-2.5-flash": ((0.30, 2.50, 0.03, None), _GOOGLE),
-    "gemini-2.5-flash-lite": ((0.10, 0.40, 0.01, None), _GOOGLE),
-    "gemini-2.0-flash": ((0.10, 0.40, 0.025, None), _GOOGLE),
-    "gemini-2.0-flash-lite": ((0.075, 0.30, None, None), _GOOGLE),
-}
 
 
 def _load_builtin() -> dict[str, ModelPrice]:
-    return {
-        name: ModelPrice(
-            input=inp, output=out, cache_read=read, cache_write=write, source=src, date=_CHECKED
-        )
-        for name, ((inp, out, read, write), src) in _BUILTIN.items()
-    }
+    return {name: ModelPrice(**kwargs) for name, kwargs in BUILTIN.items()}
 
 
 class PriceTable:
-    """Model prices: the built-in table, your own prices on top, genai-prices behind.
+    """Model prices: your own first, then genai-prices, then the built-in table.
 
-    Lookup takes, in order: an entry of ``prices`` or of the built-in table
-    (yours win on the same name) whose name equals the model's or is
-    followed in it by a snapshot suffix only (a date, ``-latest``, ``-001``,
-    ``-preview-05-20``, ``@20241022``), the longest such name first; then,
-    when the ``prices`` extra is installed and ``genai_prices`` is true, the
-    genai-prices package's offline table. A model found nowhere costs
+    A call is priced by the first of these sources that knows its model:
+
+    1. your ``prices``: the entry whose name equals the model's, else the
+       longest entry followed in it by a snapshot suffix only (a date,
+       ``-latest``, ``-001``, ``-preview-05-20``, ``@20241022``);
+    2. the cost LiteLLM reported with the response
+       (``_hidden_params["response_cost"]``), when there is one;
+    3. genai-prices (the ``prices`` extra), when installed and
+       ``genai_prices`` is true, from the whole response where its shape is
+       known (context tiers, 1-hour cache writes, service tiers, web
+       searches as it computes them);
+    4. the built-in table, by the same name rule as your prices. An exact
+       entry (``gpt-4o-2024-05-13``, ``gemini-2.5-flash-preview-05-20``)
+       wins over its family.
+
+    Model names are read as `agent_resume._model_names` describes: Bedrock
+    and Vertex IDs, ``vendor/model`` and ``ft:`` fine-tunes (priced as their
+    base model, with ``priced_as`` naming it). A model found nowhere costs
     ``None``, with one `UnknownModelWarning` per model per table.
 
     Tables are immutable apart from the record of models already warned
     about; build a new one with `with_prices`.
 
     Args:
-        prices: Your prices, model name to a `ModelPrice` or a mapping with
-            ``input``, ``output`` and optionally ``cache_read``,
-            ``cache_write``, ``source``, ``date`` (USD per million tokens).
+        prices: Your prices, model name to a `ModelPrice` or a mapping of
+            its fields (``input`` and ``output`` required, USD per million
+            tokens).
         builtin: Whether to include the built-in table.
         genai_prices: Whether to consult genai-prices, when installed, for
             models the table lacks.
@@ -250,12 +318,12 @@ class PriceTable:
                 raise ArgumentValueError(
                     "prices", name, f"model names must be strings (got {name!r})"
                 )
-            own[_canonical(name)] = ModelPrice.from_dict(price, model=name)
+            own[name.strip().lower()] = ModelPrice.from_dict(price, model=name)
         self._own = own
         self._builtin = builtin
         self._genai_prices = genai_prices
-        self._table = {**(_load_builtin() if builtin else {}), **own}
-        self._longest_first = sorted(self._table, key=len, reverse=True)
+        self._base = _load_builtin() if builtin else {}
+        self._table = {**self._base, **own}
         self._warned: set[str | None] = set()
         self._lock = threading.Lock()
 
@@ -327,6 +395,8 @@ class PriceTable:
     def lookup(self, model: str) -> ModelPrice | None:
         """The price of ``model`` in this table (genai-prices aside), or ``None``.
 
+        Your prices are searched before the built-in ones.
+
         Args:
             model: A model name as a provider reports it, such as
                 ``gpt-4o-2024-08-06`` or ``models/gemini-2.5-flash``.
@@ -334,14 +404,9 @@ class PriceTable:
         Returns:
             The price of the model or of its family.
         """
-        name = _canonical(model)
-        price = self._table.get(name)
-        if price is not None:
-            return price
-        for key in self._longest_first:
-            if name.startswith(key) and _SNAPSHOT_SUFFIX.fullmatch(name[len(key) :]):
-                return self._table[key]
-        return None
+        ref = parse_model(model)
+        found = _find(self._own, ref) or _find(self._base, ref)
+        return found[1] if found is not None else None
 
     def cost(self, usage: Usage) -> float | None:
         """The cost in US dollars of ``usage``, or ``None`` when its model has no price.
@@ -355,28 +420,54 @@ class PriceTable:
         Returns:
             The cost, or ``None`` (with one `UnknownModelWarning` per model).
         """
-        model = usage.model
-        if model is not None:
-            price = self.lookup(model)
-            if price is not None:
-                return price.cost(usage)
-            if self._genai_prices:
-                cost = _genai_cost(usage, model)
-                if cost is not None:
-                    return cost
-        self._warn(model)
-        return None
+        return self.price(usage).cost_usd
 
-    def price(self, usage: Usage) -> Usage:
-        """Return ``usage`` with ``cost_usd`` set from this table (``None`` when unknown).
+    def price(
+        self,
+        usage: Usage,
+        *,
+        response: RawResponse | None = None,
+        reported_cost: float | None = None,
+    ) -> Usage:
+        """Return ``usage`` priced by the first source that knows its model.
 
         Args:
             usage: The usage of one call.
+            response: The response it was read from, with its provider and
+                API flavour, for genai-prices to read as a whole.
+            reported_cost: A cost the response itself carries (LiteLLM's).
 
         Returns:
-            A copy with the cost filled in.
+            A copy with ``cost_usd``, ``priced_as`` and ``price_source`` set
+            (``None`` when no source knows the model).
         """
-        return replace(usage, cost_usd=self.cost(usage))
+        quote = self._quote(usage, response, reported_cost)
+        if quote is None:
+            self._warn(usage.model)
+            return replace(usage, cost_usd=None, priced_as=None, price_source=None)
+        return replace(
+            usage, cost_usd=quote.cost, priced_as=quote.priced_as, price_source=quote.source
+        )
+
+    def _quote(
+        self, usage: Usage, response: RawResponse | None, reported_cost: float | None
+    ) -> Quote | None:
+        if usage.model is None or usage.model == MIXED_MODEL:
+            return None
+        ref = parse_model(usage.model)
+        own = _find(self._own, ref)
+        if own is not None:
+            return Quote(own[1].cost(usage), own[0], "own prices")
+        if reported_cost is not None:
+            return Quote(reported_cost, ref.name, "litellm")
+        if self._genai_prices:
+            quote = genai_quote(usage, ref, response)
+            if quote is not None:
+                return quote
+        base = _find(self._base, ref)
+        if base is not None:
+            return Quote(base[1].cost(usage), base[0], f"built-in {CHECKED}")
+        return None
 
     def _warn(self, model: str | None) -> None:
         with self._lock:
@@ -386,12 +477,31 @@ class PriceTable:
         if model is None:
             message = "a response without a model name cannot be priced: its cost is None"
         else:
+            how = f"PriceTable({{{model!r}: {{'input': ..., 'output': ...}}}})"
+            version = genai_prices_version() if self._genai_prices else None
+            if version is not None:
+                extra = f"genai-prices {version} does not know it either"
+            elif self._genai_prices:
+                extra = 'or install "agent-resume[prices]" for a broad offline table'
+            else:
+                extra = "this table does not consult genai-prices"
             message = (
                 f"no price for model {model!r}: its cost is None (unknown). Add it with "
-                f"PriceTable({{{model!r}: {{'input': ..., 'output': ...}}}}) or install "
-                '"agent-resume[prices]" for a broad offline table'
+                f"{how} or `agent-resume report --prices FILE`; {extra}"
             )
-        warnings.warn(message, UnknownModelWarning, stacklevel=4)
+        warn_at_caller(message, UnknownModelWarning)
+
+
+def _find(table: Mapping[str, ModelPrice], ref: ModelRef) -> tuple[str, ModelPrice] | None:
+    """The entry for ``ref``: the raw name, its base name, then the longest family."""
+    for name in (ref.raw, ref.name):
+        price = table.get(name)
+        if price is not None:
+            return name, price
+    for key in sorted(table, key=len, reverse=True):
+        if ref.name.startswith(key) and _SNAPSHOT_SUFFIX.fullmatch(ref.name[len(key) :]):
+            return key, table[key]
+    return None
 
 
 def _read_toml(file: Path) -> Any:
@@ -409,26 +519,6 @@ def _read_toml(file: Path) -> Any:
             ) from None
     with file.open("rb") as handle:
         return tomllib.load(handle)
-
-
-def _genai_cost(usage: Usage, model: str) -> float | None:
-    """Price ``usage`` with the genai-prices package, or ``None`` when absent or unknown."""
-    try:
-        import genai_prices  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        return None
-    # genai-prices counts cached tokens inside input_tokens, as we do.
-    counts = genai_prices.Usage(
-        input_tokens=usage.input_tokens,
-        output_tokens=usage.output_tokens,
-        cache_read_tokens=usage.cache_read_tokens,
-        cache_write_tokens=usage.cache_write_tokens,
-    )
-    try:
-        result = genai_prices.calc_price(counts, model)
-    except LookupError:
-        return None
-    return float(result.total_price)
 
 
 _default: PriceTable | None = None
