@@ -80,6 +80,8 @@ def test_every_warning_has_one_base() -> None:
     assert {w.__name__ for w in warnings_} == {
         "CheckpointWarning",
         "DuplicateItemWarning",
+        "InconsistentUsageWarning",
+        "PriceSourceWarning",
         "UnknownModelWarning",
     }
     for warning in warnings_:
