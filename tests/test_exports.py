@@ -37,8 +37,9 @@ def test_every_public_name_is_importable_and_says_it_lives_in_agent_resume() -> 
 
 def test_the_stores_and_testing_subpackages() -> None:
     assert set(agent_resume.stores.__all__) == {
-        "CheckpointWarning", "Durability", "InMemoryStore", "JsonlStore", "PostgresStore",
-        "ResultJsonlStore", "SharedStore", "SqliteStore", "Store", "open_store",
+        "CheckpointWarning", "ConversationDirStore", "ConversationStore", "Durability",
+        "InMemoryStore", "JsonlStore", "PostgresStore", "ResultJsonlStore", "SharedStore",
+        "SqliteStore", "Store", "StoreDescription", "open_store",
     }  # fmt: skip
     for name in agent_resume.stores.__all__:
         assert getattr(agent_resume.stores, name) is not None

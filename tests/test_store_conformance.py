@@ -234,3 +234,28 @@ def test_an_exception_in_the_block_keeps_what_was_recorded(make_store: MakeStore
             s.mark_done(item)
     with session(make_store) as s:
         assert list(s.remaining(["a", "b", "c"])) == ["b", "c"]
+
+
+def test_ids_with_a_nul_character_are_offered_once_each(
+    make_store: MakeStore, request: pytest.FixtureRequest
+) -> None:
+    items = ["a\0b", "a", "a\0c", "b"]
+    if "postgres" in request.node.name:
+        # PostgreSQL text holds no NUL: refused before anything is enqueued.
+        from agent_resume import ArgumentValueError
+
+        with session(make_store) as s, pytest.raises(ArgumentValueError, match="NUL"):
+            list(s.remaining(items))
+        return
+    seen: list[str] = []
+    with session(make_store, max_attempts=5) as s:
+        for item in s.remaining(items):
+            seen.append(item)
+            if item == "a\0b":
+                s.mark_failed(item, "fails, and goes back to the queue")
+            else:
+                s.mark_done(item)
+    assert sorted(seen) == sorted(items)
+    with session(make_store, max_attempts=5) as s:
+        assert list(s.remaining(items)) == ["a\0b"]
+        assert s.is_done("a") and s.is_done("a\0c") and not s.is_done("a\0b")

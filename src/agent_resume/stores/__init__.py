@@ -8,7 +8,14 @@ from typing import TYPE_CHECKING, Any
 from agent_resume._errors import ArgumentTypeError, ArgumentValueError, CheckpointWarning
 from agent_resume.stores._jsonl import JsonlStore, ResultJsonlStore
 from agent_resume.stores._memory import InMemoryStore
-from agent_resume.stores._protocol import Durability, SharedStore, Store
+from agent_resume.stores._protocol import (
+    ConversationDirStore,
+    ConversationStore,
+    Durability,
+    SharedStore,
+    Store,
+    StoreDescription,
+)
 
 if TYPE_CHECKING:
     from agent_resume.stores._postgres import PostgresStore
@@ -16,6 +23,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CheckpointWarning",
+    "ConversationDirStore",
+    "ConversationStore",
     "Durability",
     "InMemoryStore",
     "JsonlStore",
@@ -24,6 +33,7 @@ __all__ = [
     "SharedStore",
     "SqliteStore",
     "Store",
+    "StoreDescription",
     "open_store",
 ]
 

@@ -28,7 +28,7 @@ from agent_resume._records import (
 )
 from agent_resume.stores._jsonl_read import load, read_records
 from agent_resume.stores._lock import FileLock
-from agent_resume.stores._protocol import Durability
+from agent_resume.stores._protocol import Durability, StoreDescription
 
 __all__ = ["JsonlStore", "ResultJsonlStore"]
 
@@ -278,6 +278,29 @@ class JsonlStore:
                 yield record["id"], record.get("result")
 
     # -- closing ---------------------------------------------------------------
+
+    def describe(self, max_attempts: int | None = None) -> StoreDescription:
+        """Describe the job read-only: the file is read, never locked or created."""
+        state = JobState(job_id="")
+        try:
+            with open(self.path, "rb") as f:
+                state = load(f, self.path, strict=self.strict).state
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise StoreError(f"{self.path}: cannot read the checkpoint: {exc}") from exc
+        capabilities = {"conversation_files"} | ({"results"} if self.keeps_results else set())
+        return StoreDescription.from_state(
+            state,
+            location=self.path,
+            format_version=FORMAT_VERSION,
+            max_attempts=max_attempts,
+            capabilities=frozenset(capabilities),
+        )
+
+    def conversation_dir(self) -> str:
+        """``<checkpoint>.conversations``, beside the file."""
+        return self.path + ".conversations"
 
     def flush(self) -> None:
         """Sync the file unless the durability is ``"flush"`` (whose records reach the OS at once).

@@ -6,11 +6,13 @@ import copy
 import json
 import os
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 from agent_resume._errors import JobLockedError, JobMismatchError, StoreClosedError
-from agent_resume._records import JobState, failure_record
+from agent_resume._records import FORMAT_VERSION, JobState, failure_record
+from agent_resume.stores._protocol import StoreDescription
 
 __all__ = ["InMemoryStore"]
 
@@ -19,16 +21,19 @@ class InMemoryStore:
     """Records held in a list in this process; they outlive sessions but not the process.
 
     One session at a time may hold the job, as with the file stores.
-    Results are kept.
+    Results are kept, and so are the items' saved conversations (as long as
+    the store object lives).
     """
 
     keeps_results: bool = True
 
     def __init__(self) -> None:
         self.job_id: str | None = None
+        self.created: int | None = None
         self.records: list[dict[str, Any]] = []
         self._open = False
         self._lock = threading.Lock()
+        self._conversations: dict[str, str] = {}
 
     def __repr__(self) -> str:
         return f"InMemoryStore(job_id={self.job_id!r}, records={len(self.records)})"
@@ -41,8 +46,10 @@ class InMemoryStore:
             if self.job_id is not None and self.job_id != job_id:
                 raise JobMismatchError(job_id, self.job_id, "this InMemoryStore")
             self.job_id = job_id
+            if self.created is None:
+                self.created = int(time.time())
             self._open = True
-            state = JobState(job_id=job_id)
+            state = JobState(job_id=job_id, created=self.created)
             for record in self.records:
                 state.apply(record)
             return state
@@ -105,6 +112,37 @@ class InMemoryStore:
                 latest[record["id"]] = record.get("result")
         for item_id, result in latest.items():
             yield item_id, copy.deepcopy(result)
+
+    def describe(self, max_attempts: int | None = None) -> StoreDescription:
+        """Describe the job from the records kept."""
+        with self._lock:
+            records = list(self.records)
+            job_id = self.job_id
+        state = JobState(job_id=job_id or "", created=self.created)
+        for record in records:
+            state.apply(record)
+        return StoreDescription.from_state(
+            state,
+            location="memory:",
+            format_version=FORMAT_VERSION,
+            max_attempts=max_attempts,
+            capabilities=frozenset({"results", "conversations"}),
+        )
+
+    def load_conversation(self, item_id: str) -> str | None:
+        """The conversation document last saved for this item, or ``None``."""
+        with self._lock:
+            return self._conversations.get(item_id)
+
+    def save_conversation(self, item_id: str, document: str) -> None:
+        """Keep the item's conversation document."""
+        with self._lock:
+            self._conversations[item_id] = document
+
+    def delete_conversation(self, item_id: str) -> None:
+        """Forget the item's conversation."""
+        with self._lock:
+            self._conversations.pop(item_id, None)
 
     def flush(self) -> None:
         """Nothing to flush."""

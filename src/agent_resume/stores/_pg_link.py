@@ -1,7 +1,16 @@
-"""A PostgreSQL connection that comes back: reconnect, and retry a statement, when the link is lost."""
+"""A PostgreSQL connection that comes back: reconnect, and retry a statement, when the link is lost.
+
+A link that goes silent (the server or the network stops answering, with the
+connection still open) is a lost link too: a watchdog thread shuts down the
+socket of a statement that has run longer than its timeout, so that the
+blocked call raises at once and the statement is retried on a new connection.
+"""
 
 from __future__ import annotations
 
+import math
+import os
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -32,18 +41,72 @@ class PgLink:
     Args:
         connect: Makes a new connection.
         name: How errors and log lines name the store.
+        timeout: Seconds one statement may wait for the server before its
+            connection counts as lost (``math.inf`` for none); also the time
+            after which :meth:`run` stops reconnecting and raises.
     """
 
-    def __init__(self, connect: Callable[[], Connection], name: str) -> None:
+    def __init__(
+        self, connect: Callable[[], Connection], name: str, timeout: float = math.inf
+    ) -> None:
         self._connect = connect
         self._name = name
+        self._timeout = timeout
         self._lock = threading.RLock()
         self._conn: Connection | None = None
         self.reconnects = 0
         """Statements retried on a new connection after the old one was lost."""
+        self.timeouts = 0
+        """Statements whose connection the watchdog cut after ``timeout``."""
+        # The statement in flight, for the watchdog: (connection, deadline).
+        self._watch_lock = threading.Lock()
+        self._watched: tuple[Connection, float] | None = None
+        self._watchdog: threading.Event | None = None  # set to stop the watchdog thread
 
-    def run(self, fn: Callable[[Connection], T], what: str) -> T:
+    def _call(self, fn: Callable[[Connection], T], conn: Connection, timeout: float) -> T:
+        """Call ``fn(conn)`` under the watchdog."""
+        if timeout == math.inf:
+            return fn(conn)
+        with self._watch_lock:
+            self._watched = (conn, time.monotonic() + timeout)
+            if self._watchdog is None:
+                self._watchdog = threading.Event()
+                threading.Thread(
+                    target=self._watch,
+                    args=(self._watchdog,),
+                    name=f"agent-resume-watchdog {self._name}",
+                    daemon=True,
+                ).start()
+        try:
+            return fn(conn)
+        finally:
+            with self._watch_lock:
+                self._watched = None
+
+    def _watch(self, stop: threading.Event) -> None:
+        tick = min(1.0, max(0.05, self._timeout / 10))
+        while not stop.wait(tick):
+            with self._watch_lock:
+                watched = self._watched
+                if watched is None or time.monotonic() < watched[1]:
+                    continue
+                self._watched = None
+                self.timeouts += 1
+                _cut(watched[0])
+                logger.warning(
+                    "%s: no answer from the server for %.1fs; dropping the connection",
+                    self._name,
+                    self._timeout,
+                )
+
+    def run(self, fn: Callable[[Connection], T], what: str, *, watch: bool = True) -> T:
         """Run ``fn`` on the connection, reconnecting and retrying while the link is lost.
+
+        Args:
+            fn: The statement(s), on an autocommit connection.
+            what: What it does, for error messages.
+            watch: Whether a statement that waits longer than the link's
+                timeout counts as a lost connection (``False`` for long reads).
 
         Raises:
             StoreError: ``fn`` failed for another reason than a lost
@@ -51,14 +114,16 @@ class PgLink:
         """
         import psycopg
 
+        timeout = self._timeout if watch else math.inf
         delay = 0.05
+        give_up = time.monotonic() + self._timeout
         for attempt in range(_RETRIES + 1):
             with self._lock:
                 conn = self._conn
                 try:
                     if conn is None:
                         conn = self._conn = self._connect()
-                    return fn(conn)
+                    return self._call(fn, conn, timeout)
                 except psycopg.Error as exc:
                     lost = isinstance(exc, psycopg.OperationalError) or (
                         conn is not None and (conn.broken or conn.closed)
@@ -68,9 +133,10 @@ class PgLink:
                         close_quietly(conn)
                     if not lost:
                         raise StoreError(f"{self._name}: {what} failed: {exc}") from exc
-                    if attempt == _RETRIES:
+                    if attempt == _RETRIES or time.monotonic() >= give_up:
                         raise StoreError(
-                            f"{self._name}: {what} failed after {_RETRIES} reconnections: {exc}"
+                            f"{self._name}: {what} failed after {attempt} reconnection(s) "
+                            f"in {self._timeout:g}s: {exc}"
                         ) from exc
                     self.reconnects += 1
                     logger.warning("%s: %s: connection lost (%s); retrying", self._name, what, exc)
@@ -90,7 +156,7 @@ class PgLink:
             try:
                 if conn is None or conn.closed or conn.broken:
                     conn = self._conn = self._connect()
-                return fn(conn)
+                return self._call(fn, conn, self._timeout)
             except psycopg.Error:
                 if conn is not None:
                     close_quietly(conn)
@@ -101,8 +167,30 @@ class PgLink:
         """Close the connection, if any; the next statement connects again."""
         with self._lock:
             conn, self._conn = self._conn, None
+        with self._watch_lock:
+            watchdog, self._watchdog = self._watchdog, None
+        if watchdog is not None:
+            watchdog.set()
         if conn is not None:
             close_quietly(conn)
+
+
+def _cut(conn: Connection) -> None:
+    """Shut the connection's socket down, so that a call blocked on it returns with an error."""
+    try:
+        fd = conn.pgconn.socket
+    except Exception:  # already closed
+        return
+    try:
+        sock = socket.socket(fileno=os.dup(fd))
+    except OSError:
+        return
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    finally:
+        sock.close()
 
 
 def close_quietly(conn: Connection) -> None:

@@ -12,6 +12,7 @@ a record.
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 import time
@@ -31,7 +32,15 @@ from agent_resume._errors import (
 )
 from agent_resume._records import FailureInfo, JobState, dumps, failure_record
 from agent_resume.stores._pg_link import PgLink
-from agent_resume.stores._postgres_sql import CLAIM, COMPLETE, FAIL, RELEASE, TABLES
+from agent_resume.stores._postgres_sql import (
+    CLAIM,
+    COMPLETE,
+    CONVERSATIONS,
+    FAIL,
+    RELEASE,
+    TABLES,
+)
+from agent_resume.stores._protocol import StoreDescription, default_max_attempts
 from agent_resume.stores._sql import (
     SCHEMA_VERSION,
     Heartbeat,
@@ -39,6 +48,7 @@ from agent_resume.stores._sql import (
     completion_record,
     logger,
     new_worker_id,
+    seconds,
 )
 
 try:
@@ -75,6 +85,14 @@ class PostgresStore:
             a third of the lease by default.
         batch_size: Items per claim.
         connect_timeout: Seconds to wait for a connection.
+        statement_timeout: Seconds one statement may take before it counts as
+            failed: the server cancels it (``statement_timeout``), and a
+            connection that stays silent that long (the server or the network
+            gone quiet) is dropped and the statement retried on a new one; a
+            statement that cannot be done within this time, reconnections
+            included, raises :class:`~agent_resume.StoreError`. TCP
+            keepalives and ``tcp_user_timeout`` are set from it too. Reading a
+            whole job (``iter_records``, ``iter_results``) is not limited.
 
     Raises:
         MissingExtraError: psycopg is not installed (the ``postgres`` extra).
@@ -93,9 +111,26 @@ class PostgresStore:
         heartbeat_seconds: float | timedelta | None = None,
         batch_size: int = 64,
         connect_timeout: float = 10.0,
+        statement_timeout: float | timedelta = 30.0,
     ) -> None:
         if psycopg is None:
             raise MissingExtraError("postgres", "PostgresStore")
+        timeout = seconds("statement_timeout", statement_timeout)
+        if not 0 < timeout < math.inf:
+            raise ArgumentValueError(
+                "statement_timeout",
+                statement_timeout,
+                f"`statement_timeout` must be a finite number of seconds above 0 "
+                f"(got {statement_timeout!r})",
+            )
+        wait = seconds("connect_timeout", connect_timeout)
+        if not 0 < wait < math.inf:
+            raise ArgumentValueError(
+                "connect_timeout",
+                connect_timeout,
+                f"`connect_timeout` must be a finite number of seconds above 0 "
+                f"(got {connect_timeout!r})",
+            )
         dsn, url_schema = _split_schema(dsn)
         schema = schema or url_schema or "agent_resume"
         if not _IDENT.match(schema):
@@ -111,12 +146,13 @@ class PostgresStore:
         self.heartbeat_seconds = settings.heartbeat_seconds
         self.batch_size = settings.batch_size
         self.poll_seconds = settings.poll_seconds
-        self.connect_timeout = connect_timeout
+        self.connect_timeout = wait
+        self.statement_timeout = timeout
         self.worker_id = new_worker_id()
         self.late_completions = 0
         self.job_id: str | None = None
-        self._link = PgLink(self._connect, repr(self))
-        self._beat_link = PgLink(self._connect, repr(self) + " heartbeat")
+        self._link = PgLink(self._connect, repr(self), timeout)
+        self._beat_link = PgLink(self._connect, repr(self) + " heartbeat", timeout)
         self._held: set[str] = set()
         self._held_lock = threading.Lock()
         self._heartbeat: Heartbeat | None = None
@@ -132,33 +168,56 @@ class PostgresStore:
     # -- connections -----------------------------------------------------------
 
     def _connect(self) -> Connection:
+        # Settings the DSN gives win, except the server-side statement
+        # timeout, which is added to the DSN's own options.
+        given = psycopg.conninfo.conninfo_to_dict(self.dsn)
+        timeout_ms = self._timeout_ms()
+        idle = max(1, min(60, round(self.statement_timeout / 3)))
+        options: dict[str, Any] = {
+            "keepalives": 1,
+            "keepalives_idle": idle,
+            "keepalives_interval": max(1, idle // 3),
+            "keepalives_count": 3,
+            "tcp_user_timeout": timeout_ms,
+        }
+        options = {k: v for k, v in options.items() if k not in given}
+        extra = f"-c statement_timeout={timeout_ms}"
+        options["options"] = f"{given['options']} {extra}" if given.get("options") else extra
         return psycopg.connect(
             self.dsn,
             autocommit=True,
-            connect_timeout=max(1, round(self.connect_timeout)),
+            connect_timeout=max(1, math.ceil(self.connect_timeout)),
             application_name=f"agent-resume {self.worker_id}"[:63],
+            **options,
         )
 
-    def _run(self, fn: Callable[[Connection], T], what: str) -> T:
-        return self._link.run(fn, what)
+    def _run(self, fn: Callable[[Connection], T], what: str, *, watch: bool = True) -> T:
+        return self._link.run(fn, what, watch=watch)
 
     @property
     def reconnects(self) -> int:
         """Statements retried on a new connection after a lost one."""
         return self._link.reconnects
 
-    def _read(self, fn: Callable[[Connection], T], what: str) -> T:
-        """Run a read; a store that is not open connects for it alone."""
+    def _read(self, fn: Callable[[Connection], T], what: str, *, long: bool = False) -> T:
+        """Run a read; a store that is not open connects for it alone.
+
+        A ``long`` read (a whole job) runs without the statement timeout.
+        """
+        call = _unlimited(fn) if long else fn
         if self._open:
-            return self._run(fn, what)
+            return self._run(call, what, watch=not long)
         try:
-            return self._run(fn, what)
+            return self._run(call, what, watch=not long)
         finally:
             self._disconnect()
 
     def _disconnect(self) -> None:
         self._link.close()
         self._beat_link.close()
+
+    def _timeout_ms(self) -> int:
+        return max(1, round(self.statement_timeout * 1000))
 
     def _sql(self, text: str) -> str:
         return text.replace("{s}", self.schema)
@@ -174,7 +233,9 @@ class PostgresStore:
         if self._open:
             raise StoreError(f"{self!r} is already open in this store object")
         try:
-            state = self._run(lambda c: self._open_job(c, job_id), "opening the job")
+            state = self._run(
+                _unlimited(lambda c: self._open_job(c, job_id)), "opening the job", watch=False
+            )
         except BaseException:
             self._disconnect()
             raise
@@ -188,6 +249,7 @@ class PostgresStore:
     def _open_job(self, conn: Connection, job_id: str) -> JobState:
         s = self.schema
         with conn.transaction():
+            conn.execute(f"SET LOCAL statement_timeout = {self._timeout_ms()}")
             conn.execute(
                 "SELECT pg_advisory_xact_lock(hashtext(%s))", (f"agent_resume schema {s}",)
             )
@@ -198,7 +260,7 @@ class PostgresStore:
             version = self._meta(conn, "version")
             if version is not None and int(version) > SCHEMA_VERSION:
                 raise UnsupportedFormatError(repr(self), int(version), SCHEMA_VERSION)
-            for ddl in TABLES:
+            for ddl in (*TABLES, CONVERSATIONS):
                 conn.execute(self._sql(ddl))
             insert = self._sql(
                 "INSERT INTO {s}.meta (key, value) VALUES (%s, %s) ON CONFLICT DO NOTHING"
@@ -210,6 +272,7 @@ class PostgresStore:
             if found != job_id:
                 raise JobMismatchError(job_id, found, f"{self!r}")
             created = self._meta(conn, "created")
+        conn.execute("SET LOCAL statement_timeout = 0")
         state = JobState(job_id=job_id, created=int(created) if created else None)
         for item_id, fp in conn.execute(
             self._sql("SELECT item_id, record->>'fp' FROM {s}.completions")
@@ -239,8 +302,14 @@ class PostgresStore:
     # -- claiming --------------------------------------------------------------
 
     def enqueue(self, item_ids: Sequence[str]) -> None:
-        """Add the items in batches; items already known are left as they are."""
+        """Add the items in batches; items already known are left as they are.
+
+        Raises:
+            ArgumentValueError: An ID holds a NUL character, which PostgreSQL
+                cannot keep (nothing is enqueued).
+        """
         self._writable()
+        _check_ids(item_ids)
         sql = self._sql(
             "INSERT INTO {s}.items (item_id) SELECT x FROM unnest(%s::text[]) "
             "WITH ORDINALITY AS t(x, n) ORDER BY n ON CONFLICT DO NOTHING"
@@ -334,6 +403,7 @@ class PostgresStore:
             ``False`` for a late completion (counted in :attr:`late_completions`).
         """
         self._writable()
+        _check_ids((item_id,))
         token = token or uuid.uuid4().hex
         record = dumps(completion_record(item_id, ts, extra), "extra")
         sql = self._sql(COMPLETE)
@@ -345,11 +415,17 @@ class PostgresStore:
             "rec": record,
             "res": result_json,
         }
-        row = self._run(lambda c: c.execute(sql, params).fetchone(), "recording a completion")
+        try:
+            row = self._run(lambda c: c.execute(sql, params).fetchone(), "recording a completion")
+        finally:
+            # Recorded, late or failed: the heartbeat renews this lease no more,
+            # so an item whose completion could not be written goes back to the
+            # queue once the lease runs out.
+            with self._held_lock:
+                self._held.discard(item_id)
         # A retry after an unknown commit finds its own token: the first try won.
         recorded = row is not None and (row[0] == 1 or row[1] == token)
         with self._held_lock:
-            self._held.discard(item_id)
             if not recorded:
                 self.late_completions += 1
         return recorded
@@ -369,6 +445,7 @@ class PostgresStore:
         since other workers may have failed the item too.
         """
         self._writable()
+        _check_ids((item_id,))
         token = uuid.uuid4().hex
         record = dumps(failure_record(item_id, ts, error, retryable, usage), "usage")
         sql = self._sql(FAIL)
@@ -381,15 +458,18 @@ class PostgresStore:
             "ts": ts,
             "rec": record,
         }
-        self._run(lambda c: c.execute(sql, params), "recording a failure")
-        with self._held_lock:
-            self._held.discard(item_id)
+        try:
+            self._run(lambda c: c.execute(sql, params), "recording a failure")
+        finally:
+            with self._held_lock:
+                self._held.discard(item_id)
 
     def write_release(self, item_ids: Sequence[str], ts: int) -> None:
         """Forget the failures of these items, so that any worker runs them again."""
         self._writable()
         if not item_ids:
             return
+        _check_ids(item_ids)
         token = uuid.uuid4().hex
         ids = list(item_ids)
         sql = self._sql(RELEASE)
@@ -419,7 +499,7 @@ class PostgresStore:
                  ON e.kind = 'done' AND c.item_id = e.item_id
                ORDER BY e.seq"""
         )
-        rows = self._read(lambda c: _fetch_if_exists(c, sql), "reading records")
+        rows = self._read(lambda c: _fetch_if_exists(c, sql), "reading records", long=True)
         for kind, record, done_record, result in rows:
             if kind == "done":
                 if done_record is None:
@@ -438,7 +518,95 @@ class PostgresStore:
                JOIN {s}.events e ON e.kind = 'done' AND e.item_id = c.item_id
                ORDER BY e.seq"""
         )
-        yield from self._read(lambda c: _fetch_if_exists(c, sql), "reading results")
+        yield from self._read(lambda c: _fetch_if_exists(c, sql), "reading results", long=True)
+
+    def describe(self, max_attempts: int | None = None) -> StoreDescription:
+        """Describe the job read-only (a schema that does not exist is not created).
+
+        Raises:
+            StoreError: The database cannot be reached or read.
+            UnsupportedFormatError: The schema was written by a newer version.
+        """
+        capabilities = frozenset({"results", "shared", "conversations"})
+        sql = self._sql
+
+        def read(conn: Connection) -> StoreDescription:
+            found = conn.execute("SELECT to_regclass(%s)", (f"{self.schema}.meta",)).fetchone()
+            if found is None or found[0] is None:
+                meta: dict[str, str] = {}
+            else:
+                rows = conn.execute(sql("SELECT key, value FROM {s}.meta")).fetchall()
+                meta = {str(k): str(v) for k, v in rows}
+            version = meta.get("version")
+            if version is not None and int(version) > SCHEMA_VERSION:
+                raise UnsupportedFormatError(repr(self), int(version), SCHEMA_VERSION)
+            limit = max_attempts
+            if "job_id" not in meta:
+                return StoreDescription(
+                    location=repr(self),
+                    job_id=None,
+                    created=None,
+                    format_version=None,
+                    done=0,
+                    failed=0,
+                    quarantined=0,
+                    max_attempts=3 if limit is None else limit,
+                    capabilities=capabilities,
+                )
+            if limit is None:
+                runs = conn.execute(
+                    sql("SELECT record FROM {s}.events WHERE kind = 'run' ORDER BY seq")
+                ).fetchall()
+                limit = default_max_attempts([r for (r,) in runs if isinstance(r, dict)])
+            (done,) = conn.execute(sql("SELECT count(*) FROM {s}.completions")).fetchone() or (0,)
+            failed, quarantined = conn.execute(
+                sql(
+                    "SELECT count(*), count(*) FILTER (WHERE NOT retryable OR attempts >= %s) "
+                    "FROM {s}.items WHERE attempts > 0 AND NOT done"
+                ),
+                (limit,),
+            ).fetchone() or (0, 0)
+            created = meta.get("created")
+            return StoreDescription(
+                location=repr(self),
+                job_id=meta["job_id"],
+                created=int(created) if created else None,
+                format_version=None if version is None else int(version),
+                done=int(done),
+                failed=int(failed),
+                quarantined=int(quarantined),
+                max_attempts=limit,
+                capabilities=capabilities,
+            )
+
+        return self._read(read, "describing the job", long=True)
+
+    # -- conversations ---------------------------------------------------------
+
+    def load_conversation(self, item_id: str) -> str | None:
+        """The conversation document last saved for this item, or ``None``."""
+        _check_ids((item_id,))
+        sql = self._sql("SELECT document FROM {s}.conversations WHERE item_id = %s")
+        row = self._read(lambda c: c.execute(sql, (item_id,)).fetchone(), "reading a conversation")
+        return None if row is None else str(row[0])
+
+    def save_conversation(self, item_id: str, document: str) -> None:
+        """Replace the item's saved conversation in one statement (a retry writes the same)."""
+        self._writable()
+        _check_ids((item_id,))
+        sql = self._sql(
+            "INSERT INTO {s}.conversations (item_id, ts, document) VALUES (%s, %s, %s) "
+            "ON CONFLICT (item_id) DO UPDATE SET ts = EXCLUDED.ts, document = EXCLUDED.document"
+        )
+        params = (item_id, int(time.time()), document)
+        self._run(lambda c: c.execute(sql, params), "saving a conversation")
+
+    def delete_conversation(self, item_id: str) -> None:
+        """Forget the item's saved conversation."""
+        self._writable()
+        _check_ids((item_id,))
+        sql = self._sql("DELETE FROM {s}.conversations WHERE item_id = %s")
+        self._run(lambda c: c.execute(sql, (item_id,)), "deleting a conversation")
 
     # -- closing ---------------------------------------------------------------
 
@@ -463,6 +631,33 @@ class PostgresStore:
         with self._held_lock:
             self._held.clear()
         self._disconnect()
+
+
+def _unlimited(fn: Callable[[Connection], T]) -> Callable[[Connection], T]:
+    """``fn`` in a transaction without the server's statement timeout (long reads)."""
+
+    def call(conn: Connection) -> T:
+        with conn.transaction():
+            conn.execute("SET LOCAL statement_timeout = 0")
+            return fn(conn)
+
+    return call
+
+
+def _check_ids(item_ids: Sequence[str]) -> None:
+    """Refuse IDs that PostgreSQL's ``text`` cannot hold (a NUL character).
+
+    Raises:
+        ArgumentValueError: An ID holds a NUL character.
+    """
+    for item_id in item_ids:
+        if "\0" in item_id:
+            raise ArgumentValueError(
+                "item_id",
+                item_id,
+                f"PostgresStore cannot keep an item ID with a NUL character (got {item_id!r}): "
+                "PostgreSQL text holds none; use a key= that maps it to another ID",
+            )
 
 
 def _fetch_if_exists(conn: Connection, sql: str) -> list[tuple[Any, ...]]:

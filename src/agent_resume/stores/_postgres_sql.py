@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["CLAIM", "COMPLETE", "FAIL", "RELEASE", "TABLES"]
+__all__ = ["CLAIM", "COMPLETE", "CONVERSATIONS", "FAIL", "RELEASE", "TABLES"]
 
 TABLES: Final = (
     """CREATE TABLE IF NOT EXISTS {s}.items (
@@ -33,6 +33,12 @@ TABLES: Final = (
         token text UNIQUE,
         record jsonb)""",
 )
+
+# The items' saved conversations (a JSON document each, kept as text).
+CONVERSATIONS: Final = """CREATE TABLE IF NOT EXISTS {s}.conversations (
+        item_id text PRIMARY KEY,
+        ts bigint NOT NULL,
+        document text NOT NULL)"""
 
 # Lease the oldest claimable rows; rows another worker is claiming are skipped.
 CLAIM: Final = """UPDATE {s}.items SET leased_by = %(w)s,

@@ -11,11 +11,32 @@ items and claims batches of them under a lease.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any, Literal, Protocol, runtime_checkable
+from dataclasses import dataclass
+from typing import Any, Final, Literal, Protocol, runtime_checkable
 
 from agent_resume._records import JobState
 
-__all__ = ["Durability", "SharedStore", "Store"]
+__all__ = [
+    "CAPABILITIES",
+    "ConversationDirStore",
+    "ConversationStore",
+    "Durability",
+    "SharedStore",
+    "Store",
+    "StoreDescription",
+    "default_max_attempts",
+]
+
+CAPABILITIES: Final = frozenset({"results", "shared", "conversations", "conversation_files"})
+"""The capabilities a :class:`StoreDescription` may list.
+
+- ``"results"``: completions keep their result (:attr:`Store.keeps_results`).
+- ``"shared"``: several workers may share the job (:class:`SharedStore`).
+- ``"conversations"``: the store keeps the items' saved conversations itself
+  (:class:`ConversationStore`), so they outlive the process and reach other machines.
+- ``"conversation_files"``: saved conversations go to files in a directory
+  beside the store (:class:`ConversationDirStore`).
+"""
 
 Durability = Literal["flush", "group", "fsync"]
 """How far a record has travelled when a write returns.
@@ -25,6 +46,80 @@ Durability = Literal["flush", "group", "fsync"]
   (plus the time of one fsync), or at once after 256 records.
 - ``"fsync"``: synced to disk before the write returns.
 """
+
+
+@dataclass(frozen=True)
+class StoreDescription:
+    """What a store holds, read without opening the job (no lock, lease or write).
+
+    Attributes:
+        location: Where the store is, for people (a path, or ``host:port/db schema``).
+        job_id: The job the store holds, or ``None`` when it holds none yet
+            (or a headerless checkpoint of the original format).
+        created: When the job was created (Unix seconds), if known.
+        format_version: The version of the store's format or schema, if it
+            holds a job.
+        done: How many items are done.
+        failed: How many items not done have failed at least once.
+        quarantined: How many of those a session with ``max_attempts`` skips.
+        max_attempts: The ``max_attempts`` the quarantine count was judged by.
+        capabilities: What the store can do; see :data:`CAPABILITIES`.
+    """
+
+    location: str
+    job_id: str | None
+    created: int | None
+    format_version: int | None
+    done: int
+    failed: int
+    quarantined: int
+    max_attempts: int
+    capabilities: frozenset[str]
+
+    @classmethod
+    def from_state(
+        cls,
+        state: JobState,
+        *,
+        location: str,
+        format_version: int | None,
+        max_attempts: int | None,
+        capabilities: frozenset[str],
+    ) -> StoreDescription:
+        """Describe a job from its folded state (for stores that read every record).
+
+        Args:
+            state: The job's state; an empty ``job_id`` means no job.
+            location: Where the store is.
+            format_version: The version of the store's format.
+            max_attempts: The quarantine limit, or ``None`` for the one the
+                latest run recorded (3 when none did).
+            capabilities: The store's capabilities.
+        """
+        limit = default_max_attempts(state.runs) if max_attempts is None else max_attempts
+        quarantined = sum(
+            1 for info in state.failures.values() if not info.retryable or info.attempts >= limit
+        )
+        return cls(
+            location=location,
+            job_id=state.job_id or None,
+            created=state.created,
+            format_version=format_version if state.job_id else None,
+            done=len(state.done),
+            failed=len(state.failures),
+            quarantined=quarantined,
+            max_attempts=limit,
+            capabilities=capabilities,
+        )
+
+
+def default_max_attempts(runs: Sequence[dict[str, Any]]) -> int:
+    """The ``max_attempts`` the latest run recorded in its start record, else 3."""
+    for record in reversed(runs):
+        value = record.get("max_attempts")
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+            return value
+    return 3
 
 
 @runtime_checkable
@@ -112,6 +207,23 @@ class Store(Protocol):
         """Flush, release locks and leases, and close. Closing twice is harmless."""
         ...
 
+    def describe(self, max_attempts: int | None = None) -> StoreDescription:
+        """Describe the job the store holds, read-only.
+
+        Usable on a store that is not open, while another process runs the
+        job: it takes no lock or lease and writes nothing (a store that does
+        not exist yet is described as holding no job, and is not created).
+
+        Args:
+            max_attempts: The limit to count quarantined items by; ``None``
+                for the one the latest run recorded (3 when none did).
+
+        Raises:
+            StoreError: The store cannot be read, or is not an agent-resume store.
+            UnsupportedFormatError: The store was written by a newer version.
+        """
+        ...
+
 
 @runtime_checkable
 class SharedStore(Store, Protocol):
@@ -160,4 +272,38 @@ class SharedStore(Store, Protocol):
 
     def unclaim(self, item_ids: Sequence[str]) -> None:
         """Give back leases on items this worker will not process."""
+        ...
+
+
+@runtime_checkable
+class ConversationStore(Protocol):
+    """A store that keeps its items' saved conversations itself (capability ``"conversations"``).
+
+    ``ctx.save_conversation`` in a run goes here unless ``RunConfig.conversation_dir``
+    is set, so a conversation saved by a worker that dies is resumed by any
+    other worker, on any machine that reaches the store. Each method is one
+    atomic write or read; a conversation belongs to the store's open job. The
+    methods are called from the items' threads, beside the session's calls,
+    so they must be thread-safe.
+    """
+
+    def load_conversation(self, item_id: str) -> str | None:
+        """The conversation document last saved for this item, or ``None``."""
+        ...
+
+    def save_conversation(self, item_id: str, document: str) -> None:
+        """Replace the item's saved conversation with ``document`` (a JSON text), atomically."""
+        ...
+
+    def delete_conversation(self, item_id: str) -> None:
+        """Forget the item's saved conversation (it is done); none is harmless."""
+        ...
+
+
+@runtime_checkable
+class ConversationDirStore(Protocol):
+    """A store whose conversations go to files beside it (capability ``"conversation_files"``)."""
+
+    def conversation_dir(self) -> str:
+        """The directory for the items' saved conversations (it need not exist yet)."""
         ...

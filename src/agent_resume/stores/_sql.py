@@ -18,7 +18,9 @@ __all__ = [
     "Heartbeat",
     "LeaseSettings",
     "completion_record",
+    "holder_is_dead",
     "new_worker_id",
+    "seconds",
 ]
 
 logger = logging.getLogger("agent_resume")
@@ -27,12 +29,61 @@ SCHEMA_VERSION: Final = 1
 """The version of the SQL schema this library writes; a newer one is refused."""
 
 
+def _pid_namespace() -> str:
+    """This process's PID namespace (Linux), so that a PID is judged only where it means something."""
+    try:
+        return str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:
+        return ""
+
+
 def new_worker_id() -> str:
-    """Return a worker ID unique across machines and processes: ``hostname:pid:random``."""
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+    """Return a worker ID unique across machines and processes.
+
+    It reads ``hostname:pid:random``, followed on Linux by ``:`` and the
+    process's PID namespace, so that :func:`holder_is_dead` can tell whether
+    the process that holds a lease is gone.
+    """
+    worker = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+    namespace = _pid_namespace()
+    return f"{worker}:{namespace}" if namespace else worker
 
 
-def _seconds(parameter: str, value: object) -> float:
+def holder_is_dead(worker_id: str) -> bool:
+    """Whether the process behind a worker ID is provably gone.
+
+    Only a worker of this host and this PID namespace (Linux) can be judged:
+    it is dead when no process has its PID. Anything else (another machine,
+    another container, a PID now used by another process, an ID in an
+    unknown form) counts as alive, and its leases run out on their own.
+    """
+    parts = worker_id.split(":")
+    if len(parts) != 4 or parts[0] != socket.gethostname():
+        return False
+    namespace = _pid_namespace()
+    if not namespace or parts[3] != namespace:
+        return False
+    try:
+        pid = int(parts[1])
+    except ValueError:
+        return False
+    if pid <= 0 or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # it exists, under another user
+        return False
+    return False
+
+
+def seconds(parameter: str, value: object) -> float:
+    """Read a duration given as seconds or a ``timedelta``.
+
+    Raises:
+        ArgumentTypeError: It is neither.
+    """
     if isinstance(value, timedelta):
         return value.total_seconds()
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -65,7 +116,7 @@ class LeaseSettings:
         heartbeat_seconds: float | timedelta | None,
         batch_size: int,
     ) -> None:
-        lease = _seconds("lease_seconds", lease_seconds)
+        lease = seconds("lease_seconds", lease_seconds)
         if not lease > 0 or lease == float("inf"):
             raise ArgumentValueError(
                 "lease_seconds",
@@ -75,7 +126,7 @@ class LeaseSettings:
         beat = (
             lease / 3
             if heartbeat_seconds is None
-            else _seconds("heartbeat_seconds", heartbeat_seconds)
+            else seconds("heartbeat_seconds", heartbeat_seconds)
         )
         if not 0 < beat < lease:
             raise ArgumentValueError(

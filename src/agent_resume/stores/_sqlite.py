@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar, get_args
 
 from agent_resume._errors import (
     ArgumentValueError,
@@ -27,11 +28,14 @@ from agent_resume._errors import (
     UnsupportedFormatError,
 )
 from agent_resume._records import FailureInfo, JobState, dumps, failure_record
+from agent_resume.stores._protocol import Durability, StoreDescription, default_max_attempts
 from agent_resume.stores._sql import (
     SCHEMA_VERSION,
     Heartbeat,
     LeaseSettings,
     completion_record,
+    holder_is_dead,
+    logger,
     new_worker_id,
 )
 from agent_resume.stores._sqlite_sql import NOW as _NOW
@@ -40,6 +44,9 @@ from agent_resume.stores._sqlite_sql import SCHEMA as _SCHEMA
 __all__ = ["SqliteStore"]
 
 T = TypeVar("T")
+
+_SYNCHRONOUS: Final = {"flush": "NORMAL", "fsync": "FULL"}
+_CORE_TABLES: Final = frozenset({"meta", "items", "completions", "events"})
 
 
 class SqliteStore:
@@ -59,6 +66,10 @@ class SqliteStore:
         busy_timeout: Seconds a write waits for another process's write
             before raising :class:`~agent_resume.StoreError`.
         batch_size: Items per claim.
+        durability: ``"flush"`` (default: ``synchronous=NORMAL``; a commit
+            survives a crash of the process, and the last commits may be lost
+            to a power cut) or ``"fsync"`` (``synchronous=FULL``; a commit
+            survives a power cut once it returns). See ``docs/sqlite.md``.
 
     Raises:
         ArgumentValueError: A setting is out of range.
@@ -74,7 +85,22 @@ class SqliteStore:
         heartbeat_seconds: float | timedelta | None = None,
         busy_timeout: float = 10.0,
         batch_size: int = 64,
+        durability: Durability = "flush",
     ) -> None:
+        if durability not in get_args(Durability):
+            raise ArgumentValueError(
+                "durability",
+                durability,
+                f"`durability` must be 'flush', 'group' or 'fsync' (got {durability!r})",
+            )
+        if durability not in _SYNCHRONOUS:
+            raise ArgumentValueError(
+                "durability",
+                durability,
+                f"`durability` {durability!r} is not supported by SqliteStore: "
+                "use 'flush' or 'fsync'",
+            )
+        self.durability: Durability = durability
         self.path = os.fspath(path)
         if not self.path:
             raise ArgumentValueError("path", path, "`path` must not be empty")
@@ -118,18 +144,69 @@ class SqliteStore:
         return cls(url[len("sqlite:///") :], **options)
 
     def __repr__(self) -> str:
-        return f"SqliteStore({self.path!r}, lease_seconds={self.lease_seconds})"
+        return (
+            f"SqliteStore({self.path!r}, lease_seconds={self.lease_seconds}, "
+            f"durability={self.durability!r})"
+        )
 
     # -- connections -------------------------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
+        """Connect for writing: check that the file is a store (or empty) before changing it."""
         parent = os.path.dirname(os.path.abspath(self.path))
         os.makedirs(parent, exist_ok=True)
         conn = sqlite3.connect(
             self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
         )
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
+        try:
+            self._check_is_store(conn)
+            conn.execute(f"PRAGMA synchronous={_SYNCHRONOUS[self.durability]}")
+            conn.execute("PRAGMA journal_mode=WAL")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _check_is_store(self, conn: sqlite3.Connection) -> None:
+        """Refuse a database that is not an agent-resume store, before anything writes to it.
+
+        Raises:
+            StoreError: The file is not a SQLite database, or holds tables of
+                something else.
+        """
+        try:
+            tables = {
+                str(name)
+                for (name,) in conn.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table' "
+                    "AND name NOT LIKE 'sqlite_%'"
+                )
+            }
+            version = job = None
+            if tables >= _CORE_TABLES:
+                version, job = _meta(conn, "version"), _meta(conn, "job_id")
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: not an agent-resume SQLite store ({exc})") from exc
+        if not tables:
+            return  # a new or empty database
+        if version is None or not version.isdigit() or job is None:
+            raise StoreError(
+                f"{self.path}: not an agent-resume SQLite store (it holds the tables "
+                f"{', '.join(sorted(tables))}); nothing was changed"
+            )
+
+    def _connect_read(self) -> sqlite3.Connection:
+        """Connect read-only, for a store that is not open: nothing is created or changed."""
+        uri = pathlib.Path(os.path.abspath(self.path)).as_uri() + "?mode=ro"
+        try:
+            conn = sqlite3.connect(uri, uri=True, timeout=self.busy_timeout, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot open the database: {exc}") from exc
+        try:
+            self._check_is_store(conn)
+        except BaseException:
+            conn.close()
+            raise
         return conn
 
     def _run(self, fn: Callable[[sqlite3.Connection], T], what: str, *, write: bool = True) -> T:
@@ -139,7 +216,7 @@ class SqliteStore:
             if conn is None:
                 if write:
                     raise StoreClosedError(f"{self!r} is closed")
-                conn = self._connect()
+                conn = self._connect_read()
             try:
                 conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
                 try:
@@ -214,6 +291,7 @@ class SqliteStore:
             state.failures[item_id] = FailureInfo(attempts, error or "", bool(retryable))
         for (record,) in conn.execute("SELECT record FROM events WHERE kind = 'run' ORDER BY seq"):
             state.runs.append(json.loads(record))
+        _take_back_from_the_dead(conn)
         return state
 
     # -- claiming ----------------------------------------------------------------
@@ -234,17 +312,23 @@ class SqliteStore:
 
     def claim(self, limit: int, max_attempts: int, exclude: Sequence[str] = ()) -> list[str]:
         """Lease up to ``limit`` claimable items, oldest enqueued first."""
+        excluded = _hex_list(exclude)
 
-        def take(conn: sqlite3.Connection) -> list[str]:
+        def select(conn: sqlite3.Connection) -> list[str]:
             rows = conn.execute(
                 f"""SELECT item_id FROM items
                     WHERE done = 0 AND retryable = 1 AND attempts < ?
                       AND (leased_until IS NULL OR leased_until < {_NOW})
-                      AND item_id NOT IN (SELECT value FROM json_each(?))
+                      AND hex(item_id) NOT IN (SELECT value FROM json_each(?))
                     ORDER BY seq LIMIT ?""",
-                (max_attempts, json.dumps(list(exclude)), limit),
+                (max_attempts, excluded, limit),
             ).fetchall()
-            ids = [r[0] for r in rows]
+            return [r[0] for r in rows]
+
+        def take(conn: sqlite3.Connection) -> list[str]:
+            ids = select(conn)
+            if not ids and _take_back_from_the_dead(conn):
+                ids = select(conn)
             conn.executemany(
                 f"UPDATE items SET leased_by = ?, leased_until = {_NOW} + ? WHERE item_id = ?",
                 ((self.worker_id, self.lease_seconds, i) for i in ids),
@@ -261,8 +345,8 @@ class SqliteStore:
         def count(conn: sqlite3.Connection) -> int:
             row = conn.execute(
                 """SELECT count(*) FROM items WHERE done = 0 AND retryable = 1 AND attempts < ?
-                   AND item_id NOT IN (SELECT value FROM json_each(?))""",
-                (max_attempts, json.dumps(list(exclude))),
+                   AND hex(item_id) NOT IN (SELECT value FROM json_each(?))""",
+                (max_attempts, _hex_list(exclude)),
             ).fetchone()
             return int(row[0])
 
@@ -333,8 +417,13 @@ class SqliteStore:
             )
             return True
 
-        recorded = self._run(insert, "recording a completion")
-        self._held.discard(item_id)
+        try:
+            recorded = self._run(insert, "recording a completion")
+        finally:
+            # Recorded, late or failed: this worker renews the lease no more, so
+            # that an item whose completion could not be written goes back to
+            # the queue once the lease runs out.
+            self._held.discard(item_id)
         if not recorded:
             self.late_completions += 1
         return recorded
@@ -374,8 +463,10 @@ class SqliteStore:
                 (item_id, ts, dumps(record, "usage")),
             )
 
-        self._run(insert, "recording a failure")
-        self._held.discard(item_id)
+        try:
+            self._run(insert, "recording a failure")
+        finally:
+            self._held.discard(item_id)
 
     def write_release(self, item_ids: Sequence[str], ts: int) -> None:
         """Forget the failures of these items, so that any process runs them again."""
@@ -450,6 +541,100 @@ class SqliteStore:
         for item_id, result in rows:
             yield item_id, None if result is None else json.loads(result)
 
+    def describe(self, max_attempts: int | None = None) -> StoreDescription:
+        """Describe the job read-only (a file that does not exist is not created).
+
+        Raises:
+            StoreError: The file is not an agent-resume SQLite store or cannot be read.
+            UnsupportedFormatError: The store was written by a newer version.
+        """
+        capabilities = frozenset({"results", "shared", "conversations"})
+        empty = StoreDescription(
+            location=self.path,
+            job_id=None,
+            created=None,
+            format_version=None,
+            done=0,
+            failed=0,
+            quarantined=0,
+            max_attempts=3 if max_attempts is None else max_attempts,
+            capabilities=capabilities,
+        )
+        if not os.path.exists(self.path) and self._conn is None:
+            return empty
+
+        def read(conn: sqlite3.Connection) -> StoreDescription:
+            if (
+                conn.execute(
+                    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
+                ).fetchone()
+                is None
+            ):
+                return empty
+            version = _meta(conn, "version")
+            if version is not None and int(version) > SCHEMA_VERSION:
+                raise UnsupportedFormatError(self.path, int(version), SCHEMA_VERSION)
+            limit = max_attempts
+            if limit is None:
+                runs = [
+                    json.loads(r)
+                    for (r,) in conn.execute(
+                        "SELECT record FROM events WHERE kind = 'run' ORDER BY seq"
+                    )
+                ]
+                limit = default_max_attempts(runs)
+            (done,) = conn.execute("SELECT count(*) FROM completions").fetchone()
+            failed, quarantined = conn.execute(
+                "SELECT count(*), coalesce(sum(retryable = 0 OR attempts >= ?), 0) "
+                "FROM items WHERE attempts > 0 AND done = 0",
+                (limit,),
+            ).fetchone()
+            created = _meta(conn, "created")
+            return StoreDescription(
+                location=self.path,
+                job_id=_meta(conn, "job_id"),
+                created=int(created) if created else None,
+                format_version=None if version is None else int(version),
+                done=int(done),
+                failed=int(failed),
+                quarantined=int(quarantined),
+                max_attempts=limit,
+                capabilities=capabilities,
+            )
+
+        return self._run(read, "describing the job", write=False)
+
+    # -- conversations -------------------------------------------------------------
+
+    def load_conversation(self, item_id: str) -> str | None:
+        """The conversation document last saved for this item, or ``None``."""
+        row = self._run(
+            lambda c: c.execute(
+                "SELECT document FROM conversations WHERE item_id = ?", (item_id,)
+            ).fetchone(),
+            "reading a conversation",
+            write=False,
+        )
+        return None if row is None else str(row[0])
+
+    def save_conversation(self, item_id: str, document: str) -> None:
+        """Replace the item's saved conversation, in one transaction."""
+        self._run(
+            lambda c: c.execute(
+                "INSERT INTO conversations (item_id, ts, document) VALUES (?, ?, ?) "
+                "ON CONFLICT (item_id) DO UPDATE SET ts = excluded.ts, document = excluded.document",
+                (item_id, int(time.time()), document),
+            ),
+            "saving a conversation",
+        )
+
+    def delete_conversation(self, item_id: str) -> None:
+        """Forget the item's saved conversation."""
+        self._run(
+            lambda c: c.execute("DELETE FROM conversations WHERE item_id = ?", (item_id,)),
+            "deleting a conversation",
+        )
+
     # -- closing -----------------------------------------------------------------
 
     def flush(self) -> None:
@@ -481,6 +666,38 @@ class SqliteStore:
 def _meta(conn: sqlite3.Connection, key: str) -> str | None:
     row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
     return None if row is None else str(row[0])
+
+
+def _hex_list(item_ids: Sequence[str]) -> str:
+    """The IDs as a JSON list of SQLite ``hex()`` values.
+
+    ``json_each`` cuts a string at a NUL character; hex digits have none, so
+    an ID such as ``"a\\0b"`` is excluded as itself, not as ``"a"``.
+    """
+    return json.dumps([i.encode("utf-8").hex().upper() for i in item_ids])
+
+
+def _take_back_from_the_dead(conn: sqlite3.Connection) -> bool:
+    """End the leases of workers whose process is provably dead (this host); whether any were."""
+    dead = [
+        holder
+        for (holder,) in conn.execute(
+            "SELECT DISTINCT leased_by FROM items WHERE leased_by IS NOT NULL AND done = 0"
+        )
+        if holder_is_dead(str(holder))
+    ]
+    for holder in dead:
+        cur = conn.execute(
+            "UPDATE items SET leased_by = NULL, leased_until = NULL "
+            "WHERE leased_by = ? AND done = 0",
+            (holder,),
+        )
+        logger.info(
+            "agent-resume: took back %d item(s) leased by %s, a process that is gone",
+            cur.rowcount,
+            holder,
+        )
+    return bool(dead)
 
 
 def _fetch_if_exists(conn: sqlite3.Connection, sql: str) -> list[tuple[Any, ...]]:

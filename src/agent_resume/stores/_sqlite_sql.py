@@ -21,6 +21,7 @@ CREATE TABLE IF NOT EXISTS items (
     retryable INTEGER NOT NULL DEFAULT 1,
     error TEXT);
 CREATE INDEX IF NOT EXISTS items_todo ON items (seq) WHERE done = 0;
+CREATE INDEX IF NOT EXISTS items_seq ON items (seq);
 CREATE INDEX IF NOT EXISTS items_leased ON items (leased_by) WHERE leased_by IS NOT NULL;
 CREATE TABLE IF NOT EXISTS completions (
     item_id TEXT PRIMARY KEY,
@@ -34,4 +35,8 @@ CREATE TABLE IF NOT EXISTS events (
     item_id TEXT,
     ts INTEGER,
     record TEXT);
+CREATE TABLE IF NOT EXISTS conversations (
+    item_id TEXT PRIMARY KEY,
+    ts INTEGER NOT NULL,
+    document TEXT NOT NULL);
 """
