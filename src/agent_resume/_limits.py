@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, Protocol
 
-from agent_resume._errors import ArgumentTypeError, ArgumentValueError
+from agent_resume import _validate as validate
 
 __all__ = [
     "BUCKETS",
@@ -57,20 +57,6 @@ _TEXT_ARGUMENTS = ("messages", "input", "prompt", "system", "contents", "instruc
 _SKIP_KEYS = frozenset(
     {"role", "type", "id", "name", "model", "image_url", "source", "data", "url"}
 )
-
-
-def _rate(name: str, value: object) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ArgumentTypeError(
-            name, value, f"`{name}` must be a number or None (got {type(value).__name__} {value!r})"
-        )
-    if not value > 0 or math.isinf(value):
-        raise ArgumentValueError(
-            name, value, f"`{name}` must be finite and greater than 0 (got {value!r})"
-        )
-    return float(value)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -105,13 +91,9 @@ class RateLimit:
     def __post_init__(self) -> None:
         for name in BUCKETS:
             attribute = f"{name}_per_minute"
-            object.__setattr__(self, attribute, _rate(attribute, getattr(self, attribute)))
-        if not isinstance(self.shared, bool):
-            raise ArgumentTypeError(
-                "shared",
-                self.shared,
-                f"`shared` must be a bool (got {type(self.shared).__name__} {self.shared!r})",
-            )
+            rate = validate.positive_number(attribute, getattr(self, attribute))
+            object.__setattr__(self, attribute, rate)
+        validate.boolean("shared", self.shared)
 
     def __repr__(self) -> str:
         parts = [

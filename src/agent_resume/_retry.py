@@ -20,8 +20,8 @@ from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any, Literal
 
-from agent_resume._deadline import to_seconds
-from agent_resume._errors import ArgumentTypeError, ArgumentValueError, DeadlineExceeded
+from agent_resume import _validate as validate
+from agent_resume._errors import ArgumentValueError, DeadlineExceeded
 
 __all__ = [
     "ErrorKind",
@@ -328,15 +328,6 @@ def provider_wait(headers: Mapping[str, str], now_wall: float) -> float | None:
 # -- the policy ----------------------------------------------------------------
 
 
-def _seconds(name: str, value: object) -> float:
-    seconds = to_seconds(value, name)  # type: ignore[arg-type]
-    if not seconds >= 0 or math.isinf(seconds):
-        raise ArgumentValueError(
-            name, value, f"`{name}` must be a finite number of seconds, at least 0 (got {value!r})"
-        )
-    return seconds
-
-
 @dataclass(frozen=True, kw_only=True)
 class Retry:
     """How ``ctx.call``/``ctx.acall`` retry a failed call: which errors, how often, how long apart.
@@ -370,19 +361,13 @@ class Retry:
     give_up_on: Callable[[BaseException], bool] | None = None
 
     def __post_init__(self) -> None:
-        attempts = self.attempts
-        if isinstance(attempts, bool) or not isinstance(attempts, int):
-            raise ArgumentTypeError(
-                "attempts",
-                attempts,
-                f"`attempts` must be an int (got {type(attempts).__name__} {attempts!r})",
-            )
-        if attempts < 1:
-            raise ArgumentValueError(
-                "attempts", attempts, f"`attempts` must be at least 1 (got {attempts!r})"
-            )
-        initial = _seconds("initial", self.initial)
-        maximum = _seconds("maximum", self.maximum)
+        validate.positive_int("attempts", self.attempts)
+        initial = validate.duration(
+            "initial", self.initial, allow_none=False, allow_zero=True, allow_inf=False
+        )
+        maximum = validate.duration(
+            "maximum", self.maximum, allow_none=False, allow_zero=True, allow_inf=False
+        )
         if maximum < initial:
             raise ArgumentValueError(
                 "maximum",
@@ -391,12 +376,8 @@ class Retry:
             )
         object.__setattr__(self, "initial", initial)
         object.__setattr__(self, "maximum", maximum)
-        for name in ("retry_on", "give_up_on"):
-            value = getattr(self, name)
-            if value is not None and not callable(value):
-                raise ArgumentTypeError(
-                    name, value, f"`{name}` must be callable or None (got {type(value).__name__})"
-                )
+        validate.callable_or_none("retry_on", self.retry_on)
+        validate.callable_or_none("give_up_on", self.give_up_on)
 
     def __repr__(self) -> str:
         parts = [f"attempts={self.attempts}", f"initial={self.initial!r}"]

@@ -6,6 +6,14 @@ total is the sum over all its records, failed attempts included, since they
 cost money too; the run total is the sum over items. Records of other kinds
 (the header, run records) are skipped. A checkpoint rewritten by ``compact``
 keeps only each item's latest record, and so only that record's usage.
+
+Calls made through ``ctx.call``/``ctx.acall`` are also recorded one by one as
+they return (``{"call": item_id, "a": token, "usage": ...}``, ``a`` naming the
+attempt). Once the attempt records its outcome, that outcome's usage covers
+them; the calls of an attempt that never recorded one (killed, or cut off at
+the end of a run) count on their own, so money spent is never lost from the
+totals. Calls in flight when a process died were never recorded: while a run
+has a start record and no end record, `Ledger.lower_bound` is true.
 """
 
 from __future__ import annotations
@@ -40,7 +48,9 @@ class ItemUsage:
 
     Attributes:
         item_id: The item's ID.
-        status: ``"done"`` once the item has a completion, else ``"failed"``.
+        status: ``"done"`` once the item has a completion, else ``"failed"``,
+            or ``"interrupted"`` for an item with only ``call`` records (its
+            attempt never recorded an outcome).
         usage: The sum of the usage of every record of the item.
         records: How many records (failed attempts and completions) were summed.
     """
@@ -72,6 +82,11 @@ class Ledger:
 
     def __init__(self) -> None:
         self._items: dict[str, ItemUsage] = {}
+        # Call records of attempts with no outcome yet: item -> attempt token -> (usage, calls).
+        self._pending: dict[str, dict[str, tuple[Usage, int]]] = {}
+        self._latest: dict[str, str] = {}
+        self._starts = 0
+        self._ends = 0
 
     @classmethod
     def from_records(cls, records: Iterable[Mapping[str, Any]]) -> Ledger:
@@ -109,10 +124,25 @@ class Ledger:
             raise ArgumentTypeError(
                 "record", record, f"a record must be a mapping (got {type(record).__name__})"
             )
+        if "call" in record and record.get("id") is None:
+            return self._add_call(record)
+        run = record.get("run")
+        if run == "start":
+            self._starts += 1
+        elif run == "end":
+            self._ends += 1
         kind = _kind(record)
         if kind is None:
             return False
         item_id = str(record["id"])
+        # The outcome of the attempt that made the latest calls covers their usage.
+        token = self._latest.pop(item_id, None)
+        if token is not None:
+            pending = self._pending.get(item_id)
+            if pending is not None:
+                pending.pop(token, None)
+                if not pending:
+                    del self._pending[item_id]
         raw = record.get("usage")
         try:
             usage = Usage() if raw is None else Usage.from_dict(raw)
@@ -131,11 +161,52 @@ class Ledger:
             )
         return True
 
+    def _add_call(self, record: Mapping[str, Any]) -> bool:
+        item_id = str(record["call"])
+        token = str(record.get("a", ""))
+        raw = record.get("usage")
+        try:
+            usage = Usage() if raw is None else Usage.from_dict(raw)
+        except (TypeError, ValueError) as error:
+            raise ArgumentValueError(
+                "record", record, f"the usage of a call of item {item_id!r} is malformed: {error}"
+            ) from error
+        pending = self._pending.setdefault(item_id, {})
+        previous, count = pending.get(token, (Usage(), 0))
+        pending[token] = (previous + usage, count + 1)
+        self._latest[item_id] = token
+        return True
+
+    def _view(self) -> dict[str, ItemUsage]:
+        """Items with the usage of their outcomes plus the calls no outcome covers."""
+        if not self._pending:
+            return self._items
+        view = dict(self._items)
+        for item_id, attempts in self._pending.items():
+            extra = sum((usage for usage, _ in attempts.values()), Usage())
+            records = sum(count for _, count in attempts.values())
+            found = view.get(item_id)
+            if found is None:
+                view[item_id] = ItemUsage(item_id, "interrupted", extra, records)
+            else:
+                view[item_id] = ItemUsage(
+                    item_id, found.status, found.usage + extra, found.records + records
+                )
+        return view
+
+    @property
+    def lower_bound(self) -> bool:
+        """Whether a run started and did not end (it died, or is still running).
+
+        Calls it had in flight were never recorded, so the totals are a lower bound.
+        """
+        return self._starts > self._ends
+
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self._view())
 
     def __repr__(self) -> str:
-        return f"<Ledger of {len(self._items)} items, total {self.total!r}>"
+        return f"<Ledger of {len(self)} items, total {self.total!r}>"
 
     def item(self, item_id: str | int) -> ItemUsage | None:
         """The usage of one item, or ``None`` when it has no record.
@@ -146,27 +217,27 @@ class Ledger:
         Returns:
             The item's usage.
         """
-        return self._items.get(str(item_id))
+        return self._view().get(str(item_id))
 
     def items(self) -> list[ItemUsage]:
         """Every item, in the order of its first record."""
-        return list(self._items.values())
+        return list(self._view().values())
 
     @property
     def total(self) -> Usage:
         """The run total: the sum over all items (its cost is ``None`` if any is unknown)."""
-        return sum((item.usage for item in self._items.values()), Usage())
+        return sum((item.usage for item in self._view().values()), Usage())
 
     def by_model(self) -> dict[str | None, Usage]:
         """The usage per item model (``"mixed"`` for items that used several), sorted."""
         out: dict[str | None, Usage] = {}
-        for item in self._items.values():
+        for item in self._view().values():
             out[item.usage.model] = out.get(item.usage.model, Usage()) + item.usage
         return dict(sorted(out.items(), key=lambda pair: (pair[0] is None, pair[0] or "")))
 
     def rows(self) -> list[dict[str, Any]]:
         """One dict per item with the `CSV_FIELDS` as keys; an unknown cost is ``None``."""
-        return [_row(item.item_id, item.status, item.usage) for item in self._items.values()]
+        return [_row(item.item_id, item.status, item.usage) for item in self._view().values()]
 
     def write_csv(self, file: TextIO, *, total: bool = True) -> None:
         """Write the rows as CSV with a header line; an unknown cost is an empty cell.

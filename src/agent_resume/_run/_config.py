@@ -14,6 +14,8 @@ from agent_resume import _validate as validate
 from agent_resume._accounting._prices import PriceTable
 from agent_resume._deadline import Clock
 from agent_resume._errors import ArgumentTypeError
+from agent_resume._limits import RateLimit
+from agent_resume._retry import Retry
 from agent_resume._stop import StopCondition, StopLike, as_stop_condition
 from agent_resume._validate import Seconds, duration
 from agent_resume.stores import Store
@@ -122,6 +124,19 @@ def _cost(name: str, value: float | None) -> float | None:
     return validate.positive_number(name, value)
 
 
+DEFAULT_RETRY = Retry()
+"""The default call retry: 5 tries, backoff capped from 0.5 s up to 30 s."""
+
+
+def _instance(name: str, value: object, kind: type, what: str) -> None:
+    if value is not None and not isinstance(value, kind):
+        raise ArgumentTypeError(
+            name,
+            value,
+            f"`{name}` must be {what} or None (got {type(value).__name__} {value!r:.80})",
+        )
+
+
 @dataclass(frozen=True, kw_only=True, repr=False)
 class RunConfig:
     """Every control of a :class:`~agent_resume.ResumableRun`, validated once.
@@ -177,6 +192,13 @@ class RunConfig:
         on_change: Passed to the session: ``"rerun"``, ``"keep"`` or ``"error"``.
         handle_signals: Whether to install SIGINT and SIGTERM handlers (only
             ever done in the main thread, and restored afterwards).
+        rate_limit: The provider's limits for calls made with
+            ``ctx.call``/``ctx.acall`` (a ``RateLimit``); ``None`` adopts them
+            from the provider's rate-limit headers when it sends them.
+        retry: How ``ctx.call``/``ctx.acall`` retry transient errors (a
+            ``Retry``); ``None`` for no retry of a call.
+        call_timeout: The longest one call may take, capped by the item's
+            deadline; ``None`` for no limit but the item's deadline.
         clock: The monotonic clock, ``time.monotonic`` unless a test injects
             a ``MockClock``.
         wall_clock: The wall clock in POSIX seconds, for ``finish_by`` and the
@@ -210,6 +232,9 @@ class RunConfig:
     fingerprint: bool | Fingerprinter | None = None
     on_change: OnChange = "rerun"
     handle_signals: bool = True
+    rate_limit: RateLimit | None = None
+    retry: Retry | None = DEFAULT_RETRY
+    call_timeout: _Normalised[Seconds | None, float] = _Normalised(None, _limit)
     clock: Clock = field(default=time.monotonic, compare=False)
     wall_clock: Clock = field(default=time.time, compare=False)
 
@@ -234,6 +259,8 @@ class RunConfig:
         validate.positive_int("concurrency", self.concurrency)
         validate.boolean("fail_fast", self.fail_fast)
         validate.boolean("handle_signals", self.handle_signals)
+        _instance("rate_limit", self.rate_limit, RateLimit, "a RateLimit")
+        _instance("retry", self.retry, Retry, "a Retry")
         for name in ("on_item_done", "on_usage", "on_stop"):
             validate.callable_or_none(name, getattr(self, name))
         validate.function("clock", self.clock)

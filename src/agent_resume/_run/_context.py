@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from agent_resume._accounting._usage import Usage, usage_from
 from agent_resume._atomic import remove_with_leftovers
 from agent_resume._codec import ConversationCodec, Message
 from agent_resume._deadline import Deadline
+from agent_resume._run._calls import call_async, call_sync, new_token
 from agent_resume._run._state import RunState, conversation_file
 from agent_resume._stop import LoopState, StopReason, ToolCall
 
+if TYPE_CHECKING:
+    from agent_resume._run._calls import CallGate
+
 __all__ = ["ItemContext"]
+
+R = TypeVar("R")
 
 logger = logging.getLogger("agent_resume.run")
 
@@ -75,6 +81,7 @@ class ItemContext:
         "_run",
         "_saved",
         "_started",
+        "_token",
         "_tool_calls",
         "_turns",
         "attempt",
@@ -102,6 +109,7 @@ class ItemContext:
         self._conversation: list[Message] | None = None
         self._saved = False
         self._logger: logging.LoggerAdapter[logging.Logger] | None = None
+        self._token: str | None = None
 
     def __repr__(self) -> str:
         return (
@@ -222,6 +230,71 @@ class ItemContext:
     def record_error(self) -> None:
         """Count a failed model call, for ``ConsecutiveErrors``."""
         self._errors += 1
+
+    # -- calls -------------------------------------------------------------------
+
+    @property
+    def gate(self) -> CallGate:
+        """The run's limiter, retry policy and call counters (what ``call`` goes through)."""
+        gate = self._run.calls
+        if gate is None:
+            raise RuntimeError("ctx.call needs a ResumableRun: this context has no run gate")
+        return gate
+
+    @property
+    def call_token(self) -> str:
+        """A random token that names this attempt's ``call`` records in the checkpoint."""
+        if self._token is None:
+            self._token = new_token()
+        return self._token
+
+    def call(self, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> R:
+        """Make one LLM call for this item, through the run's limiter, timeout and retries.
+
+        ``ctx.call(client.chat.completions.create, model=..., messages=[...])``:
+        waits for a permit from the run's ``rate_limit``, calls ``fn`` with a
+        ``timeout=`` (the smaller of ``call_timeout`` and the item's time
+        left) when ``fn`` takes that keyword, records the response's usage
+        like ``record_usage`` (and in the checkpoint at once, as a ``call``
+        record), and retries transient errors per the run's ``retry``.
+        A sync call cannot be interrupted: without a ``timeout`` keyword, the
+        item's deadline is only checked before each try.
+
+        Args:
+            fn: The SDK method (or any function returning a response).
+            *args: Positional arguments for ``fn``.
+            **kwargs: Keyword arguments for ``fn``; they are also read to
+                estimate the call's tokens (``messages``, ``max_tokens``, ...).
+
+        Returns:
+            What ``fn`` returned.
+
+        Raises:
+            DeadlineExceeded: The item's deadline passed before or during the call.
+            Exception: The call's last error, when it is permanent or no try is left.
+        """
+        return call_sync(self, fn, args, kwargs)
+
+    async def acall(self, fn: Callable[..., Awaitable[R]], /, *args: Any, **kwargs: Any) -> R:
+        """Make one LLM call for this item from a coroutine: ``call`` for async SDK clients.
+
+        Like `call`, and the call is also cancelled at its timeout (a
+        ``CallTimeout``, retried) or at the item's deadline
+        (``DeadlineExceeded``, not retried).
+
+        Args:
+            fn: The async SDK method (or any coroutine function returning a response).
+            *args: Positional arguments for ``fn``.
+            **kwargs: Keyword arguments for ``fn``.
+
+        Returns:
+            What ``fn`` returned.
+
+        Raises:
+            DeadlineExceeded: The item's deadline passed before or during the call.
+            Exception: The call's last error, when it is permanent or no try is left.
+        """
+        return await call_async(self, fn, args, kwargs)
 
     # -- conversation ----------------------------------------------------------
 

@@ -12,6 +12,7 @@ from typing import Any, Literal, TypeVar
 
 from agent_resume._accounting._usage import Usage
 from agent_resume._errors import ArgumentTypeError, DeadlineExceeded, StoreClosedError
+from agent_resume._run._calls import CallGate
 from agent_resume._run._config import RunConfig
 from agent_resume._run._context import ItemContext
 from agent_resume._run._progress import open_progress
@@ -292,6 +293,7 @@ class ResumableRun:
         try:
             directory, memory = conversation_home(config, agent.store)
             state = RunState(config, directory, memory)
+            state.calls = CallGate(state, session)
             session.record_run(
                 {
                     "run": "start",

@@ -14,11 +14,14 @@ import re
 import threading
 import weakref
 from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent_resume._accounting._usage import Usage
 from agent_resume._deadline import Deadline
 from agent_resume._run._config import RunConfig
+
+if TYPE_CHECKING:
+    from agent_resume._run._calls import CallGate
 from agent_resume._stop import (
     AnyOf,
     LoopState,
@@ -129,6 +132,8 @@ class RunState:
         self.abandoned = 0
         self.failed_ids: set[str] = set()
         self.fail_fast_error: BaseException | None = None
+        self.calls: CallGate | None = None
+        """The run's side of ``ctx.call``/``ctx.acall``, set when the run opens."""
         self.conversation_dir = conversation_dir
         self.memory_conversations = {} if memory_conversations is None else memory_conversations
         # Conversations saved by earlier runs, by file name; a temporary file

@@ -457,6 +457,18 @@ class Session:
             self.store.write_run(body)
             self._state.runs.append(body)
 
+    def record_call(self, record: Mapping[str, Any]) -> None:
+        """Record one LLM call's usage as it returns (``{"call": item_id, "a": ..., "usage": ...}``).
+
+        Written like a run record (``Store.write_run``) but kept out of the
+        session's list of runs; readers that do not know the kind skip it.
+        """
+        body = dict(record)
+        check_json(body, "record")
+        with self._lock:
+            self._check_open()
+            self.store.write_run(body)
+
     def flush(self) -> None:
         """Make everything recorded so far as durable as the store allows."""
         with self._lock:

@@ -483,11 +483,13 @@ class PostgresStore:
         body = dumps(record, "record")
         ts = record.get("ts")
         sql = self._sql(
-            "INSERT INTO {s}.events (kind, ts, token, record) VALUES ('run', %s, %s, %s::jsonb) "
+            "INSERT INTO {s}.events (kind, ts, token, record) VALUES (%s, %s, %s, %s::jsonb) "
             "ON CONFLICT (token) DO NOTHING"
         )
         stamp = ts if isinstance(ts, int) and not isinstance(ts, bool) else None
-        self._run(lambda c: c.execute(sql, (stamp, token, body)), "recording a run")
+        # Per-call usage records ({"call": ...}) are kept apart from the runs opening loads.
+        kind = "call" if "call" in record else "run"
+        self._run(lambda c: c.execute(sql, (kind, stamp, token, body)), "recording a run")
 
     # -- reading ---------------------------------------------------------------
 

@@ -491,8 +491,10 @@ class SqliteStore:
     def write_run(self, record: dict[str, Any]) -> None:
         """Keep a run record."""
         body = dumps(record, "record")
+        # Per-call usage records ({"call": ...}) are kept apart from the runs opening loads.
+        kind = "call" if "call" in record else "run"
         self._run(
-            lambda c: c.execute("INSERT INTO events (kind, record) VALUES ('run', ?)", (body,)),
+            lambda c: c.execute("INSERT INTO events (kind, record) VALUES (?, ?)", (kind, body)),
             "recording a run",
         )
 

@@ -1,0 +1,393 @@
+"""One LLM call made through the run: a permit, a timeout, the usage recorded, retries.
+
+``ctx.call(fn, ...)`` and ``await ctx.acall(fn, ...)`` land here. `CallGate` is the
+run's side (the limiter, the retry policy, the counters the progress display
+and the report read, and the ``call`` records written as each call returns);
+`call_sync` and `call_async` are one call's loop:
+
+1. estimate the call's tokens and reserve a permit from the limiter, waiting
+   for it (never past the item's deadline);
+2. take a slot among the calls allowed in flight (fewer after a 429);
+3. call ``fn`` with a timeout, the smaller of ``call_timeout`` and the item's
+   time left: the SDK's ``timeout=`` keyword where ``fn`` takes one, and for
+   ``acall`` a cancellation as well;
+4. on success, record the usage (``ctx.record_usage``, and a ``call`` record in
+   the store) and correct the limiter's estimate;
+5. on an error, adopt any rate-limit headers, pause the whole run after a 429,
+   and retry a transient error after the provider's ``retry-after`` or a
+   jittered backoff, while tries and the item's time are left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import math
+import secrets
+import threading
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from agent_resume._accounting._usage import Usage
+from agent_resume._errors import DeadlineExceeded, StoreClosedError
+from agent_resume._limits import Cost, Limiter
+from agent_resume._records import usage_dict
+from agent_resume._retry import (
+    Retry,
+    error_headers,
+    error_status,
+    provider_wait,
+)
+
+if TYPE_CHECKING:
+    from agent_resume._limits import Buckets
+    from agent_resume._run._context import ItemContext
+    from agent_resume._run._state import RunState
+    from agent_resume._session._session import Session
+
+__all__ = ["CallGate", "CallTimeout", "call_async", "call_sync"]
+
+logger = logging.getLogger("agent_resume.run")
+
+R = TypeVar("R")
+
+_NO_RETRY = Retry(attempts=1)
+_SLOT_POLL = 0.005  # how often a call waiting for a slot in flight looks again
+_BACKSTOP = 0.25  # seconds after the SDK's own timeout before acall cancels the call
+_RATE_LIMITED = frozenset({429})
+
+
+class CallTimeout(TimeoutError):
+    """A call took longer than ``call_timeout``; transient, so it is retried.
+
+    Attributes:
+        seconds: The timeout the call was given.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"the call took longer than its {seconds:.3f}s timeout")
+        self.seconds = seconds
+
+
+class CallGate:
+    """The run's side of ``ctx.call``: limiter, retry policy, counters and call records.
+
+    Args:
+        state: The run's state (its config, clocks and stop flags).
+        session: The run's session, through which ``call`` records are written.
+        buckets: Where the rate buckets live; in this process when ``None``.
+    """
+
+    def __init__(self, state: RunState, session: Session, buckets: Buckets | None = None) -> None:
+        config = state.config
+        self._state = state
+        self._session = session
+        self.clock = state.clock
+        self.wall_clock = config.wall_clock
+        self.limiter = Limiter(config.rate_limit, config.concurrency, state.clock, buckets)
+        self.retry = config.retry if config.retry is not None else _NO_RETRY
+        self.call_timeout: float = config.call_timeout
+        self._lock = threading.Lock()
+        self.started = 0
+        """Calls started (tries, retries included)."""
+        self.returned = 0
+        """Calls that returned a response."""
+        self.errors = 0
+        """Calls that raised."""
+        self.in_flight = 0
+        """Calls started and not yet returned or raised."""
+        self.rate_limited = 0
+        """Calls answered with HTTP 429."""
+        self.retries = 0
+        """Calls tried again after a transient error."""
+        self._accepts: dict[Any, bool] = {}
+
+    # -- counters ----------------------------------------------------------------
+
+    def _begin(self) -> None:
+        with self._lock:
+            self.started += 1
+            self.in_flight += 1
+
+    def _end(self, ok: bool) -> None:
+        with self._lock:
+            self.in_flight -= 1
+            if ok:
+                self.returned += 1
+            else:
+                self.errors += 1
+
+    def snapshot(self) -> dict[str, Any]:
+        """The counters and the limiter's state, for progress lines and the report."""
+        with self._lock:
+            out: dict[str, Any] = {
+                "started": self.started,
+                "returned": self.returned,
+                "errors": self.errors,
+                "in_flight": self.in_flight,
+                "rate_limited": self.rate_limited,
+                "retries": self.retries,
+            }
+        out["limiter"] = self.limiter.state()
+        return out
+
+    # -- steps ---------------------------------------------------------------------
+
+    def accepts_timeout(self, fn: Callable[..., Any]) -> bool:
+        """Whether ``fn`` takes a ``timeout`` keyword (the SDKs' create methods do)."""
+        key = getattr(fn, "__func__", fn)
+        try:
+            known = self._accepts.get(key)
+        except TypeError:  # unhashable callable
+            key, known = None, None
+        if known is not None:
+            return known
+        try:
+            parameters = inspect.signature(fn).parameters
+        except (TypeError, ValueError):
+            accepts = False
+        else:
+            found = parameters.get("timeout")
+            accepts = found is not None and found.kind in (
+                inspect.Parameter.KEYWORD_ONLY,
+                inspect.Parameter.POSITIONAL_OR_KEYWORD,
+            )
+        if key is not None:
+            self._accepts[key] = accepts
+        return accepts
+
+    def timeout_for(self, ctx: ItemContext) -> tuple[float, bool]:
+        """This call's timeout and whether it is the item's deadline (not ``call_timeout``)."""
+        left = ctx.deadline.remaining_seconds()
+        if self.call_timeout < left:
+            return self.call_timeout, False
+        return left, True
+
+    def succeeded(self, ctx: ItemContext, result: Any, cost: Cost) -> None:
+        """Record a call's usage for the item and the run, write its ``call`` record, settle."""
+        headers = _response_headers(result)
+        if headers:
+            self.limiter.adopt(headers)
+        usage = ctx.record_usage(_parsed(result))
+        self.limiter.settle(
+            cost,
+            Cost(
+                1.0,
+                float(usage.input_tokens + usage.output_tokens),
+                usage.input_tokens,
+                usage.output_tokens,
+            ),
+        )
+        self._write(ctx, usage)
+
+    def _write(self, ctx: ItemContext, usage: Usage) -> None:
+        if self._state.aborted:
+            return
+        record = {
+            "call": ctx.item_id,
+            "a": ctx.call_token,
+            "ts": int(self.wall_clock()),
+            "usage": usage_dict(usage),
+        }
+        try:
+            self._session.record_call(record)
+        except StoreClosedError:
+            if not self._state.aborted:
+                raise
+
+    def failed(
+        self, ctx: ItemContext, error: BaseException, cost: Cost, tries: int
+    ) -> float | None:
+        """Handle a call's error: returns the seconds to wait before the next try, or ``None`` to give up."""
+        self.limiter.settle(cost, None)
+        headers = error_headers(error)
+        if headers:
+            self.limiter.adopt(headers)
+        status = error_status(error)
+        told = provider_wait(headers, self.wall_clock()) if headers else None
+        if status in _RATE_LIMITED:
+            pause = told if told is not None else self.retry.backoff(tries)
+            with self._lock:
+                self.rate_limited += 1
+            self.limiter.pause(pause)
+            logger.info(
+                "HTTP 429 for item %r: every call waits %.3fs; calls in flight now at most %d",
+                ctx.item_id,
+                pause,
+                self.limiter.allowed,
+            )
+        if tries >= self.retry.attempts or not self.retry.retryable(error):
+            return None
+        wait = told if told is not None else self.retry.backoff(tries)
+        if wait >= ctx.deadline.remaining_seconds():
+            return None
+        with self._lock:
+            self.retries += 1
+        return wait
+
+
+def _response_headers(result: Any) -> Mapping[str, str]:
+    """Headers of a raw response (``with_raw_response``), lower-cased; empty otherwise."""
+    if not callable(getattr(result, "parse", None)):
+        return {}
+    raw = getattr(result, "headers", None)
+    if raw is None:
+        return {}
+    try:
+        return {str(k).lower(): str(v) for k, v in raw.items()}
+    except Exception:  # headers we cannot read are no headers
+        return {}
+
+
+def _parsed(result: Any) -> Any:
+    """The parsed response of a raw one (``with_raw_response``), else the result itself."""
+    parse = getattr(result, "parse", None)
+    if callable(parse) and hasattr(result, "headers") and not inspect.iscoroutinefunction(parse):
+        try:
+            return parse()
+        except Exception:  # not an SDK raw response after all
+            return result
+    return result
+
+
+def _deadline_error(ctx: ItemContext, cause: BaseException | None) -> DeadlineExceeded:
+    deadline = ctx.deadline
+    error = DeadlineExceeded(deadline, deadline.elapsed_seconds())
+    if cause is not None:
+        error.__cause__ = cause
+    return error
+
+
+def _kwargs(
+    gate: CallGate, fn: Callable[..., Any], kwargs: dict[str, Any], timeout: float
+) -> dict[str, Any]:
+    if math.isinf(timeout) or "timeout" in kwargs or not gate.accepts_timeout(fn):
+        return kwargs
+    return {**kwargs, "timeout": max(timeout, 0.001)}
+
+
+def _permit_wait(gate: CallGate, ctx: ItemContext, cost: Cost) -> float:
+    wait = gate.limiter.reserve(cost)
+    if wait > 0 and wait >= ctx.deadline.remaining_seconds():
+        gate.limiter.settle(cost, None)
+        raise _deadline_error(ctx, None)
+    return wait
+
+
+def call_sync(
+    ctx: ItemContext, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> R:
+    """One call from a thread: see the module docstring."""
+    gate = ctx.gate
+    limiter = gate.limiter
+    tries = 0
+    while True:
+        tries += 1
+        if ctx.deadline.is_expired():
+            raise _deadline_error(ctx, None)
+        cost = limiter.estimate(kwargs)
+        wait = _permit_wait(gate, ctx, cost)
+        if wait > 0:
+            time.sleep(wait)
+        while not limiter.try_enter():
+            if ctx.deadline.is_expired():
+                limiter.settle(cost, None)
+                raise _deadline_error(ctx, None)
+            time.sleep(_SLOT_POLL)
+        timeout, is_deadline = gate.timeout_for(ctx)
+        call_kwargs = _kwargs(gate, fn, kwargs, timeout)
+        gate._begin()
+        try:
+            result = fn(*args, **call_kwargs)
+        except Exception as error:
+            limiter.leave()
+            gate._end(False)
+            if is_deadline and ctx.deadline.is_expired():
+                raise _deadline_error(ctx, error) from error
+            delay = gate.failed(ctx, error, cost, tries)
+            if delay is None:
+                ctx.record_error()
+                raise
+            time.sleep(delay)
+            continue
+        limiter.leave()
+        gate._end(True)
+        gate.succeeded(ctx, result, cost)
+        return result
+
+
+async def call_async(
+    ctx: ItemContext, fn: Callable[..., Awaitable[R]], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> R:
+    """One call from a task: see the module docstring."""
+    gate = ctx.gate
+    limiter = gate.limiter
+    tries = 0
+    while True:
+        tries += 1
+        if ctx.deadline.is_expired():
+            raise _deadline_error(ctx, None)
+        cost = limiter.estimate(kwargs)
+        wait = _permit_wait(gate, ctx, cost)
+        if wait > 0:
+            await asyncio.sleep(wait)
+        while not limiter.try_enter():
+            if ctx.deadline.is_expired():
+                limiter.settle(cost, None)
+                raise _deadline_error(ctx, None)
+            await asyncio.sleep(_SLOT_POLL)
+        timeout, is_deadline = gate.timeout_for(ctx)
+        call_kwargs = _kwargs(gate, fn, kwargs, timeout)
+        passed = call_kwargs is not kwargs
+        gate._begin()
+        entered = True
+        try:
+            try:
+                awaitable = fn(*args, **call_kwargs)
+                if math.isinf(timeout):
+                    result = await awaitable
+                else:
+                    # The SDK times out on its own when it took `timeout=`; the
+                    # cancellation is the backstop (and the only limit otherwise).
+                    limit = timeout + _BACKSTOP if passed and not is_deadline else timeout
+                    result = await asyncio.wait_for(awaitable, max(limit, 0.0))
+            except asyncio.TimeoutError as error:
+                if isinstance(error, DeadlineExceeded):
+                    raise
+                limiter.leave()
+                gate._end(False)
+                entered = False
+                if is_deadline:
+                    raise _deadline_error(ctx, error) from error
+                raise CallTimeout(timeout) from error
+        except Exception as error:
+            if entered:
+                limiter.leave()
+                gate._end(False)
+            if is_deadline and ctx.deadline.is_expired():
+                if isinstance(error, DeadlineExceeded):
+                    raise
+                raise _deadline_error(ctx, error) from error
+            delay = gate.failed(ctx, error, cost, tries)
+            if delay is None:
+                ctx.record_error()
+                raise
+            await asyncio.sleep(delay)
+            continue
+        except BaseException:
+            # Cancelled (the item's deadline, or the run ending): the call never returned.
+            if entered:
+                limiter.leave()
+                gate._end(False)
+            raise
+        limiter.leave()
+        gate._end(True)
+        gate.succeeded(ctx, result, cost)
+        return result
+
+
+def new_token() -> str:
+    """A short random token naming one attempt's calls in the checkpoint."""
+    return secrets.token_hex(4)

@@ -1,0 +1,218 @@
+"""ctx.call / ctx.acall against the provider simulator, with the real openai and anthropic SDKs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import anthropic
+import openai
+import pytest
+
+from agent_resume import Ledger, RateLimit, ResumableRun, Retry, RunConfig
+from agent_resume.stores import JsonlStore
+from provider_sim import ProviderSim, SimConfig
+
+FAST = Retry(attempts=8, initial=0.02, maximum=0.5)
+
+
+def _records(path: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in path.read_text().splitlines()[1:]]
+
+
+def _message(item: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": f"[item:{item}] summarise this ticket, please"}]
+
+
+def test_acall_retries_transient_errors_tries_permanent_ones_once_and_loses_nothing(
+    tmp_path: Path,
+) -> None:
+    config = SimConfig(rpm=3000, window=2.0, transient=0.05, permanent_items=0.02, seed=3)
+    items = [f"t{n}" for n in range(400)]
+    path = tmp_path / "ck.jsonl"
+    with ProviderSim(config) as sim:
+
+        async def main() -> object:
+            client = openai.AsyncOpenAI(api_key="test", base_url=sim.openai_url, max_retries=0)
+
+            async def summarise(item: str, ctx: object) -> str:
+                response = await ctx.acall(  # type: ignore[attr-defined]
+                    client.chat.completions.create,
+                    model="gpt-4o-mini",
+                    messages=_message(item),
+                    max_tokens=50,
+                )
+                return str(response.choices[0].message.content)
+
+            run_config = RunConfig(
+                job_id="tickets", store=path, concurrency=16, progress=False, retry=FAST
+            )
+            try:
+                return await ResumableRun(run_config).arun(summarise, items)
+            finally:
+                await client.close()
+
+        report = asyncio.run(main())
+        poisoned = {i for i in items if sim.poisoned(i)}
+        assert poisoned and sim.counts.transient > 0
+        # Every poisoned item was tried exactly once; every other one is done.
+        assert {i: sim.counts.permanent_requests[i] for i in poisoned} == dict.fromkeys(poisoned, 1)
+        assert report.done == len(items) - len(poisoned)  # type: ignore[attr-defined]
+        records = _records(path)
+        done = {r["id"] for r in records if "id" in r and "status" not in r}
+        failed = {r["id"] for r in records if r.get("status") == "failed"}
+        assert done == set(items) - poisoned
+        assert failed == poisoned
+        assert all("BadRequestError" in str(r["error"]) for r in records if r.get("status"))
+        # The job's totals are what the server served, call for call.
+        calls, input_tokens, output_tokens = sim.served_totals()
+        total = Ledger.from_records(records).total
+        assert (total.calls, total.input_tokens, total.output_tokens) == (
+            calls,
+            input_tokens,
+            output_tokens,
+        )
+        assert sum(1 for r in records if "call" in r) == calls
+
+
+def test_call_in_threads_with_anthropic_stays_under_the_limit(tmp_path: Path) -> None:
+    config = SimConfig(rpm=200, tpm=20_000, window=1.0, latency=(0.005, 0.02), seed=5)
+    with ProviderSim(config) as sim:
+        client = anthropic.Anthropic(api_key="test", base_url=sim.url, max_retries=0)
+
+        def answer(item: str, ctx: object) -> str:
+            message = ctx.call(  # type: ignore[attr-defined]
+                client.messages.create,
+                model="claude-3-5-haiku-latest",
+                max_tokens=20,
+                messages=_message(item),
+            )
+            return str(message.content[0].text)
+
+        run_config = RunConfig(
+            job_id="threads",
+            store=tmp_path / "ck.jsonl",
+            concurrency=8,
+            progress=False,
+            retry=FAST,
+            # The simulator's "minute" is one second.
+            rate_limit=RateLimit(requests_per_minute=200 * 60, tokens_per_minute=20_000 * 60),
+        )
+        report = ResumableRun(run_config).run(answer, [f"a{n}" for n in range(300)])
+        client.close()
+        assert report.done == 300
+        assert sim.counts.rate_limited == 0
+        most_requests, most_tokens = sim.max_in_window()
+        assert most_requests <= 200
+        assert most_tokens <= 20_000
+
+
+def test_unknown_limits_are_learned_from_429s_and_their_headers(tmp_path: Path) -> None:
+    config = SimConfig(rpm=100, window=1.0, seed=7)
+    with ProviderSim(config) as sim:
+
+        async def main() -> object:
+            client = openai.AsyncOpenAI(api_key="test", base_url=sim.openai_url, max_retries=0)
+
+            async def process(item: str, ctx: object) -> str:
+                response = await ctx.acall(  # type: ignore[attr-defined]
+                    client.chat.completions.create, model="gpt-4o-mini", messages=_message(item)
+                )
+                return str(response.choices[0].message.content)
+
+            run_config = RunConfig(
+                job_id="learn", store=tmp_path / "ck.jsonl", concurrency=16, progress=False
+            )
+            try:
+                return await ResumableRun(run_config).arun(process, [f"l{n}" for n in range(250)])
+            finally:
+                await client.close()
+
+        report = asyncio.run(main())
+        assert report.done == 250  # type: ignore[attr-defined]
+        # A 429 carried the limit; after it the run paced itself.
+        assert 0 < sim.counts.rate_limited < 25
+        assert sim.max_in_window()[0] <= 100
+
+
+def test_a_hung_request_times_out_and_is_retried(tmp_path: Path) -> None:
+    config = SimConfig(hang_rate=0.1, hang=5.0, seed=11)
+    with ProviderSim(config) as sim:
+
+        async def main() -> object:
+            client = openai.AsyncOpenAI(api_key="test", base_url=sim.openai_url, max_retries=0)
+
+            async def process(item: str, ctx: object) -> str:
+                response = await ctx.acall(  # type: ignore[attr-defined]
+                    client.chat.completions.create, model="gpt-4o-mini", messages=_message(item)
+                )
+                return str(response.choices[0].message.content)
+
+            run_config = RunConfig(
+                job_id="hangs",
+                store=tmp_path / "ck.jsonl",
+                concurrency=8,
+                progress=False,
+                call_timeout=0.3,
+                item_timeout=4.0,
+                retry=FAST,
+            )
+            try:
+                return await ResumableRun(run_config).arun(process, [f"h{n}" for n in range(40)])
+            finally:
+                await client.close()
+
+        report = asyncio.run(main())
+        assert sim.counts.hung > 0
+        assert report.done == 40  # type: ignore[attr-defined]
+        assert sim.served_totals()[0] == 40
+
+
+def test_call_records_are_written_as_each_call_returns(tmp_path: Path) -> None:
+    path = tmp_path / "ck.jsonl"
+    with ProviderSim(SimConfig()) as sim:
+        client = openai.OpenAI(api_key="test", base_url=sim.openai_url, max_retries=0)
+        seen: list[int] = []
+
+        def two_calls(item: str, ctx: object) -> None:
+            for _ in range(2):
+                ctx.call(  # type: ignore[attr-defined]
+                    client.chat.completions.create, model="gpt-4o-mini", messages=_message(item)
+                )
+                # The record is on disk before the item is done.
+                seen.append(sum(1 for r in _records(path) if r.get("call") == item))
+            raise RuntimeError("the item fails after its calls")
+
+        run_config = RunConfig(job_id="calls", store=JsonlStore(path), progress=False)
+        report = ResumableRun(run_config).run(two_calls, ["x"])
+        client.close()
+    assert seen == [1, 2]
+    assert report.failed == 1
+    records = _records(path)
+    calls = [r for r in records if "call" in r]
+    assert len({r["a"] for r in calls}) == 1
+    ledger = Ledger.from_records(records)
+    assert ledger.total.calls == 2  # the failure's usage covers the two calls, once
+    assert not ledger.lower_bound
+
+
+@pytest.mark.parametrize("kill_between", [True])
+def test_calls_of_an_attempt_that_never_recorded_an_outcome_still_count(kill_between: bool) -> None:
+    usage = {"in": 10, "out": 5, "calls": 1, "model": "gpt-4o-mini"}
+    records: list[dict[str, object]] = [
+        {"run": "start", "ts": 1, "pid": 1},
+        {"call": "a", "a": "t1", "ts": 1, "usage": usage},
+        {"call": "a", "a": "t1", "ts": 1, "usage": usage},
+        # killed here: no outcome, no run end
+        {"run": "start", "ts": 2, "pid": 2},
+        {"call": "a", "a": "t2", "ts": 2, "usage": usage},
+        {"id": "a", "ts": 2, "usage": usage},
+        {"call": "b", "a": "t3", "ts": 2, "usage": usage},
+    ]
+    ledger = Ledger.from_records(records)
+    assert ledger.total.calls == 4
+    assert ledger.item("a").usage.calls == 3  # type: ignore[union-attr]
+    assert ledger.item("b").status == "interrupted"  # type: ignore[union-attr]
+    assert ledger.lower_bound
+    assert not Ledger.from_records([*records, {"run": "end"}, {"run": "end"}]).lower_bound
