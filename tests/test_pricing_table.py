@@ -215,7 +215,9 @@ ROWS = [
     Row(
         "bedrock global inference profile",
         lambda: message(
-            "global.anthropic.claude-sonnet-4-5-20250929-v1:0", input_tokens=10_000, output_tokens=1_000
+            "global.anthropic.claude-sonnet-4-5-20250929-v1:0",
+            input_tokens=10_000,
+            output_tokens=1_000,
         ),
         (10_000 * 3 + 1_000 * 15) / 1e6,
         "global.anthropic.claude-sonnet-4-5-20250929-v1:0",
@@ -236,9 +238,7 @@ ROWS = [
         # Cached (1,000) above the prompt (100): the cache was counted apart, so the
         # input is 1,100. gpt-5.2: 100 x $1.75 + 1,000 x $0.175 + 50 x $14.
         "cache read above input",
-        lambda: chat(
-            "gpt-5.2-2025-12-11", 100, 50, prompt_tokens_details={"cached_tokens": 1_000}
-        ),
+        lambda: chat("gpt-5.2-2025-12-11", 100, 50, prompt_tokens_details={"cached_tokens": 1_000}),
         (100 * 1.75 + 1_000 * 0.175 + 50 * 14) / 1e6,
         "gpt-5.2",
         {"input_tokens": 1_100, "cache_read_tokens": 1_000, "output_tokens": 50},
@@ -400,7 +400,12 @@ def test_inconsistent_usage_is_corrected_and_warned_once(
     assert len(record) == 1
     assert record[0].filename == __file__
     assert first == second
-    assert (first.input_tokens, first.output_tokens) == (expected.input_tokens, expected.output_tokens)
+    assert (first.input_tokens, first.output_tokens) == (
+        expected.input_tokens,
+        expected.output_tokens,
+    )
     assert first.cache_read_tokens == expected.cache_read_tokens
     assert first.reasoning_tokens == expected.reasoning_tokens
-    assert first.cost_usd == pytest.approx((expected.input_tokens + 2 * expected.output_tokens) / 1e6)
+    assert first.cost_usd == pytest.approx(
+        (expected.input_tokens + 2 * expected.output_tokens) / 1e6
+    )
