@@ -395,8 +395,7 @@ def test_inconsistent_usage_is_corrected_and_warned_once(
     model = f"house-model-{request.node.callspec.id.replace(' ', '-')}"
     table = PriceTable({model: {"input": 1.0, "output": 2.0}}, builtin=False, genai_prices=False)
     with pytest.warns(InconsistentUsageWarning, match="added to the") as record:
-        first = usage_from(response(model), prices=table)
-        second = usage_from(response(model), prices=table)
+        first, second = (usage_from(response(model), prices=table) for _ in range(2))
     assert len(record) == 1
     assert record[0].filename == __file__
     assert first == second

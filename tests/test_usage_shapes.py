@@ -207,10 +207,11 @@ def test_a_failing_price_source_does_not_lose_the_call(monkeypatch: pytest.Monke
         "model": "gpt-4o-never-seen-xyz",
         "usage": {"prompt_tokens": 10, "completion_tokens": 1},
     }
-    with pytest.warns(PriceSourceWarning, match="data file is corrupt") as record:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UnknownModelWarning)
-            usage = usage_from(response, prices=PriceTable())
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        usage = usage_from(response, prices=PriceTable())
+    assert [type(w.message) for w in record] == [PriceSourceWarning, UnknownModelWarning]
+    assert "data file is corrupt" in str(record[0].message)
     assert record[0].filename == __file__
     assert (usage.input_tokens, usage.cost_usd) == (10, None)
     # A model the built-in table knows is still priced from it.
