@@ -420,7 +420,7 @@ def test_a_timeout_error_after_the_deadline_is_recorded_as_the_deadline(tmp_path
 
 
 def test_a_killed_saves_leftover_goes_when_the_item_is_done(tmp_path):
-    from agent_resume._run._state import conversation_file
+    from agent_resume._run._conversations import conversation_file
 
     directory = tmp_path / "job.jsonl.conversations"
     directory.mkdir()

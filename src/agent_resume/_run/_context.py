@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from agent_resume._accounting._usage import Usage, usage_from
-from agent_resume._atomic import remove_with_leftovers
 from agent_resume._codec import ConversationCodec, Message
 from agent_resume._deadline import Deadline
 from agent_resume._run._calls import call_async, call_sync, new_token
-from agent_resume._run._state import RunState, conversation_file
+from agent_resume._run._state import RunState
 from agent_resume._stop import LoopState, StopReason, ToolCall
 
 if TYPE_CHECKING:
@@ -298,12 +296,6 @@ class ItemContext:
 
     # -- conversation ----------------------------------------------------------
 
-    def _path(self) -> str | None:
-        directory = self._run.conversation_dir
-        if directory is None:
-            return None
-        return os.path.join(directory, conversation_file(self.item_id))
-
     @property
     def conversation(self) -> list[Message]:
         """The messages saved for this item by an earlier, interrupted attempt (or ``[]``).
@@ -311,56 +303,28 @@ class ItemContext:
         After ``save_conversation`` it is what was saved last.
         """
         if self._conversation is None:
-            self._conversation = self._load()
+            self._conversation = self._run.conversations.load(self.item_id)
         return list(self._conversation)
-
-    def _load(self) -> list[Message]:
-        run = self._run
-        path = self._path()
-        if path is None:
-            return list(run.memory_conversations.get(self.item_id, []))
-        if os.path.basename(path) not in run.saved_files:
-            return []
-        try:
-            return _CODEC.load(path)
-        except FileNotFoundError:
-            return []
 
     def save_conversation(self, messages: Sequence[Any]) -> None:
         """Save the item's conversation so far, atomically, for a resumed attempt.
 
-        The file is deleted when the item is recorded as done. Save after
-        each turn: a crash leaves the previous or the new conversation.
+        It goes where the run keeps conversations: the store itself when it
+        can keep them (SQLite, PostgreSQL), else files beside the checkpoint
+        or in ``conversation_dir``. It is deleted when the item is recorded
+        as done. Save after each turn: a crash leaves the previous or the new
+        conversation.
 
         Args:
             messages: Chat messages (dicts of any shape, or SDK message
                 objects with ``model_dump()``).
         """
-        path = self._path()
-        if path is None:
-            decoded = _CODEC.decode(_CODEC.encode(messages))
-            self._run.memory_conversations[self.item_id] = decoded
-            self._conversation = decoded
-            return
-        _CODEC.save(path, messages)
+        self._conversation = self._run.conversations.save(self.item_id, messages)
         self._saved = True
-        self._conversation = None
 
     def _forget_conversation(self) -> None:
         """Delete the saved conversation (the item is done)."""
-        run = self._run
-        if run.conversation_dir is None:
-            if run.memory_conversations:
-                run.memory_conversations.pop(self.item_id, None)
-            return
-        if not self._saved and not run.saved_files:
-            return
-        path = self._path()
-        assert path is not None
-        name = os.path.basename(path)
-        if self._saved or name in run.saved_files:
-            remove_with_leftovers(path)
-            run.saved_files.discard(name)
+        self._run.conversations.forget(self.item_id, saved_here=self._saved)
 
     # -- logging ---------------------------------------------------------------
 

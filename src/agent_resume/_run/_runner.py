@@ -15,10 +15,11 @@ from agent_resume._errors import ArgumentTypeError, DeadlineExceeded, StoreClose
 from agent_resume._run._calls import CallGate
 from agent_resume._run._config import RunConfig
 from agent_resume._run._context import ItemContext
+from agent_resume._run._conversations import conversations_for
 from agent_resume._run._progress import open_progress
 from agent_resume._run._report import ItemOutcome, RunReport
 from agent_resume._run._signals import RunSignals
-from agent_resume._run._state import RunState, conversation_home
+from agent_resume._run._state import RunState
 from agent_resume._session._agent import AgentResume
 from agent_resume._session._items import IdReader, KeyFunc
 from agent_resume._session._session import Session
@@ -291,8 +292,7 @@ class ResumableRun:
             on_change=config.on_change,
         )
         try:
-            directory, memory = conversation_home(config, agent.store)
-            state = RunState(config, directory, memory)
+            state = RunState(config, conversations_for(config.conversation_dir, agent.store))
             state.calls = CallGate(state, session)
             session.record_run(
                 {

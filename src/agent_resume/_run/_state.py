@@ -6,22 +6,15 @@ add their usage through it; signal handlers and ``fail_fast`` set its stop.
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import math
-import os
-import re
 import threading
-import weakref
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from agent_resume._accounting._usage import Usage
 from agent_resume._deadline import Deadline
 from agent_resume._run._config import RunConfig
-
-if TYPE_CHECKING:
-    from agent_resume._run._calls import CallGate
+from agent_resume._run._conversations import Conversations
 from agent_resume._stop import (
     AnyOf,
     LoopState,
@@ -32,7 +25,10 @@ from agent_resume._stop import (
     StopReason,
 )
 
-__all__ = ["RunState", "conversation_file", "conversation_home"]
+if TYPE_CHECKING:
+    from agent_resume._run._calls import CallGate
+
+__all__ = ["RunState"]
 
 # How a run-budget stop reason maps to the report's stop reason.
 _BUDGET_NAMES = {
@@ -41,40 +37,6 @@ _BUDGET_NAMES = {
     "max_items": "item_budget",
 }
 _RECENT = 20
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-def conversation_file(item_id: str) -> str:
-    """The file name of an item's saved conversation: readable, unique, safe on any OS."""
-    digest = hashlib.sha256(item_id.encode("utf-8")).hexdigest()[:16]
-    stem = _UNSAFE.sub("_", item_id)[:40].strip("._") or "item"
-    return f"{stem}-{digest}.json"
-
-
-# Conversations of stores without a path live as long as their store object.
-_MEMORY: weakref.WeakKeyDictionary[Any, dict[str, list[dict[str, Any]]]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def conversation_home(
-    config: RunConfig, store: Any
-) -> tuple[str | None, dict[str, list[dict[str, Any]]] | None]:
-    """Where a run keeps its items' conversations: a directory, or else memory.
-
-    The directory is ``config.conversation_dir``, else ``<checkpoint>.conversations``
-    beside a file store; a store without a path keeps them in a dict that lives
-    as long as the store object.
-    """
-    if config.conversation_dir is not None:
-        return os.fspath(config.conversation_dir), None
-    path = getattr(store, "path", None)
-    if isinstance(path, (str, os.PathLike)):
-        return os.fspath(path) + ".conversations", None
-    try:
-        return None, _MEMORY.setdefault(store, {})
-    except TypeError:  # a store that cannot be weakly referenced
-        return None, {}
 
 
 class RunState:
@@ -82,17 +44,15 @@ class RunState:
 
     Args:
         config: The run's configuration.
-        conversation_dir: Where conversations are saved, or ``None`` to keep
-            them in memory.
-        memory_conversations: The in-memory conversations, item ID to
-            messages, when ``conversation_dir`` is ``None``.
+        conversations: Where the items' conversations are saved (see
+            :func:`~agent_resume._run._conversations.conversations_for`);
+            ``None`` keeps none.
     """
 
     def __init__(
         self,
         config: RunConfig,
-        conversation_dir: str | None,
-        memory_conversations: dict[str, list[dict[str, Any]]] | None = None,
+        conversations: Conversations | None = None,
     ) -> None:
         self.config = config
         self.clock = config.clock
@@ -134,14 +94,7 @@ class RunState:
         self.fail_fast_error: BaseException | None = None
         self.calls: CallGate | None = None
         """The run's side of ``ctx.call``/``ctx.acall``, set when the run opens."""
-        self.conversation_dir = conversation_dir
-        self.memory_conversations = {} if memory_conversations is None else memory_conversations
-        # Conversations saved by earlier runs, by file name; a temporary file
-        # left by a save that was killed counts for the file it was replacing.
-        self.saved_files: set[str] = set()
-        if conversation_dir is not None:
-            with contextlib.suppress(FileNotFoundError):
-                self.saved_files = {f.split(".tmp-")[0] for f in os.listdir(conversation_dir)}
+        self.conversations = Conversations() if conversations is None else conversations
 
     # -- stopping --------------------------------------------------------------
 

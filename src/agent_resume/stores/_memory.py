@@ -74,6 +74,8 @@ class InMemoryStore:
         if result_json is not None:
             record["result"] = json.loads(result_json)
         self._add(record)
+        with self._lock:
+            self._conversations.pop(item_id, None)
         return True
 
     def write_failed(

@@ -59,6 +59,8 @@ COMPLETE: Final = """WITH ins AS (
                    ON CONFLICT (item_id) DO NOTHING RETURNING item_id),
                ev AS (
                    INSERT INTO {s}.events (kind, item_id, ts) SELECT 'done', item_id, %(ts)s FROM ins),
+               conv AS (
+                   DELETE FROM {s}.conversations WHERE item_id IN (SELECT item_id FROM ins)),
                up AS (
                    INSERT INTO {s}.items AS i (item_id, done) SELECT item_id, true FROM ins
                    ON CONFLICT (item_id) DO UPDATE

@@ -282,9 +282,10 @@ class ConversationStore(Protocol):
     ``ctx.save_conversation`` in a run goes here unless ``RunConfig.conversation_dir``
     is set, so a conversation saved by a worker that dies is resumed by any
     other worker, on any machine that reaches the store. Each method is one
-    atomic write or read; a conversation belongs to the store's open job. The
-    methods are called from the items' threads, beside the session's calls,
-    so they must be thread-safe.
+    atomic write or read; a conversation belongs to the store's open job. A
+    completion (:meth:`Store.write_done`) deletes the item's conversation in
+    the same transaction. The methods are called from the items' threads,
+    beside the session's calls, so they must be thread-safe.
     """
 
     def load_conversation(self, item_id: str) -> str | None:

@@ -409,6 +409,7 @@ class SqliteStore:
             conn.execute(
                 "INSERT INTO events (kind, item_id, ts) VALUES ('done', ?, ?)", (item_id, ts)
             )
+            conn.execute("DELETE FROM conversations WHERE item_id = ?", (item_id,))
             conn.execute(
                 "INSERT INTO items (item_id, seq, done) "
                 "VALUES (?, (SELECT coalesce(max(seq), 0) + 1 FROM items), 1) "

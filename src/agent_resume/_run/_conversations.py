@@ -1,0 +1,201 @@
+"""Where a run keeps its items' saved conversations: in the store, in files, or in memory.
+
+The store says where, through its capabilities (see :mod:`agent_resume.stores`):
+
+- ``RunConfig.conversation_dir`` set: files in that directory, whatever the store;
+- a :class:`~agent_resume.stores.ConversationStore` (SQLite, PostgreSQL,
+  in-memory): in the store itself, so a conversation saved by a worker that
+  dies is resumed by any worker that reaches the store;
+- a :class:`~agent_resume.stores.ConversationDirStore` (the JSONL stores):
+  files in the directory beside the checkpoint;
+- any other store: a dict that lives as long as the store object.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import threading
+import weakref
+from collections.abc import Sequence
+from typing import Any
+
+from agent_resume._atomic import remove_with_leftovers
+from agent_resume._codec import ConversationCodec, Message
+from agent_resume.stores import ConversationDirStore, ConversationStore
+
+__all__ = [
+    "ConversationFiles",
+    "Conversations",
+    "MemoryConversations",
+    "StoreConversations",
+    "conversation_file",
+    "conversations_for",
+]
+
+_CODEC = ConversationCodec()
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def conversation_file(item_id: str) -> str:
+    """The file name of an item's saved conversation: readable, unique, safe on any OS."""
+    digest = hashlib.sha256(item_id.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    stem = _UNSAFE.sub("_", item_id)[:40].strip("._") or "item"
+    return f"{stem}-{digest}.json"
+
+
+class Conversations:
+    """The saved conversations of one run's items (the base keeps nothing)."""
+
+    def load(self, item_id: str) -> list[Message]:
+        """The messages last saved for the item, or ``[]``."""
+        return []
+
+    def save(self, item_id: str, messages: Sequence[Any]) -> list[Message] | None:
+        """Replace the item's saved conversation, atomically.
+
+        Returns:
+            The messages as a later :meth:`load` returns them, when that costs
+            nothing more; ``None`` otherwise.
+        """
+        return None
+
+    def forget(self, item_id: str, *, saved_here: bool) -> None:
+        """Delete the item's saved conversation (the item is done).
+
+        Args:
+            item_id: The item.
+            saved_here: Whether this run saved a conversation for the item.
+        """
+
+
+class ConversationFiles(Conversations):
+    """One JSON file per item in a directory, replaced atomically on each save.
+
+    Args:
+        directory: Where the files go; created on the first save.
+    """
+
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+        # Conversations saved by earlier runs, by file name; a temporary file
+        # left by a save that was killed counts for the file it was replacing.
+        self._saved: set[str] = set()
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+            self._saved = {f.split(".tmp-")[0] for f in os.listdir(directory)}
+
+    def __repr__(self) -> str:
+        return f"ConversationFiles({self.directory!r})"
+
+    def load(self, item_id: str) -> list[Message]:
+        """The messages in the item's file, or ``[]`` when it has none."""
+        name = conversation_file(item_id)
+        if name not in self._saved:
+            return []
+        try:
+            return _CODEC.load(os.path.join(self.directory, name))
+        except FileNotFoundError:
+            return []
+
+    def save(self, item_id: str, messages: Sequence[Any]) -> list[Message] | None:
+        """Write the item's file atomically."""
+        name = conversation_file(item_id)
+        _CODEC.save(os.path.join(self.directory, name), messages)
+        self._saved.add(name)
+        return None
+
+    def forget(self, item_id: str, *, saved_here: bool) -> None:
+        """Delete the item's file and the temporary files of saves that were killed."""
+        if not saved_here and not self._saved:
+            return
+        name = conversation_file(item_id)
+        if saved_here or name in self._saved:
+            remove_with_leftovers(os.path.join(self.directory, name))
+            self._saved.discard(name)
+
+
+class StoreConversations(Conversations):
+    """Conversations kept by the store itself (a ``conversations`` table in SQL stores).
+
+    Args:
+        store: A store with the ``"conversations"`` capability.
+    """
+
+    def __init__(self, store: ConversationStore) -> None:
+        self.store = store
+
+    def __repr__(self) -> str:
+        return f"StoreConversations({self.store!r})"
+
+    def load(self, item_id: str) -> list[Message]:
+        """The messages the store holds for the item, or ``[]``."""
+        document = self.store.load_conversation(item_id)
+        if document is None:
+            return []
+        return _CODEC.loads(document, source=f"the conversation of {item_id!r} in {self.store!r}")
+
+    def save(self, item_id: str, messages: Sequence[Any]) -> list[Message] | None:
+        """Encode the messages and hand the document to the store."""
+        document = _CODEC.encode(messages)
+        text = json.dumps(document, separators=(",", ":"), allow_nan=False)
+        self.store.save_conversation(item_id, text)
+        return _CODEC.decode(json.loads(text))
+
+    def forget(self, item_id: str, *, saved_here: bool) -> None:
+        """Nothing to do: the store deleted it with the completion, in one transaction."""
+
+
+class MemoryConversations(Conversations):
+    """Conversations in a dict of this process.
+
+    Args:
+        kept: The dict, item ID to messages (shared by the runs of one store object).
+    """
+
+    def __init__(self, kept: dict[str, list[Message]]) -> None:
+        self._kept = kept
+        self._lock = threading.Lock()
+
+    def load(self, item_id: str) -> list[Message]:
+        """The messages kept for the item, or ``[]``."""
+        with self._lock:
+            return list(self._kept.get(item_id, []))
+
+    def save(self, item_id: str, messages: Sequence[Any]) -> list[Message] | None:
+        """Keep a decoded copy of the messages."""
+        decoded = _CODEC.decode(_CODEC.encode(messages))
+        with self._lock:
+            self._kept[item_id] = decoded
+        return decoded
+
+    def forget(self, item_id: str, *, saved_here: bool) -> None:
+        """Drop the item's messages."""
+        with self._lock:
+            self._kept.pop(item_id, None)
+
+
+# Conversations of stores with no place of their own live as long as their store object.
+_MEMORY: weakref.WeakKeyDictionary[Any, dict[str, list[Message]]] = weakref.WeakKeyDictionary()
+
+
+def conversations_for(conversation_dir: str | os.PathLike[str] | None, store: Any) -> Conversations:
+    """Where a run on ``store`` keeps its items' conversations.
+
+    Args:
+        conversation_dir: ``RunConfig.conversation_dir``; when set, it wins.
+        store: The run's store (open).
+    """
+    if conversation_dir is not None:
+        return ConversationFiles(os.fspath(conversation_dir))
+    if isinstance(store, ConversationStore):
+        return StoreConversations(store)
+    if isinstance(store, ConversationDirStore):
+        return ConversationFiles(store.conversation_dir())
+    try:
+        kept = _MEMORY.setdefault(store, {})
+    except TypeError:  # a store that cannot be weakly referenced
+        kept = {}
+    return MemoryConversations(kept)
