@@ -23,6 +23,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TextIO
 
+from agent_resume._accounting._prices import MIXED_MODEL, PriceTable
 from agent_resume._accounting._usage import Usage
 from agent_resume._errors import ArgumentTypeError, ArgumentValueError
 
@@ -78,9 +79,20 @@ class Ledger:
 
     Build one with `Ledger.from_records`, or create an empty one and feed it
     records with `add` as they are written.
+
+    Args:
+        prices: A table to re-price records with, as the module docstring
+            describes; ``None`` keeps every recorded cost.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, prices: PriceTable | None = None) -> None:
+        if prices is not None and not isinstance(prices, PriceTable):
+            raise ArgumentTypeError(
+                "prices",
+                prices,
+                f"`prices` must be a PriceTable or None (got {type(prices).__name__})",
+            )
+        self._prices = prices
         self._items: dict[str, ItemUsage] = {}
         # Call records of attempts with no outcome yet: item -> attempt token -> (usage, calls).
         self._pending: dict[str, dict[str, tuple[Usage, int]]] = {}
@@ -89,17 +101,20 @@ class Ledger:
         self._ends = 0
 
     @classmethod
-    def from_records(cls, records: Iterable[Mapping[str, Any]]) -> Ledger:
+    def from_records(
+        cls, records: Iterable[Mapping[str, Any]], *, prices: PriceTable | None = None
+    ) -> Ledger:
         """Build a ledger from checkpoint records, in file order.
 
         Args:
             records: Record dicts as read from a store; records that are
                 neither completions nor failures are skipped.
+            prices: A table to re-price the records with (see the class).
 
         Returns:
             The ledger.
         """
-        ledger = cls()
+        ledger = cls(prices=prices)
         for record in records:
             ledger.add(record)
         return ledger
@@ -150,6 +165,8 @@ class Ledger:
             raise ArgumentValueError(
                 "record", record, f"the usage of item {item_id!r} is malformed: {error}"
             ) from error
+        if self._prices is not None:
+            usage = _reprice(usage, self._prices)
         previous = self._items.get(item_id)
         if previous is None:
             self._items[item_id] = ItemUsage(item_id, kind, usage, 1)
@@ -171,6 +188,8 @@ class Ledger:
             raise ArgumentValueError(
                 "record", record, f"the usage of a call of item {item_id!r} is malformed: {error}"
             ) from error
+        if self._prices is not None:
+            usage = _reprice(usage, self._prices)
         pending = self._pending.setdefault(item_id, {})
         previous, count = pending.get(token, (Usage(), 0))
         pending[token] = (previous + usage, count + 1)
@@ -253,6 +272,15 @@ class Ledger:
             rows.append(_row("", "total", self.total))
         for row in rows:
             writer.writerow({key: "" if value is None else value for key, value in row.items()})
+
+
+def _reprice(usage: Usage, table: PriceTable) -> Usage:
+    model = usage.model
+    if model is None or model == MIXED_MODEL or usage.is_empty():
+        return usage
+    if usage.cost_usd is None or table.owns(model):
+        return table.price(usage)
+    return usage
 
 
 def _row(item_id: str, status: str, usage: Usage) -> dict[str, Any]:

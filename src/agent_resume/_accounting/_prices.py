@@ -408,6 +408,17 @@ class PriceTable:
         found = _find(self._own, ref) or _find(self._base, ref)
         return found[1] if found is not None else None
 
+    def owns(self, model: str) -> bool:
+        """Whether your own prices (not genai-prices or the built-in table) price ``model``.
+
+        Args:
+            model: A model name, read as `lookup` reads it.
+
+        Returns:
+            Whether an own entry matches it.
+        """
+        return _find(self._own, parse_model(model)) is not None
+
     def cost(self, usage: Usage) -> float | None:
         """The cost in US dollars of ``usage``, or ``None`` when its model has no price.
 

@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 from typing import Any, TextIO
 
 from agent_resume._accounting._ledger import Ledger
+from agent_resume._accounting._prices import PriceTable
 from agent_resume._accounting._usage import Usage
 from agent_resume._cli._targets import (
     StoreView,
@@ -61,6 +62,12 @@ def register(sub: Any) -> None:
     )
     p.add_argument("store", help="a .jsonl path, a .db path, sqlite:///path.db or postgresql://...")
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    p.add_argument(
+        "--prices",
+        metavar="FILE",
+        help="re-price with a JSON or TOML price table: records of the models it names, "
+        "and records whose cost was unknown",
+    )
     p.set_defaults(func=report)
 
     p = sub.add_parser(
@@ -257,8 +264,9 @@ def _columns(out: TextIO, lines: Sequence[Sequence[str]], indent: str = "  ") ->
 
 def report(args: argparse.Namespace) -> int:
     """``agent-resume report STORE``."""
+    prices = PriceTable.from_file(args.prices) if args.prices else None
     store = open_cli_store(args.store)
-    ledger = Ledger.from_records(store.iter_records())
+    ledger = Ledger.from_records(store.iter_records(), prices=prices)
     out = sys.stdout
     if args.format == "csv":
         ledger.write_csv(out)
