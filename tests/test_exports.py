@@ -13,7 +13,7 @@ PUBLIC = {
     "DuplicateItemWarning", "InMemoryStore", "InconsistentUsageWarning", "ItemChangedError", "ItemContext", "ItemOutcome",
     "ItemUsage", "JobLockedError", "JobMismatchError", "JsonlStore", "Ledger", "LoopState",
     "MaxCost", "MaxItems", "MaxSeconds", "MaxTokens", "MaxTurns", "MissingExtraError",
-    "ModelPrice", "NoProgress", "Not", "PostgresStore", "PriceSourceWarning", "PriceTable", "RateLimit", "Renamed",
+    "ModelPrice", "NoProgress", "Not", "NotACheckpointError", "PostgresStore", "PriceSourceWarning", "PriceTable", "RateLimit", "Renamed",
     "RepairReport", "RepeatedOutput", "RepeatedToolCall",
     "ResultJsonlStore", "ResumableRun", "Retry", "RunConfig", "RunReport", "Session", "SessionStats", "SqliteStore",
     "StopCondition", "StopPhrase", "StopReason", "Store", "StoreClosedError", "StoreError",

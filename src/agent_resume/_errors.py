@@ -10,6 +10,7 @@ AgentResumeError
 └── StoreError                           anything a store cannot do
     ├── CorruptCheckpointError (ValueError)  a bad line, in strict mode
     ├── UnsupportedFormatError           a checkpoint written by a newer version
+    ├── NotACheckpointError              a file that is not an agent-resume checkpoint
     ├── JobMismatchError                 the store holds another job
     ├── JobLockedError                   another live session holds the job
     ├── StoreClosedError                 the session or store was closed
@@ -49,6 +50,7 @@ __all__ = [
     "JobLockedError",
     "JobMismatchError",
     "MissingExtraError",
+    "NotACheckpointError",
     "PriceSourceWarning",
     "StoreClosedError",
     "StoreError",
@@ -189,6 +191,27 @@ class UnsupportedFormatError(StoreError):
         )
         self.path = path
         self.version = version
+
+
+class NotACheckpointError(StoreError):
+    """The file is not an agent-resume checkpoint: it was refused, and nothing was written to it.
+
+    Raised for a headerless file whose first record is not a checkpoint record
+    (an items file passed as the store, a checkpoint of the Rust agent-resume,
+    any other JSON or text file).
+
+    Attributes:
+        path: The file.
+        reason: Why it is not a checkpoint.
+    """
+
+    def __init__(self, path: str, reason: str) -> None:
+        self._args = (path, reason)
+        super().__init__(
+            f"{path} is not an agent-resume checkpoint ({reason}); it was left untouched"
+        )
+        self.path = path
+        self.reason = reason
 
 
 class JobMismatchError(StoreError):

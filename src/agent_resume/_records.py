@@ -18,6 +18,7 @@ from agent_resume._validate import identifier as normalize_id
 
 __all__ = [
     "FORMAT_VERSION",
+    "MAX_DEPTH",
     "FailureInfo",
     "JobState",
     "check_json",
@@ -25,6 +26,7 @@ __all__ = [
     "dumps",
     "failure_line",
     "failure_record",
+    "nested_too_deep",
     "normalize_id",
     "release_line",
     "usage_dict",
@@ -32,6 +34,14 @@ __all__ = [
 
 FORMAT_VERSION: Final = 1
 """The major version of the checkpoint format this library writes and reads."""
+
+MAX_DEPTH: Final = 200
+"""The deepest nesting of arrays and objects a record may hold.
+
+Results, usage and run records nested deeper are refused when recorded, and
+checkpoint lines nested deeper are skipped as corrupt when read, so that no
+reader ever needs a deep stack (a line of 100,000 ``[`` would overflow it).
+"""
 
 _dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
 
@@ -61,13 +71,56 @@ def dumps(value: Any, parameter: str = "result") -> str:
         ) from None
 
 
+def nested_too_deep(value: Any, text: str | bytes) -> bool:
+    """Whether a decoded JSON ``value`` nests arrays and objects deeper than :data:`MAX_DEPTH`.
+
+    ``text`` is its JSON text: one that holds at most :data:`MAX_DEPTH`
+    brackets cannot be too deep, so the walk (without recursion) runs only for
+    the rare large value.
+    """
+    if isinstance(text, str):
+        brackets = text.count("[") + text.count("{")
+    else:
+        brackets = text.count(b"[") + text.count(b"{")
+    if brackets <= MAX_DEPTH:
+        return False
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            children: Any = node.values()
+        elif isinstance(node, (list, tuple)):
+            children = node
+        else:
+            continue
+        if depth > MAX_DEPTH:
+            return True
+        stack.extend(
+            (child, depth + 1) for child in children if isinstance(child, (dict, list, tuple))
+        )
+    return False
+
+
 def check_json(value: Any, parameter: str = "result") -> str:
-    """Check that ``value`` encodes as JSON and that the text is valid UTF-8.
+    """Check that ``value`` encodes as JSON, is not nested too deeply, and that the text is valid UTF-8.
 
     Returns:
         The JSON text.
+
+    Raises:
+        ArgumentTypeError: The value holds something JSON cannot encode.
+        ArgumentValueError: The value holds NaN, an infinity or a lone surrogate,
+            or nests arrays and objects deeper than :data:`MAX_DEPTH` levels.
     """
     text = dumps(value, parameter)
+    if nested_too_deep(value, text):
+        raise ArgumentValueError(
+            parameter,
+            value,
+            f"`{parameter}` nests arrays and objects more than {MAX_DEPTH} levels deep, "
+            "which no checkpoint reader is required to load; flatten it "
+            f"(got {text[:80]}...)",
+        )
     if not text.isascii():
         try:
             text.encode("utf-8")

@@ -27,7 +27,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent_resume import AgentResume, CheckpointWarning, CorruptCheckpointError, JsonlStore
+from agent_resume import (
+    AgentResume,
+    CheckpointWarning,
+    CorruptCheckpointError,
+    JsonlStore,
+    NotACheckpointError,
+)
 from agent_resume.stores._jsonl_maint import repair
 from agent_resume.stores._jsonl_read import load
 
@@ -142,6 +148,26 @@ class Expected:
     bad_middle: list[int]  # line numbers
     valid_lines: list[bytes]
     header_ok: bool
+    refused: bool  # not recognisable as a checkpoint: NotACheckpointError, never written
+
+
+def blank(raw: bytes) -> bool:
+    return not raw.strip(b" \t\r")
+
+
+def checkpoint_like(record: dict[str, Any]) -> bool:
+    ts = record.get("ts")
+    return "agent_resume" in record or (type(ts) is int and ("id" in record or "run" in record))
+
+
+def looks_torn_ours(tail: bytes) -> bool:
+    if not tail.strip(b"\0"):
+        return True
+    whole = valid(tail)
+    if whole is not None:
+        return checkpoint_like(whole)
+    starts = (b'{"agent_resume": ', b'{"id": ', b'{"run": ')
+    return any(tail.startswith(p) or p.startswith(tail) for p in starts)
 
 
 def expect(data: bytes) -> Expected:
@@ -151,20 +177,33 @@ def expect(data: bytes) -> Expected:
     bad: list[int] = []
     kept: list[bytes] = []
     header_ok = False
+    first = True  # the next non-blank line stands where the header goes
+    known = False  # a header or a checkpoint record was seen
+    refused = False
     for number, raw in enumerate(lines, 1):
+        if blank(raw):
+            continue
         record = valid(raw)
+        was_first, first = first, False
         if record is None:
             bad.append(number)
             continue
         kept.append(raw)
-        if number == 1 and "agent_resume" in record:
+        if not known:
+            refused = refused or not checkpoint_like(record)
+            known = True
+        if was_first and "agent_resume" in record:
             header_ok = record.get("job_id") == "job"
             continue
         if "id" in record and record.get("status", "done") == "done":
             done.add(str(record["id"]))
+    torn = carry
     if not carry and bad and bad[-1] == len(lines):
         bad.pop()  # a last line that does not parse is a torn tail
-    return Expected(done, bad, kept, header_ok)
+        torn = lines[-1]
+    if not known:
+        refused = bool(bad) or not looks_torn_ours(torn)
+    return Expected(done, bad, kept, header_ok, refused)
 
 
 def header_is_newer(data: bytes) -> bool:
@@ -193,6 +232,10 @@ def test_loading_a_damaged_checkpoint_never_crashes_and_keeps_every_valid_record
     if header_is_newer(data):
         return
     want = expect(data)
+    if want.refused:
+        with pytest.raises(NotACheckpointError, match=r"ckpt\.jsonl"):
+            load_bytes(data, strict=False)
+        return
     result, caught = load_bytes(data, strict=False)
     assert all(issubclass(w.category, CheckpointWarning) for w in caught)
     assert result.state.done == want.done
@@ -215,6 +258,8 @@ def test_strict_mode_names_the_first_bad_middle_line(
     if header_is_newer(data):
         return
     want = expect(data)
+    if want.refused:
+        return  # the loading test pins the refusal
     if not want.bad_middle:
         result, _ = load_bytes(data, strict=True)
         assert result.state.done == want.done
@@ -238,9 +283,17 @@ def test_repair_yields_a_strictly_valid_file_with_every_valid_line(
     with tempfile.TemporaryDirectory() as directory:
         path = Path(directory) / "job.jsonl"
         path.write_bytes(data)
+        if want.refused:
+            with pytest.raises(NotACheckpointError):
+                repair(path)
+            assert path.read_bytes() == data
+            return
         report = repair(path)
         repaired = path.read_bytes()
-        assert repaired == b"".join(line + b"\n" for line in want.valid_lines)
+        if report.rewritten:
+            assert repaired == b"".join(line + b"\n" for line in want.valid_lines)
+        else:  # nothing to drop: left as it was, blank lines and all
+            assert repaired == data
         if report.rewritten:
             assert report.backup is not None
             assert Path(report.backup).read_bytes() == data

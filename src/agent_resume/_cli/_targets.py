@@ -208,6 +208,10 @@ def read_items(path: str) -> list[Any]:
                     items.append(json.loads(line))
                 except ValueError as exc:
                     raise CliError(f"{path}:{number}: not a JSON value ({exc})") from None
+                except RecursionError:
+                    raise CliError(
+                        f"{path}:{number}: nested too deeply to read as an item"
+                    ) from None
     except OSError as exc:
         raise CliError(f"cannot read the items file: {exc}") from None
     except UnicodeDecodeError as exc:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from json.encoder import encode_basestring
 from typing import Any, Final, get_args
@@ -27,7 +29,7 @@ from agent_resume._records import (
     release_line,
 )
 from agent_resume.stores._jsonl_read import load, read_records
-from agent_resume.stores._lock import FileLock
+from agent_resume.stores._lock import FileLock, FileReplacedError, forget_in_forked_child
 from agent_resume.stores._protocol import Durability, StoreDescription
 
 __all__ = ["JsonlStore", "ResultJsonlStore"]
@@ -36,6 +38,7 @@ logger = logging.getLogger("agent_resume")
 
 _GROUP_SECONDS: Final = 0.010
 _GROUP_RECORDS: Final = 256
+_OPEN_TRIES: Final = 5
 _hinted_results = False
 
 
@@ -80,9 +83,11 @@ class JsonlStore:
         self.strict = strict
         self._fd: int | None = None
         self._lock = threading.Lock()
-        self._file_lock = FileLock(self.path + ".lock")
+        self._file_lock = FileLock(self.path)
         self._size = 0
+        self._loaded_size = 0
         self._cut_pending = False
+        self._forked_from: int | None = None
         self._broken: BaseException | None = None
         self._gated = True
         self._syncing = durability != "flush"
@@ -95,15 +100,19 @@ class JsonlStore:
     # -- opening -------------------------------------------------------------
 
     def open(self, job_id: str) -> JobState:
-        """Lock the file, load the job and write the header of a new file."""
+        """Lock the file, load the job and write the header of a new file.
+
+        The lock is on the file itself: opening the same file through a
+        symlink or a hard link while another session holds it raises
+        :class:`JobLockedError`.
+        """
         if self._fd is not None:
             raise StoreError(f"{self.path} is already open in this store object")
-        parent = os.path.dirname(os.path.abspath(self.path))
+        parent = os.path.dirname(os.path.realpath(self.path))
         created_dirs = _make_parents(parent)
-        self._file_lock.acquire(job_id, self.path)
         fd: int | None = None
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+            fd = self._open_locked(job_id)
             state = self._load(fd, job_id)
             self._fd = fd
             self._broken = None
@@ -113,13 +122,32 @@ class JsonlStore:
         except BaseException:
             # Nothing half-open survives a failed open: no descriptor, no lock.
             self._fd = None
+            self._file_lock.release()
             if fd is not None:
                 os.close(fd)
-            self._file_lock.release()
             raise
+        self._forked_from = None
+        _open_stores.add(self)
         if self.durability == "group":
             self._syncer = _GroupSyncer(self)
         return state
+
+    def _open_locked(self, job_id: str) -> int:
+        """Open the file and lock it, again if ``repair`` renamed a new file over it meanwhile."""
+        for attempt in range(_OPEN_TRIES):
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+            try:
+                self._file_lock.acquire(job_id, self.path, fd)
+            except FileReplacedError:
+                os.close(fd)
+                if attempt == _OPEN_TRIES - 1:
+                    raise
+                continue
+            except BaseException:
+                os.close(fd)
+                raise
+            return fd
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _write_header(self, fd: int, job_id: str, parent: str, created_dirs: list[str]) -> int:
         created = int(time.time())
@@ -147,6 +175,7 @@ class JsonlStore:
             raise JobMismatchError(job_id, found, self.path)
         result.state.job_id = job_id
         self._size = result.good_length
+        self._loaded_size = result.size
         self._cut_pending = result.torn_tail
         return result.state
 
@@ -175,6 +204,11 @@ class JsonlStore:
         # Everything unusual before a write, kept off the common path.
         fd = self._fd
         if fd is None:
+            if self._forked_from is not None:
+                raise StoreClosedError(
+                    f"{self.path} was opened in process {self._forked_from}; a forked child "
+                    "cannot write to it (open the job in the child instead)"
+                )
             raise StoreClosedError(f"{self.path} is closed")
         if self._broken is not None:
             raise StoreWriteError(
@@ -182,6 +216,14 @@ class JsonlStore:
                 "reopen it to go on"
             )
         if self._cut_pending:
+            # Cut the torn tail only if the file is still as loaded: never cut
+            # what another writer (one that ignored the lock) appended since.
+            size = os.fstat(fd).st_size
+            if size != self._loaded_size:
+                raise StoreWriteError(
+                    f"{self.path} changed since it was loaded ({self._loaded_size} bytes, now "
+                    f"{size}): another process writes to it; nothing was cut or written"
+                )
             os.ftruncate(fd, self._size)
             self._cut_pending = False
         self._gated = False
@@ -336,8 +378,32 @@ class JsonlStore:
                 fd, self._fd = self._fd, None
                 self._gated = True
             if fd is not None:
-                os.close(fd)
+                _open_stores.discard(self)
                 self._file_lock.release()
+                os.close(fd)
+
+    def _forget(self) -> None:
+        # In a forked child: close the copy of the descriptor (the lock stays
+        # the parent's) and refuse every later write from this process.
+        fd, self._fd = self._fd, None
+        self._gated = True
+        self._syncer = None
+        self._forked_from = os.getppid()
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+_open_stores: weakref.WeakSet[JsonlStore] = weakref.WeakSet()
+
+
+def _forget_stores_in_child() -> None:
+    for store in list(_open_stores):
+        store._forget()
+    _open_stores.clear()
+
+
+forget_in_forked_child(_forget_stores_in_child)
 
 
 def _make_parents(directory: str) -> list[str]:

@@ -4,19 +4,26 @@ Both hold the job's lock while they work, write the new file beside the old
 one, sync it, rename it over the old one and sync the directory, so a crash
 at any moment leaves the old file or the new one. The old file is kept as a
 backup named ``<path>.bak-<UTC time>``.
+
+A symlink is followed: the file it points to is locked and rewritten, and the
+link is left as it is. A file with more than one hard link is refused, since
+the rename would leave the other names on the old file. A file that is not a
+checkpoint is refused (:class:`NotACheckpointError`) and left untouched.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from agent_resume._atomic import atomic_write
 from agent_resume._errors import StoreError
-from agent_resume.stores._jsonl_read import check_header, read_records
+from agent_resume.stores._jsonl_read import check_header, load, read_records
 from agent_resume.stores._lock import FileLock
 
 __all__ = ["CompactReport", "RepairReport", "compact", "repair"]
@@ -75,12 +82,40 @@ def _backup_name(path: str) -> str:
     return name
 
 
-def _locked(path: str) -> FileLock:
-    if not os.path.exists(path):
-        raise StoreError(f"{path}: no such checkpoint file")
-    lock = FileLock(path + ".lock")
-    lock.acquire("(maintenance)", path)
-    return lock
+class _Locked:
+    """A checkpoint opened and locked for maintenance, by its real path."""
+
+    def __init__(self, path: str) -> None:
+        self.path = os.path.realpath(path)
+        try:
+            self.fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise StoreError(f"{path}: no such checkpoint file") from None
+        except OSError as exc:
+            raise StoreError(f"{path}: cannot open the checkpoint: {exc}") from exc
+        self.lock = FileLock(self.path)
+        try:
+            info = os.fstat(self.fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise StoreError(f"{path}: not a checkpoint file (a directory or a device)")
+            self.lock.acquire("(maintenance)", path, self.fd)
+            if info.st_nlink > 1:
+                self.lock.release()
+                raise StoreError(
+                    f"{path} has {info.st_nlink} hard links; rewriting it would leave the other "
+                    "names on the old file: remove the other links (or copy the file) first"
+                )
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the reports say what is wrong
+                with open(os.dup(self.fd), "rb") as f:
+                    load(f, self.path)  # refuses a file that is not a checkpoint
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        self.lock.release()
+        os.close(self.fd)
 
 
 def _scan(path: str) -> Iterator[tuple[int, dict[str, Any] | str, bytes]]:
@@ -102,12 +137,14 @@ def repair(path: str | os.PathLike[str], *, dry_run: bool = False) -> RepairRepo
         dry_run: Report what would be dropped without changing anything.
 
     Raises:
-        JobLockedError: A live session holds the job.
+        JobLockedError: A live session holds the job, through any name.
         UnsupportedFormatError: The file was written by a newer version.
-        StoreError: The file does not exist.
+        NotACheckpointError: The file is not a checkpoint.
+        StoreError: The file does not exist, is not a regular file, or has
+            more than one hard link.
     """
-    path = os.fspath(path)
-    lock = _locked(path)
+    locked = _Locked(os.fspath(path))
+    path = locked.path
     try:
         kept: list[bytes] = []
         dropped: list[tuple[int, str]] = []
@@ -124,7 +161,7 @@ def repair(path: str | os.PathLike[str], *, dry_run: bool = False) -> RepairRepo
         atomic_write(path, kept, backup=backup)
         return RepairReport(path, lines, len(kept), dropped, backup)
     finally:
-        lock.release()
+        locked.close()
 
 
 def compact(path: str | os.PathLike[str]) -> CompactReport:
@@ -136,11 +173,14 @@ def compact(path: str | os.PathLike[str]) -> CompactReport:
     does not know. Dropped: superseded records and corrupt lines.
 
     Raises:
-        JobLockedError: A live session holds the job.
-        StoreError: The file does not exist.
+        JobLockedError: A live session holds the job, through any name.
+        UnsupportedFormatError: The file was written by a newer version.
+        NotACheckpointError: The file is not a checkpoint.
+        StoreError: The file does not exist, is not a regular file, or has
+            more than one hard link.
     """
-    path = os.fspath(path)
-    lock = _locked(path)
+    locked = _Locked(os.fspath(path))
+    path = locked.path
     try:
         latest: dict[str, int] = {}
         done: set[str] = set()
@@ -179,4 +219,4 @@ def compact(path: str | os.PathLike[str]) -> CompactReport:
         atomic_write(path, chunks(), backup=backup)
         return CompactReport(path, lines, len(wanted), corrupt, backup)
     finally:
-        lock.release()
+        locked.close()

@@ -4,6 +4,16 @@ Lines are split on ``\\n`` only. The plain completion line
 ``{"id": "...", "ts": N}`` (the original format, and what most of a checkpoint
 is) is recognised by one regular expression over a whole block of lines; any
 block holding something else is read line by line with :func:`json.loads`.
+
+A line longer than a block is gathered piece by piece and joined once, so
+reading it costs time linear in its length. Blank lines are skipped silently.
+A line nested deeper than :data:`~agent_resume._records.MAX_DEPTH` is skipped
+as corrupt, so no line can overflow the reader's stack.
+
+A file without a header is read as a checkpoint of the original format only
+when its first record is a checkpoint record (an ``"id"`` or ``"run"`` with an
+integer ``"ts"``); anything else (an items file, a checkpoint of the Rust
+agent-resume, any other JSON) raises :class:`NotACheckpointError`.
 """
 
 from __future__ import annotations
@@ -15,16 +25,31 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any, Final
 
-from agent_resume._errors import CheckpointWarning, CorruptCheckpointError, UnsupportedFormatError
-from agent_resume._records import FORMAT_VERSION, JobState
+from agent_resume._errors import (
+    CheckpointWarning,
+    CorruptCheckpointError,
+    NotACheckpointError,
+    UnsupportedFormatError,
+)
+from agent_resume._records import FORMAT_VERSION, MAX_DEPTH, JobState, nested_too_deep
 
-__all__ = ["CheckpointWarning", "LoadResult", "load", "read_records"]
+__all__ = [
+    "CheckpointWarning",
+    "LoadResult",
+    "check_checkpoint_record",
+    "check_header",
+    "load",
+    "read_records",
+]
 
 _BLOCK: Final = 1 << 20
 _MAX_WARNINGS: Final = 10
 # A plain completion exactly as this library writes it, no escapes in the ID,
 # anchored between two newlines (the block is searched with one prepended).
 _PLAIN = re.compile(rb'\n\{"id": "([^"\\\x00-\x1f]+)", "ts": -?\d+\}(?=\n)')
+_BLANK: Final = b" \t\r"
+# What a torn first write of this library (or of the original format) begins with.
+_OUR_STARTS: Final = (b'{"agent_resume": ', b'{"id": ', b'{"run": ')
 
 
 @dataclass
@@ -47,6 +72,7 @@ class LoadResult:
         torn_tail: Whether a torn last line follows ``good_length``.
         bad_lines: The corrupt lines in the middle of the file.
         lines: The number of lines read.
+        size: The byte length of the file as read, a torn tail included.
     """
 
     header: dict[str, Any] | None
@@ -55,6 +81,12 @@ class LoadResult:
     torn_tail: bool = False
     bad_lines: list[BadLine] = field(default_factory=list)
     lines: int = 0
+    size: int = 0
+
+
+def is_blank(raw: bytes) -> bool:
+    """Whether a line holds nothing but spaces, tabs and carriage returns."""
+    return not raw.strip(_BLANK)
 
 
 def parse_line(raw: bytes) -> dict[str, Any] | str:
@@ -67,8 +99,12 @@ def parse_line(raw: bytes) -> dict[str, Any] | str:
         record = json.loads(text)
     except ValueError as exc:
         return f"not JSON: {exc}"
+    except RecursionError:
+        return f"nested more than {MAX_DEPTH} levels deep"
     if not isinstance(record, dict):
         return f"not a JSON object but {type(record).__name__}"
+    if nested_too_deep(record, raw):
+        return f"nested more than {MAX_DEPTH} levels deep"
     if "id" in record:
         item_id = record["id"]
         if type(item_id) is int:
@@ -88,97 +124,207 @@ def check_header(record: dict[str, Any], path: str) -> None:
         raise UnsupportedFormatError(path, version, FORMAT_VERSION)
 
 
+def check_checkpoint_record(record: dict[str, Any], path: str) -> None:
+    """Refuse a headerless file whose first record is not a checkpoint record.
+
+    Raises:
+        NotACheckpointError: The record has no integer ``"ts"``, or neither an
+            ``"id"`` nor a ``"run"``.
+    """
+    ts = record.get("ts")
+    if (type(ts) is int and ("id" in record or "run" in record)) or "agent_resume" in record:
+        return  # a checkpoint record, or a header out of its place (kept, not used)
+    if "turn" in record and "completed_items" in record:
+        reason = (
+            "it is a checkpoint of the Rust agent-resume (lines of turn, state and "
+            "completed_items), which this library neither reads nor appends to"
+        )
+    elif "id" in record:
+        reason = (
+            'its first record has an "id" but no integer "ts": it looks like an items '
+            "file; pass the checkpoint's path as the store"
+        )
+    else:
+        keys = ", ".join(sorted(record)[:5])
+        reason = f"its first record is not a checkpoint record (keys: {keys or 'none'})"
+    raise NotACheckpointError(path, reason)
+
+
+def _check_unknown_content(path: str, first_bad: bytes | None, tail: bytes) -> None:
+    """Refuse a headerless file with content but no record, unless it is one torn first write."""
+    if first_bad is not None:
+        raise NotACheckpointError(
+            path, f"no line is a checkpoint record; the first starts {first_bad[:40]!r}"
+        )
+    if not tail.strip(b"\0"):
+        return  # empty, blank, or zero-filled by a crash
+    whole = parse_line(tail)
+    if isinstance(whole, dict):
+        # A write torn just before its newline, or a one-line file of something else.
+        check_checkpoint_record(whole, path)
+        return
+    for start in _OUR_STARTS:
+        if tail.startswith(start) or start.startswith(tail):
+            return
+    raise NotACheckpointError(path, f"it holds no checkpoint record; it starts {tail[:40]!r}")
+
+
+class _Loader:
+    """Folds a checkpoint's lines into a :class:`LoadResult`."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.state = JobState(job_id="")
+        self.result = LoadResult(header=None, state=self.state)
+        self.line_number = 0
+        self.offset = 0
+        self.seen_first = False  # the first non-blank line (the header's place) was read
+        self.known = False  # a header or a checkpoint record was seen
+        self.first_bad: bytes | None = None
+        self.last_bad_at_end = False
+
+    def line(self, raw: bytes) -> None:
+        """Read one whole line (without its newline)."""
+        self.line_number += 1
+        at = self.offset
+        self.offset += len(raw) + 1
+        if is_blank(raw):
+            return
+        record = parse_line(raw)
+        if not isinstance(record, dict):
+            self.result.bad_lines.append(BadLine(self.line_number, at, record))
+            self.last_bad_at_end = True
+            self.seen_first = True
+            if not self.known and self.first_bad is None:
+                self.first_bad = raw
+            return
+        self.last_bad_at_end = False
+        if not self.seen_first:
+            self.seen_first = True
+            if "agent_resume" in record:
+                check_header(record, self.path)
+                self.result.header = record
+                self.state.job_id = str(record.get("job_id", ""))
+                created = record.get("created")
+                self.state.created = created if isinstance(created, int) else None
+                self.known = True
+                return
+        if not self.known:
+            check_checkpoint_record(record, self.path)
+            self.known = True
+            self.first_bad = None
+        self.state.apply(record)
+
+    def block(self, data: bytes) -> None:
+        """Read a run of whole lines, ``data`` ending in a newline."""
+        if not self.seen_first or not self.known:
+            # Up to the header (or the first record of a headerless file), line by line.
+            start = 0
+            while start < len(data) and not (self.seen_first and self.known):
+                end = data.index(b"\n", start)
+                self.line(data[start:end])
+                start = end + 1
+            if start == len(data):
+                return
+            data = data[start:]
+        count = data.count(b"\n")
+        ids = _PLAIN.findall(b"\n" + data)
+        if len(ids) == count:
+            try:
+                # One decode for the whole block: IDs hold no newline, so split is exact.
+                text = b"\n".join(ids).decode("utf-8")
+            except UnicodeDecodeError:
+                pass
+            else:
+                self.state.done.update(text.split("\n"))
+                self.line_number += count
+                self.offset += len(data)
+                self.last_bad_at_end = False
+                return
+        for raw in data.split(b"\n")[:-1]:
+            self.line(raw)
+
+    def finish(self, tail: bytes, strict: bool) -> LoadResult:
+        """Settle the torn tail, refuse a file that is not a checkpoint, report bad lines."""
+        result = self.result
+        bad = result.bad_lines
+        result.lines = self.line_number
+        result.good_length = self.offset
+        result.size = self.offset + len(tail)
+        if tail:
+            result.torn_tail = True
+            result.lines += 1
+        elif self.last_bad_at_end:
+            last = bad.pop()
+            result.torn_tail = True
+            result.good_length = last.offset
+            if not bad and self.first_bad is not None:
+                # The only bad line is the last one: judge it as a torn tail.
+                tail, self.first_bad = self.first_bad, None
+        if not self.known:
+            _check_unknown_content(self.path, self.first_bad, tail)
+        if result.torn_tail:
+            warnings.warn(
+                CheckpointWarning(
+                    f"{self.path}: ignoring a torn last line at byte {result.good_length}; "
+                    "it is cut off before the next write"
+                ),
+                stacklevel=4,
+            )
+        _report_bad(bad, self.path, strict)
+        self.state.bad_lines = len(bad)
+        return result
+
+
+def iter_blocks(f: IO[bytes], tail: list[bytes]) -> Iterator[tuple[bytes | None, bytes]]:
+    """Yield ``(long_line, block)`` pairs over a file; put the bytes after its last newline in ``tail``.
+
+    ``long_line`` is a whole line (without its newline) that began in an
+    earlier block, or ``None``; ``block`` is a run of whole lines ending in a
+    newline, possibly empty. A line longer than a block is gathered in
+    pieces and joined once, so the cost stays linear in its length.
+    """
+    pieces: list[bytes] = []
+    while True:
+        block = f.read(_BLOCK)
+        if not block:
+            break
+        end = block.rfind(b"\n") + 1
+        if not end:
+            pieces.append(block)
+            continue
+        long_line = None
+        start = 0
+        if pieces:
+            start = block.index(b"\n") + 1
+            pieces.append(block[: start - 1])
+            long_line = b"".join(pieces)
+            pieces = []
+        if start == 0 and end == len(block):
+            yield long_line, block
+        else:
+            yield long_line, block[start:end]
+            if end < len(block):
+                pieces.append(block[end:])
+    tail.append(b"".join(pieces))
+
+
 def load(f: IO[bytes], path: str, *, strict: bool = False) -> LoadResult:
     """Load a checkpoint's state from a binary file positioned at its start.
 
     Raises:
         CorruptCheckpointError: A middle line is bad and ``strict`` is true.
         UnsupportedFormatError: The header names a newer format.
+        NotACheckpointError: The file is not a checkpoint (see the module docstring).
     """
-    state = JobState(job_id="")
-    result = LoadResult(header=None, state=state)
-    done = state.done
-    apply = state.apply
-    bad = result.bad_lines
-    offset = 0
-    line_number = 0
-    carry = b""
-    last_bad_at_end = False
-    while True:
-        block = f.read(_BLOCK)
-        if not block:
-            break
-        data = carry + block if carry else block
-        cut = data.rfind(b"\n") + 1
-        carry = data[cut:]
-        if not cut:
-            continue
-        data = data[:cut]
-        if line_number == 0:
-            # The header is read on its own, so that blocks stay on the fast path.
-            end = data.index(b"\n") + 1
-            record = parse_line(data[: end - 1])
-            line_number = 1
-            if isinstance(record, dict) and "agent_resume" in record:
-                check_header(record, path)
-                result.header = record
-                state.job_id = str(record.get("job_id", ""))
-                created = record.get("created")
-                state.created = created if isinstance(created, int) else None
-            elif isinstance(record, dict):
-                apply(record)
-            else:
-                bad.append(BadLine(1, 0, record))
-            last_bad_at_end = not isinstance(record, dict)
-            offset = end
-            data = data[end:]
-            if not data:
-                continue
-        count = data.count(b"\n")
-        ids = _PLAIN.findall(b"\n" + data)
-        if len(ids) == count:
-            try:
-                # One decode for the whole block: IDs hold no newline, so split is exact.
-                done.update(b"\n".join(ids).decode("utf-8").split("\n"))
-            except UnicodeDecodeError:
-                pass
-            else:
-                line_number += count
-                offset += len(data)
-                last_bad_at_end = False
-                continue
-        start = 0
-        for raw in data.split(b"\n")[:-1]:
-            line_number += 1
-            record = parse_line(raw)
-            if isinstance(record, dict):
-                apply(record)
-                last_bad_at_end = False
-            else:
-                bad.append(BadLine(line_number, offset + start, record))
-                last_bad_at_end = True
-            start += len(raw) + 1
-        offset += len(data)
-    result.lines = line_number
-    result.good_length = offset
-    if carry:
-        result.torn_tail = True
-        result.lines += 1
-    elif last_bad_at_end:
-        tail = bad.pop()
-        result.torn_tail = True
-        result.good_length = tail.offset
-    if result.torn_tail:
-        warnings.warn(
-            CheckpointWarning(
-                f"{path}: ignoring a torn last line at byte {result.good_length}; "
-                "it is cut off before the next write"
-            ),
-            stacklevel=3,
-        )
-    _report_bad(bad, path, strict)
-    state.bad_lines = len(bad)
-    return result
+    loader = _Loader(path)
+    tail: list[bytes] = []
+    for long_line, data in iter_blocks(f, tail):
+        if long_line is not None:
+            loader.line(long_line)
+        if data:
+            loader.block(data)
+    return loader.finish(tail[0], strict)
 
 
 def _report_bad(bad: list[BadLine], path: str, strict: bool) -> None:
@@ -190,7 +336,7 @@ def _report_bad(bad: list[BadLine], path: str, strict: bool) -> None:
     for line in bad[:_MAX_WARNINGS]:
         warnings.warn(
             CheckpointWarning(f"{path}:{line.line_number}: skipped a corrupt line ({line.reason})"),
-            stacklevel=4,
+            stacklevel=5,
         )
     if len(bad) > _MAX_WARNINGS:
         warnings.warn(
@@ -198,26 +344,52 @@ def _report_bad(bad: list[BadLine], path: str, strict: bool) -> None:
                 f"{path}: skipped {len(bad)} corrupt lines in all; "
                 f"run `agent-resume repair {path}` to rewrite the file without them"
             ),
-            stacklevel=4,
+            stacklevel=5,
         )
 
 
 def read_records(f: IO[bytes], path: str) -> Iterator[tuple[int, dict[str, Any] | str, bytes]]:
-    """Yield ``(line_number, record or reason, raw line)`` for every line, torn tail included.
+    """Yield ``(line_number, record or reason, raw line)`` for every non-blank line, torn tail included.
 
-    A torn last line (no ``\\n``) is yielded with the reason ``"torn last line"``.
+    Blank lines are counted but not yielded. A torn last line (no ``\\n``) is
+    yielded with the reason ``"torn last line"``.
+
+    Raises:
+        NotACheckpointError: The file has no header and its first record is not a
+            checkpoint record (raised before that record is yielded).
+        UnsupportedFormatError: The header names a newer format.
     """
     line_number = 0
-    carry = b""
-    while True:
-        block = f.read(_BLOCK)
-        if not block:
-            break
-        data = carry + block
+    known = False
+    unknown: list[bytes] = []  # the bad lines before any record, while none is known
+    last_bad = False
+    tail: list[bytes] = []
+    for long_line, data in iter_blocks(f, tail):
         lines = data.split(b"\n")
-        carry = lines.pop()
+        lines.pop()
+        if long_line is not None:
+            lines.insert(0, long_line)
         for raw in lines:
             line_number += 1
-            yield line_number, parse_line(raw), raw
-    if carry:
-        yield line_number + 1, "torn last line", carry
+            if is_blank(raw):
+                continue
+            record = parse_line(raw)
+            last_bad = not isinstance(record, dict)
+            if not known:
+                if last_bad:
+                    if len(unknown) < 2:
+                        unknown.append(raw)
+                elif line_number == 1 and "agent_resume" in record:
+                    check_header(record, path)  # type: ignore[arg-type]
+                    known = True
+                else:
+                    check_checkpoint_record(record, path)  # type: ignore[arg-type]
+                    known = True
+            yield line_number, record, raw
+    if not known:
+        if not tail[0] and last_bad and len(unknown) == 1:
+            _check_unknown_content(path, None, unknown[0])  # the only line, torn
+        else:
+            _check_unknown_content(path, unknown[0] if unknown else None, tail[0])
+    if tail[0]:
+        yield line_number + 1, "torn last line", tail[0]
