@@ -102,6 +102,7 @@ def test_in_flight_items_past_the_grace_period_are_abandoned(tmp_path, mode):
     [
         ("sync", signal.SIGINT, -signal.SIGINT),  # KeyboardInterrupt, re-raised by Python
         ("threads", signal.SIGINT, -signal.SIGINT),
+        ("async", signal.SIGINT, -signal.SIGINT),
         ("sync", signal.SIGTERM, -signal.SIGTERM),
         ("async", signal.SIGTERM, -signal.SIGTERM),
     ],
@@ -116,3 +117,11 @@ def test_a_second_signal_aborts_at_once(tmp_path, mode, sig, code):
     assert proc.returncode == code, err
     assert "REPORT" not in out
     assert done_ids(tmp_path) == []
+    if sig == signal.SIGINT:
+        # One line, not a traceback; the process still ends by SIGINT, as a shell expects.
+        assert err.splitlines() == [
+            f"agent-resume: SIGINT again: run aborted, {1 if mode == 'sync' else 2} "
+            "item(s) in flight not recorded"
+        ], err
+    else:
+        assert err == ""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import math
 import os
 import queue
@@ -23,7 +24,6 @@ from agent_resume._run._state import RunState
 from agent_resume._session._agent import AgentResume
 from agent_resume._session._items import IdReader, KeyFunc
 from agent_resume._session._session import Session
-from agent_resume._stop import StopReason
 
 __all__ = ["ResumableRun"]
 
@@ -82,10 +82,18 @@ class ResumableRun:
             The run's report, also recorded in the store.
 
         Raises:
+            ArgumentTypeError: ``process`` is a coroutine function (use
+                ``arun``), or returned a coroutine.
             Exception: With ``fail_fast=True``, the first exception from
                 ``process``, after it was recorded and the report written.
+            BaseException: Whatever escaped an item's bookkeeping: a hook
+                that raised, a store that could not write
+                (``StoreWriteError``), ``KeyboardInterrupt`` or ``SystemExit``
+                from ``process``. Items in flight are let finish (within
+                ``grace_period``) and recorded first; no end-of-run record
+                is written.
         """
-        _check_callable("process", process)
+        _check_sync_process(process)
         session, state = self._open()
         with session, RunSignals(state, None), open_progress(state, session, items):
             it = session.remaining(items, key=key)
@@ -104,19 +112,36 @@ class ResumableRun:
         key: KeyFunc | None,
     ) -> bool:
         ids = IdReader(key)
-        clock = state.clock
         for item in it:
             if state.blocked():
                 return False
             ctx = self._begin(state, session, ids(item))
-            started = clock()
             try:
-                result = process(item, ctx)
-            except Exception as exc:
-                self._failed(state, session, ctx, exc, clock() - started)
-            else:
-                self._done(state, session, ctx, result, clock() - started)
+                self._one(process, item, ctx, state, session)
+            finally:
+                state.left()
         return True
+
+    def _one(
+        self, process: Process[T], item: T, ctx: ItemContext, state: RunState, session: Session
+    ) -> None:
+        """Run ``process`` on one item and record the outcome."""
+        clock = state.clock
+        started = clock()
+        try:
+            result = process(item, ctx)
+        except Exception as exc:
+            self._failed(state, session, ctx, exc, clock() - started)
+        else:
+            if inspect.iscoroutine(result):
+                result.close()
+                raise ArgumentTypeError(
+                    "process",
+                    process,
+                    "`process` returned a coroutine; run async functions with "
+                    "`await ResumableRun(config).arun(aprocess, items)`",
+                )
+            self._done(state, session, ctx, result, clock() - started)
 
     def _threaded(
         self,
@@ -126,9 +151,7 @@ class ResumableRun:
         session: Session,
         key: KeyFunc | None,
     ) -> bool:
-        slots = threading.Condition()
         work: queue.SimpleQueue[tuple[T, ItemContext] | None] = queue.SimpleQueue()
-        clock = state.clock
         limit = self.config.concurrency
 
         def worker() -> None:
@@ -137,17 +160,12 @@ class ResumableRun:
                 if job is None:
                     return
                 item, ctx = job
-                started = clock()
                 try:
-                    result = process(item, ctx)
-                except Exception as exc:
-                    self._failed(state, session, ctx, exc, clock() - started)
-                else:
-                    self._done(state, session, ctx, result, clock() - started)
+                    self._one(process, item, ctx, state, session)
+                except BaseException as exc:
+                    state.escaped(exc)
                 finally:
-                    with slots:
-                        state.in_flight -= 1
-                        slots.notify_all()
+                    state.left()
 
         threads = [
             threading.Thread(target=worker, name=f"agent-resume-{i}", daemon=True)
@@ -159,26 +177,17 @@ class ResumableRun:
         exhausted = True
         try:
             for item in it:
-                with slots:
-                    while state.in_flight >= limit and state.stop_name is None:
-                        slots.wait(_POLL)
+                state.wait_for_slot(limit, _POLL)
                 if state.blocked():
                     exhausted = False
                     break
-                ctx = self._begin(state, session, ids(item))
-                with slots:
-                    state.in_flight += 1
-                work.put((item, ctx))
-            with slots:
-                while state.in_flight > 0:
-                    left = state.grace_at - clock()
-                    if left <= 0:
-                        break
-                    slots.wait(min(_POLL, left))
+                work.put((item, self._begin(state, session, ids(item))))
+            state.wait_idle(_POLL)
         finally:
             state.abandon()
             for _ in threads:
                 work.put(None)
+        state.raise_escaped()
         return exhausted
 
     # -- the async run ---------------------------------------------------------
@@ -201,8 +210,12 @@ class ResumableRun:
             The run's report, also recorded in the store.
 
         Raises:
+            ArgumentTypeError: ``aprocess`` is not callable, or returned
+                something that cannot be awaited (use ``run``).
             Exception: With ``fail_fast=True``, the first exception from
                 ``aprocess``, after it was recorded and the report written.
+            BaseException: Whatever escaped an item's bookkeeping, as for
+                ``run``: it is raised here, never left in a task.
         """
         _check_callable("aprocess", aprocess)
         session, state = self._open()
@@ -213,7 +226,7 @@ class ResumableRun:
 
         def task_done(task: asyncio.Task[None]) -> None:
             tasks.discard(task)
-            state.in_flight -= 1
+            state.left()
             wake.set()
 
         def on_signal() -> None:
@@ -225,14 +238,13 @@ class ResumableRun:
             exhausted = True
             try:
                 for item in it:
-                    while state.in_flight >= limit and state.stop_name is None:
+                    while state.in_flight >= limit and not state.stopping:
                         wake.clear()
                         await wake.wait()
                     if state.blocked():
                         exhausted = False
                         break
                     ctx = self._begin(state, session, ids(item))
-                    state.in_flight += 1
                     task = loop.create_task(self._aone(aprocess, item, ctx, state, session))
                     tasks.add(task)
                     task.add_done_callback(task_done)
@@ -244,9 +256,27 @@ class ResumableRun:
                     task.cancel()
                 if tasks:
                     await asyncio.wait(list(tasks), timeout=1.0)
+            state.raise_escaped()
             return self._close(state, session, it, items, exhausted)
 
     async def _aone(
+        self,
+        aprocess: AsyncProcess[T],
+        item: T,
+        ctx: ItemContext,
+        state: RunState,
+        session: Session,
+    ) -> None:
+        # Nothing but our own cancellation leaves this task: whatever else escapes
+        # the item's bookkeeping goes to the run, which raises it to arun's caller.
+        try:
+            await self._aone_recorded(aprocess, item, ctx, state, session)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            state.escaped(exc)
+
+    async def _aone_recorded(
         self,
         aprocess: AsyncProcess[T],
         item: T,
@@ -266,12 +296,22 @@ class ResumableRun:
             # Cheaper than wait_for (no second task): cancel this task at the deadline.
             timer = _Timer(timeout)
         try:
-            result = await aprocess(item, ctx)
+            pending = aprocess(item, ctx)
+            if not inspect.isawaitable(pending):
+                raise _NotAwaitable(
+                    "aprocess",
+                    aprocess,
+                    f"`aprocess` must return an awaitable (got {type(pending).__name__}); "
+                    "run plain functions with `ResumableRun(config).run(process, items)`",
+                )
+            result = await pending
         except asyncio.CancelledError as exc:
             if timer is None or not timer.fired:
                 raise
             timer.uncancel()
             self._failed(state, session, ctx, _deadline_error(ctx, exc), clock() - started)
+        except _NotAwaitable:
+            raise
         except Exception as exc:
             self._failed(state, session, ctx, exc, clock() - started)
         else:
@@ -308,8 +348,8 @@ class ResumableRun:
         return session, state
 
     def _begin(self, state: RunState, session: Session, item_id: str) -> ItemContext:
-        state.admitted += 1
-        return ItemContext(state, item_id, session.attempts(item_id) + 1, state.item_deadline())
+        attempt = session.attempts(item_id) + 1
+        return ItemContext(state, item_id, attempt, state.admit())
 
     def _done(
         self, state: RunState, session: Session, ctx: ItemContext, result: Any, duration: float
@@ -334,7 +374,7 @@ class ResumableRun:
             self._failed(state, session, ctx, exc, duration)
             return
         ctx._forget_conversation()
-        state.finished(duration, recorded)
+        state.item_done(duration, recorded)
         hook = self.config.on_item_done
         if hook is not None:
             stop_name = None if stop is None else stop.name
@@ -363,14 +403,10 @@ class ResumableRun:
             if state.aborted:
                 return
             raise
-        state.finished(duration, False)
-        state.failed_ids.add(ctx.item_id)
+        state.item_failed(ctx.item_id, duration)
         quarantined = ctx.attempt >= self.config.max_attempts
         if self.config.fail_fast:
-            with state.lock:
-                if state.fail_fast_error is None:
-                    state.fail_fast_error = exc
-            state.stop("fail_fast", StopReason("fail_fast", f"{type(exc).__name__}: {exc}"))
+            state.fail_fast(exc)
         hook = self.config.on_item_done
         if hook is not None:
             status: Literal["failed", "quarantined"] = "quarantined" if quarantined else "failed"
@@ -444,6 +480,22 @@ class _Timer:
     def close(self) -> None:
         """Stop the timer."""
         self.handle.cancel()
+
+
+class _NotAwaitable(ArgumentTypeError):
+    """``aprocess`` returned something that cannot be awaited: a mistake, not a failed item."""
+
+
+def _check_sync_process(process: object) -> None:
+    _check_callable("process", process)
+    call = getattr(process, "__call__", None)  # noqa: B004 - a callable object's async __call__
+    if inspect.iscoroutinefunction(process) or inspect.iscoroutinefunction(call):
+        raise ArgumentTypeError(
+            "process",
+            process,
+            f"`process` is an async function ({getattr(process, '__qualname__', process)!r}); "
+            "run it with `await ResumableRun(config).arun(aprocess, items)`",
+        )
 
 
 def _check_callable(name: str, value: object) -> None:

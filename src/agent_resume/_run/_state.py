@@ -1,7 +1,12 @@
-"""The state one run shares between its items: budgets, deadlines, totals, stop flags.
+"""``RunState``: what one run's items share: budgets, deadline, counters and stopping.
 
-``ResumableRun`` asks ``RunState.blocked()`` before it admits each item; items
-add their usage through it; signal handlers and ``fail_fast`` set its stop.
+The runner asks :meth:`RunState.blocked` before it admits each item and
+:meth:`RunState.admit` when it does; items report back through
+:meth:`RunState.item_done`, :meth:`RunState.item_failed`,
+:meth:`RunState.add_usage` and
+:meth:`RunState.left`; signal handlers call :meth:`RunState.signal`. Every
+field is private and every change goes through a method holding the one
+lock, so the state is consistent whichever thread (or signal handler) acts.
 """
 
 from __future__ import annotations
@@ -40,35 +45,37 @@ _RECENT = 20
 
 
 class RunState:
-    """Counters, totals and stop flags of one run; thread-safe where it is written.
+    """Counters, totals, deadline and stop flags of one run, behind one lock.
 
     Args:
         config: The run's configuration.
         conversations: Where the items' conversations are saved (see
             :func:`~agent_resume._run._conversations.conversations_for`);
             ``None`` keeps none.
+
+    Attributes:
+        config: The run's configuration.
+        clock: The run's monotonic clock (``config.clock``).
+        started: When the run started, on ``clock``.
+        started_wall: When the run started, in POSIX seconds.
+        deadline: The run's deadline: ``time_budget`` from the start,
+            intersected with ``finish_by``.
+        conversations: Where the run's items keep their conversations.
     """
 
-    def __init__(
-        self,
-        config: RunConfig,
-        conversations: Conversations | None = None,
-    ) -> None:
+    def __init__(self, config: RunConfig, conversations: Conversations | None = None) -> None:
         self.config = config
         self.clock = config.clock
-        # Re-entrant: a signal handler may run while the main thread holds it.
-        self.lock = threading.RLock()
+        self.conversations = Conversations() if conversations is None else conversations
         self.started = self.clock()
         self.started_wall = config.wall_clock()
-        deadline = Deadline.from_now(config.time_budget_seconds, clock=self.clock)
+        deadline = Deadline.from_now(config.time_budget, clock=self.clock)
         if config.finish_by is not None:
             cutoff = Deadline.at_wallclock(
                 config.finish_by, clock=self.clock, wall_clock=config.wall_clock
             )
             deadline = deadline.intersect_deadline(cutoff)
         self.deadline = deadline
-        self.deadline_at = deadline.at
-        self.item_timeout = config.item_timeout_seconds
         budgets: list[StopCondition] = []
         if config.max_cost_usd is not None:
             budgets.append(MaxCost(config.max_cost_usd))
@@ -76,35 +83,109 @@ class RunState:
             budgets.append(MaxTokens(config.max_tokens))
         if config.max_items is not None:
             budgets.append(MaxItems(config.max_items))
-        self.budget = AnyOf(*budgets) if budgets else None
-        self.usage = Usage()
-        self.admitted = 0
-        self.done = 0
-        self.failed = 0
-        self.in_flight = 0
-        self.recent: deque[float] = deque(maxlen=_RECENT)
-        self.estimate = 0.0
-        self.stop_name: str | None = None
-        self.stop_reason: StopReason | None = None
-        self.signals = 0
-        self.grace_at = math.inf
-        self.aborted = False
-        self.abandoned = 0
-        self.failed_ids: set[str] = set()
-        self.fail_fast_error: BaseException | None = None
+        self._budget = AnyOf(*budgets) if budgets else None
+        # Re-entrant: a signal handler may run while the main thread holds it.
+        self._changed = threading.Condition(threading.RLock())
+        self._usage = Usage()
+        self._admitted = 0
+        self._done = 0
+        self._failed = 0
+        self._in_flight = 0
+        self._recent: deque[float] = deque(maxlen=_RECENT)
+        self._estimate = 0.0
+        self._stop_name: str | None = None
+        self._stop_reason: StopReason | None = None
+        self._signals = 0
+        self._grace_at = math.inf
+        self._aborted = False
+        self._abandoned = 0
+        self._failed_ids: set[str] = set()
+        self._fail_fast_error: BaseException | None = None
+        self._escaped: BaseException | None = None
         self.calls: CallGate | None = None
-        """The run's side of ``ctx.call``/``ctx.acall``, set when the run opens."""
-        self.conversations = Conversations() if conversations is None else conversations
+        """The run's side of ``ctx.call``/``ctx.acall``, set once when the run opens."""
 
-    # -- stopping --------------------------------------------------------------
+    # -- reading -----------------------------------------------------------------
+
+    @property
+    def usage(self) -> Usage:
+        """The usage of the run's items so far."""
+        return self._usage
+
+    @property
+    def admitted(self) -> int:
+        """Items started."""
+        return self._admitted
+
+    @property
+    def done(self) -> int:
+        """Items recorded as done in this run."""
+        return self._done
+
+    @property
+    def failed(self) -> int:
+        """Failed attempts recorded in this run."""
+        return self._failed
+
+    @property
+    def in_flight(self) -> int:
+        """Items started and not yet finished."""
+        return self._in_flight
+
+    @property
+    def failed_ids(self) -> frozenset[str]:
+        """The items with a failed attempt in this run."""
+        with self._changed:
+            return frozenset(self._failed_ids)
+
+    @property
+    def stop_name(self) -> str | None:
+        """Why the run stopped admitting items, or ``None`` while it admits them."""
+        return self._stop_name
+
+    @property
+    def stop_reason(self) -> StopReason | None:
+        """The stop's reason with its message, or ``None``."""
+        return self._stop_reason
+
+    @property
+    def stopping(self) -> bool:
+        """Whether no more items will be admitted (a stop, or an exception that escaped)."""
+        return self._stop_name is not None or self._escaped is not None
+
+    @property
+    def grace_at(self) -> float:
+        """When in-flight items stop being waited for, on ``clock``; ``math.inf`` for never."""
+        return self._grace_at
+
+    @property
+    def aborted(self) -> bool:
+        """Whether the run ended or was aborted: in-flight items will not be recorded."""
+        return self._aborted
+
+    @property
+    def abandoned(self) -> int:
+        """Items still in flight when the run ended, left unrecorded."""
+        return self._abandoned
+
+    @property
+    def fail_fast_error(self) -> BaseException | None:
+        """The first exception from ``process`` under ``fail_fast``, or ``None``."""
+        return self._fail_fast_error
+
+    # -- stopping ----------------------------------------------------------------
 
     def stop(self, name: str, reason: StopReason) -> bool:
-        """Stop admitting items, for the first reason only; returns whether this was the first."""
-        with self.lock:
-            if self.stop_name is not None:
+        """Stop admitting items, for the first reason only; returns whether this was the first.
+
+        The ``on_stop`` hook is called (outside the lock) by the first caller.
+        """
+        with self._changed:
+            if self._stop_name is not None:
                 return False
-            self.stop_name = name
-            self.stop_reason = reason
+            self._stop_name = name
+            self._stop_reason = reason
+            self._changed.notify_all()
         hook = self.config.on_stop
         if hook is not None:
             hook(reason)
@@ -112,66 +193,154 @@ class RunState:
 
     def blocked(self) -> bool:
         """Whether the next item must not be admitted; sets the stop reason if newly so."""
-        if self.stop_name is not None:
+        if self.stopping:
             return True
-        at = self.deadline_at
+        at = self.deadline.at
         if at != math.inf:
             now = self.clock()
             if now >= at:
                 self.stop("time_budget", StopReason("time_budget", "the run's deadline passed"))
                 return True
-            if now + self.estimate > at:
+            estimate = self._estimate
+            if now + estimate > at:
                 message = (
-                    f"{at - now:.3f}s left is less than the {self.estimate:.3f}s "
-                    "recent items have taken"
+                    f"{at - now:.3f}s left is less than the {estimate:.3f}s recent items have taken"
                 )
                 self.stop("time_budget", StopReason("time_budget", message))
                 return True
-        budget = self.budget
+        budget = self._budget
         if budget is not None:
-            u = self.usage
-            state = LoopState(
-                turns=u.calls,
-                input_tokens=u.input_tokens,
-                output_tokens=u.output_tokens,
-                cost_usd=u.cost_usd if u.calls else 0.0,
-                elapsed_seconds=self.clock() - self.started,
-                items=self.admitted,
-            )
+            with self._changed:
+                u = self._usage
+                state = LoopState(
+                    turns=u.calls,
+                    input_tokens=u.input_tokens,
+                    output_tokens=u.output_tokens,
+                    cost_usd=u.cost_usd if u.calls else 0.0,
+                    elapsed_seconds=self.clock() - self.started,
+                    items=self._admitted,
+                )
             reason = budget(state)
             if reason is not None:
                 self.stop(_BUDGET_NAMES.get(reason.name, reason.name), reason)
                 return True
         return False
 
-    # -- items -------------------------------------------------------------------
+    def signal(self, name: str) -> int:
+        """Count a SIGINT or SIGTERM; the first stops admitting items and starts the grace period.
 
-    def item_deadline(self) -> Deadline:
-        """A new item's deadline: the item timeout intersected with the run's deadline."""
-        now = self.clock()
-        at = min(now + self.item_timeout, self.deadline_at)
-        return Deadline(at=at, created_at=now, clock=self.clock)
+        Returns:
+            How many signals the run has had, this one included.
+        """
+        with self._changed:
+            self._signals += 1
+            count = self._signals
+            if count == 1:
+                self._grace_at = min(self._grace_at, self.clock() + self.config.grace_period)
+        if count == 1:
+            self.stop("signal", StopReason("signal", f"received {name}"))
+        return count
 
-    def finished(self, duration: float, ok: bool) -> None:
-        """Count a finished item and learn from its duration."""
-        with self.lock:
-            if ok:
-                self.done += 1
-            else:
-                self.failed += 1
-            if self.deadline_at != math.inf:
-                recent = self.recent
-                recent.append(duration)
-                ordered = sorted(recent)
-                self.estimate = ordered[len(ordered) // 2]
+    def fail_fast(self, error: BaseException) -> None:
+        """Keep the first exception from ``process`` under ``fail_fast`` and stop admitting."""
+        with self._changed:
+            if self._fail_fast_error is None:
+                self._fail_fast_error = error
+        self.stop("fail_fast", StopReason("fail_fast", f"{type(error).__name__}: {error}"))
+
+    def escaped(self, error: BaseException) -> None:
+        """An exception escaped an item's bookkeeping (a hook, the store, ``KeyboardInterrupt``).
+
+        The run stops admitting items, lets those in flight finish within the
+        grace period, and raises the first such exception to its caller.
+        """
+        with self._changed:
+            if self._escaped is None:
+                self._escaped = error
+                self._grace_at = min(self._grace_at, self.clock() + self.config.grace_period)
+            self._changed.notify_all()
+
+    def raise_escaped(self) -> None:
+        """Raise the first exception that escaped an item, if one did."""
+        error = self._escaped
+        if error is not None:
+            raise error
+
+    def abort(self) -> None:
+        """Abort the run now (a second signal): nothing more is recorded."""
+        with self._changed:
+            self._aborted = True
+            self._changed.notify_all()
 
     def abandon(self) -> None:
         """End the run: items still in flight are abandoned and will not be recorded."""
-        with self.lock:
-            self.abandoned = max(self.in_flight, 0)
-            self.aborted = True
+        with self._changed:
+            self._abandoned = max(self._in_flight, 0)
+            self._aborted = True
+
+    # -- items -------------------------------------------------------------------
+
+    def admit(self) -> Deadline:
+        """Count an item as started and return its deadline.
+
+        The deadline is the item timeout intersected with the run's deadline.
+        """
+        with self._changed:
+            self._admitted += 1
+            self._in_flight += 1
+        now = self.clock()
+        at = min(now + self.config.item_timeout, self.deadline.at)
+        return Deadline(at=at, created_at=now, clock=self.clock)
+
+    def left(self) -> None:
+        """Count an admitted item as no longer in flight, however it ended."""
+        with self._changed:
+            self._in_flight -= 1
+            self._changed.notify_all()
+
+    def item_done(self, duration: float, recorded: bool) -> None:
+        """Count an item done (``recorded``: by this run, not before it by another worker)."""
+        with self._changed:
+            if recorded:
+                self._done += 1
+            self._learn(duration)
+
+    def item_failed(self, item_id: str, duration: float) -> None:
+        """Count a failed attempt at an item."""
+        with self._changed:
+            self._failed += 1
+            self._failed_ids.add(item_id)
+            self._learn(duration)
+
+    def _learn(self, duration: float) -> None:
+        # How long items take, for the time budget's last admissions (lock held).
+        if self.deadline.at != math.inf:
+            recent = self._recent
+            recent.append(duration)
+            ordered = sorted(recent)
+            self._estimate = ordered[len(ordered) // 2]
 
     def add_usage(self, usage: Usage) -> None:
         """Add one call's usage to the run's totals."""
-        with self.lock:
-            self.usage = self.usage + usage
+        with self._changed:
+            self._usage = self._usage + usage
+
+    # -- waiting (threads) ---------------------------------------------------------
+
+    def wait_for_slot(self, limit: int, poll: float) -> None:
+        """Wait until fewer than ``limit`` items are in flight, or the run is stopping.
+
+        Wakes every ``poll`` seconds so that signals reach the main thread.
+        """
+        with self._changed:
+            while self._in_flight >= limit and not self.stopping:
+                self._changed.wait(poll)
+
+    def wait_idle(self, poll: float) -> None:
+        """Wait until no item is in flight, or the grace period after a stop has ended."""
+        with self._changed:
+            while self._in_flight > 0 and not self._aborted:
+                left = self._grace_at - self.clock()
+                if left <= 0:
+                    return
+                self._changed.wait(min(poll, left))

@@ -1,0 +1,220 @@
+"""Exceptions that escape an item's bookkeeping reach the caller: no hang, no lost error.
+
+A hook that raises, a store that cannot write (a real EFBIG in a child), and
+``KeyboardInterrupt``/``SystemExit`` from ``process`` end the run with that
+exception, in the serial, threaded and async runs alike, after the items in
+flight were recorded; nothing is left as "Task exception was never retrieved".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from agent_resume import (
+    ArgumentTypeError,
+    JsonlStore,
+    ResultJsonlStore,
+    ResumableRun,
+    RunConfig,
+)
+
+CHILD = str(Path(__file__).with_name("_escape_child.py"))
+ITEMS = [f"i{k}" for k in range(10)]
+
+
+def call_with_timeout(fn, timeout=30.0):
+    """Call ``fn`` in a thread: return its result or raise its exception; fail on a hang."""
+    box: dict[str, object] = {}
+
+    def target():
+        try:
+            box["result"] = fn()
+        except BaseException as exc:
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    assert not thread.is_alive(), f"the run hung for more than {timeout}s"
+    if "error" in box:
+        raise box["error"]  # type: ignore[misc]
+    return box["result"]
+
+
+def done_ids(store):
+    return sorted(r["id"] for r in store.iter_records() if "id" in r and r.get("status") is None)
+
+
+def config(store, **kwargs):
+    return RunConfig(job_id="j", store=store, progress=False, handle_signals=False, **kwargs)
+
+
+# -- threads -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("concurrency", [1, 2, 4])
+def test_a_raising_on_item_done_hook_reaches_the_caller_and_never_hangs(tmp_path, concurrency):
+    path = str(tmp_path / "job.jsonl")
+    hooked = []
+
+    def hook(outcome):
+        hooked.append(outcome.item_id)
+        1 / 0  # noqa: B018
+
+    run = ResumableRun(config(path, concurrency=concurrency, on_item_done=hook))
+    with pytest.raises(ZeroDivisionError):
+        call_with_timeout(lambda: run.run(lambda item, ctx: item, ITEMS))
+    # The hook runs after the item is recorded: every item it saw is done on disk.
+    assert hooked and set(hooked) <= set(done_ids(JsonlStore(path)))
+    assert len(hooked) <= concurrency
+
+
+@pytest.mark.parametrize("error", [KeyboardInterrupt, SystemExit])
+@pytest.mark.parametrize("concurrency", [1, 3])
+def test_keyboard_interrupt_and_system_exit_from_process_reach_the_caller(
+    tmp_path, error, concurrency
+):
+    path = str(tmp_path / "job.jsonl")
+
+    def process(item, ctx):
+        if item == "i2":
+            raise error()
+        return item
+
+    run = ResumableRun(config(path, concurrency=concurrency))
+    with pytest.raises(error):
+        call_with_timeout(lambda: run.run(process, ITEMS))
+    store = JsonlStore(path)
+    # Not a failed attempt: the item was interrupted, and runs again next time.
+    assert "i2" not in done_ids(store)
+    assert not [r for r in store.iter_records() if r.get("status") == "failed"]
+    report = ResumableRun(config(path, concurrency=concurrency)).run(lambda i, c: i, ITEMS)
+    assert report.completed and report.remaining == 0
+    assert done_ids(JsonlStore(path)) == sorted(ITEMS)
+
+
+# -- async ---------------------------------------------------------------------
+
+
+def run_async(coro_factory):
+    """Run a coroutine in a fresh loop, collecting what the loop's exception handler sees."""
+    seen: list[dict] = []
+
+    async def main():
+        asyncio.get_running_loop().set_exception_handler(lambda loop, context: seen.append(context))
+        return await coro_factory()
+
+    try:
+        return asyncio.run(main()), seen
+    finally:
+        gc.collect()
+        assert not seen, seen
+
+
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_arun_raises_what_a_hook_raised_instead_of_reporting_completed(tmp_path, concurrency):
+    path = str(tmp_path / "job.jsonl")
+
+    def hook(outcome):
+        raise RuntimeError(f"hook failed on {outcome.item_id}")
+
+    async def aprocess(item, ctx):
+        await asyncio.sleep(0)
+        return item
+
+    run = ResumableRun(config(path, concurrency=concurrency, on_item_done=hook))
+    with pytest.raises(RuntimeError, match="hook failed"):
+        call_with_timeout(lambda: run_async(lambda: run.arun(aprocess, ITEMS)))
+    assert done_ids(JsonlStore(path))  # what was recorded stays recorded
+
+
+@pytest.mark.parametrize("error", [KeyboardInterrupt, SystemExit])
+def test_arun_raises_keyboard_interrupt_and_system_exit_from_aprocess(tmp_path, error):
+    path = str(tmp_path / "job.jsonl")
+
+    async def aprocess(item, ctx):
+        await asyncio.sleep(0.01)
+        if item == "i3":
+            raise error()
+        return item
+
+    run = ResumableRun(config(path, concurrency=3))
+    with pytest.raises(error):
+        call_with_timeout(lambda: run_async(lambda: run.arun(aprocess, ITEMS)))
+    assert "i3" not in done_ids(JsonlStore(path))
+
+
+# -- a real full disk (EFBIG) in a child ---------------------------------------
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_FSIZE")
+@pytest.mark.parametrize("mode", ["sync", "threads", "async"])
+def test_a_store_that_cannot_write_ends_the_run_with_its_error(tmp_path, mode):
+    path = tmp_path / "job.jsonl"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.run(
+        [sys.executable, CHILD, mode, str(path), "3000"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "never retrieved" not in proc.stderr
+    lines = proc.stdout.splitlines()
+    assert "RAISED StoreWriteError" in lines, proc.stdout + proc.stderr
+    assert not [line for line in lines if line.startswith("REPORT")]
+    # Every item whose hook ran (reported done) is recorded; reopening loses nothing.
+    hooked = {line.split()[1] for line in lines if line.startswith("HOOKED")}
+    recorded = set(done_ids(ResultJsonlStore(str(path))))
+    assert hooked <= recorded
+    assert 0 < len(recorded) < 100
+    records = list(ResultJsonlStore(str(path)).iter_records())
+    assert json.loads(json.dumps(records)) == records
+
+
+# -- async functions given to run, and the reverse ------------------------------
+
+
+def test_run_refuses_an_async_function_up_front(tmp_path):
+    path = str(tmp_path / "job.jsonl")
+
+    async def aprocess(item, ctx):
+        return item
+
+    class Agent:
+        async def __call__(self, item, ctx):
+            return item
+
+    for fn in (aprocess, Agent()):
+        with pytest.raises(ArgumentTypeError, match=r"`process` is an async function.*arun"):
+            ResumableRun(config(path)).run(fn, ITEMS)
+    assert not os.path.exists(path)  # refused before the job was opened
+
+
+def test_run_refuses_a_coroutine_returned_and_uses_no_attempt(tmp_path):
+    path = str(tmp_path / "job.jsonl")
+
+    async def answer(item):
+        return item
+
+    with pytest.raises(ArgumentTypeError, match="returned a coroutine"):
+        ResumableRun(config(path)).run(lambda item, ctx: answer(item), ITEMS)
+    assert not [r for r in JsonlStore(path).iter_records() if "id" in r]
+
+
+def test_arun_refuses_a_function_that_returns_no_awaitable(tmp_path):
+    path = str(tmp_path / "job.jsonl")
+    run = ResumableRun(config(path, concurrency=2))
+    with pytest.raises(ArgumentTypeError, match=r"must return an awaitable.*run"):
+        run_async(lambda: run.arun(lambda item, ctx: item, ITEMS))
+    assert not [r for r in JsonlStore(path).iter_records() if "id" in r]
