@@ -8,7 +8,7 @@ import agent_resume.testing
 
 PUBLIC = {
     "AgentResume", "AgentResumeError", "AgentResumeWarning", "AllOf", "AnyOf", "ArgumentTypeError", "ArgumentValueError",
-    "CheckpointWarning", "CompactReport", "ConsecutiveErrors", "ConversationCodec",
+    "CheckpointWarning", "CompactReport", "ConsecutiveErrors", "ConversationCodec", "ConversationLog",
     "CorruptCheckpointError", "CorruptConversationError", "Custom", "Deadline", "DeadlineExceeded",
     "DuplicateItemWarning", "InMemoryStore", "InconsistentUsageWarning", "ItemChangedError", "ItemContext", "ItemOutcome",
     "ItemUsage", "JobLockedError", "JobMismatchError", "JsonlStore", "Ledger", "LoopState",
@@ -18,7 +18,8 @@ PUBLIC = {
     "ResultJsonlStore", "ResumableRun", "Retry", "RunConfig", "RunReport", "Session", "SessionStats", "SqliteStore",
     "StopCondition", "StopPhrase", "StopReason", "Store", "StoreClosedError", "StoreError",
     "StoreWriteError", "SupportsRemainingSeconds", "ToolCall", "UnknownModelWarning",
-    "UnsupportedFormatError", "Usage", "__version__", "as_deadline", "compact", "default_prices",
+    "UnsupportedFormatError", "Usage", "__version__", "as_deadline", "compact", "decode_line",
+    "default_prices", "encode_line",
     "load_conversation", "open_store", "remaining_of", "repair", "save_conversation", "usage_from", "with_otel",
 }  # fmt: skip
 

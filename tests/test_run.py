@@ -453,3 +453,68 @@ def test_no_progress_in_a_run_counts_idle_time_from_the_last_mark(tmp_path):
     ResumableRun(cfg).run(process, ["a"])
     # progress at 2, 4, 6; idle 2 at 8, 4 at 10, 6 at 12 -> stops after turn 6
     assert seen == [(6, "no_progress", 6.0)]
+
+
+def test_save_conversation_appends_only_the_new_messages_and_resumes(tmp_path):
+    from agent_resume._run._state import conversation_file
+
+    path = tmp_path / "job.jsonl.conversations" / conversation_file("a")
+    sizes = []
+
+    def first(item, ctx):
+        messages = []
+        for n in range(3):
+            messages.append({"role": "user", "content": f"turn {n}"})
+            ctx.save_conversation(messages)
+            sizes.append(path.stat().st_size)
+        raise RuntimeError("killed half-way")
+
+    ResumableRun(config(tmp_path)).run(first, ["a"])
+    line = len('{"role":"user","content":"turn 1"}\n')
+    assert [sizes[1] - sizes[0], sizes[2] - sizes[1]] == [line, line]  # appended, not rewritten
+    before = path.read_bytes()
+    seen = []
+
+    def second(item, ctx):
+        messages = ctx.conversation
+        seen.append(list(messages))
+        messages.append({"role": "assistant", "content": "done"})
+        ctx.save_conversation(messages)
+        assert path.read_bytes().startswith(before)
+        assert ctx.conversation == messages
+        return "ok"
+
+    report = ResumableRun(config(tmp_path)).run(second, ["a"])
+    assert report.done == 1
+    assert seen == [[{"role": "user", "content": f"turn {n}"} for n in range(3)]]
+    assert not path.exists()  # the item is done: its conversation goes
+
+
+@pytest.mark.parametrize(
+    "old",
+    [
+        b'{"conversation": 1, "messages": [{"role": "user", "content": "hi"}]}',
+        b'{"role":"user","content":"hi"}\n',  # conversation-codec's file
+    ],
+    ids=["agent-resume 0.1 document", "conversation-codec"],
+)
+def test_a_resumed_item_reads_a_conversation_in_an_older_format(tmp_path, old):
+    from agent_resume._run._state import conversation_file
+
+    directory = tmp_path / "job.jsonl.conversations"
+    directory.mkdir()
+    (directory / conversation_file("a")).write_bytes(old)
+    seen = []
+
+    def process(item, ctx):
+        seen.append(ctx.conversation)
+        ctx.save_conversation([*ctx.conversation, {"role": "assistant", "content": "hello"}])
+        seen.append(ctx.conversation)
+        raise RuntimeError("stop here, keep the file")
+
+    ResumableRun(config(tmp_path)).run(process, ["a"])
+    hi, hello = {"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}
+    assert seen == [[hi], [hi, hello]]
+    from agent_resume import load_conversation
+
+    assert load_conversation(directory / conversation_file("a")) == [hi, hello]

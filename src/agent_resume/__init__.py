@@ -101,7 +101,10 @@ if TYPE_CHECKING:
     )
     from agent_resume._codec import (
         ConversationCodec,
+        ConversationLog,
         CorruptConversationError,
+        decode_line,
+        encode_line,
         load_conversation,
         save_conversation,
     )
@@ -142,6 +145,7 @@ __all__ = [
     "CompactReport",
     "ConsecutiveErrors",
     "ConversationCodec",
+    "ConversationLog",
     "CorruptCheckpointError",
     "CorruptConversationError",
     "Custom",
@@ -200,7 +204,9 @@ __all__ = [
     "__version__",
     "as_deadline",
     "compact",
+    "decode_line",
     "default_prices",
+    "encode_line",
     "load_conversation",
     "open_store",
     "remaining_of",
@@ -212,6 +218,9 @@ __all__ = [
 
 _LAZY = {
     "ConversationCodec": "agent_resume._codec",
+    "ConversationLog": "agent_resume._codec",
+    "decode_line": "agent_resume._codec",
+    "encode_line": "agent_resume._codec",
     "CorruptConversationError": "agent_resume._codec",
     "load_conversation": "agent_resume._codec",
     "save_conversation": "agent_resume._codec",

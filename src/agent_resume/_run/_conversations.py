@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from agent_resume._atomic import remove_with_leftovers
-from agent_resume._codec import ConversationCodec, Message
+from agent_resume._codec import ConversationCodec, ConversationLog, Message
 from agent_resume.stores import ConversationDirStore, ConversationStore
 
 __all__ = [
@@ -73,7 +73,12 @@ class Conversations:
 
 
 class ConversationFiles(Conversations):
-    """One JSON file per item in a directory, replaced atomically on each save.
+    """One JSON Lines file per item in a directory, appended to as the conversation grows.
+
+    Each item's file is saved through a ``ConversationLog``: a save whose
+    messages extend what was saved appends only the new ones (the cost does
+    not grow with the conversation); any other save replaces the file
+    atomically.
 
     Args:
         directory: Where the files go; created on the first save.
@@ -81,6 +86,8 @@ class ConversationFiles(Conversations):
 
     def __init__(self, directory: str) -> None:
         self.directory = directory
+        # The log of each item saved in this run, which remembers what is in its file.
+        self._logs: dict[str, ConversationLog] = {}
         # Conversations saved by earlier runs, by file name; a temporary file
         # left by a save that was killed counts for the file it was replacing.
         self._saved: set[str] = set()
@@ -101,14 +108,21 @@ class ConversationFiles(Conversations):
             return []
 
     def save(self, item_id: str, messages: Sequence[Any]) -> list[Message] | None:
-        """Write the item's file atomically."""
+        """Append the new messages to the item's file, or replace it atomically."""
         name = conversation_file(item_id)
-        _CODEC.save(os.path.join(self.directory, name), messages)
+        log = self._logs.get(item_id)
+        if log is None:
+            # A file from an earlier run is read once, to append after it.
+            earlier = None if name in self._saved else []
+            log = ConversationLog(os.path.join(self.directory, name), _CODEC, saved=earlier)
+            self._logs[item_id] = log
+        log.save(messages)
         self._saved.add(name)
-        return None
+        return log.messages
 
     def forget(self, item_id: str, *, saved_here: bool) -> None:
         """Delete the item's file and the temporary files of saves that were killed."""
+        self._logs.pop(item_id, None)
         if not saved_here and not self._saved:
             return
         name = conversation_file(item_id)
