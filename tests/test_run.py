@@ -456,7 +456,7 @@ def test_no_progress_in_a_run_counts_idle_time_from_the_last_mark(tmp_path):
 
 
 def test_save_conversation_appends_only_the_new_messages_and_resumes(tmp_path):
-    from agent_resume._run._state import conversation_file
+    from agent_resume._run._conversations import conversation_file
 
     path = tmp_path / "job.jsonl.conversations" / conversation_file("a")
     sizes = []
@@ -499,7 +499,7 @@ def test_save_conversation_appends_only_the_new_messages_and_resumes(tmp_path):
     ids=["agent-resume 0.1 document", "conversation-codec"],
 )
 def test_a_resumed_item_reads_a_conversation_in_an_older_format(tmp_path, old):
-    from agent_resume._run._state import conversation_file
+    from agent_resume._run._conversations import conversation_file
 
     directory = tmp_path / "job.jsonl.conversations"
     directory.mkdir()

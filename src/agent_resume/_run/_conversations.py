@@ -113,7 +113,7 @@ class ConversationFiles(Conversations):
         log = self._logs.get(item_id)
         if log is None:
             # A file from an earlier run is read once, to append after it.
-            earlier = None if name in self._saved else []
+            earlier: list[Message] | None = None if name in self._saved else []
             log = ConversationLog(os.path.join(self.directory, name), _CODEC, saved=earlier)
             self._logs[item_id] = log
         log.save(messages)
