@@ -13,6 +13,7 @@ from typing import Any, Literal, TypeVar
 
 from agent_resume._accounting._usage import Usage
 from agent_resume._errors import ArgumentTypeError, DeadlineExceeded, StoreClosedError
+from agent_resume._run._batch import BatchEngine, combine_reports, fallback_config
 from agent_resume._run._calls import CallGate
 from agent_resume._run._config import RunConfig
 from agent_resume._run._context import ItemContext
@@ -59,6 +60,118 @@ class ResumableRun:
 
     def __repr__(self) -> str:
         return f"ResumableRun({self.config!r})"
+
+    # -- batch mode ------------------------------------------------------------
+
+    def run_batch(
+        self,
+        *,
+        request: Callable[[T], dict[str, Any]],
+        items: Iterable[T],
+        client: Any,
+        parse: Callable[[T, Any], Any],
+        fallback: Process[T] | None = None,
+        key: KeyFunc | None = None,
+        poll_interval: float = 30.0,
+        batch_margin: float | None = None,
+        max_batch_requests: int | None = None,
+        endpoint: str = "/v1/chat/completions",
+    ) -> RunReport:
+        """Run the items not done through the provider's batch API, at half the price.
+
+        The requests go to OpenAI's Batch API or Anthropic's Message Batches
+        (chosen by ``client``), each submission exactly once across crashes;
+        a later run polls the batches this one left in flight instead of
+        submitting again. Each succeeded request is recorded as its item's
+        completion, priced at the batch rate; an errored one as a failed
+        attempt; an expired or cancelled one goes back to the queue. With a
+        time budget or ``finish_by``, batches still running ``batch_margin``
+        seconds before the deadline are cancelled, their finished requests
+        are recorded, and the rest runs online through ``fallback``. See the
+        batch mode page of the docs.
+
+        Args:
+            request: ``request(item)`` returns the request body (the keyword
+                arguments of ``chat.completions.create`` or
+                ``messages.create``, ``model`` included).
+            items: All the job's items; those done earlier are skipped.
+            client: ``openai.OpenAI()`` or ``anthropic.Anthropic()`` (the
+                async clients go with ``arun_batch``).
+            parse: ``parse(item, response)`` returns the item's result from
+                the provider's response (an SDK object for Anthropic, the
+                response body dict for OpenAI).
+            fallback: ``process(item, ctx)`` to run online what the batches
+                could not finish in time; ``None`` leaves it for a later run.
+            key: How to read an item's ID, as for ``Session.remaining``.
+            poll_interval: Seconds between polls (shorter as the deadline nears).
+            batch_margin: Seconds before the deadline at which running
+                batches are cancelled; by default the poll interval plus the
+                time the online fallback needs for the items in flight (5 s
+                an item, divided by ``concurrency``).
+            max_batch_requests: At most this many requests per batch (the
+                provider's own limits always apply).
+            endpoint: OpenAI's endpoint for the requests
+                (``/v1/chat/completions`` or ``/v1/responses``).
+
+        Returns:
+            The run's report (batch and online parts together), also recorded.
+        """
+        engine = BatchEngine(
+            self.config,
+            request=request,
+            parse=parse,
+            client=client,
+            key=key,
+            poll_interval=poll_interval,
+            batch_margin=batch_margin,
+            max_batch_requests=max_batch_requests,
+            loop=None,
+            endpoint=endpoint,
+        )
+        report, left = engine.run(items)
+        if fallback is None or not left:
+            return report
+        online = ResumableRun(fallback_config(self.config, engine)).run(fallback, left, key=key)
+        return combine_reports(report, online)
+
+    async def arun_batch(
+        self,
+        *,
+        request: Callable[[T], dict[str, Any]],
+        items: Iterable[T],
+        client: Any,
+        parse: Callable[[T, Any], Any],
+        fallback: AsyncProcess[T] | None = None,
+        key: KeyFunc | None = None,
+        poll_interval: float = 30.0,
+        batch_margin: float | None = None,
+        max_batch_requests: int | None = None,
+        endpoint: str = "/v1/chat/completions",
+    ) -> RunReport:
+        """`run_batch` for async clients (``openai.AsyncOpenAI()``, ``anthropic.AsyncAnthropic()``).
+
+        The bookkeeping runs in a worker thread; the client's calls are awaited
+        on this event loop, which stays free meanwhile. ``fallback`` is a
+        coroutine function, run with `arun`. Arguments as for `run_batch`.
+        """
+        engine = BatchEngine(
+            self.config,
+            request=request,
+            parse=parse,
+            client=client,
+            key=key,
+            poll_interval=poll_interval,
+            batch_margin=batch_margin,
+            max_batch_requests=max_batch_requests,
+            loop=asyncio.get_running_loop(),
+            endpoint=endpoint,
+        )
+        report, left = await asyncio.to_thread(engine.run, items)
+        if fallback is None or not left:
+            return report
+        config = fallback_config(self.config, engine)
+        online = await ResumableRun(config).arun(fallback, left, key=key)
+        return combine_reports(report, online)
 
     # -- the sync run ----------------------------------------------------------
 

@@ -1,0 +1,385 @@
+"""Batch mode: the items not done go to the provider's batch API, at half the price.
+
+The engine keeps the checkpoint's guarantees around a submission that takes
+hours. Its bookkeeping lives in the job's own records (a ``batch`` record
+kind, read back by every store's ``iter_records``):
+
+- ``{"batch": "intent", "key": K, "provider": P, "ids": {custom_id: item_id}}``
+  is written (and flushed) *before* the provider is called;
+- ``{"batch": "submitted", "key": K, "batch_id": B}`` once the provider
+  answered;
+- ``{"batch": "ended", "key": K, "status": S}`` once every result was recorded.
+
+On resume, an intent without a batch ID is looked up among the provider's
+batches by its key before anything is submitted again; a batch in flight is
+polled, not resubmitted. Exactly one batch is created per intent, whatever
+moment a crash picks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+import uuid
+import warnings
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from agent_resume._accounting._prices import default_prices
+from agent_resume._accounting._usage import Usage, usage_from
+from agent_resume._errors import ArgumentTypeError, UnknownModelWarning
+from agent_resume._limits import estimate_cost
+from agent_resume._retry import TRANSIENT_STATUS
+from agent_resume._run._batch_providers import Adapter, BatchResult, adapter_for
+from agent_resume._run._config import RunConfig
+from agent_resume._run._report import RunReport
+from agent_resume._session._agent import AgentResume
+from agent_resume._session._items import IdReader, KeyFunc
+from agent_resume._validate import duration, optional_positive_int
+
+if TYPE_CHECKING:
+    from agent_resume._session._session import Session
+
+BATCH_DISCOUNT = 0.5
+"""Both providers bill batch requests at half the online price."""
+
+
+@dataclass
+class _Submission:
+    key: str
+    provider: str
+    ids: dict[str, str]
+    ts: float
+    batch_id: str | None = None
+    ended: bool = False
+
+
+@dataclass
+class _Tally:
+    done: int = 0
+    failed: int = 0
+    usage: Usage = field(default_factory=Usage)
+    stop_reason: str = "completed"
+    stop_message: str = ""
+
+
+def submissions(records: Iterable[dict[str, Any]]) -> list[_Submission]:
+    """The job's batch submissions, folded from its ``batch`` records, oldest first."""
+    found: dict[str, _Submission] = {}
+    for record in records:
+        kind = record.get("batch")
+        key = record.get("key")
+        if not isinstance(kind, str) or not isinstance(key, str):
+            continue
+        if kind == "intent":
+            found[key] = _Submission(
+                key, str(record.get("provider")), dict(record.get("ids") or {}), record["ts"]
+            )
+        elif key in found and kind == "submitted":
+            found[key].batch_id = str(record.get("batch_id"))
+        elif key in found and kind == "ended":
+            found[key].ended = True
+    return list(found.values())
+
+
+class BatchEngine:
+    """One batch-mode run: submit, poll, record, and cancel before the deadline."""
+
+    def __init__(
+        self,
+        config: RunConfig,
+        *,
+        request: Callable[[Any], dict[str, Any]],
+        parse: Callable[[Any, Any], Any],
+        client: Any,
+        key: KeyFunc | None,
+        poll_interval: float,
+        batch_margin: float | None,
+        max_batch_requests: int | None,
+        loop: asyncio.AbstractEventLoop | None,
+        endpoint: str,
+    ) -> None:
+        for name, value in (("request", request), ("parse", parse)):
+            if not callable(value):
+                raise ArgumentTypeError(
+                    name, value, f"`{name}` must be callable (got {type(value).__name__})"
+                )
+        self.config = config
+        self.request = request
+        self.parse = parse
+        self.adapter: Adapter = adapter_for(client, loop, endpoint)
+        self.key = key
+        self.read_id = IdReader(key)
+        self.poll_interval = duration(
+            "poll_interval", poll_interval, allow_none=False, allow_inf=False
+        )
+        self.batch_margin = (
+            None
+            if batch_margin is None
+            else duration(
+                "batch_margin", batch_margin, allow_none=False, allow_zero=True, allow_inf=False
+            )
+        )
+        self.max_requests = min(
+            optional_positive_int("max_batch_requests", max_batch_requests)
+            or self.adapter.max_requests,
+            self.adapter.max_requests,
+        )
+        self.started = config.wall_clock()
+        self.end_at = self._end_at()
+        self.tally = _Tally()
+
+    def _end_at(self) -> float:
+        end = math.inf
+        if self.config.time_budget != math.inf:
+            end = self.started + self.config.time_budget
+        if self.config.finish_by is not None:
+            end = min(end, self.config.finish_by.timestamp())
+        return end
+
+    # -- the run ---------------------------------------------------------------
+
+    def run(self, items: Iterable[Any]) -> tuple[RunReport, list[Any]]:
+        """Submit and collect; return the report and the items left for the online fallback."""
+        items = list(items)
+        config = self.config
+        session = AgentResume(config.store).resume_or_start(
+            config.job_id,
+            max_attempts=config.max_attempts,
+            fingerprint=config.fingerprint,
+            on_change=config.on_change,
+        )
+        with session:
+            session.record_run({"run": "start", "ts": int(self.started), "mode": "batch"})
+            pairs = [(item, self.read_id(item)) for item in items]
+            by_id = {item_id: item for item, item_id in pairs}
+            open_ = [s for s in submissions(session.store.iter_records()) if not s.ended]
+            self._recover(session, open_)
+            in_flight = {i for s in open_ for i in s.ids.values()}
+            todo = [
+                item
+                for item in session.remaining(items, key=self.key)
+                if self.read_id(item) not in in_flight
+            ]
+            open_ += self._submit(session, todo)
+            self._collect(session, open_, by_id)
+            left = [
+                item
+                for item, item_id in pairs
+                if not session.is_done(item_id) and not session.is_quarantined(item_id)
+            ]
+            report = RunReport(
+                job_id=session.job_id,
+                started_at=self.started,
+                ended_at=config.wall_clock(),
+                done=self.tally.done,
+                already_done=session.stats.already_done,
+                failed=self.tally.failed,
+                quarantined=session.stats.quarantined,
+                remaining=len(left),
+                stop_reason=self.tally.stop_reason,  # type: ignore[arg-type]
+                stop_message=self.tally.stop_message,
+                usage=self.tally.usage if self.tally.usage.calls else Usage(cost_usd=0.0),
+            )
+            session.record_run(
+                {
+                    "run": "end",
+                    "ts": int(report.ended_at),
+                    "mode": "batch",
+                    "report": report.to_dict(),
+                }
+            )
+        return report, left
+
+    def _recover(self, session: Session, open_: list[_Submission]) -> None:
+        # An intent without a batch ID: the crash came between the intent and
+        # the record. Find the batch by its key before anything is resubmitted.
+        for sub in open_:
+            if sub.batch_id is None:
+                found = self.adapter.find(sub.key, sub.ts, len(sub.ids))
+                if found is None:
+                    sub.ended = True  # never created: its items go back to the queue
+                    self._record(session, "ended", sub.key, status="never_created")
+                else:
+                    sub.batch_id = found
+                    self._record(session, "submitted", sub.key, batch_id=found)
+        open_[:] = [s for s in open_ if not s.ended]
+
+    def _record(self, session: Session, kind: str, key: str, **fields: Any) -> None:
+        session.record_run(
+            {"batch": kind, "key": key, "ts": int(self.config.wall_clock()), **fields}
+        )
+        session.flush()
+
+    # -- submission ------------------------------------------------------------
+
+    def _submit(self, session: Session, todo: list[Any]) -> list[_Submission]:
+        budget = self._budget_left()
+        made: list[_Submission] = []
+        chunk: list[tuple[str, dict[str, Any]]] = []
+        size = 0
+        spent = 0.0
+        for item in todo:
+            item_id = self.read_id(item)
+            body = self.request(item)
+            if not isinstance(body, dict):
+                raise ArgumentTypeError(
+                    "request",
+                    body,
+                    f"`request(item)` must return the request body as a dict (got {type(body).__name__})",
+                )
+            if budget is not None:
+                cost = self._estimate(body)
+                if cost is None:
+                    self._stop(
+                        "cost_budget",
+                        f"no price for model {body.get('model')!r} under a cost budget",
+                    )
+                    break
+                if spent + cost > budget:
+                    self._stop(
+                        "cost_budget",
+                        f"the next request would pass the cost budget (${budget:.4f} left)",
+                    )
+                    break
+                spent += cost
+            # The custom ID of the sizing line is as long as the real one.
+            line = self.adapter.line(f"{'0' * 12}-{len(chunk)}", body)
+            if chunk and (
+                len(chunk) >= self.max_requests or size + len(line) > self.adapter.max_bytes
+            ):
+                made.append(self._send(session, chunk))
+                chunk, size = [], 0
+            chunk.append((item_id, body))
+            size += len(line)
+        if chunk:
+            made.append(self._send(session, chunk))
+        return made
+
+    def _send(self, session: Session, chunk: list[tuple[str, dict[str, Any]]]) -> _Submission:
+        key = uuid.uuid4().hex
+        ids = {f"{key[:12]}-{n}": item_id for n, (item_id, _) in enumerate(chunk)}
+        lines = [self.adapter.line(cid, body) for cid, (_, body) in zip(ids, chunk, strict=True)]
+        sub = _Submission(key, self.adapter.provider, ids, self.config.wall_clock())
+        self._record(session, "intent", key, provider=sub.provider, ids=ids)
+        sub.batch_id = self.adapter.submit(key, lines)
+        self._record(session, "submitted", key, batch_id=sub.batch_id)
+        return sub
+
+    def _budget_left(self) -> float | None:
+        cap = self.config.max_cost_usd
+        return None if cap is None else float(cap)
+
+    def _estimate(self, body: dict[str, Any]) -> float | None:
+        model = body.get("model")
+        if not isinstance(model, str):
+            return None
+        tokens = estimate_cost(body)
+        usage = Usage(
+            input_tokens=int(tokens.input_tokens),
+            output_tokens=int(tokens.output_tokens),
+            calls=1,
+            model=model,
+        )
+        with warnings.catch_warnings():
+            # An unknown model stops the submission with a reason naming it.
+            warnings.simplefilter("ignore", UnknownModelWarning)
+            priced = (self.config.prices or default_prices()).price(usage)
+        return None if priced.cost_usd is None else priced.cost_usd * BATCH_DISCOUNT
+
+    def _stop(self, name: str, message: str) -> None:
+        if self.tally.stop_reason == "completed":
+            self.tally.stop_reason, self.tally.stop_message = name, message
+
+    # -- polling and results -----------------------------------------------------
+
+    def margin(self, in_flight: int) -> float:
+        """Seconds before the deadline at which batches still running are cancelled."""
+        if self.batch_margin is not None:
+            return self.batch_margin
+        per_item = 5.0  # seconds an item takes online, when the job has no history
+        concurrency = max(1, self.config.concurrency)
+        return self.poll_interval + in_flight * per_item / concurrency
+
+    def _collect(self, session: Session, open_: list[_Submission], by_id: dict[str, Any]) -> None:
+        cancelled = False
+        while open_:
+            now = self.config.wall_clock()
+            in_flight = sum(len(s.ids) for s in open_)
+            cut = self.end_at - self.margin(in_flight)
+            if not cancelled and now >= cut:
+                for sub in open_:
+                    self.adapter.cancel(str(sub.batch_id))
+                cancelled = True
+                self._stop(
+                    "time_budget", "the deadline was near: batches cancelled, the rest runs online"
+                )
+            for sub in list(open_):
+                state = self.adapter.state(str(sub.batch_id))
+                if state.ended:
+                    self._results(session, sub, by_id)
+                    self._record(session, "ended", sub.key, status=state.status)
+                    open_.remove(sub)
+            if open_:
+                wait = (
+                    self.poll_interval
+                    if cancelled
+                    else min(self.poll_interval, max(0.0, cut - now))
+                )
+                time.sleep(max(wait, 0.01))
+
+    def _results(self, session: Session, sub: _Submission, by_id: dict[str, Any]) -> None:
+        prices = self.config.prices
+        for result in self.adapter.results(str(sub.batch_id)):
+            item_id = sub.ids.get(result.custom_id)
+            if item_id is None or session.is_done(item_id):
+                continue
+            if result.outcome == "succeeded":
+                usage = self._price(usage_from(result.response, prices=prices))
+                value = self.parse(by_id.get(item_id), result.response)
+                if session.mark_done(item_id, result=value, usage=usage):
+                    self.tally.done += 1
+                    self.tally.usage += usage
+            elif result.outcome == "errored":
+                reason = result.error or "the provider gave no reason"
+                session.mark_failed(
+                    item_id, f"BatchRequestError: {reason}", retryable=_retryable(result)
+                )
+                self.tally.failed += 1
+            # expired and cancelled requests go back to the queue: nothing is recorded
+
+    @staticmethod
+    def _price(usage: Usage) -> Usage:
+        if getattr(usage, "service_tier", None) == "batch" or usage.cost_usd is None:
+            return usage  # already priced at the batch rate, or not priced at all
+        return replace(usage, cost_usd=usage.cost_usd * BATCH_DISCOUNT)
+
+
+def _retryable(result: BatchResult) -> bool:
+    status = result.status_code
+    return status is None or status in TRANSIENT_STATUS or status >= 500
+
+
+def fallback_config(config: RunConfig, engine: BatchEngine) -> RunConfig:
+    """The configuration of the online fallback: the same job, budgets and deadline."""
+    spent = engine.tally.usage.cost_usd or 0.0
+    cost = None if config.max_cost_usd is None else max(config.max_cost_usd - spent, 1e-9)
+    finish_by = None
+    if engine.end_at != math.inf:
+        finish_by = datetime.fromtimestamp(engine.end_at, tz=timezone.utc)
+    return replace(config, time_budget=None, finish_by=finish_by, max_cost_usd=cost)
+
+
+def combine_reports(batch: RunReport, online: RunReport) -> RunReport:
+    """One report for a batch-mode run and its online fallback."""
+    return replace(
+        online,
+        started_at=batch.started_at,
+        done=batch.done + online.done,
+        already_done=batch.already_done,
+        failed=batch.failed + online.failed,
+        usage=batch.usage + online.usage,
+    )

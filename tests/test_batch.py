@@ -1,0 +1,282 @@
+"""Batch mode against a loopback server speaking OpenAI's and Anthropic's batch APIs.
+
+The real SDK clients talk to ``batch_server.BatchServer``; the crash tests
+SIGKILL a real child process at the two dangerous moments of a submission.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import anthropic
+import openai
+import pytest
+
+from agent_resume import (
+    AgentResume,
+    ArgumentTypeError,
+    ArgumentValueError,
+    ItemContext,
+    JsonlStore,
+    ResumableRun,
+    RunConfig,
+    SqliteStore,
+    Usage,
+    default_prices,
+)
+from batch_server import INPUT_TOKENS, OUTPUT_TOKENS, BatchServer
+from batch_server import batch_server_fixture as batch_server_fixture
+
+HERE = Path(__file__).parent
+OPENAI_MODEL = "gpt-4o-mini"
+ANTHROPIC_MODEL = "claude-3-5-haiku-20241022"
+
+
+def tickets(n: int = 10) -> list[dict[str, str]]:
+    return [{"id": f"t-{i}", "text": f"ticket {i}"} for i in range(n)]
+
+
+def client_for(provider: str, server: BatchServer) -> Any:
+    if provider == "openai":
+        return openai.OpenAI(base_url=server.url + "/v1", api_key="test", max_retries=0)
+    return anthropic.Anthropic(base_url=server.url, api_key="test", max_retries=0)
+
+
+def request_for(provider: str) -> Any:
+    model = OPENAI_MODEL if provider == "openai" else ANTHROPIC_MODEL
+
+    def request(ticket: dict[str, str]) -> dict[str, Any]:
+        return {
+            "model": model,
+            "max_tokens": 50,
+            "messages": [{"role": "user", "content": ticket["text"]}],
+        }
+
+    return request
+
+
+def text_of(response: Any) -> str:
+    if isinstance(response, dict):
+        return str(response["choices"][0]["message"]["content"])
+    return str(response.content[0].text)
+
+
+def ticket_of(body: dict[str, Any]) -> str:
+    return str(body["messages"][0]["content"])
+
+
+def config(path: Path, **kw: Any) -> RunConfig:
+    return RunConfig(job_id="batch-job", store=str(path), progress=False, **kw)
+
+
+def online_cost(model: str) -> float:
+    usage = Usage(input_tokens=INPUT_TOKENS, output_tokens=OUTPUT_TOKENS, calls=1, model=model)
+    cost = default_prices().price(usage).cost_usd
+    assert cost is not None and cost > 0
+    return cost
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_every_item_is_done_through_one_batch_at_half_the_online_price(
+    provider: str, batch_server: BatchServer, tmp_path: Path
+) -> None:
+    path = tmp_path / "ck.jsonl"
+    report = ResumableRun(config(path)).run_batch(
+        request=request_for(provider),
+        items=tickets(),
+        client=client_for(provider, batch_server),
+        parse=lambda t, response: text_of(response),
+        poll_interval=0.01,
+    )
+    assert (report.done, report.remaining, report.stop_reason) == (10, 0, "completed")
+    assert batch_server.created[provider] == 1
+    model = OPENAI_MODEL if provider == "openai" else ANTHROPIC_MODEL
+    assert report.usage.calls == 10
+    assert report.usage.cost_usd == pytest.approx(10 * online_cost(model) / 2)
+    with AgentResume(JsonlStore(path)).resume_or_start("batch-job") as session:
+        assert session.stats.already_done == 10
+    # A second run finds everything done and submits nothing.
+    again = ResumableRun(config(path)).run_batch(
+        request=request_for(provider),
+        items=tickets(),
+        client=client_for(provider, batch_server),
+        parse=lambda t, response: text_of(response),
+        poll_interval=0.01,
+    )
+    assert (again.done, again.already_done, batch_server.created[provider]) == (0, 10, 1)
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_errored_requests_fail_and_expired_ones_return_to_the_queue(
+    provider: str, batch_server: BatchServer, tmp_path: Path
+) -> None:
+    outcomes = {"ticket 1": "error", "ticket 2": "transient", "ticket 3": "expire"}
+    batch_server.outcome = lambda custom_id, body: outcomes.get(ticket_of(body), "ok")
+    path = tmp_path / "ck.db"
+    store_url = f"sqlite:///{path}"
+    report = ResumableRun(RunConfig(job_id="batch-job", store=store_url, progress=False)).run_batch(
+        request=request_for(provider),
+        items=tickets(6),
+        client=client_for(provider, batch_server),
+        parse=lambda t, response: text_of(response),
+        poll_interval=0.01,
+    )
+    assert (report.done, report.failed, report.remaining) == (3, 2, 2)
+    with AgentResume(SqliteStore(path)).resume_or_start("batch-job") as session:
+        assert {i for i in ("t-0", "t-4", "t-5") if session.is_done(i)} == {"t-0", "t-4", "t-5"}
+        assert session.is_quarantined("t-1")  # a 400 is permanent
+        assert not session.is_quarantined("t-2") and session.attempts("t-2") == 1
+        assert session.attempts("t-3") == 0 and not session.is_done("t-3")
+    # The next run submits only what is left: the transient failure and the expired one
+    # (the permanent failure is quarantined).
+    batch_server.outcome = lambda custom_id, body: "ok"
+    again = ResumableRun(RunConfig(job_id="batch-job", store=store_url, progress=False)).run_batch(
+        request=request_for(provider),
+        items=tickets(6),
+        client=client_for(provider, batch_server),
+        parse=lambda t, response: text_of(response),
+        poll_interval=0.01,
+    )
+    assert (again.done, again.remaining, batch_server.created[provider]) == (2, 0, 2)
+    last = list(batch_server.batches.values())[-1]
+    assert len(last.requests) == 2
+
+
+def test_a_deadline_cancels_the_batch_and_the_rest_runs_online(
+    batch_server: BatchServer, tmp_path: Path
+) -> None:
+    batch_server.polls_to_finish = None  # the batch would never finish by itself
+    online: list[str] = []
+
+    def fallback(ticket: dict[str, str], ctx: ItemContext) -> str:
+        online.append(ticket["id"])
+        return "online"
+
+    report = ResumableRun(config(tmp_path / "ck.jsonl", time_budget=1.5)).run_batch(
+        request=request_for("openai"),
+        items=tickets(8),
+        client=client_for("openai", batch_server),
+        parse=lambda t, response: text_of(response),
+        fallback=fallback,
+        poll_interval=0.05,
+        batch_margin=1.0,
+    )
+    assert len(batch_server.cancelled) == 1
+    # The server answered half the requests before the cancel; the rest ran online.
+    assert sorted(online) == [f"t-{i}" for i in range(4, 8)]
+    assert (report.done, report.remaining, report.stop_reason) == (8, 0, "completed")
+    assert report.ended_at - report.started_at < 1.5 + 1.0
+
+
+def test_arun_batch_with_the_async_clients(batch_server: BatchServer, tmp_path: Path) -> None:
+    async def main() -> Any:
+        async with openai.AsyncOpenAI(
+            base_url=batch_server.url + "/v1", api_key="t", max_retries=0
+        ) as client:
+            return await ResumableRun(config(tmp_path / "ck.jsonl")).arun_batch(
+                request=request_for("openai"),
+                items=tickets(5),
+                client=client,
+                parse=lambda t, response: text_of(response),
+                poll_interval=0.01,
+            )
+
+    report = asyncio.run(main())
+    assert (report.done, report.remaining, batch_server.created["openai"]) == (5, 0, 1)
+
+
+def test_batches_are_split_to_the_request_limit(batch_server: BatchServer, tmp_path: Path) -> None:
+    report = ResumableRun(config(tmp_path / "ck.jsonl")).run_batch(
+        request=request_for("anthropic"),
+        items=tickets(7),
+        client=client_for("anthropic", batch_server),
+        parse=lambda t, response: text_of(response),
+        poll_interval=0.01,
+        max_batch_requests=3,
+    )
+    assert report.done == 7
+    assert [len(b.requests) for b in batch_server.batches.values()] == [3, 3, 1]
+
+
+def test_a_cost_budget_limits_what_is_submitted(batch_server: BatchServer, tmp_path: Path) -> None:
+    report = ResumableRun(config(tmp_path / "ck.jsonl", max_cost_usd=1e-9)).run_batch(
+        request=request_for("openai"),
+        items=tickets(4),
+        client=client_for("openai", batch_server),
+        parse=lambda t, response: text_of(response),
+        poll_interval=0.01,
+    )
+    assert batch_server.created["openai"] == 0
+    assert (report.done, report.remaining, report.stop_reason) == (0, 4, "cost_budget")
+
+
+def test_an_unknown_model_under_a_cost_budget_submits_nothing_and_names_the_model(
+    batch_server: BatchServer, tmp_path: Path
+) -> None:
+    report = ResumableRun(config(tmp_path / "ck.jsonl", max_cost_usd=5.0)).run_batch(
+        request=lambda t: {
+            "model": "house-model-7",
+            "messages": [{"role": "user", "content": "x"}],
+        },
+        items=tickets(2),
+        client=client_for("openai", batch_server),
+        parse=lambda t, response: text_of(response),
+        poll_interval=0.01,
+    )
+    assert batch_server.created["openai"] == 0
+    assert report.stop_reason == "cost_budget" and "house-model-7" in report.stop_message
+
+
+def test_bad_arguments_are_typed_errors(batch_server: BatchServer, tmp_path: Path) -> None:
+    run = ResumableRun(config(tmp_path / "ck.jsonl"))
+    with pytest.raises(ArgumentTypeError, match="client"):
+        run.run_batch(request=request_for("openai"), items=[], client=object(), parse=print)
+    with pytest.raises(ArgumentValueError, match="poll_interval"):
+        run.run_batch(
+            request=request_for("openai"),
+            items=[],
+            client=client_for("openai", batch_server),
+            parse=print,
+            poll_interval=-1,
+        )
+    async_client = openai.AsyncOpenAI(base_url=batch_server.url + "/v1", api_key="t")
+    with pytest.raises(ArgumentTypeError, match="async"):
+        run.run_batch(
+            request=request_for("openai"), items=tickets(1), client=async_client, parse=print
+        )
+    asyncio.run(async_client.close())
+    assert not (tmp_path / "ck.jsonl").exists() or batch_server.created["openai"] == 0
+
+
+def _child(path: Path, server: BatchServer, provider: str, kill_on: str | None) -> int:
+    proc = subprocess.Popen(
+        [sys.executable, str(HERE / "_batch_child.py"), str(path), server.url, provider],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    if kill_on:
+        server.kill_on = (kill_on, proc.pid)
+    proc.communicate(timeout=60)
+    return proc.returncode
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+@pytest.mark.parametrize("moment", ["create", "poll"])
+def test_a_runner_killed_around_submission_creates_exactly_one_batch(
+    provider: str, moment: str, batch_server: BatchServer, tmp_path: Path
+) -> None:
+    path = tmp_path / "ck.jsonl"
+    assert _child(path, batch_server, provider, moment) == -9  # SIGKILLed where asked
+    assert batch_server.created[provider] == 1
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    kinds = [r["batch"] for r in records if "batch" in r]
+    assert kinds == (["intent"] if moment == "create" else ["intent", "submitted"])
+    assert _child(path, batch_server, provider, None) == 0
+    assert batch_server.created[provider] == 1  # found again, not submitted twice
+    with AgentResume(JsonlStore(path)).resume_or_start("batch-job") as session:
+        assert session.stats.already_done == 6
