@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +20,7 @@ from agent_resume import (
     JobMismatchError,
     JsonlStore,
     ResultJsonlStore,
+    Session,
     StoreClosedError,
 )
 
@@ -217,6 +218,51 @@ def test_duplicates_are_yielded_once_counted_and_warned_once(path: Path) -> None
         assert out == ["item-000", "item-001", "item-002", 7]
         assert len(record) == 1
         assert s.stats.duplicates == 3
+
+
+def _shaped(items: list[str], shape: str) -> Iterable[str]:
+    if shape == "list":
+        return items
+    if shape == "tuple":
+        return tuple(items)
+    return (item for item in items)
+
+
+def _run_marking(s: Session, items: Iterable[str]) -> list[str]:
+    out = []
+    for item in s.remaining(items):
+        out.append(item)
+        s.mark_done(item)
+    return out
+
+
+@pytest.mark.parametrize("shape", ["list", "tuple", "generator", "fingerprinted"])
+@pytest.mark.parametrize("gap", [1, 20_000])
+def test_repeats_are_counted_when_the_caller_marks_inside_the_loop(
+    path: Path, shape: str, gap: int
+) -> None:
+    # A repeat of an item the loop already marked done is still a repeat, in
+    # the same batch or in a later one (lists are read 16,384 IDs at a time).
+    filler = [f"fill-{n:06d}" for n in range(gap)]
+    items = ["item-000", "item-001", "item-002", *filler, "item-001", "item-002", "item-001"]
+    fingerprint = shape == "fingerprinted"
+    with AgentResume(JsonlStore(path)).resume_or_start("job", fingerprint=fingerprint) as s:
+        with pytest.warns(DuplicateItemWarning, match="item-001") as record:
+            out = _run_marking(s, _shaped(items, "list" if fingerprint else shape))
+        assert out == ["item-000", "item-001", "item-002", *filler]
+        assert len(record) == 1
+        assert record[0].filename == __file__
+        assert s.stats.duplicates == 3
+
+
+def test_a_repeat_of_an_item_done_before_the_pass_is_not_a_duplicate(path: Path) -> None:
+    # Decision (docs/concepts.md): duplicates count repeats among the items the
+    # pass found still to do; an item done in an earlier session is skipped each time.
+    with AgentResume(JsonlStore(path)).resume_or_start("job") as s:
+        s.mark_done("a")
+        for shape in ("list", "generator"):
+            assert list(s.remaining(_shaped(["a", "b", "a"], shape))) == ["b"]
+        assert s.stats.duplicates == 0
 
 
 # -- mark_done -----------------------------------------------------------------------------

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from agent_resume import AgentResume
+from agent_resume import AgentResume, DuplicateItemWarning
 from agent_resume._errors import JobMismatchError
-from agent_resume._session._session import DuplicateItemWarning
 from agent_resume.stores import (
     InMemoryStore,
     JsonlStore,

@@ -214,7 +214,7 @@ class ResumableRun:
                 exhausted = self._serial(process, it, state, session, key)
             else:
                 exhausted = self._threaded(process, it, state, session, key)
-            return self._close(state, session, it, items, exhausted)
+            return self._close(state, session, items, key, exhausted)
 
     def _serial(
         self,
@@ -346,11 +346,12 @@ class ResumableRun:
             loop.call_soon_threadsafe(wake.set)
 
         with session, RunSignals(state, on_signal), open_progress(state, session, items):
-            it = session.remaining(items, key=key)
+            # Waiting for items other workers hold must not block the loop.
+            it = session.aremaining(items, key=key)
             ids = IdReader(key)
             exhausted = True
             try:
-                for item in it:
+                async for item in it:
                     while state.in_flight >= limit and not state.stopping:
                         wake.clear()
                         await wake.wait()
@@ -369,8 +370,9 @@ class ResumableRun:
                     task.cancel()
                 if tasks:
                     await asyncio.wait(list(tasks), timeout=1.0)
+                await it.aclose()  # gives back the claimed items not handed out
             state.raise_escaped()
-            return self._close(state, session, it, items, exhausted)
+            return self._close(state, session, items, key, exhausted)
 
     async def _aone(
         self,
@@ -529,8 +531,8 @@ class ResumableRun:
         self,
         state: RunState,
         session: Session,
-        it: Iterator[Any],
         items: Iterable[Any],
+        key: KeyFunc | None,
         exhausted: bool,
     ) -> RunReport:
         stats = session.stats
@@ -539,11 +541,8 @@ class ResumableRun:
         )
         remaining: int | None = retry_later + state.abandoned
         if not exhausted:
-            if hasattr(items, "__len__") and not isinstance(items, Iterator):
-                # Every loop stops with one item taken from `it` and not admitted.
-                remaining = (remaining or 0) + 1 + sum(1 for _ in it)
-            else:
-                remaining = None
+            # Counted, not drained: on a shared store draining would claim the rest.
+            remaining = session.count_left(items, key=key)
         name = state.stop_name or "completed"
         reason = state.stop_reason
         if exhausted and not state.abandoned and name != "fail_fast":

@@ -4,30 +4,23 @@ from __future__ import annotations
 
 import threading
 import time
-import warnings
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from itertools import chain, compress, filterfalse
-from operator import not_
 from types import TracebackType
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
-from agent_resume._errors import (
-    ArgumentTypeError,
-    DuplicateItemWarning,
-    ItemChangedError,
-    StoreClosedError,
-)
+from agent_resume._errors import ArgumentTypeError, StoreClosedError
 from agent_resume._fingerprint import Fingerprinter
 from agent_resume._records import JobState, check_json, normalize_id, usage_dict
-from agent_resume._session._items import KeyFunc, id_batches, normalized_ids
-from agent_resume.stores import Store
-from agent_resume.stores._protocol import SharedStore
+from agent_resume._session._claiming import Claiming
+from agent_resume._session._items import KeyFunc
+from agent_resume._session._remaining import Batched, OneByOne
+from agent_resume._session._rules import ItemRules, OnChange, Strategy
+from agent_resume.stores import SharedStore, Store
 
-__all__ = ["DuplicateItemWarning", "OnChange", "Session", "SessionStats"]
+__all__ = ["OnChange", "Session", "SessionStats"]
 
 T = TypeVar("T")
-OnChange = Literal["rerun", "keep", "error"]
 _now = time.time
 
 
@@ -73,25 +66,18 @@ class Session:
         self.job_id = state.job_id
         self.max_attempts = max_attempts
         self._state = state
+        self._rules = ItemRules(state, max_attempts, fingerprinter, on_change)
         self._done = state.done
         self._failures = state.failures
-        self._fingerprinter = fingerprinter
-        self._on_change = on_change
-        self._pending_fp: dict[str, str] = {}
-        self._rerun: set[str] = set()
-        self._watchers: list[set[str]] = []
+        self._fingerprinting = fingerprinter is not None
         self._lock = threading.Lock()
-        self._closed = False
         self._shared = isinstance(store, SharedStore)
         self._already_done = len(state.done)
         self._n_done = 0
         self._n_failed = 0
-        self._duplicates = 0
-        self._changed = 0
-        self._warned_duplicates = False
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else "open"
+        state = "closed" if self._rules.closed else "open"
         return f"<Session job_id={self.job_id!r} store={self.store!r} {state}>"
 
     # -- the context manager -------------------------------------------------
@@ -110,19 +96,18 @@ class Session:
     def close(self) -> None:
         """Flush and close the store; closing twice is harmless."""
         with self._lock:
-            if self._closed:
+            if self._rules.closed:
                 return
-            self._closed = True
+            self._rules.closed = True
         self.store.close()
 
     @property
     def closed(self) -> bool:
         """Whether the session was closed."""
-        return self._closed
+        return self._rules.closed
 
     def _check_open(self) -> None:
-        if self._closed:
-            raise StoreClosedError(f"the session for job {self.job_id!r} is closed")
+        self._rules.check_open()
 
     # -- reading -------------------------------------------------------------
 
@@ -140,139 +125,56 @@ class Session:
             ItemChangedError: A done item changed and ``on_change="error"``.
         """
         self._check_open()
+        return self._strategy(items, key).iterate()
+
+    def aremaining(
+        self, items: Iterable[T], *, key: KeyFunc | None = None
+    ) -> AsyncGenerator[T, None]:
+        """The same as :meth:`remaining`, for an ``async for`` loop.
+
+        On a shared store, the claims run in a worker thread and the wait for
+        items that other workers hold is an ``asyncio.sleep``, so the event
+        loop keeps running (and finishing) this worker's own items meanwhile.
+        On other stores it yields what :meth:`remaining` yields.
+
+        Raises:
+            ArgumentTypeError: An ID is neither ``str`` nor ``int``.
+            ArgumentValueError: An ID is empty or holds a lone surrogate.
+            ItemChangedError: A done item changed and ``on_change="error"``.
+        """
+        self._check_open()
+        return self._strategy(items, key).aiterate()
+
+    def _strategy(self, items: Iterable[T], key: KeyFunc | None) -> Strategy[T]:
         if self._shared:
-            from agent_resume._session._claiming import claimed_items
+            return Claiming(self._rules, self.store, items, key)  # type: ignore[arg-type]
+        if not self._fingerprinting and isinstance(items, (list, tuple)):
+            return Batched(self._rules, items, key)
+        return OneByOne(self._rules, items, key)
 
-            return claimed_items(self, items, key)
-        if self._fingerprinter is None and isinstance(items, (list, tuple)):
-            return self._remaining_batched(items, key)
-        return self._remaining_one_by_one(items, key)
+    def count_left(self, items: Iterable[Any], *, key: KeyFunc | None = None) -> int | None:
+        """Count the items still to do, claiming nothing and changing nothing.
 
-    def _remaining_one_by_one(self, items: Iterable[T], key: KeyFunc | None) -> Iterator[T]:
-        done = self._done
-        failures = self._failures
-        fingerprinter = self._fingerprinter
-        seen: set[str] = set()
-        for item, item_id in normalized_ids(items, key):
-            if item_id in done and (
-                fingerprinter is None or not self._changed_and_rerun(item, item_id)
-            ):
-                continue
-            if item_id in seen:
-                self._duplicate(item_id)
-                continue
-            seen.add(item_id)
-            if failures and item_id in failures and self._is_quarantined(item_id):
-                continue
-            if fingerprinter is not None:
-                self._pending_fp[item_id] = fingerprinter(item)
-            if self._closed:
-                raise StoreClosedError(f"the session for job {self.job_id!r} is closed")
-            if item_id in done and item_id not in self._rerun:
-                continue
-            yield item
+        On a shared store the store counts the job's items neither done nor
+        quarantined, whoever gave them and whoever holds them (items leased by
+        live workers included). On other stores, the distinct IDs of ``items``
+        neither done nor quarantined; ``None`` when ``items`` is an iterator,
+        which cannot be read a second time.
 
-    def _remaining_batched(self, items: Sequence[T], key: KeyFunc | None) -> Iterator[T]:
-        # The rules of the general loop, with the set work done in C per batch.
-        # Items marked done while a batch is yielded land in `marked` (a small
-        # set, so the lazy re-check at yield time stays cheap).
-        is_done = self._done.__contains__
-        marked: set[str] = set()
-        is_marked = marked.__contains__
-        seen: set[str] = set()
-        kept_ids: list[list[str]] = []
-        careful = False
-        self._watchers.append(marked)
-        try:
-            for chunk, ids in id_batches(items, key, check_empty=False):
-                if self._closed:
-                    raise StoreClosedError(f"the session for job {self.job_id!r} is closed")
-                marked.clear()
-                if chunk is ids:
-                    todo_ids = list(filterfalse(is_done, ids))
-                    todo: list[T] = todo_ids  # type: ignore[assignment]
-                else:
-                    keep = list(map(not_, map(is_done, ids)))
-                    todo_ids = list(compress(ids, keep))
-                    todo = list(compress(chunk, keep))
-                if careful:
-                    todo, todo_ids = self._drop_duplicates(todo, todo_ids, seen)
-                else:
-                    before = len(seen)
-                    seen.update(todo_ids)
-                    if len(seen) - before != len(todo_ids):
-                        # A repeated ID: rebuild what was seen before this batch
-                        # and check every later batch one ID at a time.
-                        careful = True
-                        seen = set(chain.from_iterable(kept_ids))
-                        todo, todo_ids = self._drop_duplicates(todo, todo_ids, seen)
-                    else:
-                        kept_ids.append(todo_ids)
-                if "" in seen:
-                    normalize_id("", "item ID")  # raises: no item can be done under ""
-                if self._failures:
-                    pairs = [
-                        (item, item_id)
-                        for item, item_id in zip(todo, todo_ids, strict=True)
-                        if not self._is_quarantined(item_id)
-                    ]
-                    todo = [pair[0] for pair in pairs]
-                    todo_ids = [pair[1] for pair in pairs]
-                if todo is todo_ids:
-                    yield from filterfalse(is_marked, todo)
-                else:
-                    yield from compress(todo, map(not_, map(is_marked, todo_ids)))
-        finally:
-            self._watchers.remove(marked)
+        Args:
+            items: The job's items, as given to :meth:`remaining`.
+            key: How to read an item's ID, as for :meth:`remaining`.
 
-    def _drop_duplicates(
-        self, todo: list[T], todo_ids: list[str], seen: set[str]
-    ) -> tuple[list[T], list[str]]:
-        kept: list[T] = []
-        kept_ids: list[str] = []
-        for item, item_id in zip(todo, todo_ids, strict=True):
-            if item_id in seen:
-                self._duplicate(item_id, stacklevel=4)
-                continue
-            seen.add(item_id)
-            kept.append(item)
-            kept_ids.append(item_id)
-        return kept, kept_ids
-
-    def _changed_and_rerun(self, item: Any, item_id: str) -> bool:
-        assert self._fingerprinter is not None
-        old = self._state.fingerprints.get(item_id)
-        if old is None or item_id in self._rerun:
-            return item_id in self._rerun
-        new = self._fingerprinter(item)
-        if new == old:
-            return False
-        self._changed += 1
-        if self._on_change == "error":
-            raise ItemChangedError(item_id, old, new)
-        if self._on_change == "keep":
-            return False
-        self._rerun.add(item_id)
-        return True
-
-    def _duplicate(self, item_id: str, stacklevel: int = 3) -> None:
-        # stacklevel points the warning at the caller's loop over remaining().
-        self._duplicates += 1
-        if not self._warned_duplicates:
-            self._warned_duplicates = True
-            warnings.warn(
-                DuplicateItemWarning(
-                    f"item ID {item_id!r:.80} appears more than once in the input of job "
-                    f"{self.job_id!r}; each ID is yielded once (see session.stats.duplicates)"
-                ),
-                stacklevel=stacklevel,
-            )
-
-    def _is_quarantined(self, item_id: str) -> bool:
-        failure = self._failures.get(item_id)
-        return failure is not None and (
-            not failure.retryable or failure.attempts >= self.max_attempts
-        )
+        Raises:
+            StoreClosedError: The session is closed.
+        """
+        self._check_open()
+        if self._shared:
+            store: SharedStore = self.store  # type: ignore[assignment]
+            return store.pending(self.max_attempts)
+        if isinstance(items, Iterator) or not hasattr(items, "__len__"):
+            return None
+        return self._rules.count_left(items, key)
 
     def is_done(self, item_id: str | int) -> bool:
         """Whether the item is done (in this session or an earlier one)."""
@@ -280,7 +182,7 @@ class Session:
 
     def is_quarantined(self, item_id: str | int) -> bool:
         """Whether the item failed too often, or failed for good, and is skipped."""
-        return self._is_quarantined(normalize_id(item_id))
+        return self._rules.is_quarantined(normalize_id(item_id))
 
     def attempts(self, item_id: str | int) -> int:
         """The failed attempts of an item not done, since it was last released."""
@@ -289,7 +191,8 @@ class Session:
 
     def quarantined(self) -> list[str]:
         """The IDs of the quarantined items."""
-        return [i for i in list(self._failures) if self._is_quarantined(i)]
+        is_quarantined = self._rules.is_quarantined
+        return [i for i in list(self._failures) if is_quarantined(i)]
 
     @property
     def stats(self) -> SessionStats:
@@ -299,8 +202,8 @@ class Session:
             failed=self._n_failed,
             quarantined=len(self.quarantined()),
             already_done=self._already_done,
-            duplicates=self._duplicates,
-            changed=self._changed,
+            duplicates=self._rules.duplicates,
+            changed=self._rules.changed,
             bad_lines=self._state.bad_lines,
         )
 
@@ -348,25 +251,19 @@ class Session:
         if (
             usage is not None
             or stop is not None
-            or self._fingerprinter is not None
+            or self._fingerprinting
             or item_id in self._failures
         ):
             extra = self._extra(item_id, usage, stop)
         ts = int(_now())
+        rules = self._rules
         with self._lock:
-            if self._closed:
+            if rules.closed:
                 raise StoreClosedError(f"the session for job {self.job_id!r} is closed")
-            done = self._done
-            if item_id in done and item_id not in self._rerun:
+            if item_id in self._done and item_id not in rules.rerun:
                 return False
             recorded = self.store.write_done(item_id, ts, extra, result_json)
-            done.add(item_id)
-            for watcher in self._watchers:
-                watcher.add(item_id)
-            if self._rerun:
-                self._rerun.discard(item_id)
-            if self._failures:
-                self._failures.pop(item_id, None)
+            rules.completed(item_id)
             if not recorded:
                 return False
             self._n_done += 1
@@ -379,7 +276,7 @@ class Session:
             extra["attempt"] = failure.attempts + 1
         if stop is not None:
             extra["stop"] = str(stop)
-        fp = self._pending_fp.pop(item_id, None)
+        fp = self._rules.take_fingerprint(item_id)
         if fp is not None:
             extra["fp"] = fp
         if usage is not None:
@@ -416,9 +313,8 @@ class Session:
             )
         usage_json = None if usage is None else usage_dict(usage)
         with self._lock:
-            if self._closed:
-                raise StoreClosedError(f"the session for job {self.job_id!r} is closed")
-            if item_id in self._done and item_id not in self._rerun:
+            self._rules.check_open()
+            if self._rules.is_done(item_id):
                 return False
             previous = self._failures.get(item_id)
             attempt = (previous.attempts if previous else 0) + 1

@@ -1,0 +1,184 @@
+"""Runs on shared stores (SQLite, PostgreSQL): counting what is left, and ``arun`` with many workers."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent_resume import AgentResume, ItemContext, ResumableRun, RunConfig, RunReport
+from agent_resume.stores import PostgresStore, SqliteStore
+
+ARUN_WORKER = str(Path(__file__).with_name("_arun_worker.py"))
+
+
+class CountingSqliteStore(SqliteStore):
+    """A real SQLite store that remembers every batch it claimed."""
+
+    claims: list[list[str]]
+
+    def claim(self, limit: int, max_attempts: int, exclude: Sequence[str] = ()) -> list[str]:
+        ids = super().claim(limit, max_attempts, exclude)
+        self.claims.append(ids)
+        return ids
+
+
+class CountingPostgresStore(PostgresStore):
+    """A real PostgreSQL store that remembers every batch it claimed."""
+
+    claims: list[list[str]]
+
+    def claim(self, limit: int, max_attempts: int, exclude: Sequence[str] = ()) -> list[str]:
+        ids = super().claim(limit, max_attempts, exclude)
+        self.claims.append(ids)
+        return ids
+
+
+StoreFactory = Callable[[int], Any]
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def shared(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
+    """Make counting stores over one shared job (a SQLite file, or a fresh PostgreSQL DB)."""
+    if request.param == "sqlite":
+        path = tmp_path / "job.db"
+
+        def make_sqlite(batch: int) -> Any:
+            store = CountingSqliteStore(path, batch_size=batch)
+            store.claims = []
+            return store
+
+        return make_sqlite
+    dsn = request.getfixturevalue("pg_dsn")
+
+    def make_pg(batch: int) -> Any:
+        store = CountingPostgresStore(dsn, batch_size=batch)
+        store.claims = []
+        return store
+
+    return make_pg
+
+
+ITEMS = [f"item-{n:05d}" for n in range(5000)]
+
+
+def noop(item: str, ctx: ItemContext) -> str:
+    return item
+
+
+def run_in_thread(run: Callable[[], RunReport], timeout: float) -> RunReport:
+    """Run ``run`` in a daemon thread; fail the test if it does not return in time."""
+    box: list[Any] = []
+    thread = threading.Thread(target=lambda: box.append(run()), daemon=True)
+    thread.start()
+    thread.join(timeout)
+    assert not thread.is_alive(), f"run() did not return within {timeout} s"
+    assert box, "run() raised"
+    report: RunReport = box[0]
+    return report
+
+
+def test_a_run_stopped_early_leases_only_the_batch_it_claimed(shared: StoreFactory) -> None:
+    store = shared(64)
+    config = RunConfig(job_id="left", store=store, max_items=3, progress=False)
+    report = run_in_thread(lambda: ResumableRun(config).run(noop, ITEMS), 60)
+    assert report.done == 3
+    assert report.stop_reason != "completed"
+    assert report.remaining == 4997
+    assert [len(batch) for batch in store.claims] == [64]
+
+
+def test_a_run_stopped_early_returns_while_another_worker_holds_a_batch(
+    shared: StoreFactory,
+) -> None:
+    other = shared(10)
+    with AgentResume(other).resume_or_start("left") as holder:
+        held = holder.remaining(ITEMS)
+        first = next(held)  # the other worker now leases a batch of 10, and lives
+        store = shared(64)
+        config = RunConfig(job_id="left", store=store, max_items=3, progress=False)
+        report = run_in_thread(lambda: ResumableRun(config).run(noop, ITEMS), 60)
+        assert report.done == 3
+        # Counted without claiming: the other worker's 10 items are still to do.
+        assert report.remaining == 4997
+        assert [len(batch) for batch in store.claims] == [64]
+        assert holder.mark_done(first)
+        held.close()
+
+
+def test_a_threaded_run_stopped_early_counts_without_claiming(shared: StoreFactory) -> None:
+    store = shared(16)
+    config = RunConfig(job_id="left", store=store, max_items=5, concurrency=3, progress=False)
+    report = run_in_thread(lambda: ResumableRun(config).run(noop, ITEMS), 60)
+    assert report.done == 5
+    assert report.remaining == 4995
+    assert sum(len(batch) for batch in store.claims) <= 16 * 2
+
+
+def arun_workers(url: str, n_workers: int, n_items: int) -> list[dict[str, Any]]:
+    """Start ``n_workers`` processes running ``arun`` on one job; return their reports."""
+    procs = [
+        subprocess.Popen(
+            [sys.executable, ARUN_WORKER, url, str(n_items), "4", "4"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(n_workers)
+    ]
+    reports = []
+    try:
+        for proc in procs:
+            out, err = proc.communicate(timeout=60)
+            assert proc.returncode == 0, err
+            line = next(ln for ln in out.splitlines() if ln.startswith("report "))
+            reports.append(json.loads(line[len("report ") :]))
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.communicate()
+    return reports
+
+
+def check_arun_workers(url: str, n_workers: int, done_ids: Callable[[], list[str]]) -> None:
+    reports = arun_workers(url, n_workers, 60)
+    assert sum(r["done"] for r in reports) == 60
+    assert all(r["stop_reason"] == "completed" for r in reports)
+    assert sorted(done_ids()) == [f"item-{n:03d}" for n in range(60)]
+
+
+@pytest.mark.parametrize("n_workers", [2, 3])
+def test_arun_on_a_shared_sqlite_file_with_several_workers_does_not_deadlock(
+    tmp_path: Path, n_workers: int
+) -> None:
+    import sqlite3
+
+    path = tmp_path / "job.db"
+
+    def done_ids() -> list[str]:
+        conn = sqlite3.connect(path)
+        try:
+            return [r[0] for r in conn.execute("SELECT item_id FROM completions")]
+        finally:
+            conn.close()
+
+    check_arun_workers(f"sqlite:///{path}", n_workers, done_ids)
+
+
+@pytest.mark.postgres
+def test_arun_on_postgres_with_three_workers_does_not_deadlock(pg_dsn: str) -> None:
+    import psycopg
+
+    def done_ids() -> list[str]:
+        with psycopg.connect(pg_dsn) as conn:
+            rows = conn.execute("SELECT item_id FROM agent_resume.completions").fetchall()
+        return [r[0] for r in rows]
+
+    check_arun_workers(pg_dsn, 3, done_ids)
