@@ -8,6 +8,7 @@ record).
 
     eval "$(bash .ci/postgres.sh start)"
     python bench/bench_shared.py            # AGENT_RESUME_PG_DSN names the database
+    python bench/bench_shared.py --sqlite-size   # SQLite completion cost, 100k done vs empty
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from pathlib import Path
 
 N_ITEMS = 20_000
 N_SQLITE = 5_000
+N_DONE = 100_000
+N_TIMED = 3_000
 
 
 def worker(dsn: str, n_items: int) -> None:
@@ -103,12 +106,58 @@ def bench_sqlite() -> None:
     print(f"  ratio: {per_item / baseline:.2f}x the baseline")
 
 
+def _mark_done_cost(path: Path, tag: str) -> float:
+    """Seconds per mark_done (with a small result) for N_TIMED new items of the job at ``path``."""
+    from agent_resume import AgentResume
+    from agent_resume.stores import SqliteStore
+
+    with AgentResume(SqliteStore(path)).resume_or_start("bench") as session:
+        start = time.perf_counter()
+        for n in range(N_TIMED):
+            session.mark_done(f"{tag}-{n:06d}", result={"n": n})
+        return (time.perf_counter() - start) / N_TIMED
+
+
+def bench_sqlite_job_size() -> None:
+    """Issue 15: a completion must cost the same on a big job as on an empty one.
+
+    The big job is built first (N_DONE completions through the store), then
+    five rounds alternate between a fresh empty job and new items of the big one;
+    the medians are compared.
+    """
+    from statistics import median
+
+    from agent_resume import AgentResume
+    from agent_resume.stores import SqliteStore
+
+    with tempfile.TemporaryDirectory() as tmp:
+        big = Path(tmp) / "big.db"
+        with AgentResume(SqliteStore(big)).resume_or_start("bench") as session:
+            for n in range(N_DONE):
+                session.mark_done(f"old-{n:06d}")
+        empty_runs, big_runs = [], []
+        for k in range(5):
+            empty_runs.append(_mark_done_cost(Path(tmp) / f"empty-{k}.db", "new"))
+            big_runs.append(_mark_done_cost(big, f"new{k}"))
+    empty, full = median(empty_runs), median(big_runs)
+    ratio = full / empty
+    verdict = "ok" if ratio <= 1.2 else "ABOVE TARGET"
+    print(f"SQLite mark_done, {N_DONE} items done vs an empty job ({N_TIMED} timed, medians of 5):")
+    print(f"  empty job:      {empty * 1e6:7.1f} us/item")
+    print(f"  {N_DONE} done:    {full * 1e6:7.1f} us/item")
+    print(f"  ratio: {ratio:.2f}x; target <= 1.2x: {verdict}")
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
         worker(sys.argv[2], int(sys.argv[3]))
         return
+    if len(sys.argv) > 1 and sys.argv[1] == "--sqlite-size":
+        bench_sqlite_job_size()
+        return
     bench_postgres()
     bench_sqlite()
+    bench_sqlite_job_size()
 
 
 if __name__ == "__main__":

@@ -190,3 +190,28 @@ def test_reading_a_missing_database_yields_nothing(tmp_path: Path) -> None:
     assert list(store.iter_records()) == []
     assert list(store.iter_results()) == []
     assert not (tmp_path / "none.db").exists()
+
+
+def test_recording_a_completion_reads_no_more_than_an_index_path(tmp_path: Path) -> None:
+    """Issue 15: ``write_done`` numbered new rows with a full scan of ``items`` (quadratic jobs)."""
+    store = opened(tmp_path / "job.db")
+    try:
+        store.write_done("a", 1, None, None)
+        plans = store._run(
+            lambda c: [
+                row[-1]
+                for sql in (
+                    "SELECT coalesce(max(seq), 0) + 1 FROM items",
+                    "INSERT INTO items (item_id, seq, done) VALUES "
+                    "('b', (SELECT coalesce(max(seq), 0) + 1 FROM items), 1) "
+                    "ON CONFLICT (item_id) DO UPDATE SET done = 1",
+                )
+                for row in c.execute("EXPLAIN QUERY PLAN " + sql).fetchall()
+            ],
+            "explaining",
+            write=False,
+        )
+    finally:
+        store.close()
+    assert not [p for p in plans if p.startswith("SCAN")], plans
+    assert any("items_seq" in p for p in plans), plans
