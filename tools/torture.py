@@ -2,6 +2,7 @@
 
     python tools/torture.py                 # 1,200 kills + 2 x 100 power cuts
     python tools/torture.py --kills 300     # about the CI subset
+    python tools/torture.py --kills 0 --power 0 --files 400   # only the file attacks
     python tools/torture.py --json out.json
 
 The PostgreSQL campaign needs ``AGENT_RESUME_PG_DSN`` (``eval "$(bash
@@ -22,6 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "torture"))
 
+import _torture_files as file_attacks
 import _torture_harness as harness
 
 KILL_COLUMNS = [
@@ -79,6 +81,9 @@ def main() -> int:
     parser.add_argument("--power", type=int, default=100, help="power cuts per durability mode")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--only", nargs="*", help="run only these kill campaigns")
+    parser.add_argument(
+        "--files", type=int, default=400, help="rounds of the file attacks (0: skip them)"
+    )
     parser.add_argument("--json", help="also write the counts to this file")
     args = parser.parse_args()
 
@@ -115,6 +120,13 @@ def main() -> int:
             power_rows.append(row)
             problems += [f"power-{mode}: {p}" for p in power.problems]
             print(f"power-{mode}: {row}", file=sys.stderr, flush=True)
+        file_rows: list[dict[str, object]] = []
+        if args.files:
+            t0 = time.monotonic()
+            for tally in file_attacks.run_all(args.files, Path(tmp) / "files", seed=args.seed):
+                file_rows.append(tally.row())
+                problems += [f"files-{tally.name}: {p}" for p in tally.problems]
+            print(f"file attacks: {time.monotonic() - t0:.0f} s", file=sys.stderr, flush=True)
     if dsn and "postgres" in names:
         drop_pg_schemas(dsn)
 
@@ -127,6 +139,9 @@ def main() -> int:
     if power_rows:
         print(table(power_rows, [*POWER_COLUMNS, "seconds"]))
         print()
+    if file_rows:
+        print(table(file_rows, file_attacks.COLUMNS))
+        print()
     for row in kill_rows:
         print(f"{row['campaign']} phases: {row['phases']}")
     for text in skipped:
@@ -136,7 +151,10 @@ def main() -> int:
         print("  " + text)
     if args.json:
         Path(args.json).write_text(
-            json.dumps({"kills": kill_rows, "power": power_rows, "skipped": skipped}, indent=2)
+            json.dumps(
+                {"kills": kill_rows, "power": power_rows, "files": file_rows, "skipped": skipped},
+                indent=2,
+            )
         )
     return 1 if problems else 0
 
