@@ -16,6 +16,7 @@ from agent_resume._deadline import Clock
 from agent_resume._errors import ArgumentTypeError
 from agent_resume._limits import RateLimit
 from agent_resume._retry import Retry
+from agent_resume._run._tracing import RunTracing
 from agent_resume._stop import StopCondition, StopLike, as_stop_condition
 from agent_resume._validate import Seconds, duration
 from agent_resume.stores import Store
@@ -199,6 +200,8 @@ class RunConfig:
             ``Retry``); ``None`` for no retry of a call.
         call_timeout: The longest one call may take, capped by the item's
             deadline; ``None`` for no limit but the item's deadline.
+        tracing: Scopes the run loop enters around the run, each item
+            attempt and each call (a ``RunTracing``); ``with_otel`` sets it.
         clock: The monotonic clock, ``time.monotonic`` unless a test injects
             a ``MockClock``.
         wall_clock: The wall clock in POSIX seconds, for ``finish_by`` and the
@@ -235,6 +238,7 @@ class RunConfig:
     rate_limit: RateLimit | None = None
     retry: Retry | None = DEFAULT_RETRY
     call_timeout: _Normalised[Seconds | None, float] = _Normalised(None, _limit)
+    tracing: RunTracing | None = None
     clock: Clock = field(default=time.monotonic, compare=False)
     wall_clock: Clock = field(default=time.time, compare=False)
 
@@ -261,6 +265,7 @@ class RunConfig:
         validate.boolean("handle_signals", self.handle_signals)
         _instance("rate_limit", self.rate_limit, RateLimit, "a RateLimit")
         _instance("retry", self.retry, Retry, "a Retry")
+        _instance("tracing", self.tracing, RunTracing, "a RunTracing (see with_otel)")
         for name in ("on_item_done", "on_usage", "on_stop"):
             validate.callable_or_none(name, getattr(self, name))
         validate.function("clock", self.clock)

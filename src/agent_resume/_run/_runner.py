@@ -22,6 +22,7 @@ from agent_resume._run._progress import open_progress
 from agent_resume._run._report import ItemOutcome, RunReport
 from agent_resume._run._signals import RunSignals
 from agent_resume._run._state import RunState
+from agent_resume._run._tracing import item_scope, run_scope
 from agent_resume._session._agent import AgentResume
 from agent_resume._session._items import IdReader, KeyFunc
 from agent_resume._session._session import Session
@@ -208,7 +209,12 @@ class ResumableRun:
         """
         _check_sync_process(process)
         session, state = self._open()
-        with session, RunSignals(state, None), open_progress(state, session, items):
+        with (
+            run_scope(self.config.tracing, session.job_id),
+            session,
+            RunSignals(state, None),
+            open_progress(state, session, items),
+        ):
             it = session.remaining(items, key=key)
             if self.config.concurrency == 1:
                 exhausted = self._serial(process, it, state, session, key)
@@ -238,23 +244,24 @@ class ResumableRun:
     def _one(
         self, process: Process[T], item: T, ctx: ItemContext, state: RunState, session: Session
     ) -> None:
-        """Run ``process`` on one item and record the outcome."""
+        """Run ``process`` on one item and record the outcome, in the item's tracing scope."""
         clock = state.clock
-        started = clock()
-        try:
-            result = process(item, ctx)
-        except Exception as exc:
-            self._failed(state, session, ctx, exc, clock() - started)
-        else:
-            if inspect.iscoroutine(result):
-                result.close()
-                raise ArgumentTypeError(
-                    "process",
-                    process,
-                    "`process` returned a coroutine; run async functions with "
-                    "`await ResumableRun(config).arun(aprocess, items)`",
-                )
-            self._done(state, session, ctx, result, clock() - started)
+        with item_scope(self.config.tracing, ctx.item_id, ctx.attempt):
+            started = clock()
+            try:
+                result = process(item, ctx)
+            except Exception as exc:
+                self._failed(state, session, ctx, exc, clock() - started)
+            else:
+                if inspect.iscoroutine(result):
+                    result.close()
+                    raise ArgumentTypeError(
+                        "process",
+                        process,
+                        "`process` returned a coroutine; run async functions with "
+                        "`await ResumableRun(config).arun(aprocess, items)`",
+                    )
+                self._done(state, session, ctx, result, clock() - started)
 
     def _threaded(
         self,
@@ -345,7 +352,12 @@ class ResumableRun:
         def on_signal() -> None:
             loop.call_soon_threadsafe(wake.set)
 
-        with session, RunSignals(state, on_signal), open_progress(state, session, items):
+        with (
+            run_scope(self.config.tracing, session.job_id),
+            session,
+            RunSignals(state, on_signal),
+            open_progress(state, session, items),
+        ):
             # Waiting for items other workers hold must not block the loop.
             it = session.aremaining(items, key=key)
             ids = IdReader(key)
@@ -385,7 +397,8 @@ class ResumableRun:
         # Nothing but our own cancellation leaves this task: whatever else escapes
         # the item's bookkeeping goes to the run, which raises it to arun's caller.
         try:
-            await self._aone_recorded(aprocess, item, ctx, state, session)
+            with item_scope(self.config.tracing, ctx.item_id, ctx.attempt):
+                await self._aone_recorded(aprocess, item, ctx, state, session)
         except asyncio.CancelledError:
             raise
         except BaseException as exc:
