@@ -173,7 +173,7 @@ def test_status_shows_runs_and_a_run_that_died(
     assert "died (no end record)" in out
     assert "time_budget" in out
     assert "1,200/300" in out
-    assert "$0.5000" in out
+    assert "$0.50" in out
 
 
 def test_status_reports_bad_lines(capsys: pytest.CaptureFixture[str], checkpoint: Path) -> None:
@@ -228,8 +228,8 @@ def test_report_table_totals(capsys: pytest.CaptureFixture[str], checkpoint: Pat
     assert code == 0
     rows = [line.split() for line in out.splitlines()]
     assert rows[0] == ["item", "status", "calls", "input", "output", "cost"]
-    assert rows[1] == ["item-1", "done", "1", "100", "10", "$0.0010"]
-    assert rows[-1] == ["total", "5", "items", "4", "700", "70", "$0.0070"]
+    assert rows[1] == ["item-1", "done", "1", "100", "10", "$0.001"]
+    assert rows[-1] == ["total", "5", "items", "4", "700", "70", "$0.007"]
 
 
 def test_report_csv_and_json(capsys: pytest.CaptureFixture[str], checkpoint: Path) -> None:
@@ -567,17 +567,92 @@ def test_run_rejects_unknown_toml_keys_and_bad_items(
     assert "bad.jsonl:2: not a JSON value" in err
 
 
-def test_durations_accept_units() -> None:
-    from agent_resume._cli._run import parse_duration
+def test_durations_use_the_library_parser(capsys: pytest.CaptureFixture[str]) -> None:
+    from agent_resume import RunConfig
+    from agent_resume._cli._run import _settings
 
-    assert [parse_duration(v, "x") for v in ("90", "90s", "1.5m", "2h", "250ms", 7)] == [
-        90.0,
-        90.0,
-        90.0,
-        7200.0,
-        0.25,
-        7.0,
-    ]
+    args = build_parser().parse_args(
+        [
+            *("run", "f.py:g", "--time-budget", "1h30m", "--item-timeout", "250ms"),
+            *("--grace-period", "0", "--progress-interval", "90"),
+        ]
+    )
+    config, _ = _settings(args)
+    made = RunConfig(job_id="j", store="memory:", **config)
+    assert (made.time_budget, made.item_timeout, made.grace_period) == (5400.0, 0.25, 0.0)
+    assert made.progress_interval == 90.0
+
+
+def test_run_flags_are_derived_from_every_runconfig_field() -> None:
+    import dataclasses
+
+    from agent_resume import RunConfig
+    from agent_resume._cli._run import NOT_FLAGS
+
+    run_parser = build_parser()._subparsers._group_actions[0].choices["run"]  # type: ignore[union-attr]
+    flags = {flag for action in run_parser._actions for flag in action.option_strings}
+    for field in dataclasses.fields(RunConfig):
+        if field.name in NOT_FLAGS:
+            continue
+        assert "--" + field.name.replace("_", "-") in flags, field.name
+    assert "--signals" in flags  # the older spelling of --handle-signals stays
+
+
+def test_finish_by_takes_z_and_offsets(capsys: pytest.CaptureFixture[str]) -> None:
+    from datetime import datetime, timezone
+
+    from agent_resume._cli._run import _settings
+
+    for text in ("2030-05-25T06:00:00Z", "2030-05-25 08:00+02:00", "2030-05-25T06:00:00.000Z"):
+        config, _ = _settings(build_parser().parse_args(["run", "--finish-by", text]))
+        assert config["finish_by"] == datetime(2030, 5, 25, 6, tzinfo=timezone.utc), text
+
+
+def test_export_to_stdout_with_dash(
+    capsys: pytest.CaptureFixture[str], checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(checkpoint.parent)
+    code, out, _ = cli(capsys, "export", str(checkpoint), "-o", "-")
+    assert code == 0
+    assert json.loads(out.splitlines()[0]) == {"id": "item-1", "result": {"n": 1, "text": "r1"}}
+    assert not (checkpoint.parent / "-").exists()
+
+
+def test_run_reads_items_from_stdin(job_dir: Path) -> None:
+    result = subprocess.run(
+        [
+            *(sys.executable, "-m", "agent_resume", "run", "job_module.py:process"),
+            *("--items", "-", "--job-id", "piped", "--no-progress", "--json"),
+        ],
+        input='{"id": "p1", "text": "x"}\n{"id": "p2", "text": "y"}\n',
+        capture_output=True,
+        text=True,
+        cwd=job_dir,
+        env=dict(os.environ, PYTHONPATH=os.pathsep.join([SRC, os.environ.get("PYTHONPATH", "")])),
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["done"] == 2
+    assert (job_dir / "checkpoints" / "piped.jsonl").exists()
+
+
+def test_status_and_config_read_stdin(
+    capsys: pytest.CaptureFixture[str],
+    checkpoint: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    read, write = os.pipe()
+    os.write(write, b'{"id": "item-1", "text": "text 1"}\n{"id": "new", "text": "n"}\n')
+    os.close(write)
+    stdin = os.fdopen(read, "r")
+    monkeypatch.setattr(sys, "stdin", stdin)
+    try:
+        code, out, _ = cli(capsys, "status", str(checkpoint), "--items", "-", "--json")
+    finally:
+        stdin.close()
+    assert code == 0
+    assert json.loads(out)["input"]["new"] == ["new"]
 
 
 # -- as a real process ------------------------------------------------------------------------

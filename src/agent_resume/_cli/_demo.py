@@ -17,7 +17,9 @@ import sys
 import tempfile
 from typing import Any
 
-from agent_resume._cli._targets import CliError
+from agent_resume._cli._exits import CliError
+from agent_resume._cli._targets import inspect_store, open_cli_store, records_of
+from agent_resume._render import format_cost
 
 __all__ = ["register"]
 
@@ -119,7 +121,12 @@ def demo(args: argparse.Namespace) -> int:
         return 0
 
     directory = args.dir or tempfile.mkdtemp(prefix="agent-resume-demo-")
-    os.makedirs(directory, exist_ok=True)
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError as exc:
+        raise CliError(
+            f"--dir {directory}: cannot make the directory: {exc.strerror or exc}"
+        ) from None
     db = os.path.join(directory, _DB)
     if os.path.exists(db):
         raise CliError(f"{db} exists from an earlier demo; remove it or give another --dir")
@@ -167,19 +174,16 @@ def _run_crash_phase(directory: str, n: int) -> int:
 
 
 def _done_count(url: str) -> int:
-    from agent_resume._cli._targets import inspect_store
-
     return len(inspect_store(url).state.done)
 
 
 def _whole_job(url: str, out: Any) -> None:
     from agent_resume._accounting._ledger import Ledger
-    from agent_resume._cli._targets import open_cli_store
 
-    ledger = Ledger.from_records(open_cli_store(url).iter_records())
+    ledger = Ledger.from_records(records_of(open_cli_store(url)))
     total = ledger.total
     done = sum(1 for item in ledger.items() if item.status == "done")
-    cost = "unknown" if total.cost_usd is None else f"${total.cost_usd:,.4f}"
+    cost = format_cost(total.cost_usd)
     out.write(
         f"whole job (both runs): {done} of {len(ledger)} tickets done, {total.calls:,} calls, "
         f"{total.input_tokens:,} tokens in / {total.output_tokens:,} out, cost {cost}\n"

@@ -6,7 +6,16 @@ import argparse
 import sys
 from typing import Any
 
-from agent_resume._cli._targets import CliError, inspect_store, job_max_attempts, quarantined_ids
+from agent_resume._cli._exits import CliError
+from agent_resume._cli._targets import (
+    check_store_file,
+    inspect_store,
+    job_max_attempts,
+    quarantined_ids,
+    reading,
+    store_url,
+)
+from agent_resume._errors import StoreError
 from agent_resume._records import normalize_id
 from agent_resume._session._agent import AgentResume
 from agent_resume.stores._jsonl_maint import compact as compact_file
@@ -68,12 +77,22 @@ def _jsonl(path: str, command: str) -> str:
             f"{command} works on JSONL checkpoints (got {path!r}); SQLite and PostgreSQL "
             "stores keep themselves consistent"
         )
+    store_url(path)  # refuses URLs of other kinds
+    check_store_file(path)
     return path
+
+
+def _too_deep(path: str) -> StoreError:
+    return StoreError(f"{path}: a record is nested too deeply to read")
 
 
 def repair(args: argparse.Namespace) -> int:
     """``agent-resume repair PATH``."""
-    result = repair_file(_jsonl(args.path, "repair"), dry_run=args.dry_run)
+    path = _jsonl(args.path, "repair")
+    try:
+        result = repair_file(path, dry_run=args.dry_run)
+    except RecursionError:
+        raise _too_deep(path) from None
     out = sys.stdout
     out.write(
         f"{result.path}: {result.lines:,} lines read, {result.kept:,} records kept, "
@@ -92,7 +111,11 @@ def repair(args: argparse.Namespace) -> int:
 
 def compact(args: argparse.Namespace) -> int:
     """``agent-resume compact PATH``."""
-    result = compact_file(_jsonl(args.path, "compact"))
+    path = _jsonl(args.path, "compact")
+    try:
+        result = compact_file(path)
+    except RecursionError:
+        raise _too_deep(path) from None
     sys.stdout.write(
         f"{result.path}: {result.lines_before:,} lines before, {result.lines_after:,} after"
         + (f", {result.dropped_corrupt:,} corrupt dropped" if result.dropped_corrupt else "")
@@ -127,7 +150,10 @@ def retry(args: argparse.Namespace) -> int:
     if not wanted:
         out.write("nothing to release\n")
         return 0
-    with AgentResume(view.store).resume_or_start(job_id, max_attempts=max_attempts) as s:
+    with (
+        reading(view.store),
+        AgentResume(view.store).resume_or_start(job_id, max_attempts=max_attempts) as s,
+    ):
         released = s.release(wanted)
     out.write(f"released {len(released):,} item(s); the next run tries them again\n")
     for item_id in released[:20]:

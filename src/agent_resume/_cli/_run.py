@@ -1,30 +1,52 @@
 """``agent-resume run MODULE:FUNC --items FILE.jsonl``: a batch function as a resumable job.
 
-Every :class:`~agent_resume.RunConfig` control is a flag and a key of the
-optional TOML file (``--config run.toml``); flags override the file.
+Every :class:`~agent_resume.RunConfig` field is a flag and a key of the
+optional TOML file (``--config run.toml``); flags override the file. The flags
+are derived from the dataclass's fields, their help from its docstring, so a
+field added to ``RunConfig`` is on the command line without an edit here; the
+few fields that need a reader of their own (``store``, ``stop``, ``prices``,
+``progress``) or are no user setting (the clocks) are listed below.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
+import dataclasses
 import importlib
 import importlib.util
 import inspect
 import json
-import logging
 import os
 import re
 import sys
-from collections.abc import Iterator
-from datetime import datetime
+import typing
 from pathlib import Path
 from typing import Any
 
-from agent_resume._cli._targets import CliError, item_key, read_items
+from agent_resume import _validate as validate
+from agent_resume._cli._exits import EXIT_JOB_ERROR, EXIT_WORK_LEFT, CliError
+from agent_resume._cli._output import STDIO, show_progress_logs
+from agent_resume._cli._targets import (
+    check_store_file,
+    item_key,
+    open_input,
+    read_items,
+    store_url,
+)
+from agent_resume._errors import AgentResumeError, StoreError
+from agent_resume._render import parse_timestamp
+from agent_resume._run import _config as config_module
+from agent_resume._run._config import RunConfig
 
-__all__ = ["JobError", "load_function", "load_toml", "register", "run"]
+__all__ = [
+    "NOT_FLAGS",
+    "config_fields",
+    "load_function",
+    "load_toml",
+    "register",
+    "run",
+]
 
 _STOP_KEYS = {
     "max_turns": "MaxTurns",
@@ -37,37 +59,114 @@ _STOP_KEYS = {
     "no_progress": "RepeatedOutput",  # deprecated spelling of repeated_output
     "consecutive_errors": "ConsecutiveErrors",
 }
-# RunConfig fields read from flags and TOML, with how a TOML value is checked.
-_FIELDS = {
-    "job_id": str,
-    "store": str,
-    "time_budget": "duration",
-    "finish_by": "datetime",
-    "item_timeout": "duration",
-    "max_cost_usd": float,
-    "max_tokens": int,
-    "max_items": int,
-    "max_attempts": int,
-    "concurrency": int,
-    "fail_fast": bool,
-    "progress": "progress",
-    "progress_interval": "duration",
-    "grace_period": "duration",
-    "conversation_dir": str,
-    "fingerprint": bool,
-    "on_change": str,
-    "handle_signals": bool,
-    "on_item_done": "function",
-    "on_usage": "function",
-    "on_stop": "function",
+NOT_FLAGS = {
+    "clock": "a test hook (a monotonic clock), not a setting",
+    "wall_clock": "a test hook (a wall clock), not a setting",
 }
+"""``RunConfig`` fields the command line does not offer, and why."""
+
+# Fields whose flag is built by hand: a reader of their own, or a flag name kept for
+# compatibility. Everything else is derived from the field's annotation.
+_OWN_FLAGS = ("store", "stop", "prices", "progress")
+_ALIASES = {"handle_signals": ("--signals",)}
 _OTHER_KEYS = ("function", "items", "key", "stop", "prices")
-_DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(ms|s|m|h|d)?\s*$")
-_UNITS = {None: 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
-class JobError(Exception):
-    """The job stopped on an error (``--fail-fast``); exit code 4."""
+@dataclasses.dataclass(frozen=True)
+class ConfigField:
+    """How one ``RunConfig`` field is read from a flag or a TOML key.
+
+    Attributes:
+        name: The field's name (and TOML key).
+        kind: ``"str"``, ``"int"``, ``"float"``, ``"bool"``, ``"duration"``,
+            ``"timestamp"``, ``"function"`` (``MODULE:FUNC``), ``"object"``
+            (``MODULE:ATTR``), ``"choice"`` or ``"own"``.
+        help: The field's description, from ``RunConfig``'s docstring.
+        choices: The allowed values of a ``"choice"`` field.
+    """
+
+    name: str
+    kind: str
+    help: str
+    choices: tuple[str, ...] = ()
+
+    @property
+    def flag(self) -> str:
+        """The flag, such as ``--time-budget``."""
+        return "--" + self.name.replace("_", "-")
+
+
+def _docstring_help() -> dict[str, str]:
+    """Each field's description from the ``Attributes:`` section of ``RunConfig``'s docstring."""
+    doc = inspect.getdoc(RunConfig) or ""
+    section = doc.split("Attributes:", 1)[1] if "Attributes:" in doc else ""
+    found: dict[str, str] = {}
+    name = None
+    for line in section.splitlines():
+        match = re.match(r"^    (\w+): (.*)$", line)
+        if match:
+            name = match[1]
+            found[name] = match[2].strip()
+        elif name and line.startswith("        "):
+            found[name] += " " + line.strip()
+        elif line.strip():
+            name = None
+    return {k: v.replace("``", "") for k, v in found.items()}
+
+
+def _literal_choices(annotation: str) -> tuple[str, ...]:
+    """The values of a ``Literal`` annotation (given inline or as an alias of the module)."""
+    namespace = vars(config_module)  # not RunConfig.__module__: the package may rename it
+    try:
+        resolved = eval(annotation, namespace)  # our own annotation text
+    except Exception:
+        return ()
+    for candidate in (resolved, *typing.get_args(resolved)):
+        if typing.get_origin(candidate) is typing.Literal:
+            return tuple(str(v) for v in typing.get_args(candidate))
+    return ()
+
+
+def _kind(annotation: str) -> str:
+    if "Callable" in annotation:
+        return "function"
+    if "Seconds" in annotation or "timedelta" in annotation:
+        return "duration"
+    if re.search(r"\bdatetime\b", annotation):
+        return "timestamp"
+    if re.search(r"\bbool\b", annotation):
+        return "bool"
+    if re.search(r"\bint\b", annotation):
+        return "int"
+    if re.search(r"\bfloat\b", annotation):
+        return "float"
+    if re.search(r"\bstr\b|PathLike", annotation):
+        return "str"
+    return "object"
+
+
+def config_fields() -> list[ConfigField]:
+    """How every ``RunConfig`` field but those in :data:`NOT_FLAGS` is read.
+
+    A field of a type the command line has no text form for (``rate_limit``,
+    ``retry``) takes ``MODULE:ATTR``, an object imported from a module.
+    """
+    helps = _docstring_help()
+    found = []
+    for f in dataclasses.fields(RunConfig):
+        if f.name in NOT_FLAGS:
+            continue
+        annotation = str(f.type)
+        text = helps.get(f.name, "")
+        if f.name in _OWN_FLAGS:
+            found.append(ConfigField(f.name, "own", text))
+            continue
+        choices = _literal_choices(annotation)
+        if choices:
+            found.append(ConfigField(f.name, "choice", text, choices))
+            continue
+        found.append(ConfigField(f.name, _kind(annotation), text))
+    return found
 
 
 def register(sub: Any) -> None:
@@ -78,62 +177,17 @@ def register(sub: Any) -> None:
         description="Run process(item, ctx) from MODULE:FUNC (a module name or a .py path, "
         "then the function) over the items of a JSONL file, as a resumable job: items "
         "done earlier are skipped. Every RunConfig control is a flag below or a key of "
-        "the TOML file; flags override the file. Durations take seconds or 90s, 5m, 2h.",
+        "the TOML file; flags override the file. Durations take seconds or 90s, 5m, 2h, "
+        "1h30m; times are ISO-8601 (2030-05-25T06:00:00Z). A file name of - is stdin.",
     )
     p.add_argument("function", nargs="?", metavar="MODULE:FUNC", help="the function to run")
     p.add_argument("--items", metavar="FILE.jsonl", help="the input, one JSON item per line")
     p.add_argument("--key", metavar="FIELD", help="the field holding each item's ID (default id)")
     p.add_argument("--config", metavar="FILE.toml", help="read settings from a TOML file")
-    p.add_argument("--job-id", help="the job's ID (default: the items file's name)")
-    p.add_argument("--store", help="the checkpoint (default: checkpoints/<job-id>.jsonl)")
-    p.add_argument("--time-budget", metavar="DURATION", help="stop admitting items after this")
-    p.add_argument("--finish-by", metavar="ISO-TIME", help="stop admitting items at this time")
-    p.add_argument("--item-timeout", metavar="DURATION", help="each item's own deadline")
-    p.add_argument("--max-cost-usd", type=float, metavar="USD", help="run budget in dollars")
-    p.add_argument("--max-tokens", type=int, metavar="N", help="run budget in tokens")
-    p.add_argument("--max-items", type=int, metavar="N", help="start at most N items")
-    p.add_argument("--max-attempts", type=int, metavar="N", help="quarantine after N failures")
-    p.add_argument("--concurrency", type=int, metavar="N", help="items in flight at once")
-    p.add_argument(
-        "--fail-fast",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="stop at the first exception from FUNC (exit code 4)",
-    )
-    p.add_argument(
-        "--progress", choices=("auto", "rich", "log", "off"), help="progress display (default auto)"
-    )
-    p.add_argument(
-        "--no-progress",
-        dest="progress",
-        action="store_const",
-        const="off",
-        help="same as --progress off",
-    )
-    p.add_argument("--progress-interval", metavar="DURATION", help="between progress log lines")
-    p.add_argument("--grace-period", metavar="DURATION", help="after SIGINT/SIGTERM")
-    p.add_argument("--conversation-dir", metavar="DIR", help="where conversations are saved")
-    p.add_argument(
-        "--fingerprint",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="hash item contents to detect changed items",
-    )
-    p.add_argument(
-        "--on-change",
-        choices=("rerun", "keep", "error"),
-        help="what to do with a done item whose content changed",
-    )
-    p.add_argument(
-        "--signals",
-        dest="handle_signals",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="handle SIGINT/SIGTERM gracefully (default on)",
-    )
+    g = p.add_argument_group("RunConfig settings (TOML keys of the same names, with _)")
+    for field in config_fields():
+        _add_flag(g, field)
     p.add_argument("--prices", metavar="FILE", help="a JSON or TOML price table")
-    for hook in ("on-item-done", "on-usage", "on-stop"):
-        p.add_argument(f"--{hook}", metavar="MODULE:FUNC", help=f"the {hook} hook")
     g = p.add_argument_group("stop conditions for each item's loop (combined with |)")
     g.add_argument("--stop", metavar="MODULE:ATTR", help="a StopCondition object")
     g.add_argument("--stop-max-turns", type=int, metavar="N")
@@ -152,11 +206,62 @@ def register(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
+_METAVARS = {
+    "duration": "DURATION",
+    "timestamp": "ISO-TIME",
+    "function": "MODULE:FUNC",
+    "object": "MODULE:ATTR",
+    "int": "N",
+    "float": "NUMBER",
+}
+
+
+def _add_flag(group: Any, field: ConfigField) -> None:
+    help_text = field.help.replace("%", "%%")
+    if field.name == "store":
+        group.add_argument(
+            "--store", metavar="STORE", help="the checkpoint (default checkpoints/<job-id>.jsonl)"
+        )
+    elif field.name == "progress":
+        group.add_argument(
+            "--progress", choices=("auto", "rich", "log", "on", "off"), help=help_text
+        )
+        group.add_argument(
+            "--no-progress",
+            dest="progress",
+            action="store_const",
+            const="off",
+            help="same as --progress off",
+        )
+    elif field.kind == "own":
+        return  # stop and prices have flags of their own, added by register()
+    elif field.kind == "bool":
+        group.add_argument(
+            field.flag,
+            *_ALIASES.get(field.name, ()),
+            dest=field.name,
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help=help_text,
+        )
+    elif field.kind == "choice":
+        group.add_argument(field.flag, dest=field.name, choices=field.choices, help=help_text)
+    else:
+        # Read as text and converted in _checked, so that flags and TOML values share one
+        # reader and one wording of their errors.
+        group.add_argument(
+            field.flag,
+            dest=field.name,
+            metavar=_METAVARS.get(field.kind, field.name.upper()),
+            help=help_text,
+        )
+
+
 # -- settings -------------------------------------------------------------------
 
 
-def load_toml(path: str) -> dict[str, Any]:
-    """Read a TOML file with tomllib (3.11+) or tomli (3.10).
+def load_toml(path: str, what: str = "config file") -> dict[str, Any]:
+    """Read a TOML file (``-`` for stdin) with tomllib (3.11+) or tomli (3.10).
 
     Raises:
         CliError: No TOML reader is available, or the file is unreadable or invalid.
@@ -171,52 +276,58 @@ def load_toml(path: str) -> dict[str, Any]:
                 "reading TOML on Python 3.10 needs tomli: pip install tomli "
                 "(or give every setting as a flag)"
             ) from None
-    try:
-        with open(path, "rb") as f:
+    name = "<stdin>" if path == STDIO else path
+    with open_input(path, what) as f:
+        try:
             data: dict[str, Any] = toml.load(f)
-    except OSError as exc:
-        raise CliError(f"cannot read the config file: {exc}") from None
-    except ValueError as exc:
-        raise CliError(f"{path}: invalid TOML: {exc}") from None
+        except OSError as exc:
+            raise CliError(f"cannot read the {what} {name}: {exc.strerror or exc}") from None
+        except UnicodeDecodeError as exc:
+            raise CliError(f"{name}: invalid TOML: not UTF-8 (byte {exc.start})") from None
+        except (ValueError, RecursionError) as exc:
+            reason = exc if isinstance(exc, ValueError) else "nested too deeply"
+            raise CliError(f"{name}: invalid TOML: {reason}") from None
     return {key.replace("-", "_"): value for key, value in data.items()}
 
 
-def parse_duration(value: object, name: str) -> float:
-    """Read seconds from a number or a string such as ``"90"``, ``"90s"``, ``"5m"``, ``"2h"``."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    match = _DURATION.match(value) if isinstance(value, str) else None
-    if match is None:
-        raise CliError(f"{name} must be seconds or a duration such as 90s, 5m, 2h (got {value!r})")
-    return float(match.group(1)) * _UNITS[match.group(2)]
-
-
-def _checked(name: str, kind: object, value: Any, where: str) -> Any:
-    label = f"{name} ({where})"
+def _checked(field: ConfigField, value: Any, where: str) -> Any:
+    """A flag's or TOML value as ``RunConfig`` takes it; ``RunConfig`` checks the range."""
+    label = f"{field.name} ({where})"
+    kind = field.kind
     if kind == "duration":
-        return parse_duration(value, label)
-    if kind == "datetime":
-        if isinstance(value, datetime):
-            return value
+        if isinstance(value, str):
+            return validate.parse_duration(value, label)
+        return value
+    if kind == "timestamp":
+        return parse_timestamp(value, label)
+    if kind in ("function", "object"):
+        if not isinstance(value, str):
+            raise CliError(f"{label} must be MODULE:ATTR (got {value!r:.80})")
+        return load_function(value)
+    if kind == "choice" and value not in field.choices:
+        raise CliError(f"{label} must be one of {', '.join(field.choices)} (got {value!r:.80})")
+    if kind in ("int", "float") and isinstance(value, str) and where.startswith("--"):
         try:
-            return datetime.fromisoformat(str(value))
+            return int(value) if kind == "int" else float(value)
         except ValueError:
-            raise CliError(f"{label} must be an ISO date and time (got {value!r})") from None
-    if kind == "function":
-        return load_function(str(value))
-    if kind == "progress":
-        if value in (True, "on"):
-            return True
-        if value in (False, "off"):
-            return False
-        if value in ("auto", "rich", "log"):
-            return value
-        raise CliError(f"{label} must be auto, rich, log, on or off (got {value!r})")
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            raise CliError(f"{label} must be {_A[kind]} (got {value!r:.80})") from None
+    if kind == "float" and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):  # type: ignore[arg-type]
-        raise CliError(f"{label} must be {kind.__name__} (got {value!r})")  # type: ignore[attr-defined]
+    expected = {"int": int, "float": float, "bool": bool, "str": str}.get(kind)
+    if expected is not None and (
+        not isinstance(value, expected) or (expected is not bool and isinstance(value, bool))
+    ):
+        raise CliError(f"{label} must be {_A[kind]} (got {value!r:.80})")
     return value
+
+
+_A = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string"}
+
+
+def _progress(value: Any, where: str) -> Any:
+    if value in (True, False, "auto", "rich", "log", "on", "off"):
+        return value
+    raise CliError(f"progress ({where}) must be auto, rich, log, on or off (got {value!r:.80})")
 
 
 def _stop(table: dict[str, Any], where: str) -> Any:
@@ -226,7 +337,9 @@ def _stop(table: dict[str, Any], where: str) -> Any:
     for key, value in table.items():
         key = key.replace("-", "_")
         if key in ("phrase", "phrases"):
-            phrases = [value] if isinstance(value, str) else list(value)
+            phrases = [value] if isinstance(value, str) else value
+            if not isinstance(phrases, list) or not all(isinstance(p, str) for p in phrases):
+                raise CliError(f"stop phrases in {where} must be text or a list of text")
             if phrases:
                 parts.append(agent_resume.StopPhrase(*phrases))
         elif key == "max_idle":
@@ -257,13 +370,14 @@ def _prices(value: Any, where: str) -> Any:
 
     if isinstance(value, str):
         if value.endswith(".toml"):
-            value = load_toml(value)
+            value = load_toml(value, "price table")
         else:
-            try:
-                with open(value, encoding="utf-8") as f:
-                    value = json.load(f)
-            except (OSError, ValueError) as exc:
-                raise CliError(f"cannot read the price table {value}: {exc}") from None
+            name = "<stdin>" if value == STDIO else value
+            with open_input(value, "price table") as f:
+                try:
+                    value = json.loads(f.read().decode("utf-8"))
+                except (OSError, ValueError, RecursionError) as exc:
+                    raise CliError(f"cannot read the price table {name}: {exc}") from None
     if not isinstance(value, dict):
         raise CliError(f"prices ({where}) must be a table of model -> prices")
     return PriceTable(value)
@@ -295,7 +409,9 @@ def load_function(spec: str) -> Any:
             module = importlib.import_module(module_name)
     except CliError:
         raise
-    except Exception as exc:
+    except BaseException as exc:  # a module may even call sys.exit() when imported
+        if isinstance(exc, KeyboardInterrupt):
+            raise
         raise CliError(f"cannot import {module_name}: {type(exc).__name__}: {exc}") from None
     target: Any = module
     for part in attr.split("."):
@@ -306,20 +422,41 @@ def load_function(spec: str) -> Any:
     return target
 
 
+def _one_stdin(args: argparse.Namespace) -> None:
+    readers = [f"--{n}" for n in ("config", "items", "prices") if getattr(args, n) == STDIO]
+    if len(readers) > 1:
+        raise CliError(f"only one input can come from stdin (-); got {' and '.join(readers)}")
+
+
 def _settings(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
     """Merge the TOML file and the flags: ``(RunConfig keywords, other settings)``."""
+    _one_stdin(args)
     data = load_toml(args.config) if args.config else {}
-    where = args.config or "flags"
-    unknown = sorted(set(data) - set(_FIELDS) - set(_OTHER_KEYS))
+    if data.get("items") == STDIO and args.config == STDIO and args.items is None:
+        raise CliError("only one input can come from stdin (-); got --config and items")
+    where = ("<stdin>" if args.config == STDIO else args.config) or "flags"
+    fields = config_fields()
+    unknown = sorted(set(data) - {f.name for f in fields} - set(_OTHER_KEYS))
     if unknown:
         raise CliError(f"{where}: unknown setting(s) {', '.join(unknown)}")
     config: dict[str, Any] = {}
-    for name, kind in _FIELDS.items():
-        flag = getattr(args, name, None)
+    for field in fields:
+        if field.kind == "own" and field.name != "store":
+            continue
+        flag = getattr(args, field.name, None)
         if flag is not None:
-            config[name] = _checked(name, kind, flag, "--" + name.replace("_", "-"))
-        elif name in data:
-            config[name] = _checked(name, kind, data[name], where)
+            config[field.name] = _checked(field, flag, field.flag)
+        elif field.name in data:
+            config[field.name] = _checked(field, data[field.name], where)
+    if args.progress is not None:
+        config["progress"] = _progress(args.progress, "--progress")
+    elif "progress" in data:
+        config["progress"] = _progress(data["progress"], where)
+    if "store" in config:
+        if not isinstance(config["store"], str):
+            raise CliError(f"store ({where}) must be a string (got {config['store']!r:.80})")
+        config["store"] = store_url(config["store"])
+        check_store_file(config["store"], must_exist=False)
     stop_flags = {
         key: getattr(args, "stop_" + key)
         for key in (*_STOP_KEYS, "phrase")
@@ -344,6 +481,9 @@ def _settings(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]
         "items": args.items or data.get("items"),
         "key": args.key or data.get("key"),
     }
+    for name, value in other.items():
+        if value is not None and not isinstance(value, str):
+            raise CliError(f"{name} ({where}) must be a string (got {value!r:.80})")
     return config, other
 
 
@@ -352,7 +492,6 @@ def _settings(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]
 
 def run(args: argparse.Namespace) -> int:
     """``agent-resume run MODULE:FUNC --items FILE.jsonl``."""
-    from agent_resume._run._config import RunConfig
     from agent_resume._run._runner import ResumableRun
 
     config, other = _settings(args)
@@ -361,8 +500,11 @@ def run(args: argparse.Namespace) -> int:
     if not other["items"]:
         raise CliError("give the input with --items FILE.jsonl (or `items` in the TOML file)")
     items_path = str(other["items"])
+    if items_path == STDIO and "job_id" not in config:
+        raise CliError("with --items - (stdin), give the job's ID with --job-id")
     config.setdefault("job_id", Path(items_path).stem)
     config.setdefault("store", os.path.join("checkpoints", config["job_id"] + ".jsonl"))
+    check_store_file(config["store"], must_exist=False)
     process = load_function(str(other["function"]))
     if not callable(process):
         raise CliError(f"{other['function']} is not callable")
@@ -374,43 +516,22 @@ def run(args: argparse.Namespace) -> int:
     )
     runner = ResumableRun(run_config)
     try:
-        with _log_to_stderr(log):
+        with show_progress_logs(log):
             if inspect.iscoroutinefunction(process):
                 report = asyncio.run(runner.arun(process, items, key=key))
             else:
                 report = runner.run(process, items, key=key)
-    except CliError:
+    except (CliError, AgentResumeError):
         raise
+    except RecursionError:
+        raise StoreError(f"{config['store']}: a record is nested too deeply to read") from None
     except Exception as exc:
-        from agent_resume._errors import AgentResumeError
-
-        if isinstance(exc, AgentResumeError) or not run_config.fail_fast:
-            raise
-        raise JobError(
-            f"stopped at the first failure (--fail-fast): {type(exc).__name__}: {exc}"
-        ) from exc
+        # The function under --fail-fast, or a hook: the user's code stopped the job.
+        why = "at the first failure (--fail-fast)" if run_config.fail_fast else "on an error"
+        raise CliError(f"stopped {why}: {type(exc).__name__}: {exc}", EXIT_JOB_ERROR) from exc
     if args.json:
         print(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
     else:
         print(report.format())
     finished = report.completed and not report.remaining and not report.quarantined
-    return 0 if finished else 1
-
-
-@contextlib.contextmanager
-def _log_to_stderr(enabled: bool) -> Iterator[None]:
-    """Show the library's progress lines on stderr while a run runs, unless logging is set up."""
-    logger = logging.getLogger("agent_resume")
-    if not enabled or logger.handlers or logging.getLogger().handlers:
-        yield
-        return
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("agent-resume: %(message)s"))
-    level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
-        yield
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
+    return 0 if finished else EXIT_WORK_LEFT

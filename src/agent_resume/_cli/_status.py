@@ -7,12 +7,12 @@ import csv
 import json
 import sys
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timezone
 from typing import Any, TextIO
 
 from agent_resume._accounting._ledger import Ledger
 from agent_resume._accounting._prices import PriceTable
 from agent_resume._accounting._usage import Usage
+from agent_resume._cli._output import open_output
 from agent_resume._cli._targets import (
     StoreView,
     inspect_store,
@@ -21,9 +21,12 @@ from agent_resume._cli._targets import (
     open_cli_store,
     quarantined_ids,
     read_items,
+    records_of,
+    results_of,
 )
 from agent_resume._fingerprint import content_fingerprint
 from agent_resume._records import normalize_id
+from agent_resume._render import format_cost, format_timestamp
 from agent_resume._session._items import id_getter
 
 __all__ = ["register"]
@@ -50,7 +53,9 @@ def register(sub: Any) -> None:
         help="failed attempts after which an item counts as quarantined "
         "(default: what the last run recorded, else 3)",
     )
-    p.add_argument("--runs", type=int, default=5, metavar="N", help="runs to show (default 5)")
+    p.add_argument(
+        "--runs", type=_non_negative, default=5, metavar="N", help="runs to show (default 5)"
+    )
     p.add_argument("--json", action="store_true", help="print the status as JSON")
     p.set_defaults(func=status)
 
@@ -79,23 +84,31 @@ def register(sub: Any) -> None:
     )
     p.add_argument("store", help="a .jsonl path, a .db path, sqlite:///path.db or postgresql://...")
     p.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
-    p.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
+    p.add_argument(
+        "-o", "--output", metavar="FILE", help="write here instead of stdout (- is stdout)"
+    )
     p.set_defaults(func=export)
 
 
 # -- status --------------------------------------------------------------------
 
 
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number (got {text!r})") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0 (got {value})")
+    return value
+
+
 def _iso(ts: object) -> str:
-    if not isinstance(ts, (int, float)) or isinstance(ts, bool):
-        return "?"
-    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+    return format_timestamp(ts if isinstance(ts, (int, float)) else None)
 
 
 def _cost(usage: Usage | None) -> str:
-    if usage is None:
-        return "-"
-    return "unknown" if usage.cost_usd is None else f"${usage.cost_usd:,.4f}"
+    return "-" if usage is None else format_cost(usage.cost_usd)
 
 
 def _runs(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -266,7 +279,7 @@ def report(args: argparse.Namespace) -> int:
     """``agent-resume report STORE``."""
     prices = PriceTable.from_file(args.prices) if args.prices else None
     store = open_cli_store(args.store)
-    ledger = Ledger.from_records(store.iter_records(), prices=prices)
+    ledger = Ledger.from_records(records_of(store), prices=prices)
     out = sys.stdout
     if args.format == "csv":
         ledger.write_csv(out)
@@ -311,12 +324,9 @@ def _usage_cells(u: Usage) -> tuple[str, ...]:
 def export(args: argparse.Namespace) -> int:
     """``agent-resume export STORE``."""
     store = open_cli_store(args.store)
-    results = store.iter_results()
-    if args.output is None:
-        _export(results, args.format, sys.stdout)
-    else:
-        with open(args.output, "w", encoding="utf-8", newline="") as f:
-            _export(results, args.format, f)
+    results = results_of(store)
+    with open_output(args.output) as out:
+        _export(results, args.format, out)
     return 0
 
 

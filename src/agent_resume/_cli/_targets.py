@@ -1,41 +1,50 @@
 """Reading a store from the command line: which job it holds and what state it is in.
 
 Nothing here opens the job (no lock is taken, no lease, nothing written), so
-``status``, ``report`` and ``export`` may look at a job while it runs.
+``status``, ``report`` and ``export`` may look at a job while it runs. Every
+way a target can be wrong (missing, a directory, not a database, unreadable)
+becomes a :class:`~agent_resume._cli._exits.CliError` or a
+:class:`~agent_resume.StoreError` here, before any command reads it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import re
+import stat
+import sys
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any
 
-from agent_resume._errors import StoreError
+from agent_resume._cli._exits import CliError
+from agent_resume._cli._output import STDIO
+from agent_resume._errors import AgentResumeError, StoreError
 from agent_resume._records import JobState
 from agent_resume.stores import Store, open_store
 from agent_resume.stores._jsonl_read import load
 
 __all__ = [
-    "CliError",
     "StoreView",
+    "check_store_file",
     "inspect_store",
     "item_key",
     "job_max_attempts",
     "open_cli_store",
+    "open_input",
     "quarantined_ids",
     "read_items",
+    "reading",
+    "records_of",
+    "results_of",
+    "store_url",
 ]
 
 _SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
-
-
-class CliError(Exception):
-    """A command-line error: printed as one line, exits with ``code``."""
-
-    def __init__(self, message: str, code: int = 2) -> None:
-        super().__init__(message)
-        self.code = code
+_SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
 def _file_of(target: str) -> str | None:
@@ -47,23 +56,31 @@ def _file_of(target: str) -> str | None:
     return target
 
 
-def open_cli_store(target: str, *, must_exist: bool = True) -> Store:
-    """Build the store a command-line argument names.
+def store_url(target: str) -> str:
+    """The URL of the store a command-line argument names (for ``open_store``).
 
-    Accepts what :func:`~agent_resume.open_store` accepts, and also a plain
-    path ending in ``.db``, ``.sqlite`` or ``.sqlite3`` for a SQLite store.
+    A plain path ending in ``.db``, ``.sqlite`` or ``.sqlite3`` names a SQLite
+    store; anything else is given to :func:`~agent_resume.open_store` as it is.
 
     Raises:
-        StoreError: ``must_exist`` and the file does not exist.
-        CliError: The argument names no kind of store.
+        CliError: The argument is ``-`` or ``memory:``, or names no kind of store.
     """
+    if target == STDIO:
+        raise CliError(
+            "a store cannot be read from standard input: give its path or URL "
+            "(`-` means stdin only for --items, --config and --prices)"
+        )
     if target == "memory:":
         raise CliError("an in-memory store lives only inside its process; give a file or a URL")
+    scheme = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", target)
+    if scheme and scheme[1].lower() not in ("sqlite", "postgresql", "postgres"):
+        raise CliError(
+            f"unknown URL scheme {scheme[1]!r} in {target!r}: give a .jsonl path, "
+            "a .db path, sqlite:///path.db or postgresql://..."
+        )
     path = _file_of(target)
-    if must_exist and path is not None and not os.path.exists(path):
-        raise StoreError(f"{path}: no such checkpoint")
     if path is not None and path == target and target.endswith(_SQLITE_SUFFIXES):
-        target = "sqlite:///" + target
+        return "sqlite:///" + target
     if not target.endswith(".jsonl") and not target.startswith(
         ("sqlite://", "postgresql://", "postgres://")
     ):
@@ -71,7 +88,59 @@ def open_cli_store(target: str, *, must_exist: bool = True) -> Store:
             f"cannot tell what kind of store {target!r} is: give a .jsonl path, "
             "a .db path, sqlite:///path.db or postgresql://..."
         )
-    return open_store(target)
+    return target
+
+
+def check_store_file(target: str, *, must_exist: bool = True) -> None:
+    """Refuse a store file that cannot be a checkpoint, before anything opens it.
+
+    Raises:
+        StoreError: ``must_exist`` and the file does not exist; the path is a
+            directory or not a regular file; a SQLite path holds something
+            that is not a SQLite database; the file cannot be read.
+    """
+    path = _file_of(target)
+    if path is None:
+        return
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        if must_exist:
+            raise StoreError(f"{path}: no such checkpoint") from None
+        return
+    except OSError as exc:
+        raise StoreError(f"{path}: cannot read the checkpoint: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise StoreError(f"{path}: is a directory, not a checkpoint")
+    if not stat.S_ISREG(info.st_mode):
+        raise StoreError(f"{path}: not a regular file, so not a checkpoint")
+    if store_url(target).startswith("sqlite:"):
+        try:
+            with open(path, "rb") as f:
+                magic = f.read(len(_SQLITE_MAGIC))
+        except OSError as exc:
+            raise StoreError(f"{path}: cannot read the database: {exc.strerror or exc}") from None
+        if magic and magic != _SQLITE_MAGIC:
+            raise StoreError(f"{path}: not a SQLite database")
+
+
+def open_cli_store(target: str, *, must_exist: bool = True) -> Store:
+    """Build the store a command-line argument names, after checking its file.
+
+    Accepts what :func:`~agent_resume.open_store` accepts, and also a plain
+    path ending in ``.db``, ``.sqlite`` or ``.sqlite3`` for a SQLite store.
+
+    Raises:
+        StoreError: See :func:`check_store_file`.
+        CliError: The argument names no kind of store.
+    """
+    url = store_url(target)
+    check_store_file(target, must_exist=must_exist)
+    store = open_store(url)
+    if must_exist:
+        with reading(store):
+            store.describe()  # refuses what is not a store, or a newer format, before any read
+    return store
 
 
 @dataclass
@@ -103,7 +172,7 @@ def inspect_store(target: str) -> StoreView:
     """
     store = open_cli_store(target)
     path = getattr(store, "path", None)
-    if target.endswith(".jsonl") and isinstance(path, str):
+    if store_url(target).endswith(".jsonl") and isinstance(path, str):
         with warnings.catch_warnings():
             # The view reports bad lines and torn tails itself.
             warnings.simplefilter("ignore")
@@ -112,53 +181,53 @@ def inspect_store(target: str) -> StoreView:
                     result = load(f, path)
             except OSError as exc:
                 raise StoreError(f"{path}: cannot read the checkpoint: {exc}") from exc
+            except RecursionError:
+                raise _unreadable(store, RecursionError()) from None
         job_id = result.state.job_id or None
         return StoreView(target, store, job_id, result.state, result.torn_tail)
-    meta = read_meta(store)
-    job_id = meta.get("job_id")
-    created = meta.get("created")
-    state = JobState(job_id=job_id or "", created=int(created) if created else None)
-    for record in store.iter_records():
+    with reading(store):
+        description = store.describe()
+    job_id = description.job_id
+    state = JobState(job_id=job_id or "", created=description.created)
+    for record in records_of(store):
         state.apply(record)
     return StoreView(target, store, job_id, state)
 
 
-def read_meta(store: Store) -> dict[str, str]:
-    """The ``meta`` table of a SQLite or PostgreSQL store (``job_id``, ``created``, ...).
+def _unreadable(store: Store, exc: BaseException) -> StoreError:
+    where = getattr(store, "path", None) or repr(store)
+    if isinstance(exc, RecursionError):
+        return StoreError(f"{where}: a record is nested too deeply to read")
+    return StoreError(f"{where}: cannot read the store: {type(exc).__name__}: {exc}")
 
-    Empty when the store holds no job yet.
+
+@contextlib.contextmanager
+def reading(store: Store) -> Iterator[None]:
+    """Turn any failure of a store while the command line reads it into a ``StoreError``.
+
+    The stores raise ``StoreError`` for what they foresee; this catches the
+    rest (a driver's own error on a damaged or read-only database, a record
+    too deeply nested to decode), so that a command never ends in a
+    traceback. Errors of the library pass through as they are.
     """
-    path = getattr(store, "path", None)
-    if isinstance(path, str):
-        import sqlite3
+    try:
+        yield
+    except AgentResumeError:
+        raise
+    except (Exception, RecursionError) as exc:
+        raise _unreadable(store, exc) from exc
 
-        try:
-            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        except sqlite3.Error as exc:
-            raise StoreError(f"{path}: cannot open the database: {exc}") from exc
-        try:
-            rows = conn.execute("SELECT key, value FROM meta").fetchall()
-        except sqlite3.Error as exc:
-            if "no such table" in str(exc):
-                return {}
-            raise StoreError(f"{path}: cannot read the job ID: {exc}") from exc
-        finally:
-            conn.close()
-        return {str(k): str(v) for k, v in rows}
-    read = getattr(store, "_read", None)
-    schema = getattr(store, "schema", None)
-    if read is None or schema is None:
-        return {}
 
-    def query(conn: Any) -> dict[str, str]:
-        exists = conn.execute("SELECT to_regclass(%s)", (f"{schema}.meta",)).fetchone()
-        if exists is None or exists[0] is None:
-            return {}
-        rows = conn.execute(f"SELECT key, value FROM {schema}.meta").fetchall()
-        return {str(k): str(v) for k, v in rows}
+def records_of(store: Store) -> Iterator[dict[str, Any]]:
+    """Every record of a store, for reading; any failure is a ``StoreError``."""
+    with reading(store):
+        yield from store.iter_records()
 
-    value: dict[str, str] = read(query, "reading the job ID")
-    return value
+
+def results_of(store: Store) -> Iterator[tuple[str, Any]]:
+    """Every ``(item ID, result)`` of a store; any failure is a ``StoreError``."""
+    with reading(store):
+        yield from store.iter_results()
 
 
 def job_max_attempts(state: JobState, given: int | None) -> int:
@@ -190,32 +259,55 @@ def quarantined_ids(state: JobState, max_attempts: int) -> list[str]:
     ]
 
 
-def read_items(path: str) -> list[Any]:
-    """Read a JSONL input: one JSON value per line (blank lines skipped).
+def open_input(path: str, what: str) -> IO[bytes]:
+    """Open a file the command reads, in binary; ``-`` is standard input.
+
+    The caller closes what it gets (standard input is given as a duplicate of
+    its descriptor, so closing it leaves ``sys.stdin`` alone).
 
     Raises:
-        CliError: The file cannot be read or a line is not JSON.
+        CliError: The file cannot be opened.
     """
-    import json
-
-    items: list[Any] = []
+    if path == STDIO:
+        return os.fdopen(os.dup(sys.stdin.fileno()), "rb")
     try:
-        with open(path, encoding="utf-8") as f:
-            for number, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    items.append(json.loads(line))
-                except ValueError as exc:
-                    raise CliError(f"{path}:{number}: not a JSON value ({exc})") from None
-                except RecursionError:
-                    raise CliError(
-                        f"{path}:{number}: nested too deeply to read as an item"
-                    ) from None
+        return open(path, "rb")
     except OSError as exc:
-        raise CliError(f"cannot read the items file: {exc}") from None
-    except UnicodeDecodeError as exc:
-        raise CliError(f"{path}: not UTF-8 ({exc})") from None
+        raise CliError(f"cannot read the {what} {path}: {exc.strerror or exc}") from None
+
+
+def read_items(path: str) -> list[Any]:
+    """Read a JSONL input, ``-`` for standard input: one JSON value per line (blank lines skipped).
+
+    Raises:
+        CliError: The file cannot be read or a line is not a JSON value.
+    """
+    name = "<stdin>" if path == STDIO else path
+    items: list[Any] = []
+    with open_input(path, "items file") as f:
+        number = 0
+        while True:
+            try:
+                raw = f.readline()
+            except OSError as exc:
+                raise CliError(
+                    f"cannot read the items file {name}: {exc.strerror or exc}"
+                ) from None
+            if not raw:
+                break
+            number += 1
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise CliError(f"{name}:{number}: not UTF-8 (byte {exc.start})") from None
+            if not line.strip():
+                continue
+            try:
+                items.append(json.loads(line))
+            except RecursionError:
+                raise CliError(f"{name}:{number}: a JSON value nested too deeply") from None
+            except ValueError as exc:
+                raise CliError(f"{name}:{number}: not a JSON value ({exc})") from None
     return items
 
 
