@@ -188,7 +188,7 @@ def _store_cases() -> list[Case]:
         # retry opens a session, which is stricter than a reader.
         retry_code, retry_frag = {
             "surrogate-ids": (2, "lone surrogate"),
-            "binary-jsonl": (2, "job ID"),
+            "binary-jsonl": (None, ""),
         }.get(store_id, (code, fragment))
         cases.append(Case(f"retry-{store_id}", ("retry", name), files, retry_code, retry_frag))
         if name.endswith(".jsonl") or store_id in ("stdin",):
@@ -392,6 +392,27 @@ def _other_cases() -> list[Case]:
         Case("retry-surrogate-id", ("retry", "good.db", "--ids", "\udc80"), good, 2, "surrogate"),
         Case("retry-other-job", ("retry", "good.jsonl", "--job-id", "other"), good, 2, "holds job"),
         Case("repair-db", ("repair", "good.db"), good, 2, "JSONL checkpoints"),
+        Case(
+            "report-prices-missing",
+            ("report", "good.db", "--prices", "no.json"),
+            good,
+            2,
+            "no.json",
+        ),
+        Case(
+            "report-prices-dir",
+            ("report", "good.db", "--prices", "dir.jsonl"),
+            good,
+            2,
+            "dir.jsonl",
+        ),
+        Case(
+            "report-prices-garbage",
+            ("report", "good.db", "--prices", "p.toml"),
+            (*good, ("p.toml", _write("= ="))),
+            2,
+            "p.toml",
+        ),
         Case("compact-dir", ("compact", "dir.jsonl"), good, 3, "is a directory"),
         Case("demo-dir-is-file", ("demo", "--dir", "good.db"), good, 2, "--dir"),
         Case("demo-too-few", ("demo", "--items", "1"), good, 2, "--items"),

@@ -12,6 +12,7 @@ from typing import Any, TextIO
 from agent_resume._accounting._ledger import Ledger
 from agent_resume._accounting._prices import PriceTable
 from agent_resume._accounting._usage import Usage
+from agent_resume._cli._exits import CliError
 from agent_resume._cli._output import open_output
 from agent_resume._cli._targets import (
     StoreView,
@@ -277,7 +278,12 @@ def _columns(out: TextIO, lines: Sequence[Sequence[str]], indent: str = "  ") ->
 
 def report(args: argparse.Namespace) -> int:
     """``agent-resume report STORE``."""
-    prices = PriceTable.from_file(args.prices) if args.prices else None
+    try:
+        prices = PriceTable.from_file(args.prices) if args.prices else None
+    except OSError as exc:
+        raise CliError(
+            f"cannot read the price table {args.prices}: {exc.strerror or exc}"
+        ) from None
     store = open_cli_store(args.store)
     ledger = Ledger.from_records(records_of(store), prices=prices)
     out = sys.stdout
