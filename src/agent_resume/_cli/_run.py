@@ -62,6 +62,7 @@ _STOP_KEYS = {
 NOT_FLAGS = {
     "clock": "a test hook (a monotonic clock), not a setting",
     "wall_clock": "a test hook (a wall clock), not a setting",
+    "tracing": "set by with_otel(config) in code, where the hooks it wraps are",
 }
 """``RunConfig`` fields the command line does not offer, and why."""
 
