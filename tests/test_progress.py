@@ -24,7 +24,7 @@ def test_log_lines_count_earlier_runs(tmp_path, caplog):
     assert lines
     assert lines[-1].startswith("p: 8/8 done, 0 failed")
     assert "45 tokens" in lines[-1]
-    assert "$0.0030" in lines[-1]
+    assert "$0.003" in lines[-1]
 
 
 def test_nothing_is_shown_when_progress_is_off(tmp_path, caplog, capsys):
@@ -38,7 +38,7 @@ def test_rich_display_draws_done_over_total(tmp_path, capsys):
     run_with(tmp_path, "rich", items=7)
     err = capsys.readouterr().err
     assert "7/7" in err
-    assert "$0.0070" in err
+    assert "$0.007" in err
 
 
 def test_auto_mode_uses_log_lines_off_a_terminal():

@@ -374,7 +374,7 @@ def test_the_report_formats_as_a_table(tmp_path):
     text = str(report)
     assert text.splitlines()[0].split() == ["job", "job"]
     assert "stopped       completed" in text
-    assert "cost          $0.0000" in text
+    assert "cost          $0.00" in text
 
 
 def test_run_rejects_a_process_that_is_not_callable(tmp_path):

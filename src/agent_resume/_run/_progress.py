@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from agent_resume._render import format_cost
 from agent_resume._run._state import RunState
 from agent_resume._session._session import Session
 
@@ -50,7 +51,7 @@ class ProgressSnapshot:
         """The snapshot as one log line."""
         total = "?" if self.total is None else f"{self.total:,}"
         eta = "?" if self.eta_seconds is None else f"{self.eta_seconds:,.0f}s"
-        cost = "unknown" if self.cost_usd is None else f"${self.cost_usd:,.4f}"
+        cost = format_cost(self.cost_usd)
         return (
             f"{self.done:,}/{total} done, {self.failed:,} failed, {self.rate:,.1f} items/s, "
             f"ETA {eta}, {self.tokens:,} tokens, {cost}"
@@ -152,7 +153,7 @@ def _rich_loop(state: RunState, already: int, total: int | None, stop: threading
         while True:
             finished = stop.wait(_RICH_INTERVAL)
             snap = snapshot(state, already, total)
-            cost = "cost ?" if snap.cost_usd is None else f"${snap.cost_usd:,.4f}"
+            cost = "cost ?" if snap.cost_usd is None else format_cost(snap.cost_usd)
             extra = f"{snap.rate:,.1f}/s  {snap.tokens:,} tok  {cost}"
             if snap.failed:
                 extra += f"  {snap.failed:,} failed"

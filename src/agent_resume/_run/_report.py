@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -10,6 +9,7 @@ from typing import Any, Literal
 
 from agent_resume._accounting._usage import Usage
 from agent_resume._errors import ArgumentTypeError, ArgumentValueError
+from agent_resume._render import format_cost, format_duration, format_timestamp
 
 __all__ = ["STOP_REASONS", "ItemOutcome", "RunReport", "RunStopReason"]
 
@@ -59,10 +59,6 @@ class ItemOutcome:
     error: BaseException | None = None
     stop: str | None = None
     result: Any = None
-
-
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="seconds")
 
 
 def _count(data: Mapping[str, Any], key: str) -> int:
@@ -191,12 +187,12 @@ class RunReport:
     def rows(self) -> list[tuple[str, str]]:
         """The report as ``(label, value)`` rows, as ``format()`` prints them."""
         u = self.usage
-        cost = "unknown" if u.cost_usd is None else f"${u.cost_usd:,.4f}"
+        cost = format_cost(u.cost_usd)
         stop = self.stop_reason + (f" ({self.stop_message})" if self.stop_message else "")
         rows = [
             ("job", self.job_id),
-            ("started", _iso(self.started_at)),
-            ("duration", _duration(self.duration_seconds)),
+            ("started", format_timestamp(self.started_at)),
+            ("duration", format_duration(self.duration_seconds)),
             ("stopped", stop),
             ("done", f"{self.done:,}"),
             ("already done", f"{self.already_done:,}"),
@@ -221,13 +217,3 @@ class RunReport:
 
     def __str__(self) -> str:
         return self.format()
-
-
-def _duration(seconds: float) -> str:
-    if not math.isfinite(seconds):
-        return "?"
-    if seconds < 60:
-        return f"{seconds:.2f}s"
-    minutes, secs = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
