@@ -29,7 +29,7 @@ TARGETS = {
     "fsync": 1.1,
     "resume": 0.35,
     "resume_mb": 110.0,
-    "remaining_per_s": 5_000_000,
+    "remaining_per_s": 8_000_000,
 }
 
 
@@ -169,12 +169,14 @@ def bench_resume(tmp: Path, lines: int, repeats: int) -> dict[str, float]:
 
 
 def bench_remaining(tmp: Path, n: int, repeats: int) -> dict[str, float]:
+    """Row 5: remaining() against a bare set filter over the same list, measured in turns."""
     path = tmp / "remaining.jsonl"
     make_checkpoint(path, 0)
     items = [f"item-{i:07d}" for i in range(n)]
     with AgentResume(JsonlStore(path)).resume_or_start("bench") as s:
         for item in items[::2]:
             s.mark_done(item)
+        done = set(items[::2])  # the same string objects, as a resumed job's set holds
 
         def consume() -> float:
             start = time.perf_counter()
@@ -183,15 +185,22 @@ def bench_remaining(tmp: Path, n: int, repeats: int) -> dict[str, float]:
             assert count == n // 2
             return elapsed
 
-        def bare_loop() -> float:
+        def set_filter() -> float:
             start = time.perf_counter()
-            sum(1 for _ in items)
-            return time.perf_counter() - start
+            count = sum(1 for item in items if item not in done)
+            elapsed = time.perf_counter() - start
+            assert count == n // 2
+            return elapsed
 
-        elapsed = median_of(repeats, consume)
-        bare = median_of(repeats, bare_loop)
+        # In turns, so that a busy machine slows both alike; medians of each.
+        ours: list[float] = []
+        bare: list[float] = []
+        for _ in range(max(repeats, 5)):
+            ours.append(consume())
+            bare.append(set_filter())
+    elapsed, base = statistics.median(ours), statistics.median(bare)
     rate = n / elapsed
-    print(f"remaining() over {n:,} items with {n // 2:,} done: {rate / 1e6:.2f} M items/s ({elapsed / bare:.1f}x a bare for loop; target >= {TARGETS['remaining_per_s'] / 1e6:.0f} M/s)")
+    print(f"remaining() over {n:,} items with {n // 2:,} done: {rate / 1e6:.2f} M items/s; bare set filter {n / base / 1e6:.2f} M items/s; ratio {elapsed / base:.2f}x the set filter's time (target >= {TARGETS['remaining_per_s'] / 1e6:.0f} M/s)")
     return {"remaining_per_s": rate}
 
 

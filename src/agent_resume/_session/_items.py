@@ -9,7 +9,16 @@ from typing import Any, TypeVar
 from agent_resume._errors import ArgumentTypeError
 from agent_resume._records import normalize_id
 
-__all__ = ["IdReader", "KeyFunc", "id_batches", "id_getter", "normalized_ids"]
+__all__ = [
+    "IdReader",
+    "KeyFunc",
+    "checked_ids",
+    "id_batches",
+    "id_getter",
+    "normalized_ids",
+    "plain_ids",
+    "raw_id_batches",
+]
 
 T = TypeVar("T")
 KeyFunc = Callable[[Any], object]
@@ -44,26 +53,44 @@ def id_getter(item: object, key: KeyFunc | None) -> KeyFunc | None:
     )
 
 
-def _ids_of(chunk: list[Any], getter: KeyFunc | None, check_empty: bool) -> list[str]:
-    raw: list[Any] = chunk if getter is None else list(map(getter, chunk))
+def plain_ids(raw: list[Any]) -> bool:
+    """Whether every ID is an ASCII ``str`` (one C pass): then it needs no normalising.
+
+    ``str.isascii`` refuses anything that is not a ``str``, so this checks the
+    types too; non-ASCII IDs and ints take the careful path (:func:`checked_ids`).
+    """
     try:
-        # str.isascii refuses anything that is not a str, so this one C pass
-        # checks the types too; non-ASCII IDs and ints take the careful path.
-        plain = all(map(str.isascii, raw))
+        return all(map(str.isascii, raw))
     except TypeError:
-        plain = False
-    if plain and not (check_empty and "" in raw):
-        return raw
+        return False
+
+
+def checked_ids(raw: list[Any]) -> list[str]:
+    """Normalise raw IDs one by one (raises on a bad one)."""
     return [normalize_id(r, "item ID") for r in raw]
 
 
-def id_batches(
-    items: Sequence[T], key: KeyFunc | None, *, check_empty: bool = True
-) -> Iterator[tuple[list[T], list[str]]]:
-    """Yield ``(items, normalised IDs)`` in batches of a sequence, the checks done in C.
+def id_batches(items: Sequence[T], key: KeyFunc | None) -> Iterator[tuple[list[T], list[str]]]:
+    """Yield ``(items, normalised IDs)`` in batches of a sequence, the checks done in C."""
+    for chunk, raw, checked in raw_id_batches(items, key):
+        yield chunk, raw if checked else _checked_or_plain(raw)
 
-    With ``check_empty=False`` an empty string may pass as an ID; the caller
-    must refuse it (``Session`` looks for it in a set it builds anyway).
+
+def _checked_or_plain(raw: list[Any]) -> list[str]:
+    if plain_ids(raw) and "" not in raw:
+        return raw
+    return checked_ids(raw)
+
+
+def raw_id_batches(
+    items: Sequence[T], key: KeyFunc | None
+) -> Iterator[tuple[list[T], list[Any], bool]]:
+    """Yield ``(items, IDs, checked)`` in batches of 16,384 of a sequence.
+
+    The IDs are read by the rule of :func:`id_getter` but, unless ``checked``
+    is true, not yet checked nor normalised: the caller checks those it keeps
+    (with :func:`plain_ids`, falling back to :func:`checked_ids`). When the
+    items are ``str``, the IDs list is the items list itself.
     """
     if not items:
         return
@@ -71,12 +98,16 @@ def id_batches(
     for start in range(0, len(items), _BATCH):
         part = items[start : start + _BATCH]
         chunk = part if type(part) is list else list(part)
+        if getter is None:
+            yield chunk, chunk, False
+            continue
         try:
-            ids = _ids_of(chunk, getter, check_empty)
+            raw = list(map(getter, chunk))
         except (AttributeError, KeyError, TypeError):
-            pairs = list(_one_by_one(chunk, key))
-            ids = [item_id for _, item_id in pairs]
-        yield chunk, ids
+            # Items of mixed shapes: read each by its own type's rule.
+            yield chunk, [item_id for _, item_id in _one_by_one(chunk, key)], True
+            continue
+        yield chunk, raw, False
 
 
 def normalized_ids(items: Iterable[T], key: KeyFunc | None) -> Iterator[tuple[T, str]]:

@@ -8,13 +8,19 @@ set operations done in C.
 
 from __future__ import annotations
 
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from itertools import chain, compress, filterfalse
 from operator import not_
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from agent_resume._records import normalize_id
-from agent_resume._session._items import KeyFunc, id_batches, normalized_ids
+from agent_resume._session._items import (
+    KeyFunc,
+    checked_ids,
+    normalized_ids,
+    plain_ids,
+    raw_id_batches,
+)
 from agent_resume._session._rules import ItemRules, Strategy
 
 __all__ = ["Batched", "OneByOne"]
@@ -48,20 +54,29 @@ class OneByOne(Strategy[T]):
 
 
 class Batched(Strategy[T]):
-    """A list or tuple, without fingerprints: the rules applied to a batch at a time in C."""
+    """A list or tuple, without fingerprints: the rules applied to a batch at a time in C.
+
+    Per batch of 16,384: the done filter over the raw IDs (an ID found done
+    was valid when it was marked, so only the IDs kept are checked), the
+    duplicate check through one ``set.update``, then the kept items are
+    handed out through a C iterator (``chain.from_iterable`` over per-batch
+    filters), so that no Python frame runs per item.
+    """
 
     def __init__(self, rules: ItemRules, items: Sequence[T], key: KeyFunc | None) -> None:
         super().__init__(rules, items, key)
         self.sequence = items
 
-    def iterate(self) -> Generator[T, None, None]:
+    def iterate(self) -> Iterator[T]:
         """Yield the items still to do, in input order, lazily."""
+        return chain.from_iterable(self._batches())
+
+    def _batches(self) -> Generator[Iterator[T], None, None]:
         # Items marked done during the pass land in `marked` (through the
         # session's watchers): the lazy re-check at yield time skips those
         # marked after their batch was filtered, and a later repeat of one the
         # pass already handed out is still counted as a repeat.
         rules = self.rules
-        is_done = rules.done.__contains__
         marked: set[str] = set()
         is_marked = marked.__contains__
         seen: set[str] = set()
@@ -69,19 +84,13 @@ class Batched(Strategy[T]):
         careful = False
         rules.watchers.append(marked)
         try:
-            for chunk, ids in id_batches(self.sequence, self.key, check_empty=False):
+            for chunk, raw, checked in raw_id_batches(self.sequence, self.key):
                 rules.check_open()
+                todo, todo_ids, ids = self._split(chunk, raw, checked)
                 if marked:
                     for item_id in filter(is_marked, ids):
                         if item_id in seen:
                             rules.duplicate(item_id)
-                if chunk is ids:
-                    todo_ids = list(filterfalse(is_done, ids))
-                    todo: list[T] = todo_ids  # type: ignore[assignment]
-                else:
-                    keep = list(map(not_, map(is_done, ids)))
-                    todo_ids = list(compress(ids, keep))
-                    todo = list(compress(chunk, keep))
                 if careful:
                     todo, todo_ids = self._drop_duplicates(todo, todo_ids, seen)
                 else:
@@ -108,11 +117,32 @@ class Batched(Strategy[T]):
                     todo = [pair[0] for pair in pairs]
                     todo_ids = [pair[1] for pair in pairs]
                 if todo is todo_ids:
-                    yield from filterfalse(is_marked, todo)
+                    yield filterfalse(is_marked, todo)
                 else:
-                    yield from compress(todo, map(not_, map(is_marked, todo_ids)))
+                    yield compress(todo, map(not_, map(is_marked, todo_ids)))
         finally:
             rules.watchers.remove(marked)
+
+    def _split(
+        self, chunk: list[T], raw: list[Any], checked: bool
+    ) -> tuple[list[T], list[str], list[str]]:
+        """The items of a batch not done, their IDs, and the batch's IDs.
+
+        An ID found done is a valid one (it was checked when marked), so only
+        the IDs kept are checked; if one is not a plain ASCII ``str``, the
+        whole batch is normalised and filtered again.
+        """
+        is_done = self.rules.done.__contains__
+        if not checked:
+            try:
+                todo, todo_ids = _not_done(chunk, raw, is_done)
+                if plain_ids(todo_ids):  # "" passes: the caller finds it in its set
+                    return todo, todo_ids, raw
+            except TypeError:  # an unhashable ID: checked_ids names it
+                pass
+            raw = checked_ids(raw)
+        todo, todo_ids = _not_done(chunk, raw, is_done)
+        return todo, todo_ids, raw
 
     def _drop_duplicates(
         self, todo: list[T], todo_ids: list[str], seen: set[str]
@@ -127,3 +157,13 @@ class Batched(Strategy[T]):
             kept.append(item)
             kept_ids.append(item_id)
         return kept, kept_ids
+
+
+def _not_done(
+    chunk: list[T], ids: list[Any], is_done: Callable[[Any], bool]
+) -> tuple[list[T], list[Any]]:
+    if chunk is ids:
+        todo_ids = list(filterfalse(is_done, ids))
+        return todo_ids, todo_ids
+    keep = list(map(not_, map(is_done, ids)))
+    return list(compress(chunk, keep)), list(compress(ids, keep))

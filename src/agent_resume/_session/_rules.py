@@ -23,7 +23,7 @@ one item at a time (``_remaining.OneByOne``), a list in batches done in C
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncGenerator, Generator, Iterable
+from collections.abc import AsyncGenerator, Iterable, Iterator
 from typing import Any, Generic, Literal, TypeVar
 
 from agent_resume._caller import warn_at_caller
@@ -208,7 +208,7 @@ class Strategy(ABC, Generic[T]):
         self.key = key
 
     @abstractmethod
-    def iterate(self) -> Generator[T, None, None]:
+    def iterate(self) -> Iterator[T]:
         """Yield the items still to do, in input order, lazily."""
 
     async def aiterate(self) -> AsyncGenerator[T, None]:
@@ -222,4 +222,6 @@ class Strategy(ABC, Generic[T]):
             for item in it:
                 yield item
         finally:
-            it.close()
+            close = getattr(it, "close", None)
+            if close is not None:
+                close()
