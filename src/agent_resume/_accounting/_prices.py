@@ -319,10 +319,10 @@ class PriceTable:
                     "prices", name, f"model names must be strings (got {name!r})"
                 )
             own[name.strip().lower()] = ModelPrice.from_dict(price, model=name)
-        self._own = own
+        self._own = _Entries(own)
         self._builtin = builtin
         self._genai_prices = genai_prices
-        self._base = _load_builtin() if builtin else {}
+        self._base = _Entries(_load_builtin() if builtin else {})
         self._table = {**self._base, **own}
         self._warned: set[str | None] = set()
         self._lock = threading.Lock()
@@ -503,13 +503,21 @@ class PriceTable:
         warn_at_caller(message, UnknownModelWarning)
 
 
-def _find(table: Mapping[str, ModelPrice], ref: ModelRef) -> tuple[str, ModelPrice] | None:
+class _Entries(dict[str, ModelPrice]):
+    """Prices by name, with the names longest first for the family rule."""
+
+    def __init__(self, prices: Mapping[str, ModelPrice]) -> None:
+        super().__init__(prices)
+        self.longest_first = sorted(self, key=len, reverse=True)
+
+
+def _find(table: _Entries, ref: ModelRef) -> tuple[str, ModelPrice] | None:
     """The entry for ``ref``: the raw name, its base name, then the longest family."""
     for name in (ref.raw, ref.name):
         price = table.get(name)
         if price is not None:
             return name, price
-    for key in sorted(table, key=len, reverse=True):
+    for key in table.longest_first:
         if ref.name.startswith(key) and _SNAPSHOT_SUFFIX.fullmatch(ref.name[len(key) :]):
             return key, table[key]
     return None

@@ -241,15 +241,18 @@ _EMPTY = Usage()
 
 def _get(obj: object, *names: str) -> Any:
     """Read the first of ``names`` that is present and not None, from a mapping or an object."""
+    mapping = type(obj) is dict or isinstance(obj, Mapping)
     for name in names:
-        value = obj.get(name) if isinstance(obj, Mapping) else getattr(obj, name, None)
+        value = obj.get(name) if mapping else getattr(obj, name, None)  # type: ignore[attr-defined]
         if value is not None:
             return value
     return None
 
 
 def _has(obj: object, name: str) -> bool:
-    return name in obj if isinstance(obj, Mapping) else hasattr(obj, name)
+    if type(obj) is dict or isinstance(obj, Mapping):
+        return name in obj
+    return hasattr(obj, name)
 
 
 def _count(obj: object, *path: str) -> int:
@@ -454,7 +457,12 @@ def _unwrap(obj: object) -> tuple[object, str | None, bool]:
         parse = getattr(obj, "parse", None)
         if callable(parse) and _has(obj, "http_response"):
             # `client.....with_raw_response.create(...)`: the parsed body.
-            obj = parse()
+            try:
+                obj = parse()
+            except Exception as error:
+                raise ArgumentValueError(
+                    "obj", obj, f"cannot parse this raw response: {type(error).__name__}: {error}"
+                ) from error
             continue
         if _has(obj, "custom_id"):
             # An OpenAI Batch API output line or an Anthropic batch result.
@@ -497,10 +505,31 @@ def _reported_cost(obj: object) -> float | None:
 
 
 def _read(obj: object, model: str | None) -> _Read | None:
+    # The common shapes first: a response that carries its usage at the top.
+    found = _read_response(obj, model, None, _reported_cost(obj))
+    if found is not None:
+        return found
     inner, batch_tier, empty = _unwrap(obj)
-    if empty:
+    if empty or inner is obj:
         return None
-    reported = _reported_cost(obj)
+    return _read_response(inner, model, batch_tier, None)
+
+
+def _read_response(
+    inner: object, model: str | None, batch_tier: str | None, reported: float | None
+) -> _Read | None:
+    usage = _get(inner, "usage")
+    if usage is not None:
+        anthropic_hint = _get(inner, "type") == "message"
+        tier = batch_tier or _get(inner, "service_tier")
+        part = _read_usage_part(
+            usage, _get(inner, "model") or model, tier, anthropic_hint=anthropic_hint
+        )
+        if part is None:
+            return None
+        read, provider, flavor = part
+        raw = RawResponse(inner, provider, flavor) if provider and flavor else None
+        return _Read(read, raw, reported)
     meta = _get(inner, "usage_metadata", "usageMetadata")
     if meta is not None:
         if _is_gemini_meta(meta):
@@ -521,18 +550,6 @@ def _read(obj: object, model: str | None) -> _Read | None:
             return _Read(_langchain(meta, name or model, tier), None, reported)
     if _has(inner, "prompt_eval_count") or _has(inner, "eval_count"):
         return _Read(_ollama(inner, _get(inner, "model") or model, batch_tier), None, reported)
-    usage = _get(inner, "usage")
-    if usage is not None:
-        anthropic_hint = _get(inner, "type") == "message"
-        tier = batch_tier or _get(inner, "service_tier")
-        part = _read_usage_part(
-            usage, _get(inner, "model") or model, tier, anthropic_hint=anthropic_hint
-        )
-        if part is None:
-            return None
-        read, provider, flavor = part
-        raw = RawResponse(inner, provider, flavor) if provider and flavor else None
-        return _Read(read, raw, reported)
     bare = _read_usage_part(inner, model, batch_tier)
     return None if bare is None else _Read(bare[0], None, reported)
 
