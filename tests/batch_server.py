@@ -4,7 +4,9 @@ It speaks OpenAI's Files and Batches endpoints (``/v1/files``,
 ``/v1/files/{id}/content``, ``/v1/batches``, ``/v1/batches/{id}``,
 ``/v1/batches/{id}/cancel``) and Anthropic's Message Batches
 (``/v1/messages/batches``, ``.../{id}``, ``.../{id}/cancel``,
-``.../{id}/results``), and counts what it was asked to create.
+``.../{id}/results``), and counts what it was asked to create. It also
+answers online ``/v1/chat/completions`` calls (counted in ``online``), for an
+online fallback.
 
 A batch is ``in_progress`` until it has been polled ``polls_to_finish``
 times (``None``: it never finishes by itself); then every request is
@@ -68,6 +70,7 @@ class BatchServer:
         self.files: dict[str, bytes] = {}
         self.created = {"openai": 0, "anthropic": 0}
         self.cancelled: list[str] = []
+        self.online = 0
         self._lock = threading.Lock()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
@@ -376,6 +379,15 @@ def _handler(server: BatchServer) -> type[BaseHTTPRequestHandler]:
                 if batch := self._batch(path[2]):
                     server.cancel(batch)
                     self._send(200, server.openai_json(batch))
+            elif path == ["v1", "chat", "completions"]:
+                # Online calls, for the fallback: the same answer as a batch's, at full price.
+                with server._lock:
+                    server.online += 1
+                body = json.loads(raw)
+                result = _result("openai", f"online-{server.online}", body, "ok")
+                answer = dict(result["response"]["body"])
+                answer.pop("service_tier")
+                self._send(200, answer)
             elif path == ["v1", "messages", "batches"]:
                 batch = server.create("anthropic", json.loads(raw)["requests"])
                 server._kill("create")

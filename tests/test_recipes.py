@@ -53,3 +53,20 @@ def test_multi_turn_agent_resumes_after_a_crash(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "completed" in proc.stdout
     assert os.listdir(tmp_path / "a.jsonl.conversations") == []
+
+
+def test_nightly_batch_cancels_before_its_deadline_and_finishes_online(tmp_path):
+    from batch_server import BatchServer
+
+    with BatchServer() as server:
+        server.polls_to_finish = None  # tonight the batch is slow
+        args = ["--checkpoint", "b.jsonl", "--base-url", server.url + "/v1", "--tickets", "10"]
+        proc = run(tmp_path, "nightly_batch.py", *args, "--budget", "2", "--margin", "1",
+                   "--poll-interval", "0.05")  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        assert "completed" in proc.stdout
+        assert server.created["openai"] == 1 and len(server.cancelled) == 1
+        assert server.online == 5  # half were answered by the batch before the cancel
+        again = run(tmp_path, "nightly_batch.py", *args, "--poll-interval", "0.05")
+        assert again.returncode == 0, again.stderr
+        assert server.created["openai"] == 1 and server.online == 5
