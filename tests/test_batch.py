@@ -127,6 +127,8 @@ def test_errored_requests_fail_and_expired_ones_return_to_the_queue(
         poll_interval=0.01,
     )
     assert (report.done, report.failed, report.remaining) == (3, 2, 2)
+    # The expired request was submitted again, twice, within the run (three rounds).
+    assert batch_server.created[provider] == 3
     with AgentResume(SqliteStore(path)).resume_or_start("batch-job") as session:
         assert {i for i in ("t-0", "t-4", "t-5") if session.is_done(i)} == {"t-0", "t-4", "t-5"}
         assert session.is_quarantined("t-1")  # a 400 is permanent
@@ -142,7 +144,7 @@ def test_errored_requests_fail_and_expired_ones_return_to_the_queue(
         parse=lambda t, response: text_of(response),
         poll_interval=0.01,
     )
-    assert (again.done, again.remaining, batch_server.created[provider]) == (2, 0, 2)
+    assert (again.done, again.remaining, batch_server.created[provider]) == (2, 0, 4)
     last = list(batch_server.batches.values())[-1]
     assert len(last.requests) == 2
 
@@ -280,3 +282,54 @@ def test_a_runner_killed_around_submission_creates_exactly_one_batch(
     assert batch_server.created[provider] == 1  # found again, not submitted twice
     with AgentResume(JsonlStore(path)).resume_or_start("batch-job") as session:
         assert session.stats.already_done == 6
+
+
+def test_the_batch_command_lists_refreshes_and_cancels(
+    batch_server: BatchServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    from agent_resume._cli import main
+
+    path = tmp_path / "ck.jsonl"
+    batch_server.polls_to_finish = None
+    assert _child(path, batch_server, "openai", "poll") == -9  # a batch left in flight
+    assert main(["batch", str(path)]) == 0
+    out = capsys.readouterr().out
+    batch_id = next(iter(batch_server.batches))
+    assert batch_id in out and "in flight" in out and "openai" in out
+    monkeypatch.setenv("OPENAI_BASE_URL", batch_server.url + "/v1")
+    monkeypatch.setenv("OPENAI_API_KEY", "test")
+    assert main(["batch", "--refresh", str(path)]) == 0
+    assert "in_progress (total 6, completed 0, failed 0)" in capsys.readouterr().out
+    assert main(["batch", "cancel", str(path)]) == 0
+    assert f"cancelled openai batch {batch_id}" in capsys.readouterr().out
+    assert batch_server.cancelled == [batch_id]
+    # The next run records what the cancelled batch had answered and submits the rest.
+    batch_server.polls_to_finish = 1
+    assert _child(path, batch_server, "openai", None) == 0
+    assert batch_server.created["openai"] == 2  # the 3 cancelled requests, submitted again
+    assert main(["batch", str(path)]) == 0
+    assert capsys.readouterr().out.count("ended (") == 2
+    with AgentResume(JsonlStore(path)).resume_or_start("batch-job") as session:
+        assert session.stats.already_done == 6
+    assert main(["batch", "list", "two", str(path)]) == 2
+    assert "batch takes STORE" in capsys.readouterr().err
+
+
+def test_a_parse_error_is_a_failed_attempt_that_keeps_its_usage(
+    batch_server: BatchServer, tmp_path: Path
+) -> None:
+    def parse(ticket: dict[str, str], response: Any) -> str:
+        if ticket["id"] == "t-1":
+            raise KeyError("choices")
+        return text_of(response)
+
+    report = ResumableRun(config(tmp_path / "ck.jsonl")).run_batch(
+        request=request_for("openai"),
+        items=tickets(3),
+        client=client_for("openai", batch_server),
+        parse=parse,
+        poll_interval=0.01,
+    )
+    assert (report.done, report.failed, report.usage.calls) == (2, 1, 3)
+    with AgentResume(JsonlStore(tmp_path / "ck.jsonl")).resume_or_start("batch-job") as session:
+        assert session.attempts("t-1") == 1 and not session.is_done("t-1")

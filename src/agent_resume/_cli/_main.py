@@ -34,7 +34,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from agent_resume._cli import _demo, _maint, _run, _status
+from agent_resume._cli import _batch, _demo, _maint, _run, _status
 from agent_resume._cli._exits import (
     EXIT_INTERNAL,
     EXIT_INTERRUPTED,
@@ -93,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     _maint.register(sub)
     _run.register(sub)
     _demo.register(sub)
+    _batch.register(sub)
     return parser
 
 

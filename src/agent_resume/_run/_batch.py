@@ -46,15 +46,21 @@ if TYPE_CHECKING:
 BATCH_DISCOUNT = 0.5
 """Both providers bill batch requests at half the online price."""
 
+ROUNDS = 3
+"""Submissions one run makes for the same items (expired ones are submitted again)."""
+
 
 @dataclass
-class _Submission:
+class Submission:
+    """One batch submission of a job, as its ``batch`` records tell it."""
+
     key: str
     provider: str
     ids: dict[str, str]
     ts: float
     batch_id: str | None = None
     ended: bool = False
+    status: str | None = None
 
 
 @dataclass
@@ -66,22 +72,23 @@ class _Tally:
     stop_message: str = ""
 
 
-def submissions(records: Iterable[dict[str, Any]]) -> list[_Submission]:
+def submissions(records: Iterable[dict[str, Any]]) -> list[Submission]:
     """The job's batch submissions, folded from its ``batch`` records, oldest first."""
-    found: dict[str, _Submission] = {}
+    found: dict[str, Submission] = {}
     for record in records:
         kind = record.get("batch")
         key = record.get("key")
         if not isinstance(kind, str) or not isinstance(key, str):
             continue
         if kind == "intent":
-            found[key] = _Submission(
+            found[key] = Submission(
                 key, str(record.get("provider")), dict(record.get("ids") or {}), record["ts"]
             )
         elif key in found and kind == "submitted":
             found[key].batch_id = str(record.get("batch_id"))
         elif key in found and kind == "ended":
             found[key].ended = True
+            found[key].status = str(record.get("status"))
     return list(found.values())
 
 
@@ -164,8 +171,16 @@ class BatchEngine:
                 for item in session.remaining(items, key=self.key)
                 if self.read_id(item) not in in_flight
             ]
-            open_ += self._submit(session, todo)
-            self._collect(session, open_, by_id)
+            # Requests that expired, or sat in a batch cancelled from outside, are
+            # submitted again while the run has time: at most ROUNDS submissions.
+            for _ in range(ROUNDS):
+                open_ += self._submit(session, todo)
+                if not open_:
+                    break
+                returned = self._collect(session, open_, by_id)
+                if self.tally.stop_reason != "completed":
+                    break
+                todo = [by_id[i] for i in returned if i in by_id and not session.is_done(i)]
             left = [
                 item
                 for item, item_id in pairs
@@ -194,7 +209,7 @@ class BatchEngine:
             )
         return report, left
 
-    def _recover(self, session: Session, open_: list[_Submission]) -> None:
+    def _recover(self, session: Session, open_: list[Submission]) -> None:
         # An intent without a batch ID: the crash came between the intent and
         # the record. Find the batch by its key before anything is resubmitted.
         for sub in open_:
@@ -216,9 +231,9 @@ class BatchEngine:
 
     # -- submission ------------------------------------------------------------
 
-    def _submit(self, session: Session, todo: list[Any]) -> list[_Submission]:
+    def _submit(self, session: Session, todo: list[Any]) -> list[Submission]:
         budget = self._budget_left()
-        made: list[_Submission] = []
+        made: list[Submission] = []
         chunk: list[tuple[str, dict[str, Any]]] = []
         size = 0
         spent = 0.0
@@ -259,11 +274,11 @@ class BatchEngine:
             made.append(self._send(session, chunk))
         return made
 
-    def _send(self, session: Session, chunk: list[tuple[str, dict[str, Any]]]) -> _Submission:
+    def _send(self, session: Session, chunk: list[tuple[str, dict[str, Any]]]) -> Submission:
         key = uuid.uuid4().hex
         ids = {f"{key[:12]}-{n}": item_id for n, (item_id, _) in enumerate(chunk)}
         lines = [self.adapter.line(cid, body) for cid, (_, body) in zip(ids, chunk, strict=True)]
-        sub = _Submission(key, self.adapter.provider, ids, self.config.wall_clock())
+        sub = Submission(key, self.adapter.provider, ids, self.config.wall_clock())
         self._record(session, "intent", key, provider=sub.provider, ids=ids)
         sub.batch_id = self.adapter.submit(key, lines)
         self._record(session, "submitted", key, batch_id=sub.batch_id)
@@ -304,7 +319,11 @@ class BatchEngine:
         concurrency = max(1, self.config.concurrency)
         return self.poll_interval + in_flight * per_item / concurrency
 
-    def _collect(self, session: Session, open_: list[_Submission], by_id: dict[str, Any]) -> None:
+    def _collect(
+        self, session: Session, open_: list[Submission], by_id: dict[str, Any]
+    ) -> list[str]:
+        """Poll until every open batch ended; return the IDs that came back unanswered."""
+        returned: list[str] = []
         cancelled = False
         while open_:
             now = self.config.wall_clock()
@@ -320,7 +339,7 @@ class BatchEngine:
             for sub in list(open_):
                 state = self.adapter.state(str(sub.batch_id))
                 if state.ended:
-                    self._results(session, sub, by_id)
+                    returned += self._results(session, sub, by_id)
                     self._record(session, "ended", sub.key, status=state.status)
                     open_.remove(sub)
             if open_:
@@ -330,16 +349,25 @@ class BatchEngine:
                     else min(self.poll_interval, max(0.0, cut - now))
                 )
                 time.sleep(max(wait, 0.01))
+        return returned
 
-    def _results(self, session: Session, sub: _Submission, by_id: dict[str, Any]) -> None:
+    def _results(self, session: Session, sub: Submission, by_id: dict[str, Any]) -> list[str]:
         prices = self.config.prices
+        returned: list[str] = []
         for result in self.adapter.results(str(sub.batch_id)):
             item_id = sub.ids.get(result.custom_id)
             if item_id is None or session.is_done(item_id):
                 continue
             if result.outcome == "succeeded":
                 usage = self._price(usage_from(result.response, prices=prices))
-                value = self.parse(by_id.get(item_id), result.response)
+                try:
+                    value = self.parse(by_id.get(item_id), result.response)
+                except Exception as exc:
+                    # A paid answer `parse` could not read: a failed attempt, usage kept.
+                    session.mark_failed(item_id, exc, usage=usage)
+                    self.tally.failed += 1
+                    self.tally.usage += usage
+                    continue
                 if session.mark_done(item_id, result=value, usage=usage):
                     self.tally.done += 1
                     self.tally.usage += usage
@@ -349,7 +377,9 @@ class BatchEngine:
                     item_id, f"BatchRequestError: {reason}", retryable=_retryable(result)
                 )
                 self.tally.failed += 1
-            # expired and cancelled requests go back to the queue: nothing is recorded
+            else:  # expired or cancelled: back to the queue, nothing recorded
+                returned.append(item_id)
+        return returned
 
     @staticmethod
     def _price(usage: Usage) -> Usage:
