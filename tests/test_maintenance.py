@@ -114,3 +114,17 @@ def test_a_job_opened_after_repair_has_no_warnings(tmp_path: Path) -> None:
     with AgentResume(JsonlStore(path)).resume_or_start("job") as s:
         assert s.stats.bad_lines == 0
         assert s.is_done("a")
+
+
+def test_compact_keeps_only_the_latest_job_state(tmp_path: Path) -> None:
+    path = tmp_path / "job.jsonl"
+    with AgentResume(JsonlStore(path)).resume_or_start("job") as session:
+        for n in range(5):
+            session.mark_done(f"item-{n}")
+            session.set_state("high_water", n)
+    compact(path)
+    states = [r for r in map(json.loads, path.read_text().splitlines()) if "state" in r]
+    assert [r["state"] for r in states] == [{"high_water": 4}]
+    with AgentResume(JsonlStore(path)).resume_or_start("job") as session:
+        assert session.state == {"high_water": 4}
+        assert session.is_done("item-4")

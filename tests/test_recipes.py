@@ -30,9 +30,37 @@ def test_nightly_sync_stops_at_its_budget_and_resumes(tmp_path):
     first = run(tmp_path, "nightly_sync.py", "--checkpoint", "n.jsonl", "--budget", "0.3")
     assert first.returncode == 0, first.stderr
     assert "time_budget" in first.stdout
+    assert "cursor at change 0: 600 changes" in first.stdout
     second = run(tmp_path, "nightly_sync.py", "--checkpoint", "n.jsonl", "--budget", "30")
     assert second.returncode == 0, second.stderr
     assert "completed" in second.stdout
+    assert "cursor now at change 600" in second.stdout
+
+
+def test_nightly_sync_reads_only_the_changes_after_its_cursor(tmp_path):
+    import json
+
+    from agent_resume import AgentResume, open_store
+
+    args = ["--checkpoint", "n.jsonl", "--budget", "30", "--documents", "40"]
+    first = run(tmp_path, "nightly_sync.py", "--night", "1", *args)
+    assert first.returncode == 0, first.stderr
+    assert "cursor now at change 40" in first.stdout
+    second = run(tmp_path, "nightly_sync.py", "--night", "2", *args)
+    assert second.returncode == 0, second.stderr
+    assert "cursor at change 40: 40 changes to look at" in second.stdout
+    assert "cursor now at change 80" in second.stdout
+    with AgentResume(open_store(str(tmp_path / "n.jsonl"))).resume_or_start(
+        "nightly-sync"
+    ) as session:
+        assert session.state == {"cursor": 80}
+        results = dict(session.results())
+    assert len(results) == 80
+    assert results["change-000041"]["since"] == 40  # the items saw the cursor through ctx.job_state
+    states = [
+        r for r in map(json.loads, (tmp_path / "n.jsonl").read_text().splitlines()) if "state" in r
+    ]
+    assert [r["state"] for r in states] == [{"cursor": 40}, {"cursor": 80}]
 
 
 def test_token_report_writes_one_row_per_item(tmp_path):

@@ -518,3 +518,36 @@ def test_a_resumed_item_reads_a_conversation_in_an_older_format(tmp_path, old):
     from agent_resume import load_conversation
 
     assert load_conversation(directory / conversation_file("a")) == [hi, hello]
+
+
+def test_ctx_job_state_is_the_jobs_state_and_survives_the_run(tmp_path):
+    seen = []
+
+    def first(item, ctx):
+        seen.append(ctx.job_state)
+        ctx.set_job_state(f"seen-{item}", True)
+        return item
+
+    ResumableRun(config(tmp_path)).run(first, ["a", "b"])
+    assert seen == [{}, {"seen-a": True}]
+
+    def second(item, ctx):
+        seen.append(ctx.job_state)
+        return item
+
+    ResumableRun(config(tmp_path)).run(second, ["c"])
+    assert seen[-1] == {"seen-a": True, "seen-b": True}
+    with AgentResume(str(tmp_path / "job.jsonl")).resume_or_start("job") as session:
+        assert session.state == {"seen-a": True, "seen-b": True}
+        assert session.resumed
+
+
+def test_a_bad_job_state_value_fails_the_item_and_records_nothing(tmp_path):
+    def process(item, ctx):
+        ctx.set_job_state("when", {1, 2})
+
+    report = ResumableRun(config(tmp_path)).run(process, ["a"])
+    assert report.failed == 1
+    failure = next(r for r in records(tmp_path) if r.get("status") == "failed")
+    assert "ArgumentTypeError" in failure["error"]
+    assert not [r for r in records(tmp_path) if "state" in r]

@@ -258,3 +258,72 @@ def test_ids_with_a_nul_character_are_offered_once_each(
     with session(make_store, max_attempts=5) as s:
         assert list(s.remaining(items)) == ["a\0b"]
         assert s.is_done("a") and s.is_done("a\0c") and not s.is_done("a\0b")
+
+
+# --- the job's state (session.state) ------------------------------------------------
+
+
+def test_the_job_state_is_read_back_on_resume(make_store: MakeStore) -> None:
+    with session(make_store) as s:
+        assert s.state == {}
+        assert not s.resumed
+        s.set_state("cursor", "2026-11-29T00:00:00Z")
+        s.update_state({"page": 7, "seen": ["a", "b"]})
+        s.set_state("page", 8)
+        s.delete_state("seen")
+        s.delete_state("never-set")  # not an error
+        assert s.state == {"cursor": "2026-11-29T00:00:00Z", "page": 8}
+    with session(make_store) as s:
+        assert s.resumed
+        assert s.state == {"cursor": "2026-11-29T00:00:00Z", "page": 8}
+        assert s.runs == []  # state records are not runs
+
+
+def test_the_job_state_alone_makes_a_job_resumed(make_store: MakeStore) -> None:
+    with session(make_store) as s:
+        s.set_state("k", 1)
+    with session(make_store) as s:
+        assert s.resumed
+        assert list(s.remaining(["a"])) == ["a"]
+
+
+def test_the_job_state_is_a_copy(make_store: MakeStore) -> None:
+    with session(make_store) as s:
+        s.set_state("ids", [1, 2])
+        copy = s.state
+        copy["ids"].append(3)
+        copy["other"] = True
+        assert s.state == {"ids": [1, 2]}
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "error", "message"),
+    [
+        (3, 1, "ArgumentTypeError", "a state key must be a str"),
+        ("", 1, "ArgumentValueError", "a state key must not be empty"),
+        ("k", {1, 2}, "ArgumentTypeError", "`value`"),
+        ("k", math.nan, "ArgumentValueError", "`value`"),
+        ("k", "x" * 70_000, "ArgumentValueError", "more than the 65536 allowed"),
+    ],
+)
+def test_a_bad_state_change_is_refused_and_nothing_is_recorded(
+    make_store: MakeStore, key: object, value: object, error: str, message: str
+) -> None:
+    import agent_resume
+
+    with session(make_store) as s:
+        s.set_state("kept", True)
+        with pytest.raises(getattr(agent_resume, error), match=message):
+            s.set_state(key, value)  # type: ignore[arg-type]
+        assert s.state == {"kept": True}
+    with session(make_store) as s:
+        assert s.state == {"kept": True}
+
+
+def test_the_job_state_cannot_change_after_close(make_store: MakeStore) -> None:
+    from agent_resume import StoreClosedError
+
+    s = session(make_store)
+    s.close()
+    with pytest.raises(StoreClosedError):
+        s.set_state("k", 1)

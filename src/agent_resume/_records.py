@@ -213,6 +213,9 @@ class JobState:
         failures: The failed attempts of the items not done.
         runs: The run records, oldest first.
         bad_lines: Lines skipped as corrupt while loading.
+        state: The job's state map (``session.state``), as its latest state
+            record (``{"state": {...}, "ts": ...}``) left it.
+        resumed: Whether the store held records of the job when it was opened.
     """
 
     job_id: str
@@ -222,6 +225,12 @@ class JobState:
     failures: dict[str, FailureInfo] = field(default_factory=dict)
     runs: list[dict[str, Any]] = field(default_factory=list)
     bad_lines: int = 0
+    state: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def resumed(self) -> bool:
+        """Whether the job had records (completions, failures, runs or state) when opened."""
+        return bool(self.done or self.failures or self.runs or self.state)
 
     def apply(self, record: dict[str, Any]) -> None:
         """Fold one decoded, validated record into the state."""
@@ -229,6 +238,8 @@ class JobState:
         if item_id is None:
             if "run" in record:
                 self.runs.append(record)
+            elif isinstance(record.get("state"), dict):
+                self.state = record["state"]
             return
         status = record.get("status")
         if status is None or status == "done":

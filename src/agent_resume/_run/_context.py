@@ -15,6 +15,7 @@ from agent_resume._stop import LoopState, StopReason, ToolCall
 
 if TYPE_CHECKING:
     from agent_resume._run._calls import CallGate
+    from agent_resume._session._session import Session
 
 __all__ = ["ItemContext"]
 
@@ -228,6 +229,32 @@ class ItemContext:
     def record_error(self) -> None:
         """Count a failed model call, for ``ConsecutiveErrors``."""
         self._errors += 1
+
+    # -- the job's state ------------------------------------------------------------
+
+    @property
+    def job_state(self) -> dict[str, Any]:
+        """The job's state map (``session.state``): a copy, shared by every item of the job.
+
+        Change it with :meth:`set_job_state`, which records the change before
+        returning; a later run reads it back.
+        """
+        return self._session().state
+
+    def set_job_state(self, key: str, value: Any) -> None:
+        """Set one key of the job's state and record it at once (``session.set_state``).
+
+        Items running at the same time share the map: two items setting the
+        same key leave the value of the last to record. To keep the largest
+        value, read, compare and set in one place (see the nightly sync recipe).
+        """
+        self._session().set_state(key, value)
+
+    def _session(self) -> Session:
+        session = self._run.session
+        if session is None:
+            raise RuntimeError("the job's state needs a ResumableRun: this context has no session")
+        return session
 
     # -- calls -------------------------------------------------------------------
 

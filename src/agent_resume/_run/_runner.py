@@ -462,6 +462,7 @@ class ResumableRun:
         try:
             state = RunState(config, conversations_for(config.conversation_dir, agent.store))
             state.calls = CallGate(state, session)
+            state.session = session
             session.record_run(
                 {
                     "run": "start",

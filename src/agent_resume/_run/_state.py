@@ -32,6 +32,7 @@ from agent_resume._stop import (
 
 if TYPE_CHECKING:
     from agent_resume._run._calls import CallGate
+    from agent_resume._session._session import Session
 
 __all__ = ["RunState"]
 
@@ -104,6 +105,8 @@ class RunState:
         self._escaped: BaseException | None = None
         self.calls: CallGate | None = None
         """The run's side of ``ctx.call``/``ctx.acall``, set once when the run opens."""
+        self.session: Session | None = None
+        """The run's session, for the job's state (``ctx.job_state``), set once when it opens."""
 
     # -- reading -----------------------------------------------------------------
 

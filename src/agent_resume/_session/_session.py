@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import json
 import threading
 import time
 from collections.abc import AsyncGenerator, Iterable, Iterator, Mapping
@@ -9,7 +11,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, TypeVar
 
-from agent_resume._errors import ArgumentTypeError, StoreClosedError
+from agent_resume._errors import ArgumentTypeError, ArgumentValueError, StoreClosedError
 from agent_resume._fingerprint import Fingerprinter
 from agent_resume._records import JobState, check_json, normalize_id, usage_dict
 from agent_resume._session._claiming import Claiming
@@ -22,6 +24,9 @@ __all__ = ["OnChange", "Session", "SessionStats"]
 
 T = TypeVar("T")
 _now = time.time
+
+MAX_STATE_BYTES = 65_536
+"""The largest job state map, as JSON: it is rewritten whole with each change."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,7 @@ class Session:
         self._lock = threading.Lock()
         self._shared = isinstance(store, SharedStore)
         self._already_done = len(state.done)
+        self._resumed = state.resumed
         self._n_done = 0
         self._n_failed = 0
 
@@ -211,6 +217,86 @@ class Session:
     def runs(self) -> list[dict[str, Any]]:
         """The run records loaded with the job, oldest first."""
         return list(self._state.runs)
+
+    @property
+    def resumed(self) -> bool:
+        """Whether the job had been started before this session (it had any records)."""
+        return self._resumed
+
+    # -- the job's state -------------------------------------------------------
+
+    @property
+    def state(self) -> dict[str, Any]:
+        """The job's state map: a small JSON mapping kept with the checkpoint.
+
+        What a job needs to carry from one run to the next besides its items:
+        a nightly sync's cursor or high-water mark, the page it stopped at.
+        It is read when the job is opened (empty for a new job). This is a
+        copy: change the state with :meth:`set_state`, :meth:`update_state`
+        or :meth:`delete_state`.
+        """
+        with self._lock:
+            return copy.deepcopy(self._state.state)
+
+    def set_state(self, key: str, value: Any) -> None:
+        """Set one key of the job's state, and record it before returning.
+
+        Args:
+            key: A non-empty string.
+            value: Any JSON value (a cursor, a timestamp as text, a list of IDs).
+
+        Raises:
+            ArgumentTypeError: ``key`` is not a string, or ``value`` cannot be
+                stored as JSON.
+            ArgumentValueError: ``key`` is empty, ``value`` holds NaN, or the
+                whole map would exceed 64 KiB of JSON.
+            StoreClosedError: The session is closed.
+            StoreWriteError: The write failed; the state is unchanged.
+        """
+        self.update_state({key: value})
+
+    def update_state(self, changes: Mapping[str, Any]) -> None:
+        """Set several keys of the job's state in one record (all or none survive a crash).
+
+        Args:
+            changes: Keys (non-empty strings) and their new JSON values.
+
+        Raises:
+            ArgumentTypeError: A key is not a string, or a value cannot be stored.
+            ArgumentValueError: A key is empty, a value holds NaN, or the map
+                would exceed 64 KiB of JSON.
+            StoreClosedError: The session is closed.
+            StoreWriteError: The write failed; the state is unchanged.
+        """
+        if not isinstance(changes, Mapping):
+            raise ArgumentTypeError(
+                "changes", changes, f"`changes` must be a mapping (got {type(changes).__name__})"
+            )
+        plain: dict[str, Any] = {}
+        for key, value in changes.items():
+            _check_key(key)
+            plain[key] = json.loads(check_json(value, "value"))
+        self._write_state(lambda state: {**state, **plain})
+
+    def delete_state(self, key: str) -> None:
+        """Remove one key of the job's state (a missing key is not an error), recorded at once."""
+        _check_key(key)
+        self._write_state(lambda state: {k: v for k, v in state.items() if k != key})
+
+    def _write_state(self, change: Any) -> None:
+        with self._lock:
+            self._check_open()
+            new = change(self._state.state)
+            text = check_json(new, "state")
+            if len(text.encode("utf-8")) > MAX_STATE_BYTES:
+                raise ArgumentValueError(
+                    "value",
+                    None,
+                    f"the job's state would take {len(text.encode('utf-8'))} bytes of JSON, "
+                    f"more than the {MAX_STATE_BYTES} allowed; keep large data elsewhere",
+                )
+            self.store.write_run({"state": new, "ts": int(_now())})
+            self._state.state = new
 
     def results(self) -> Iterator[tuple[str, Any]]:
         """Yield ``(item_id, result)`` for each done item, where the store keeps results."""
@@ -370,3 +456,12 @@ class Session:
         with self._lock:
             self._check_open()
             self.store.flush()
+
+
+def _check_key(key: object) -> None:
+    if not isinstance(key, str):
+        raise ArgumentTypeError(
+            "key", key, f"a state key must be a str (got {type(key).__name__} {key!r})"
+        )
+    if not key:
+        raise ArgumentValueError("key", key, "a state key must not be empty (got '')")

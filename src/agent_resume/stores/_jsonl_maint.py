@@ -169,8 +169,8 @@ def compact(path: str | os.PathLike[str]) -> CompactReport:
 
     Kept: the header; each done item's latest completion; for each item not
     done, its latest failure since it was last released (which carries the
-    attempt count); every run record and every record of a kind this version
-    does not know. Dropped: superseded records and corrupt lines.
+    attempt count); the latest record of the job's state; every run record
+    and every record of a kind this version does not know. Dropped: superseded records and corrupt lines.
 
     Raises:
         JobLockedError: A live session holds the job, through any name.
@@ -183,6 +183,7 @@ def compact(path: str | os.PathLike[str]) -> CompactReport:
     path = locked.path
     try:
         latest: dict[str, int] = {}
+        latest_state = 0
         done: set[str] = set()
         keep_always: set[int] = set()
         lines = 0
@@ -194,7 +195,10 @@ def compact(path: str | os.PathLike[str]) -> CompactReport:
                 continue
             item_id = record.get("id")
             if item_id is None:
-                keep_always.add(line_number)
+                if "run" not in record and isinstance(record.get("state"), dict):
+                    latest_state = line_number  # the job's state: only the latest counts
+                else:
+                    keep_always.add(line_number)
                 continue
             status = record.get("status")
             if status is None or status == "done":
@@ -208,7 +212,7 @@ def compact(path: str | os.PathLike[str]) -> CompactReport:
                     latest.pop(item_id, None)
             else:
                 keep_always.add(line_number)
-        wanted = keep_always | set(latest.values())
+        wanted = keep_always | set(latest.values()) | ({latest_state} if latest_state else set())
 
         def chunks() -> Iterator[bytes]:
             for line_number, record, raw in _scan(path):

@@ -290,7 +290,7 @@ class PostgresStore:
         for (record,) in conn.execute(
             self._sql("SELECT record FROM {s}.events WHERE kind = 'run' ORDER BY seq")
         ):
-            state.runs.append(record)
+            state.apply(record)  # run records, and the job's state records
         return state
 
     def _meta(self, conn: Connection, key: str) -> str | None:

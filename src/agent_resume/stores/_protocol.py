@@ -185,7 +185,13 @@ class Store(Protocol):
         ...
 
     def write_run(self, record: dict[str, Any]) -> None:
-        """Record a run record (``{"run": "start" | "end", "ts": ..., ...}``)."""
+        """Record a job-level record: a run record (``{"run": "start" | "end", "ts": ...}``).
+
+        The same method records the job's other records without an item:
+        a call's usage (``{"call": ...}``) and the job's state map
+        (``{"state": {...}, "ts": ...}``, folded into ``JobState.state`` on
+        open, the latest winning).
+        """
         ...
 
     def iter_records(self) -> Iterator[dict[str, Any]]:

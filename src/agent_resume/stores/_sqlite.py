@@ -290,7 +290,7 @@ class SqliteStore:
         ):
             state.failures[item_id] = FailureInfo(attempts, error or "", bool(retryable))
         for (record,) in conn.execute("SELECT record FROM events WHERE kind = 'run' ORDER BY seq"):
-            state.runs.append(json.loads(record))
+            state.apply(json.loads(record))  # run records, and the job's state records
         _take_back_from_the_dead(conn)
         return state
 
