@@ -14,6 +14,7 @@ import json
 import os
 import resource
 import sys
+import threading
 
 from agent_resume import ResumableRun, RunConfig
 
@@ -22,8 +23,12 @@ def main() -> None:
     mode, path, fsize = sys.argv[1], sys.argv[2], int(sys.argv[3])
     items = [f"item-{k:03d}" for k in range(100)]
 
+    printing = threading.Lock()
+
     def hooked(outcome):
-        print("HOOKED", outcome.item_id, flush=True)
+        with printing:  # whole lines from concurrent threads
+            sys.stdout.write(f"HOOKED {outcome.item_id}\n")
+            sys.stdout.flush()
 
     config = RunConfig(
         job_id="escape",

@@ -2,8 +2,10 @@
 
 Usage: python _run_child.py MODE CHECKPOINT [options as KEY=VALUE]
 
-Modes: ``sync``, ``threads``, ``async`` (items sleep ``sleep`` seconds and print
-``START <id>``), ``agent`` (a multi-turn item that saves its conversation
+Modes: ``sync``, ``threads``, ``async`` (items sleep ``sleep`` seconds, or by turns
+the seconds of ``sleeps=a,b,c``, and print ``START <id>``; ``budget`` sets the
+time budget; ``usage=1`` records a call's usage first; ``cooperative=1`` makes a
+sync item sleep in steps and raise ``DeadlineExceeded`` at its deadline), ``agent`` (a multi-turn item that saves its conversation
 each turn and prints ``SAVED <turn>``; ``hang_at=N`` sleeps after turn N),
 ``crash`` (items append to a side file; ``Crash`` kills at a given call).
 """
@@ -13,6 +15,7 @@ import json
 import sys
 import time
 
+from agent_resume import Usage
 from agent_resume._run._config import RunConfig
 from agent_resume._run._runner import ResumableRun
 from agent_resume.testing import Crash, SimulatedLLM, reply_text
@@ -22,32 +25,45 @@ def main() -> None:
     mode, path = sys.argv[1], sys.argv[2]
     opts = dict(arg.split("=", 1) for arg in sys.argv[3:])
     sleep = float(opts.get("sleep", "0.2"))
+    sleeps = [float(x) for x in opts.get("sleeps", str(sleep)).split(",")]
     n = int(opts.get("items", "50"))
     items = [f"i{k}" for k in range(n)]
+    budget = opts.get("budget")
     cfg = RunConfig(
         job_id="child",
         store=path,
         concurrency=int(opts.get("concurrency", "1")),
         grace_period=float(opts.get("grace", "10")),
+        time_budget=None if budget is None else float(budget),
         progress=False,
     )
     run = ResumableRun(cfg)
 
+    def begin(item, ctx):
+        sys.stdout.write(f"START {item}\n")
+        sys.stdout.flush()
+        if opts.get("usage") == "1":
+            ctx.record_usage(Usage(input_tokens=100, output_tokens=10, cost_usd=0.01))
+        return sleeps[int(item[1:]) % len(sleeps)]
+
     if mode in ("sync", "threads"):
 
         def process(item, ctx):
-            sys.stdout.write(f"START {item}\n")
-            sys.stdout.flush()
-            time.sleep(sleep)
+            seconds = begin(item, ctx)
+            if opts.get("cooperative") == "1":
+                end = time.monotonic() + seconds
+                while time.monotonic() < end:
+                    ctx.deadline.check_or_raise()
+                    time.sleep(0.02)
+            else:
+                time.sleep(seconds)
             return item
 
         report = run.run(process, items)
     elif mode == "async":
 
         async def aprocess(item, ctx):
-            sys.stdout.write(f"START {item}\n")
-            sys.stdout.flush()
-            await asyncio.sleep(sleep)
+            await asyncio.sleep(begin(item, ctx))
             return item
 
         report = asyncio.run(run.arun(aprocess, items))

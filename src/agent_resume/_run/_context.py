@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from agent_resume._run._calls import CallGate
     from agent_resume._session._session import Session
 
-__all__ = ["ItemContext"]
+__all__ = ["ItemContext", "calls_recorded"]
 
 R = TypeVar("R")
 
@@ -363,3 +363,8 @@ class ItemContext:
                 logger, {"item_id": self.item_id, "attempt": self.attempt}
             )
         return self._logger
+
+
+def calls_recorded(ctx: ItemContext) -> bool:
+    """Whether the attempt made calls through ``ctx.call``/``ctx.acall`` (each is recorded)."""
+    return ctx._token is not None

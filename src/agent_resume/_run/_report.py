@@ -41,8 +41,10 @@ class ItemOutcome:
 
     Attributes:
         item_id: The item's ID.
-        status: ``"done"``, ``"failed"`` (will be retried in a later run) or
-            ``"quarantined"`` (failed too often, or for good).
+        status: ``"done"``, ``"failed"`` (will be retried in a later run),
+            ``"quarantined"`` (failed too often, or for good) or
+            ``"interrupted"`` (cut by the run's soft deadline or a signal's
+            grace period: no attempt used, run again next time).
         attempt: Which attempt this was, from 1.
         duration_seconds: How long ``process`` ran.
         usage: The usage recorded for the item in this attempt.
@@ -52,7 +54,7 @@ class ItemOutcome:
     """
 
     item_id: str
-    status: Literal["done", "failed", "quarantined"]
+    status: Literal["done", "failed", "quarantined", "interrupted"]
     attempt: int
     duration_seconds: float
     usage: Usage
@@ -91,6 +93,10 @@ class RunReport:
         stop_message: The details of the stop reason, for people.
         abandoned: Items in flight when the run returned that were not
             recorded (a grace period ran out); they run again next time.
+        interrupted: Items cut by the run (at its deadline plus the grace
+            period, or at the end of a signal's grace period) and recorded
+            as interrupted: their usage is kept, no attempt is used, and
+            they run again next time.
         usage: Usage totals of this run's items, with cost (``None`` when a
             model could not be priced).
     """
@@ -107,6 +113,7 @@ class RunReport:
     stop_message: str = ""
     abandoned: int = 0
     usage: Usage = field(default_factory=Usage)
+    interrupted: int = 0
 
     def __post_init__(self) -> None:
         if self.stop_reason not in STOP_REASONS:
@@ -152,6 +159,7 @@ class RunReport:
             "stop_message": self.stop_message,
             "abandoned": self.abandoned,
             "usage": self.usage.to_dict(),
+            "interrupted": self.interrupted,
         }
 
     @classmethod
@@ -182,6 +190,7 @@ class RunReport:
             stop_message=str(data.get("stop_message", "")),
             abandoned=_count(data, "abandoned"),
             usage=Usage.from_dict(data.get("usage") or {}),
+            interrupted=_count(data, "interrupted"),
         )
 
     def rows(self) -> list[tuple[str, str]]:
@@ -202,6 +211,8 @@ class RunReport:
         ]
         if self.abandoned:
             rows.append(("abandoned", f"{self.abandoned:,}"))
+        if self.interrupted:
+            rows.append(("interrupted", f"{self.interrupted:,}"))
         rows += [
             ("calls", f"{u.calls:,}"),
             ("tokens", f"{u.input_tokens:,} in / {u.output_tokens:,} out"),

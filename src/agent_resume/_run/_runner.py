@@ -13,10 +13,11 @@ from typing import Any, Literal, TypeVar
 
 from agent_resume._accounting._usage import Usage
 from agent_resume._errors import ArgumentTypeError, DeadlineExceeded, StoreClosedError
+from agent_resume._records import usage_dict
 from agent_resume._run._batch import BatchEngine, combine_reports, fallback_config
 from agent_resume._run._calls import CallGate
 from agent_resume._run._config import RunConfig
-from agent_resume._run._context import ItemContext
+from agent_resume._run._context import ItemContext, calls_recorded
 from agent_resume._run._conversations import conversations_for
 from agent_resume._run._progress import open_progress
 from agent_resume._run._report import ItemOutcome, RunReport
@@ -525,6 +526,9 @@ class ResumableRun:
             return
         if isinstance(exc, TimeoutError) and ctx.deadline.is_expired():
             exc = _deadline_error(ctx, exc)
+        if isinstance(exc, DeadlineExceeded) and state.cut_by_run(ctx.deadline):
+            self._interrupted(state, session, ctx, exc, duration)
+            return
         usage = ctx.usage
         try:
             session.mark_failed(ctx.item_id, exc, usage=None if usage.is_empty() else usage)
@@ -541,6 +545,42 @@ class ResumableRun:
             status: Literal["failed", "quarantined"] = "quarantined" if quarantined else "failed"
             hook(ItemOutcome(ctx.item_id, status, ctx.attempt, duration, usage, exc, None, None))
 
+    def _interrupted(
+        self,
+        state: RunState,
+        session: Session,
+        ctx: ItemContext,
+        exc: DeadlineExceeded,
+        duration: float,
+    ) -> None:
+        """Record an item the run cut (its soft deadline, a signal): no attempt used.
+
+        Its usage is kept: calls made through ``ctx.call`` are already in the
+        checkpoint; usage recorded otherwise is written as one ``call`` record.
+        """
+        usage = ctx.usage
+        if not usage.is_empty() and not calls_recorded(ctx):
+            record = {
+                "call": ctx.item_id,
+                "a": ctx.call_token,
+                "ts": int(self.config.wall_clock()),
+                "usage": usage_dict(usage),
+            }
+            try:
+                session.record_call(record)
+            except StoreClosedError:
+                if state.aborted:
+                    return
+                raise
+        state.item_interrupted()
+        hook = self.config.on_item_done
+        if hook is not None:
+            hook(
+                ItemOutcome(
+                    ctx.item_id, "interrupted", ctx.attempt, duration, usage, exc, None, None
+                )
+            )
+
     def _close(
         self,
         state: RunState,
@@ -553,13 +593,13 @@ class ResumableRun:
         retry_later = sum(
             1 for i in state.failed_ids if not session.is_done(i) and not session.is_quarantined(i)
         )
-        remaining: int | None = retry_later + state.abandoned
+        remaining: int | None = retry_later + state.abandoned + state.interrupted
         if not exhausted:
             # Counted, not drained: on a shared store draining would claim the rest.
             remaining = session.count_left(items, key=key)
         name = state.stop_name or "completed"
         reason = state.stop_reason
-        if exhausted and not state.abandoned and name != "fail_fast":
+        if exhausted and not state.abandoned and not state.interrupted and name != "fail_fast":
             # Everything was processed: a budget or signal reached at the very end changed nothing.
             name, reason = "completed", None
         report = RunReport(
@@ -574,6 +614,7 @@ class ResumableRun:
             stop_reason=name,  # type: ignore[arg-type]
             stop_message="" if reason is None else reason.message,
             abandoned=state.abandoned,
+            interrupted=state.interrupted,
             usage=state.usage if state.usage.calls else Usage(cost_usd=0.0),
         )
         session.record_run({"run": "end", "ts": int(report.ended_at), "report": report.to_dict()})

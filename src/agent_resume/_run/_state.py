@@ -43,6 +43,7 @@ _BUDGET_NAMES = {
     "max_items": "item_budget",
 }
 _RECENT = 20
+_SETTLE_SECONDS = 1.0  # after the cut, for cut items to be recorded before the run returns
 
 
 class RunState:
@@ -77,6 +78,9 @@ class RunState:
             )
             deadline = deadline.intersect_deadline(cutoff)
         self.deadline = deadline
+        # The soft deadline: items in flight at the run's deadline may go on
+        # for the grace period, and are cut (interrupted) at this point.
+        self.cut_at = deadline.at + config.grace_period if deadline.at != math.inf else math.inf
         budgets: list[StopCondition] = []
         if config.max_cost_usd is not None:
             budgets.append(MaxCost(config.max_cost_usd))
@@ -100,6 +104,7 @@ class RunState:
         self._grace_at = math.inf
         self._aborted = False
         self._abandoned = 0
+        self._interrupted = 0
         self._failed_ids: set[str] = set()
         self._fail_fast_error: BaseException | None = None
         self._escaped: BaseException | None = None
@@ -172,6 +177,11 @@ class RunState:
         return self._abandoned
 
     @property
+    def interrupted(self) -> int:
+        """Items cut by the run (its deadline or a signal's grace period), not recorded as failed."""
+        return self._interrupted
+
+    @property
     def fail_fast_error(self) -> BaseException | None:
         """The first exception from ``process`` under ``fail_fast``, or ``None``."""
         return self._fail_fast_error
@@ -202,6 +212,7 @@ class RunState:
         if at != math.inf:
             now = self.clock()
             if now >= at:
+                self._drain_until_cut()
                 self.stop("time_budget", StopReason("time_budget", "the run's deadline passed"))
                 return True
             estimate = self._estimate
@@ -209,6 +220,7 @@ class RunState:
                 message = (
                     f"{at - now:.3f}s left is less than the {estimate:.3f}s recent items have taken"
                 )
+                self._drain_until_cut()
                 self.stop("time_budget", StopReason("time_budget", message))
                 return True
         budget = self._budget
@@ -228,6 +240,12 @@ class RunState:
                 self.stop(_BUDGET_NAMES.get(reason.name, reason.name), reason)
                 return True
         return False
+
+    def _drain_until_cut(self) -> None:
+        # Items in flight are waited for until they are cut, and a moment more
+        # for the cut ones to be recorded as interrupted.
+        with self._changed:
+            self._grace_at = min(self._grace_at, self.cut_at + _SETTLE_SECONDS)
 
     def signal(self, name: str) -> int:
         """Count a SIGINT or SIGTERM; the first stops admitting items and starts the grace period.
@@ -286,13 +304,14 @@ class RunState:
     def admit(self) -> Deadline:
         """Count an item as started and return its deadline.
 
-        The deadline is the item timeout intersected with the run's deadline.
+        The deadline is the item timeout intersected with the run's soft
+        deadline: the run's deadline plus the grace period.
         """
         with self._changed:
             self._admitted += 1
             self._in_flight += 1
         now = self.clock()
-        at = min(now + self.config.item_timeout, self.deadline.at)
+        at = min(now + self.config.item_timeout, self.cut_at)
         return Deadline(at=at, created_at=now, clock=self.clock)
 
     def left(self) -> None:
@@ -322,6 +341,19 @@ class RunState:
             recent.append(duration)
             ordered = sorted(recent)
             self._estimate = ordered[len(ordered) // 2]
+
+    def item_interrupted(self) -> None:
+        """Count an item cut by the run: no attempt used, run again next time."""
+        with self._changed:
+            self._interrupted += 1
+
+    def cut_by_run(self, deadline: Deadline) -> bool:
+        """Whether an item's deadline is the run's (its soft deadline, a signal's grace period).
+
+        ``False`` when the item's own ``item_timeout`` ends it first: that is
+        the item's failure.
+        """
+        return deadline.at < deadline.created_at + self.config.item_timeout
 
     def add_usage(self, usage: Usage) -> None:
         """Add one call's usage to the run's totals."""
