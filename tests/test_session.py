@@ -616,3 +616,31 @@ def test_the_duplicate_warning_points_at_the_callers_loop(path: Path, make: obje
         with pytest.warns(DuplicateItemWarning) as record:
             list(s.remaining(make(["a", "a"])))  # type: ignore[operator]
     assert record[0].filename == __file__
+
+
+# -- count_left and aremaining -----------------------------------------------------------
+
+
+def test_count_left_counts_distinct_items_neither_done_nor_quarantined(path: Path) -> None:
+    with AgentResume(JsonlStore(path)).resume_or_start("job", max_attempts=1) as s:
+        s.mark_done("a")
+        s.mark_failed("b", "boom")  # quarantined at once with max_attempts=1
+        items = ["a", "b", "c", "d", "c"]
+        assert s.count_left(items) == 2
+        assert s.count_left(tuple(items)) == 2
+        assert s.count_left(iter(items)) is None  # an iterator cannot be read twice
+        assert s.stats.duplicates == 0  # counting warns about nothing
+        assert list(s.remaining(["c", "d"])) == ["c", "d"]  # and claims nothing
+
+
+def test_aremaining_yields_what_remaining_yields(path: Path) -> None:
+    import asyncio
+
+    async def collect(s: Session, items: Iterable[str]) -> list[str]:
+        return [item async for item in s.aremaining(items)]
+
+    with AgentResume(JsonlStore(path)).resume_or_start("job") as s:
+        s.mark_done("b")
+        for shape in ("list", "generator"):
+            got = asyncio.run(collect(s, _shaped(["a", "b", "c"], shape)))
+            assert got == list(s.remaining(_shaped(["a", "b", "c"], shape))) == ["a", "c"]
