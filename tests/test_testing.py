@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from agent_resume._accounting._usage import usage_from
+from agent_resume._accounting._responses import usage_from
 from agent_resume.testing import Crash, SimulatedError, SimulatedLLM, reply_text
 
 MESSAGES = [{"role": "user", "content": "Summarise the report."}]

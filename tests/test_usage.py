@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 from langchain_core.messages import AIMessage
 
 from agent_resume._accounting._prices import PriceTable, UnknownModelWarning
-from agent_resume._accounting._usage import MIXED_MODEL, Usage, usage_from
+from agent_resume._accounting._responses import usage_from
+from agent_resume._accounting._usage import MIXED_MODEL, Usage
 from agent_resume._errors import AgentResumeError, ArgumentTypeError, ArgumentValueError
 from llm_server import (
     LLMServer,

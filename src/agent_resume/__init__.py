@@ -95,9 +95,11 @@ if TYPE_CHECKING:
         PriceTable,
         default_prices,
     )
+    from agent_resume._accounting._responses import (
+        usage_from,
+    )
     from agent_resume._accounting._usage import (
         Usage,
-        usage_from,
     )
     from agent_resume._codec import (
         ConversationCodec,
@@ -240,7 +242,7 @@ _LAZY = {
     "PostgresStore": "agent_resume.stores._postgres",
     "SqliteStore": "agent_resume.stores._sqlite",
     "Usage": "agent_resume._accounting._usage",
-    "usage_from": "agent_resume._accounting._usage",
+    "usage_from": "agent_resume._accounting._responses",
 }
 
 

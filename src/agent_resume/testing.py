@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from agent_resume._accounting._prices import PriceTable
+from agent_resume._accounting._responses import text_and_tools
 from agent_resume._deadline import MockClock
 from agent_resume._errors import AgentResumeError, ArgumentValueError
 
@@ -47,11 +48,9 @@ def _content_text(content: Any) -> str:
 
 
 def reply_text(response: Any) -> str:
-    """The text of a Chat Completions response, as a dict (simulated) or an SDK object."""
-    choices = response["choices"] if isinstance(response, Mapping) else response.choices
-    message = choices[0]["message"] if isinstance(choices[0], Mapping) else choices[0].message
-    content = message["content"] if isinstance(message, Mapping) else message.content
-    return content or ""
+    """The text of a Chat Completions (or Anthropic) response, as a dict or an SDK object."""
+    text, _ = text_and_tools(response)
+    return text or ""
 
 
 class SimulatedLLM:

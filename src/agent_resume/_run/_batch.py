@@ -29,7 +29,8 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from agent_resume._accounting._prices import default_prices
-from agent_resume._accounting._usage import Usage, usage_from
+from agent_resume._accounting._responses import usage_from
+from agent_resume._accounting._usage import Usage
 from agent_resume._errors import ArgumentTypeError, UnknownModelWarning
 from agent_resume._limits import estimate_cost
 from agent_resume._retry import TRANSIENT_STATUS

@@ -6,7 +6,8 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from agent_resume._accounting._usage import Usage, usage_from
+from agent_resume._accounting._responses import text_and_tools, usage_from
+from agent_resume._accounting._usage import Usage
 from agent_resume._codec import ConversationCodec, Message
 from agent_resume._deadline import Deadline
 from agent_resume._run._calls import call_async, call_sync, new_token
@@ -25,40 +26,6 @@ logger = logging.getLogger("agent_resume.run")
 
 _RECENT_OUTPUTS = 8
 _CODEC = ConversationCodec()
-
-
-def _get(obj: Any, name: str) -> Any:
-    if isinstance(obj, dict):
-        return obj.get(name)
-    return getattr(obj, name, None)
-
-
-def _text_and_tools(response: Any) -> tuple[str | None, list[ToolCall]]:
-    """Read the model text and tool calls of an OpenAI-chat or Anthropic response, if it is one."""
-    choices = _get(response, "choices")
-    if isinstance(choices, (list, tuple)) and choices:
-        message = _get(choices[0], "message")
-        if message is None:
-            return None, []
-        content = _get(message, "content")
-        calls = []
-        for call in _get(message, "tool_calls") or ():
-            function = _get(call, "function")
-            if function is not None:
-                calls.append(ToolCall.of(str(_get(function, "name")), _get(function, "arguments")))
-        return (content if isinstance(content, str) else None), calls
-    content = _get(response, "content")
-    if isinstance(content, (list, tuple)) and _get(response, "role") == "assistant":
-        texts: list[str] = []
-        calls = []
-        for block in content:
-            kind = _get(block, "type")
-            if kind == "text":
-                texts.append(str(_get(block, "text") or ""))
-            elif kind == "tool_use":
-                calls.append(ToolCall.of(str(_get(block, "name")), _get(block, "input")))
-        return "".join(texts), calls
-    return None, []
 
 
 class ItemContext:
@@ -210,7 +177,7 @@ class ItemContext:
         self.usage = self.usage + usage
         self._turns += 1
         self._errors = 0
-        found_text, found_calls = _text_and_tools(response_or_usage)
+        found_text, found_calls = text_and_tools(response_or_usage)
         if text is None:
             text = found_text
         if not tool_calls:
