@@ -333,3 +333,16 @@ def test_a_parse_error_is_a_failed_attempt_that_keeps_its_usage(
     assert (report.done, report.failed, report.usage.calls) == (2, 1, 3)
     with AgentResume(JsonlStore(tmp_path / "ck.jsonl")).resume_or_start("batch-job") as session:
         assert session.attempts("t-1") == 1 and not session.is_done("t-1")
+
+
+def test_the_default_margin_follows_the_jobs_online_throughput() -> None:
+    from agent_resume._run._batch import seconds_per_item
+
+    assert seconds_per_item([], concurrency=5) == 1.0  # 5 s an item over 5 workers
+    runs = [
+        {"run": "start", "ts": 1},
+        {"run": "end", "report": {"duration": 30.0, "done": 10}},
+        {"run": "end", "mode": "batch", "report": {"duration": 3600.0, "done": 10}},
+        {"run": "end", "report": {"duration": 10.0, "done": 30}},
+    ]
+    assert seconds_per_item(runs, concurrency=5) == 1.0  # 40 s for 40 items online

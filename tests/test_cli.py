@@ -59,7 +59,7 @@ def checkpoint(tmp_path: Path) -> Path:
 # -- help and usage errors ------------------------------------------------------
 
 
-COMMANDS = ("status", "report", "repair", "compact", "export", "retry", "run", "demo")
+COMMANDS = ("status", "report", "repair", "compact", "export", "retry", "run", "demo", "batch")
 
 
 @pytest.mark.parametrize("command", COMMANDS)

@@ -47,6 +47,9 @@ if TYPE_CHECKING:
 BATCH_DISCOUNT = 0.5
 """Both providers bill batch requests at half the online price."""
 
+DEFAULT_ITEM_SECONDS = 5.0
+"""Seconds one item is assumed to take online when the job has no online run yet."""
+
 ROUNDS = 3
 """Submissions one run makes for the same items (expired ones are submitted again)."""
 
@@ -91,6 +94,31 @@ def submissions(records: Iterable[dict[str, Any]]) -> list[Submission]:
             found[key].ended = True
             found[key].status = str(record.get("status"))
     return list(found.values())
+
+
+def seconds_per_item(runs: Iterable[dict[str, Any]], concurrency: int) -> float:
+    """Wall seconds per item of the job's online runs so far (their throughput).
+
+    Judged from the run records' reports (duration over items done), so it
+    already includes the concurrency those runs had; without one, 5 seconds
+    an item divided by ``concurrency``.
+    """
+    seconds = done = 0.0
+    for record in runs:
+        report = record.get("report")
+        if (
+            record.get("run") != "end"
+            or record.get("mode") == "batch"
+            or not isinstance(report, dict)
+        ):
+            continue
+        duration, count = report.get("duration"), report.get("done")
+        if isinstance(duration, (int, float)) and isinstance(count, int) and count > 0:
+            seconds += float(duration)
+            done += count
+    if done:
+        return seconds / done
+    return DEFAULT_ITEM_SECONDS / max(1, concurrency)
 
 
 class BatchEngine:
@@ -139,6 +167,7 @@ class BatchEngine:
         self.started = config.wall_clock()
         self.end_at = self._end_at()
         self.tally = _Tally()
+        self.seconds_per_item = DEFAULT_ITEM_SECONDS / max(1, config.concurrency)
 
     def _end_at(self) -> float:
         end = math.inf
@@ -162,6 +191,7 @@ class BatchEngine:
         )
         with session:
             session.record_run({"run": "start", "ts": int(self.started), "mode": "batch"})
+            self.seconds_per_item = seconds_per_item(session.runs, config.concurrency)
             pairs = [(item, self.read_id(item)) for item in items]
             by_id = {item_id: item for item, item_id in pairs}
             open_ = [s for s in submissions(session.store.iter_records()) if not s.ended]
@@ -316,9 +346,7 @@ class BatchEngine:
         """Seconds before the deadline at which batches still running are cancelled."""
         if self.batch_margin is not None:
             return self.batch_margin
-        per_item = 5.0  # seconds an item takes online, when the job has no history
-        concurrency = max(1, self.config.concurrency)
-        return self.poll_interval + in_flight * per_item / concurrency
+        return self.poll_interval + in_flight * self.seconds_per_item
 
     def _collect(
         self, session: Session, open_: list[Submission], by_id: dict[str, Any]

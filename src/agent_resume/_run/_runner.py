@@ -108,8 +108,8 @@ class ResumableRun:
             poll_interval: Seconds between polls (shorter as the deadline nears).
             batch_margin: Seconds before the deadline at which running
                 batches are cancelled; by default the poll interval plus the
-                time the online fallback needs for the items in flight (5 s
-                an item, divided by ``concurrency``).
+                time the online fallback needs for the items in flight, at
+                the job's online throughput so far.
             max_batch_requests: At most this many requests per batch (the
                 provider's own limits always apply).
             endpoint: OpenAI's endpoint for the requests
