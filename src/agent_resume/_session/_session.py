@@ -123,7 +123,16 @@ class Session:
         An item's ID is ``key(item)`` if given, else ``item.id``, else
         ``item["id"]``, else the item itself when it is a ``str``. Items that
         are quarantined are skipped; a repeated ID is yielded once, counted in
-        :attr:`stats` and warned about once.
+        :attr:`stats` and warned about once (also when the loop marked the
+        item done before its repeat came; an ID done before the pass reached
+        it is skipped each time and not counted).
+
+        A list or tuple is filtered in batches in C; any other iterable is
+        read one item at a time, never ahead of the loop. On a shared store
+        (SQLite, PostgreSQL) the input is read whole, enqueued, and items are
+        claimed batch by batch under a lease; while other workers hold the
+        rest, the iterator waits (``time.sleep``; use :meth:`aremaining` in an
+        event loop).
 
         Raises:
             ArgumentTypeError: An ID is neither ``str`` nor ``int``.
