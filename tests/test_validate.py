@@ -123,3 +123,20 @@ def test_run_config_refuses_at_construction_what_the_session_refuses(name, value
         AgentResume("memory:").resume_or_start(job, **kwargs)
     assert made.value.parameter == opened.value.parameter == name
     assert str(made.value) == str(opened.value)
+
+
+@pytest.mark.parametrize(
+    ("store", "error"),
+    [
+        ("checkpoint.txt", ArgumentValueError),
+        ("mysql://host/db", ArgumentValueError),
+        (42, ArgumentTypeError),
+        (b"job.jsonl", ArgumentTypeError),
+    ],
+)
+def test_run_config_refuses_a_store_open_store_cannot_open(store, error):
+    with pytest.raises(error) as made:
+        RunConfig(job_id="j", store=store)
+    assert made.value.parameter == "store"
+    with pytest.raises(error):
+        AgentResume(store)

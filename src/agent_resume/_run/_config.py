@@ -19,7 +19,7 @@ from agent_resume._retry import Retry
 from agent_resume._run._tracing import RunTracing
 from agent_resume._stop import StopCondition, StopLike, as_stop_condition
 from agent_resume._validate import Seconds, duration
-from agent_resume.stores import Store
+from agent_resume.stores import Store, store_kind
 
 if TYPE_CHECKING:
     from agent_resume._accounting._usage import Usage
@@ -244,13 +244,7 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "job_id", validate.job_id(self.job_id))
-        if not isinstance(self.store, (str, os.PathLike, Store)):
-            raise ArgumentTypeError(
-                "store",
-                self.store,
-                "`store` must be a path, a URL or a Store "
-                f"(got {type(self.store).__name__} {self.store!r:.60})",
-            )
+        store_kind(self.store)  # the store itself is opened by each run
         if self.finish_by is not None and not isinstance(self.finish_by, datetime):
             raise ArgumentTypeError(
                 "finish_by",

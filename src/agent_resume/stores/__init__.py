@@ -67,8 +67,39 @@ def open_store(target: str | os.PathLike[str] | Store, *, results: bool = True) 
         ArgumentValueError: The target is none of these.
         ArgumentTypeError: The target is neither a string, a path nor a store.
     """
-    if isinstance(target, Store):
+    kind = store_kind(target)
+    if kind == "store":
+        assert isinstance(target, Store)
         return target
+    assert isinstance(target, (str, os.PathLike))
+    text = os.fspath(target)
+    if kind == "memory":
+        return InMemoryStore()
+    if kind == "sqlite":
+        from agent_resume.stores._sqlite import SqliteStore
+
+        store: Store = SqliteStore.from_url(text)
+        return store
+    if kind == "postgresql":
+        from agent_resume.stores._postgres import PostgresStore
+
+        shared: Store = PostgresStore(text)
+        return shared
+    return ResultJsonlStore(text) if results else JsonlStore(text)
+
+
+def store_kind(target: object) -> str:
+    """Say which store ``open_store(target)`` builds, without building it.
+
+    Returns:
+        ``"store"``, ``"memory"``, ``"sqlite"``, ``"postgresql"`` or ``"jsonl"``.
+
+    Raises:
+        ArgumentValueError: The target is none of these.
+        ArgumentTypeError: The target is neither a string, a path nor a store.
+    """
+    if isinstance(target, Store):
+        return "store"
     if not isinstance(target, (str, os.PathLike)):
         raise ArgumentTypeError(
             "store",
@@ -76,20 +107,18 @@ def open_store(target: str | os.PathLike[str] | Store, *, results: bool = True) 
             f"`store` must be a path, a URL or a Store, got {type(target).__name__}",
         )
     text = os.fspath(target)
+    if not isinstance(text, str):
+        raise ArgumentTypeError(
+            "store", target, f"`store` must be a str path, not bytes (got {text!r})"
+        )
     if text == "memory:":
-        return InMemoryStore()
+        return "memory"
     if text.startswith("sqlite://"):
-        from agent_resume.stores._sqlite import SqliteStore
-
-        store: Store = SqliteStore.from_url(text)
-        return store
+        return "sqlite"
     if text.startswith(("postgresql://", "postgres://")):
-        from agent_resume.stores._postgres import PostgresStore
-
-        shared: Store = PostgresStore(text)
-        return shared
+        return "postgresql"
     if text.endswith(".jsonl"):
-        return ResultJsonlStore(text) if results else JsonlStore(text)
+        return "jsonl"
     raise ArgumentValueError(
         "store",
         target,
