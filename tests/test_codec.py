@@ -164,6 +164,7 @@ messages_strategy = st.lists(
 )
 
 
+@settings(deadline=None)  # no timing assertion: the machine may be loaded
 @given(messages_strategy)
 def test_any_json_messages_round_trip_in_memory(messages: list[dict[str, Any]]) -> None:
     codec = ConversationCodec()
@@ -539,6 +540,21 @@ def test_conversation_log_resumes_from_the_file(tmp_path: Path) -> None:
     later.save([*later.messages, *OPENAI_CONVERSATION[3:]])
     assert path.read_bytes().startswith(before)  # appended, not rewritten
     assert load_conversation(path) == OPENAI_CONVERSATION
+
+
+def test_conversation_log_replaces_a_corrupt_file_but_not_a_newer_one(tmp_path: Path) -> None:
+    path = tmp_path / "conv.json"
+    path.write_bytes(b'{"conversation":2}\n{"role":\n{"role":"user"}\n')  # a bad middle line
+    log = ConversationLog(path)
+    with pytest.raises(CorruptConversationError):
+        log.messages  # noqa: B018  (reading says so)
+    log.save([{"role": "user", "content": "fresh"}])
+    assert load_conversation(path) == [{"role": "user", "content": "fresh"}]
+    newer = b'{"conversation":3}\n{"role":"user"}\n'
+    path.write_bytes(newer)
+    with pytest.raises(UnsupportedFormatError):
+        ConversationLog(path).save([{"role": "user"}])
+    assert path.read_bytes() == newer
 
 
 def test_conversation_log_recreates_a_deleted_file_whole(tmp_path: Path) -> None:

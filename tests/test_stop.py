@@ -212,6 +212,12 @@ def test_max_seconds_takes_exactly_one_form(kwargs: dict[str, Any]) -> None:
         MaxSeconds(**kwargs)
 
 
+def test_max_seconds_after_refuses_a_negative_span() -> None:
+    with pytest.raises(ArgumentValueError, match=r"`after` must be at least 0 seconds \(got -1\)"):
+        MaxSeconds(after=-1)
+    assert MaxSeconds(after=0, clock=MockClock())(EMPTY) is not None
+
+
 def test_max_seconds_at_refuses_strings_and_nan() -> None:
     with pytest.raises(ArgumentTypeError, match="`at` must be a datetime, a Deadline"):
         MaxSeconds(at="06:00")  # type: ignore[arg-type]

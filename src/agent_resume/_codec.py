@@ -613,9 +613,16 @@ class ConversationLog:
         Raises:
             ArgumentTypeError: A message cannot be stored; nothing is written.
             ArgumentValueError: A message holds NaN or an infinity.
+            UnsupportedFormatError: The file was written by a newer version
+                (it is left as it is). A corrupt file is replaced.
         """
         _check_list(messages)
-        saved = self._saved()
+        try:
+            saved = self._saved()
+        except CorruptConversationError:
+            # An unreadable file is replaced, as a whole save always did; a
+            # file of a newer version (UnsupportedFormatError) is not touched.
+            saved = self._plain = self._raw = []
         if saved and self._unchanged(messages, saved):
             start = len(saved)
             new = [

@@ -237,7 +237,10 @@ class MaxSeconds(StopCondition):
                 raise _value_error("s", s, "be greater than 0")
         else:
             if after is not None:
-                deadline = Deadline.from_now(to_seconds(after, "after"), clock=clock)
+                span = to_seconds(after, "after")
+                if span < 0:
+                    raise _value_error("after", after, "be at least 0 seconds")
+                deadline = Deadline.from_now(span, clock=clock)
             elif isinstance(at, Deadline):
                 deadline = at
             elif isinstance(at, datetime):
