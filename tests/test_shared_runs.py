@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -109,6 +110,26 @@ def test_a_run_stopped_early_returns_while_another_worker_holds_a_batch(
         assert report.remaining == 4997
         assert [len(batch) for batch in store.claims] == [64]
         assert holder.mark_done(first)
+        held.close()
+
+
+async def anoop(item: str, ctx: ItemContext) -> str:
+    return item
+
+
+def test_an_async_run_stopped_early_returns_while_another_worker_holds_a_batch(
+    shared: StoreFactory,
+) -> None:
+    other = shared(10)
+    with AgentResume(other).resume_or_start("left") as holder:
+        held = holder.remaining(ITEMS)
+        next(held)
+        store = shared(64)
+        config = RunConfig(job_id="left", store=store, max_items=3, concurrency=4, progress=False)
+        report = run_in_thread(lambda: asyncio.run(ResumableRun(config).arun(anoop, ITEMS)), 60)
+        assert report.done == 3
+        assert report.remaining == 4997
+        assert [len(batch) for batch in store.claims] == [64]
         held.close()
 
 
