@@ -84,9 +84,10 @@ class CallGate:
         config = state.config
         self._state = state
         self._session = session
-        self.clock = state.clock
         self.wall_clock = config.wall_clock
-        self.limiter = Limiter(config.rate_limit, config.concurrency, state.clock, buckets)
+        # Permits are waited for with real sleeps, so the limiter keeps real time
+        # even when a test injects a MockClock for deadlines.
+        self.limiter = Limiter(config.rate_limit, config.concurrency, time.monotonic, buckets)
         self.retry = config.retry if config.retry is not None else _NO_RETRY
         self.call_timeout: float = config.call_timeout
         self._lock = threading.Lock()
@@ -132,6 +133,15 @@ class CallGate:
             }
         out["limiter"] = self.limiter.state()
         return out
+
+    def report_fields(self) -> dict[str, int]:
+        """The counters the run's report carries."""
+        with self._lock:
+            return {
+                "call_retries": self.retries,
+                "rate_limited": self.rate_limited,
+                "calls_in_flight": self.in_flight,
+            }
 
     # -- steps ---------------------------------------------------------------------
 

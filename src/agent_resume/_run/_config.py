@@ -197,7 +197,9 @@ class RunConfig:
             ``ctx.call``/``ctx.acall`` (a ``RateLimit``); ``None`` adopts them
             from the provider's rate-limit headers when it sends them.
         retry: How ``ctx.call``/``ctx.acall`` retry transient errors (a
-            ``Retry``); ``None`` for no retry of a call.
+            ``Retry``), and the backoff before an item that failed with one
+            is tried again in the same run; ``None`` retries nothing within
+            the run (failed items wait for a later run).
         call_timeout: The longest one call may take, capped by the item's
             deadline; ``None`` for no limit but the item's deadline.
         tracing: Scopes the run loop enters around the run, each item

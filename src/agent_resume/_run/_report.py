@@ -21,8 +21,10 @@ RunStopReason = Literal[
     "item_budget",
     "signal",
     "fail_fast",
+    "failures",
 ]
-"""Why a run stopped admitting items."""
+"""Why a run stopped admitting items (``failures``: it went through its input,
+but failed items are left for a later run)."""
 
 STOP_REASONS: tuple[str, ...] = (
     "completed",
@@ -32,6 +34,7 @@ STOP_REASONS: tuple[str, ...] = (
     "item_budget",
     "signal",
     "fail_fast",
+    "failures",
 )
 
 
@@ -99,6 +102,13 @@ class RunReport:
             they run again next time.
         usage: Usage totals of this run's items, with cost (``None`` when a
             model could not be priced).
+        retried: Items that failed an attempt in this run and were then done
+            in this run (their failed attempts are in ``failed`` too).
+        call_retries: Calls made through ``ctx.call``/``ctx.acall`` that were
+            tried again after a transient error.
+        rate_limited: Calls answered with HTTP 429.
+        calls_in_flight: Calls started and never returned when the run ended
+            (their usage is unknown: ``usage`` is then a lower bound).
     """
 
     job_id: str
@@ -114,6 +124,10 @@ class RunReport:
     abandoned: int = 0
     usage: Usage = field(default_factory=Usage)
     interrupted: int = 0
+    retried: int = 0
+    call_retries: int = 0
+    rate_limited: int = 0
+    calls_in_flight: int = 0
 
     def __post_init__(self) -> None:
         if self.stop_reason not in STOP_REASONS:
@@ -139,6 +153,11 @@ class RunReport:
         return datetime.fromtimestamp(self.ended_at, tz=timezone.utc)
 
     @property
+    def usage_is_lower_bound(self) -> bool:
+        """Whether calls were in flight when the run ended, so that ``usage`` misses them."""
+        return self.calls_in_flight > 0
+
+    @property
     def completed(self) -> bool:
         """Whether the run went through its whole input."""
         return self.stop_reason == "completed"
@@ -160,6 +179,10 @@ class RunReport:
             "abandoned": self.abandoned,
             "usage": self.usage.to_dict(),
             "interrupted": self.interrupted,
+            "retried": self.retried,
+            "call_retries": self.call_retries,
+            "rate_limited": self.rate_limited,
+            "calls_in_flight": self.calls_in_flight,
         }
 
     @classmethod
@@ -191,6 +214,10 @@ class RunReport:
             abandoned=_count(data, "abandoned"),
             usage=Usage.from_dict(data.get("usage") or {}),
             interrupted=_count(data, "interrupted"),
+            retried=_count(data, "retried"),
+            call_retries=_count(data, "call_retries"),
+            rate_limited=_count(data, "rate_limited"),
+            calls_in_flight=_count(data, "calls_in_flight"),
         )
 
     def rows(self) -> list[tuple[str, str]]:
@@ -205,7 +232,11 @@ class RunReport:
             ("stopped", stop),
             ("done", f"{self.done:,}"),
             ("already done", f"{self.already_done:,}"),
-            ("failed", f"{self.failed:,}"),
+            (
+                "failed",
+                f"{self.failed:,}"
+                + (f" ({self.retried:,} retried and done in this run)" if self.retried else ""),
+            ),
             ("quarantined", f"{self.quarantined:,}"),
             ("remaining", "unknown" if self.remaining is None else f"{self.remaining:,}"),
         ]
@@ -213,11 +244,14 @@ class RunReport:
             rows.append(("abandoned", f"{self.abandoned:,}"))
         if self.interrupted:
             rows.append(("interrupted", f"{self.interrupted:,}"))
+        bound = " (at least: calls were in flight at the end)" if self.calls_in_flight else ""
         rows += [
-            ("calls", f"{u.calls:,}"),
+            ("calls", f"{u.calls:,}{bound}"),
             ("tokens", f"{u.input_tokens:,} in / {u.output_tokens:,} out"),
-            ("cost", cost),
+            ("cost", cost + bound),
         ]
+        if self.call_retries or self.rate_limited:
+            rows.append(("call retries", f"{self.call_retries:,} ({self.rate_limited:,} HTTP 429)"))
         return rows
 
     def format(self) -> str:

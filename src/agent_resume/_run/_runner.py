@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import math
 import os
 import queue
 import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from typing import Any, Literal, TypeVar
 
@@ -16,17 +18,20 @@ from agent_resume._errors import ArgumentTypeError, DeadlineExceeded, StoreClose
 from agent_resume._records import usage_dict
 from agent_resume._run._batch import BatchEngine, combine_reports, fallback_config
 from agent_resume._run._calls import CallGate
-from agent_resume._run._config import RunConfig
+from agent_resume._run._config import DEFAULT_RETRY, RunConfig
 from agent_resume._run._context import ItemContext, calls_recorded
 from agent_resume._run._conversations import conversations_for
 from agent_resume._run._progress import open_progress
 from agent_resume._run._report import ItemOutcome, RunReport
+from agent_resume._run._requeue import Requeue, Wait
 from agent_resume._run._signals import RunSignals
 from agent_resume._run._state import RunState
 from agent_resume._run._tracing import item_scope, run_scope
 from agent_resume._session._agent import AgentResume
 from agent_resume._session._items import IdReader, KeyFunc
 from agent_resume._session._session import Session
+from agent_resume._stop import StopReason
+from agent_resume.stores import SharedStore
 
 __all__ = ["ResumableRun"]
 
@@ -232,10 +237,17 @@ class ResumableRun:
         key: KeyFunc | None,
     ) -> bool:
         ids = IdReader(key)
-        for item in it:
+        requeue = state.requeue
+        for item in requeue.feed(it):
+            if isinstance(item, Wait):
+                if state.blocked():
+                    break
+                time.sleep(requeue.delay())
+                continue
             if state.blocked():
                 return False
             ctx = self._begin(state, session, ids(item))
+            requeue.track(ctx.item_id, item)
             try:
                 self._one(process, item, ctx, state, session)
             finally:
@@ -296,13 +308,21 @@ class ResumableRun:
             thread.start()
         ids = IdReader(key)
         exhausted = True
+        requeue = state.requeue
         try:
-            for item in it:
+            for item in requeue.feed(it):
+                if isinstance(item, Wait):
+                    if state.blocked():
+                        break
+                    state.wait_change(min(_POLL, requeue.delay()))
+                    continue
                 state.wait_for_slot(limit, _POLL)
                 if state.blocked():
                     exhausted = False
                     break
-                work.put((item, self._begin(state, session, ids(item))))
+                ctx = self._begin(state, session, ids(item))
+                requeue.track(ctx.item_id, item)
+                work.put((item, ctx))
             state.wait_idle(_POLL)
         finally:
             state.abandon()
@@ -363,8 +383,16 @@ class ResumableRun:
             it = session.aremaining(items, key=key)
             ids = IdReader(key)
             exhausted = True
+            requeue = state.requeue
             try:
-                async for item in it:
+                async for item in requeue.afeed(it):
+                    if isinstance(item, Wait):
+                        if state.blocked():
+                            break
+                        wake.clear()
+                        with contextlib.suppress(asyncio.TimeoutError):
+                            await asyncio.wait_for(wake.wait(), requeue.delay())
+                        continue
                     while state.in_flight >= limit and not state.stopping:
                         wake.clear()
                         await wake.wait()
@@ -372,6 +400,7 @@ class ResumableRun:
                         exhausted = False
                         break
                     ctx = self._begin(state, session, ids(item))
+                    requeue.track(ctx.item_id, item)
                     task = loop.create_task(self._aone(aprocess, item, ctx, state, session))
                     tasks.add(task)
                     task.add_done_callback(task_done)
@@ -464,6 +493,13 @@ class ResumableRun:
             state = RunState(config, conversations_for(config.conversation_dir, agent.store))
             state.calls = CallGate(state, session)
             state.session = session
+            state.requeue = Requeue(
+                state,
+                config.retry or DEFAULT_RETRY,
+                enabled=config.retry is not None
+                and not config.fail_fast
+                and not isinstance(agent.store, SharedStore),
+            )
             session.record_run(
                 {
                     "run": "start",
@@ -504,6 +540,7 @@ class ResumableRun:
             self._failed(state, session, ctx, exc, duration)
             return
         ctx._forget_conversation()
+        state.requeue.done(ctx.item_id)
         state.item_done(duration, recorded)
         hook = self.config.on_item_done
         if hook is not None:
@@ -540,6 +577,8 @@ class ResumableRun:
         quarantined = ctx.attempt >= self.config.max_attempts
         if self.config.fail_fast:
             state.fail_fast(exc)
+        else:
+            state.requeue.failed(ctx, exc)
         hook = self.config.on_item_done
         if hook is not None:
             status: Literal["failed", "quarantined"] = "quarantined" if quarantined else "failed"
@@ -594,14 +633,24 @@ class ResumableRun:
             1 for i in state.failed_ids if not session.is_done(i) and not session.is_quarantined(i)
         )
         remaining: int | None = retry_later + state.abandoned + state.interrupted
+        requeue = state.requeue
+        # A stop while failed items waited to be retried left the input itself read to its end.
+        exhausted = exhausted or requeue.input_done
         if not exhausted:
             # Counted, not drained: on a shared store draining would claim the rest.
             remaining = session.count_left(items, key=key)
         name = state.stop_name or "completed"
         reason = state.stop_reason
         if exhausted and not state.abandoned and not state.interrupted and name != "fail_fast":
-            # Everything was processed: a budget or signal reached at the very end changed nothing.
-            name, reason = "completed", None
+            if retry_later == 0:
+                # Everything was processed: a budget or signal reached at the very end changed nothing.
+                name, reason = "completed", None
+            elif state.stop_name is None or requeue.pending() == 0:
+                # Gone through, but failed items are left for a later run: not "completed".
+                name = "failures"
+                reason = StopReason(
+                    "failures", f"{retry_later} failed items are left for a later run"
+                )
         report = RunReport(
             job_id=session.job_id,
             started_at=state.started_wall,
@@ -616,6 +665,8 @@ class ResumableRun:
             abandoned=state.abandoned,
             interrupted=state.interrupted,
             usage=state.usage if state.usage.calls else Usage(cost_usd=0.0),
+            retried=requeue.retried,
+            **(state.calls.report_fields() if state.calls is not None else {}),
         )
         session.record_run({"run": "end", "ts": int(report.ended_at), "report": report.to_dict()})
         if state.fail_fast_error is not None:

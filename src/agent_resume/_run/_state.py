@@ -14,12 +14,13 @@ from __future__ import annotations
 import math
 import threading
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from agent_resume._accounting._usage import Usage
 from agent_resume._deadline import Deadline
-from agent_resume._run._config import RunConfig
+from agent_resume._run._config import DEFAULT_RETRY, RunConfig
 from agent_resume._run._conversations import Conversations
+from agent_resume._run._requeue import Requeue
 from agent_resume._stop import (
     AnyOf,
     LoopState,
@@ -112,6 +113,8 @@ class RunState:
         """The run's side of ``ctx.call``/``ctx.acall``, set once when the run opens."""
         self.session: Session | None = None
         """The run's session, for the job's state (``ctx.job_state``), set once when it opens."""
+        self.requeue: Requeue[Any] = Requeue(self, DEFAULT_RETRY, enabled=False)
+        """Failed items to try again in this run; the runner sets the real one when it opens."""
 
     # -- reading -----------------------------------------------------------------
 
@@ -370,6 +373,11 @@ class RunState:
         with self._changed:
             while self._in_flight >= limit and not self.stopping:
                 self._changed.wait(poll)
+
+    def wait_change(self, seconds: float) -> None:
+        """Wait up to ``seconds`` for an item to finish, or anything else to change."""
+        with self._changed:
+            self._changed.wait(seconds)
 
     def wait_idle(self, poll: float) -> None:
         """Wait until no item is in flight, or the grace period after a stop has ended."""
