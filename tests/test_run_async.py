@@ -146,3 +146,27 @@ def test_a_per_call_timeout_handler_does_not_eat_the_items_deadline(tmp_path):
     failure = next(r for r in records(tmp_path) if r.get("status") == "failed")
     assert failure["retryable"] is True
     assert failure["error"].startswith("DeadlineExceeded")
+
+
+def test_a_deadline_raised_inside_acall_is_not_retried_as_a_timeout(tmp_path):
+    # DeadlineExceeded is no TimeoutError: ctx.acall's per-call timeout handler
+    # does not see it, and the retry policy does not take it for a transient timeout.
+    from agent_resume import DeadlineExceeded, Retry
+
+    clock = MockClock()
+    calls = []
+
+    async def process(item, ctx):
+        async def fn():
+            calls.append(item)
+            clock.advance(10)
+            ctx.deadline.check_or_raise()
+
+        await ctx.acall(fn)
+
+    cfg = config(tmp_path, item_timeout=5, clock=clock, retry=Retry(attempts=5, initial=0.001))
+    report = asyncio.run(ResumableRun(cfg).arun(process, ["a"]))
+    assert (report.done, report.failed) == (0, 1)
+    assert calls == ["a"]
+    failure = next(r for r in records(tmp_path) if r.get("status") == "failed")
+    assert failure["error"].startswith(DeadlineExceeded.__name__)

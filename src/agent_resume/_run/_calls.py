@@ -364,8 +364,8 @@ async def call_async(
                     limit = timeout + _BACKSTOP if passed and not is_deadline else timeout
                     result = await asyncio.wait_for(awaitable, max(limit, 0.0))
             except asyncio.TimeoutError as error:
-                if isinstance(error, DeadlineExceeded):
-                    raise
+                # Only the wait_for above: DeadlineExceeded is no TimeoutError, so
+                # an item's deadline raised inside ``fn`` goes to the handler below.
                 limiter.leave()
                 gate._end(False)
                 entered = False
