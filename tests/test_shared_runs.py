@@ -9,13 +9,14 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
-from agent_resume import AgentResume, ItemContext, ResumableRun, RunConfig, RunReport
+from agent_resume import AgentResume, ItemContext, ResumableRun, RunConfig
 from agent_resume.stores import PostgresStore, SqliteStore
 
+R = TypeVar("R")
 ARUN_WORKER = str(Path(__file__).with_name("_arun_worker.py"))
 
 
@@ -73,16 +74,15 @@ def noop(item: str, ctx: ItemContext) -> str:
     return item
 
 
-def run_in_thread(run: Callable[[], RunReport], timeout: float) -> RunReport:
-    """Run ``run`` in a daemon thread; fail the test if it does not return in time."""
-    box: list[Any] = []
-    thread = threading.Thread(target=lambda: box.append(run()), daemon=True)
+def run_in_thread(fn: Callable[[], R], timeout: float) -> R:
+    """Run ``fn`` in a daemon thread; fail the test if it does not return in time."""
+    box: list[R] = []
+    thread = threading.Thread(target=lambda: box.append(fn()), daemon=True)
     thread.start()
     thread.join(timeout)
-    assert not thread.is_alive(), f"run() did not return within {timeout} s"
-    assert box, "run() raised"
-    report: RunReport = box[0]
-    return report
+    assert not thread.is_alive(), f"did not return within {timeout} s"
+    assert box, "raised"
+    return box[0]
 
 
 def test_a_run_stopped_early_leases_only_the_batch_it_claimed(shared: StoreFactory) -> None:
@@ -203,3 +203,49 @@ def test_arun_on_postgres_with_three_workers_does_not_deadlock(pg_dsn: str) -> N
         return [r[0] for r in rows]
 
     check_arun_workers(pg_dsn, 3, done_ids)
+
+
+def test_aremaining_waits_for_other_workers_without_blocking_the_loop(tmp_path: Path) -> None:
+    # Worker A holds a batch; worker B's aremaining() must wait for it while
+    # the loop runs B's other tasks, here a ticker and the task that lets A
+    # finish. A blocking wait would never let that task run.
+    path = tmp_path / "job.db"
+    items = [f"item-{n}" for n in range(8)]
+    with (
+        AgentResume(SqliteStore(path, batch_size=4, lease_seconds=30)).resume_or_start("j") as a,
+        AgentResume(SqliteStore(path, batch_size=8, lease_seconds=30)).resume_or_start("j") as b,
+    ):
+        held_by_a = a.remaining(items)
+        first = next(held_by_a)
+        a_batch = [first, *(next(held_by_a) for _ in range(3))]
+
+        async def main() -> tuple[list[str], int]:
+            ticks = 0
+            got: list[str] = []
+
+            async def ticker() -> None:
+                nonlocal ticks
+                while True:
+                    ticks += 1
+                    await asyncio.sleep(0.01)
+
+            async def release_a() -> None:
+                while len(got) < 4:  # B took the free half first
+                    await asyncio.sleep(0.01)
+                await asyncio.sleep(0.3)  # B now waits for A's batch
+                for item in a_batch:
+                    a.mark_done(item)
+
+            tick_task = asyncio.create_task(ticker())
+            release_task = asyncio.create_task(release_a())
+            async for item in b.aremaining(items):
+                got.append(item)
+                b.mark_done(item)
+            await release_task
+            tick_task.cancel()
+            return got, ticks
+
+        got, ticks = run_in_thread(lambda: asyncio.run(main()), 30)
+        assert sorted(got) == sorted(set(items) - set(a_batch))
+        assert ticks >= 10  # the loop kept running while B waited
+        held_by_a.close()
