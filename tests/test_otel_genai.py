@@ -274,3 +274,20 @@ def test_scope_carries_the_package_version_and_schema(telemetry: Telemetry) -> N
 )
 def test_provider_names_are_the_conventions_values(model: str | None, provider: str) -> None:
     assert provider_name(model) == provider
+
+
+def test_an_instrumented_config_says_so_in_its_repr(telemetry: Telemetry) -> None:
+    assert "tracing=<with_otel tracing of job 'repr-job'>" in repr(telemetry.config("repr-job"))
+
+
+def test_an_exception_out_of_the_run_sets_error_type_on_the_run_span(telemetry: Telemetry) -> None:
+    def process(item: str, ctx: Any) -> str:
+        raise KeyError(item)
+
+    with pytest.raises(KeyError):
+        ResumableRun(telemetry.config("fail-job", fail_fast=True)).run(process, ["a", "b"])
+    run = next(s for s in telemetry.spans() if s.name == "invoke_workflow fail-job")
+    assert run.attributes is not None
+    assert run.attributes[ERROR_TYPE] == "KeyError"
+    assert run.attributes["agent_resume.items_failed"] == 1
+    assert run.status.status_code is StatusCode.ERROR

@@ -239,3 +239,19 @@ def test_unknown_model_warning_points_at_the_caller_and_names_what_is_installed(
     else:
         assert "agent-resume[prices]" not in text
         assert "does not know it either" in text
+
+
+def test_unknown_model_warning_inside_a_run_points_at_process() -> None:
+    from agent_resume import InMemoryStore, ResumableRun, RunConfig
+
+    def process(item: str, ctx: Any) -> str:
+        ctx.record_usage(
+            {"model": "house-model-in-a-run", "usage": {"prompt_tokens": 1, "completion_tokens": 1}}
+        )
+        return item
+
+    config = RunConfig(job_id="warn-line", store=InMemoryStore(), progress=False)
+    with pytest.warns(UnknownModelWarning, match="house-model-in-a-run") as record:
+        ResumableRun(config).run(process, ["a"])
+    assert record[0].filename == __file__
+    assert record[0].lineno == process.__code__.co_firstlineno + 1

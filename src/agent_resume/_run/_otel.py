@@ -236,6 +236,9 @@ class _OtelRun:
             explicit_bucket_boundaries_advisory=_DURATION_BUCKETS,
         )
 
+    def __repr__(self) -> str:
+        return f"<with_otel tracing of job {self._job['agent_resume.job_id']!r}>"
+
     # -- scopes (RunTracing) -----------------------------------------------------
 
     @contextmanager
