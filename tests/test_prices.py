@@ -272,3 +272,53 @@ def test_builtin_prices_agree_with_genai_prices() -> None:
         theirs = offline.cost(call(model, **usage))
         assert theirs is not None, model
         assert ours == pytest.approx(theirs, rel=1e-9), model
+
+
+def test_a_price_file_with_tiers_ttls_audio_and_searches(tmp_path: Path) -> None:
+    path = tmp_path / "prices.json"
+    path.write_text(
+        json.dumps(
+            {
+                "house-pro": {
+                    "input": 1.0,
+                    "output": 4.0,
+                    "cache_write": 1.25,
+                    "cache_write_1h": 2.0,
+                    "input_audio": 3.0,
+                    "web_search": 10.0,
+                    "long_context_threshold": 1_000,
+                    "long_input": 2.0,
+                    "long_output": 8.0,
+                }
+            }
+        )
+    )
+    table = PriceTable.from_file(path, builtin=False, genai_prices=False)
+    short = call(
+        "house-pro",
+        input_tokens=1_000,
+        cache_write_tokens=300,
+        cache_write_1h_tokens=100,
+        input_audio_tokens=200,
+        output_tokens=10,
+        web_search_requests=2,
+    )
+    # 500 uncached x 1 + 200 5-minute writes x 1.25 + 100 1-hour x 2 + 200 audio x 3 + 10 out x 4
+    assert table.cost(short) == pytest.approx((500 + 250 + 200 + 600 + 40) / 1e6 + 2 * 10 / 1_000)
+    long = call("house-pro", input_tokens=1_001, output_tokens=10)
+    assert table.cost(long) == pytest.approx((1_001 * 2.0 + 10 * 8.0) / 1e6)
+    batch = call("house-pro", input_tokens=1_000, output_tokens=10, service_tier="batch")
+    assert table.cost(batch) == pytest.approx((1_000 + 40) / 1e6 * 0.5)
+
+
+@pytest.mark.parametrize(
+    ("price", "match"),
+    [
+        ({"input": 1, "output": 1, "long_input": 2}, "long_context_threshold"),
+        ({"input": 1, "output": 1, "long_context_threshold": 0}, "long_context_threshold"),
+        ({"input": 1, "output": 1, "web_search": -1}, "web_search"),
+    ],
+)
+def test_bad_tier_and_fee_prices_are_refused(price: dict[str, float], match: str) -> None:
+    with pytest.raises(ArgumentValueError, match=match):
+        PriceTable({"m": price})
