@@ -123,7 +123,7 @@ def test_status_json_and_max_attempts(capsys: pytest.CaptureFixture[str], checkp
     code, out, _ = cli(capsys, "status", str(checkpoint), "--json", "--max-attempts", "1")
     assert code == 0
     data = json.loads(out)
-    assert (data["job"], data["done"], data["failed"], data["quarantined"]) == ("job-1", 3, 0, 2)
+    assert (data["job_id"], data["done"], data["failed"], data["quarantined"]) == ("job-1", 3, 0, 2)
     assert set(data["quarantined_items"]) == {"item-4", "item-5"}
 
 
@@ -170,7 +170,7 @@ def test_status_shows_runs_and_a_run_that_died(
         session.record_run({"run": "end", "ts": 1_750_000_103, "report": report})
     code, out, _ = cli(capsys, "status", str(path))
     assert code == 0
-    assert "died (no end record)" in out
+    assert "killed (no end record)" in out
     assert "time_budget" in out
     assert "1,200/300" in out
     assert "$0.50" in out
@@ -209,8 +209,8 @@ def test_status_of_a_sqlite_store(capsys: pytest.CaptureFixture[str], tmp_path: 
     code, out, _ = cli(capsys, "status", url, "--json")
     assert code == 0
     data = json.loads(out)
-    assert (data["job"], data["done"], data["quarantined"]) == ("sql-job", 2, 1)
-    assert data["created"] is not None
+    assert (data["job_id"], data["done"], data["quarantined"]) == ("sql-job", 2, 1)
+    assert data["created_at"] is not None
     # A plain .db path names the same store.
     code, out, _ = cli(capsys, "export", str(tmp_path / "job.db"))
     assert code == 0
@@ -227,32 +227,59 @@ def test_report_table_totals(capsys: pytest.CaptureFixture[str], checkpoint: Pat
     code, out, _ = cli(capsys, "report", str(checkpoint))
     assert code == 0
     rows = [line.split() for line in out.splitlines()]
-    assert rows[0] == ["item", "status", "calls", "input", "output", "cost"]
-    assert rows[1] == ["item-1", "done", "1", "100", "10", "$0.001"]
+    assert rows[0] == ["item", "status", "attempts", "stop", "calls", "input", "output", "cost"]
+    assert rows[1] == ["item-1", "done", "1", "-", "1", "100", "10", "$0.001"]
+    assert rows[5][:3] == ["item-5", "quarantined", "1"]
     assert rows[-1] == ["total", "5", "items", "4", "700", "70", "$0.007"]
+    code, out, _ = cli(capsys, "report", str(checkpoint), "--no-total")
+    assert out.splitlines()[-1].split()[0] == "item-5"
 
 
 def test_report_csv_and_json(capsys: pytest.CaptureFixture[str], checkpoint: Path) -> None:
     code, out, _ = cli(capsys, "report", str(checkpoint), "--format", "csv")
     assert code == 0
     rows = list(csv.DictReader(io.StringIO(out)))
-    assert [r["item_id"] for r in rows] == ["item-1", "item-2", "item-3", "item-4", "item-5", ""]
-    assert rows[2]["input"] == "300"
-    assert rows[-1]["status"] == "total"
+    assert [r["item_id"] for r in rows] == [
+        "item-1",
+        "item-2",
+        "item-3",
+        "item-4",
+        "item-5",
+        "total",
+    ]
+    assert rows[2]["input_tokens"] == "300"
+    assert rows[2]["attempts"] == "1"
+    assert rows[-1]["cost_usd"] == "0.007"
+    code, out, _ = cli(capsys, "report", str(checkpoint), "--format", "csv", "--no-total")
+    assert [r["item_id"] for r in csv.DictReader(io.StringIO(out))][-1] == "item-5"
     code, out, _ = cli(capsys, "report", str(checkpoint), "--format", "json")
     data = json.loads(out)
     assert data["total"] == {
         "items": 5,
         "calls": 4,
-        "input": 700,
-        "output": 70,
-        "cache_read": 0,
-        "cache_write": 0,
-        "reasoning": 0,
-        "cost_usd": pytest.approx(0.007),
+        "input_tokens": 700,
+        "output_tokens": 70,
+        "cache_read_tokens": 0,
+        "cache_write_tokens": 0,
+        "reasoning_tokens": 0,
+        "cost_usd": 0.007,
     }
-    assert data["by_model"]["m"]["input"] == 700
-    assert len(data["items"]) == 5
+    assert data["by_model"]["m"]["input_tokens"] == 700
+    assert [row["item_id"] for row in data["items"]] == [f"item-{n}" for n in range(1, 6)]
+    assert data["items"][4]["status"] == "quarantined"
+    assert data["items"][3]["cost_usd"] == 0.001
+    assert data["items"][4]["cost_usd"] == 0.0  # a failure with no calls cost nothing
+
+
+def test_report_rows_follow_the_input_order(
+    capsys: pytest.CaptureFixture[str], checkpoint: Path, tmp_path: Path
+) -> None:
+    items = tmp_path / "items.jsonl"
+    items.write_text("".join(json.dumps({"id": f"item-{n}"}) + "\n" for n in (3, 1, 5)))
+    code, out, _ = cli(capsys, "report", str(checkpoint), "--items", str(items), "--format", "json")
+    assert code == 0
+    ids = [row["item_id"] for row in json.loads(out)["items"]]
+    assert ids == ["item-3", "item-1", "item-5", "item-2", "item-4"]
 
 
 def test_export_jsonl_csv_and_output_file(
@@ -429,7 +456,7 @@ def test_run_with_defaults_then_resume(capsys: pytest.CaptureFixture[str], job_d
     )
     assert code == 0
     report = json.loads(out)
-    assert (report["done"], report["already_done"], report["stop"]) == (0, 5, "completed")
+    assert (report["done"], report["already_done"], report["stop_reason"]) == (0, 5, "completed")
 
 
 def test_run_toml_with_flags_overriding(capsys: pytest.CaptureFixture[str], job_dir: Path) -> None:
@@ -732,9 +759,9 @@ def test_status_report_export_and_retry_on_postgres(
     code, out, _ = cli(capsys, "status", pg_dsn, "--json")
     assert code == 0
     data = json.loads(out)
-    assert (data["job"], data["done"], data["quarantined"]) == ("pg-job", 2, 1)
+    assert (data["job_id"], data["done"], data["quarantined"]) == ("pg-job", 2, 1)
     code, out, _ = cli(capsys, "report", pg_dsn, "--format", "csv")
-    assert out.splitlines()[-1].startswith(",total,2,400,40")
+    assert out.splitlines()[-1].startswith("total,,,,,,2,400,40")
     code, out, _ = cli(capsys, "export", pg_dsn, "--format", "csv")
     assert out.splitlines() == ["id,v", "a,a", "b,b"]
     code, out, _ = cli(capsys, "retry", pg_dsn)
@@ -751,4 +778,4 @@ def test_status_of_an_empty_sqlite_file(capsys: pytest.CaptureFixture[str], tmp_
     sqlite3.connect(path).close()
     code, out, _ = cli(capsys, "status", str(path), "--json")
     assert code == 0
-    assert json.loads(out)["job"] is None
+    assert json.loads(out)["job_id"] is None

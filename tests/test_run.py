@@ -100,7 +100,7 @@ def test_fail_fast_records_the_failure_then_reraises(tmp_path):
     recs = records(tmp_path)
     assert [r["id"] for r in recs if r.get("status") == "failed"] == ["item-1"]
     end = [r for r in recs if r.get("run") == "end"][-1]
-    assert end["report"]["stop"] == "fail_fast"
+    assert end["report"]["stop_reason"] == "fail_fast"
     assert end["report"]["done"] == 1
 
 
@@ -307,7 +307,7 @@ def test_fail_fast_with_threads(tmp_path):
     with pytest.raises(OSError, match="disk"):
         ResumableRun(config(tmp_path, concurrency=3, fail_fast=True)).run(process, ITEMS)
     end = [r for r in records(tmp_path) if r.get("run") == "end"][-1]
-    assert end["report"]["stop"] == "fail_fast"
+    assert end["report"]["stop_reason"] == "fail_fast"
 
 
 def test_the_report_is_recorded_and_reads_back(tmp_path):
@@ -318,7 +318,11 @@ def test_the_report_is_recorded_and_reads_back(tmp_path):
         starts = [r for r in session.runs if r["run"] == "start"]
     assert len(ends) == len(starts) == 2
     first = RunReport.from_dict(ends[0]["report"])
-    assert first == dataclasses.replace(report, started_at=first.started_at)
+    # The record holds ISO-8601 times to the millisecond (the report schema).
+    assert first.ended_at == pytest.approx(report.ended_at, abs=1e-3)
+    assert first == dataclasses.replace(
+        report, started_at=first.started_at, ended_at=first.ended_at
+    )
     assert RunReport.from_dict(ends[1]["report"]).already_done == 3
 
 

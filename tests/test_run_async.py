@@ -82,7 +82,7 @@ def test_async_fail_fast_reraises_after_recording(tmp_path):
         )
     recs = records(tmp_path)
     assert any(r.get("status") == "failed" for r in recs)
-    assert [r for r in recs if r.get("run") == "end"][-1]["report"]["stop"] == "fail_fast"
+    assert [r for r in recs if r.get("run") == "end"][-1]["report"]["stop_reason"] == "fail_fast"
 
 
 def test_async_budgets_and_usage(tmp_path):

@@ -75,7 +75,7 @@ def test_first_signal_finishes_in_flight_items_and_records_the_report(
     out, err = finish(proc)
     assert proc.returncode == 0, err
     report = report_of(out)
-    assert report["stop"] == "signal"
+    assert report["stop_reason"] == "signal"
     assert signal.Signals(sig).name in report["stop_message"]
     assert report["abandoned"] == 0
     starts = started + [line.split()[1] for line in out.splitlines() if line.startswith("START")]
@@ -92,7 +92,7 @@ def test_in_flight_items_past_the_grace_period_are_abandoned(tmp_path, mode):
     out, err = finish(proc)
     assert proc.returncode == 0, err
     report = report_of(out)
-    assert (report["stop"], report["done"], report["abandoned"]) == ("signal", 0, 2)
+    assert (report["stop_reason"], report["done"], report["abandoned"]) == ("signal", 0, 2)
     assert done_ids(tmp_path) == []
     assert end_reports(tmp_path) == [report]
 

@@ -7,13 +7,14 @@ import csv
 import json
 import sys
 from collections.abc import Iterable, Sequence
+from decimal import Decimal
 from typing import Any, TextIO
 
 from agent_resume._accounting._ledger import Ledger
 from agent_resume._accounting._prices import PriceTable
-from agent_resume._accounting._usage import Usage
 from agent_resume._cli._exits import CliError
 from agent_resume._cli._output import open_output
+from agent_resume._cli._reports import ITEM_COLUMNS, item_rows, report_document, run_documents
 from agent_resume._cli._targets import (
     StoreView,
     inspect_store,
@@ -27,7 +28,8 @@ from agent_resume._cli._targets import (
 )
 from agent_resume._fingerprint import content_fingerprint
 from agent_resume._records import normalize_id
-from agent_resume._render import format_cost, format_timestamp
+from agent_resume._render import format_cost, format_duration, format_timestamp
+from agent_resume._schema import SCHEMA_VERSION, timestamp_json, usage_json
 from agent_resume._session._items import id_getter
 
 __all__ = ["register"]
@@ -69,6 +71,15 @@ def register(sub: Any) -> None:
     p.add_argument("store", help="a .jsonl path, a .db path, sqlite:///path.db or postgresql://...")
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
     p.add_argument(
+        "--items",
+        metavar="FILE.jsonl",
+        help="the input, to list items in its order (default: sorted by ID); - is stdin",
+    )
+    p.add_argument("--key", metavar="FIELD", help="the field of each item holding its ID")
+    p.add_argument(
+        "--no-total", action="store_true", help="leave out the total row (always last otherwise)"
+    )
+    p.add_argument(
         "--prices",
         metavar="FILE",
         help="re-price with a JSON or TOML price table: records of the models it names, "
@@ -104,45 +115,21 @@ def _non_negative(text: str) -> int:
     return value
 
 
-def _iso(ts: object) -> str:
-    return format_timestamp(ts if isinstance(ts, (int, float)) else None)
-
-
-def _cost(usage: Usage | None) -> str:
-    return "-" if usage is None else format_cost(usage.cost_usd)
-
-
-def _runs(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Pair run records into runs; a start with no end is a run that died."""
-    runs: list[dict[str, Any]] = []
-    for record in records:
-        kind = record.get("run")
-        if kind == "start":
-            runs.append({"start": record.get("ts"), "pid": record.get("pid"), "report": None})
-        elif kind == "end":
-            found = record.get("report")
-            report: dict[str, Any] = found if isinstance(found, dict) else {}
-            if runs and runs[-1]["report"] is None:
-                runs[-1]["report"] = report
-            else:
-                runs.append({"start": report.get("start"), "report": report})
-    return runs
-
-
-def _run_row(run: dict[str, Any]) -> dict[str, Any]:
-    report = run["report"]
-    if report is None:
-        return {"started": _iso(run["start"]), "stop": "died (no end record)", "usage": None}
-    usage = Usage.from_dict(report.get("usage") or {})
-    duration = report.get("duration")
-    return {
-        "started": _iso(report.get("start", run["start"])),
-        "duration": f"{duration:.1f}s" if isinstance(duration, (int, float)) else "?",
-        "stop": str(report.get("stop", "?")),
-        "done": report.get("done", 0),
-        "failed": report.get("failed", 0),
-        "usage": usage,
-    }
+def _cells(run: dict[str, Any]) -> tuple[str, ...]:
+    """A run object of the schema as the cells of ``status``'s table of runs."""
+    usage = run["usage"]
+    killed = run["stop_reason"] == "killed"
+    stop = "killed (no end record)" if killed else run["stop_reason"]
+    started = run["started_at"]
+    return (
+        started.split(".")[0].rstrip("Z") + "Z" if started else "?",
+        "-" if run["duration_seconds"] is None else format_duration(run["duration_seconds"]),
+        stop,
+        "-" if run["done"] is None else f"{run['done']:,}",
+        "-" if run["failed"] is None else f"{run['failed']:,}",
+        f"{usage['input_tokens']:,}/{usage['output_tokens']:,}",
+        format_cost(usage["cost_usd"]),
+    )
 
 
 def _compare(view: StoreView, items: list[Any], key_field: str | None) -> dict[str, list[str]]:
@@ -172,17 +159,21 @@ def status(args: argparse.Namespace) -> int:
     view = inspect_store(args.store)
     state = view.state
     quarantined = quarantined_ids(state, job_max_attempts(state, args.max_attempts))
-    runs = _runs(state.runs)
+    records = list(records_of(view.store))
+    runs = run_documents(records)
+    total = Ledger.from_records(records).total
     info: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
         "store": args.store,
-        "job": view.job_id,
-        "created": state.created,
+        "job_id": view.job_id,
+        "created_at": timestamp_json(state.created),
         "done": len(state.done),
         "failed": len(state.failures) - len(quarantined),
         "quarantined": len(quarantined),
         "bad_lines": state.bad_lines,
         "torn_tail": view.torn_tail,
         "runs": len(runs),
+        "total": usage_json(total),
     }
     comparison = None
     if args.items is not None:
@@ -192,10 +183,7 @@ def status(args: argparse.Namespace) -> int:
             i: {"attempts": state.failures[i].attempts, "error": state.failures[i].error}
             for i in quarantined
         }
-        info["last_runs"] = [
-            {**_run_row(r), "usage": r["report"] and r["report"].get("usage")}
-            for r in runs[-args.runs :]
-        ]
+        info["last_runs"] = runs[-args.runs :] if args.runs else []
         if comparison is not None:
             info["input"] = comparison
         print(json.dumps(info, indent=2, ensure_ascii=False))
@@ -204,7 +192,7 @@ def status(args: argparse.Namespace) -> int:
     rows = [
         ("job", view.job_id or "(none recorded: an original-format file)"),
         ("store", args.store),
-        ("created", _iso(state.created) if state.created else "?"),
+        ("created", format_timestamp(state.created)),
         ("done", f"{len(state.done):,}"),
         ("failed", f"{info['failed']:,} (to be retried)"),
         ("quarantined", f"{len(quarantined):,}"),
@@ -213,25 +201,19 @@ def status(args: argparse.Namespace) -> int:
         torn = " and a torn last line" if view.torn_tail else ""
         rows.append(("bad lines", f"{state.bad_lines}{torn} (agent-resume repair fixes them)"))
     rows.append(("runs", str(len(runs))))
+    rows.append(
+        (
+            "spent",
+            f"{total.calls:,} calls, {total.input_tokens:,} tokens in / "
+            f"{total.output_tokens:,} out, {format_cost(total.cost_usd)} (all runs, killed ones "
+            "included)",
+        )
+    )
     _table(out, rows)
     if runs and args.runs > 0:
         out.write("\nlast runs:\n")
-        shown = [_run_row(r) for r in runs[-args.runs :]]
         header = ("started", "duration", "stopped", "done", "failed", "tokens in/out", "cost")
-        lines = [header] + [
-            (
-                r["started"],
-                r.get("duration", "-"),
-                r["stop"],
-                str(r.get("done", "-")),
-                str(r.get("failed", "-")),
-                "-"
-                if r["usage"] is None
-                else f"{r['usage'].input_tokens:,}/{r['usage'].output_tokens:,}",
-                _cost(r["usage"]),
-            )
-            for r in shown
-        ]
+        lines = [header, *(_cells(r) for r in runs[-args.runs :])]
         _columns(out, lines)
     if quarantined:
         out.write("\nquarantined items (agent-resume retry releases them):\n")
@@ -263,11 +245,13 @@ def _table(out: TextIO, rows: Iterable[tuple[str, str]]) -> None:
         out.write(f"{label:<{width}}  {value}\n")
 
 
-def _columns(out: TextIO, lines: Sequence[Sequence[str]], indent: str = "  ") -> None:
+def _columns(
+    out: TextIO, lines: Sequence[Sequence[str]], indent: str = "  ", numeric_from: int = 3
+) -> None:
     widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
     for line in lines:
         cells = [
-            cell.rjust(w) if i >= 3 else cell.ljust(w)
+            cell.rjust(w) if i >= numeric_from else cell.ljust(w)
             for i, (cell, w) in enumerate(zip(line, widths, strict=True))
         ]
         out.write(indent + "  ".join(cells).rstrip() + "\n")
@@ -284,44 +268,65 @@ def report(args: argparse.Namespace) -> int:
         raise CliError(
             f"cannot read the price table {args.prices}: {exc.strerror or exc}"
         ) from None
-    store = open_cli_store(args.store)
-    ledger = Ledger.from_records(records_of(store), prices=prices)
+    view = inspect_store(args.store)
+    order = None
+    if args.items is not None:
+        key = item_key(args.key)
+        order = []
+        for item in read_items(args.items):
+            getter = id_getter(item, key)
+            order.append(normalize_id(item if getter is None else getter(item), "item ID"))
+    quarantined = quarantined_ids(view.state, job_max_attempts(view.state, None))
+    rows, ledger = item_rows(
+        records_of(view.store), quarantined=quarantined, order=order, prices=prices
+    )
+    document = report_document(view.job_id, rows, ledger)
     out = sys.stdout
-    if args.format == "csv":
-        ledger.write_csv(out)
-        return 0
     if args.format == "json":
-        data = {
-            "items": ledger.rows(),
-            "total": {"items": len(ledger), **_usage_fields(ledger.total)},
-            "by_model": {str(m): _usage_fields(u) for m, u in ledger.by_model().items()},
-        }
-        print(json.dumps(data, indent=2, ensure_ascii=False))
+        if args.no_total:
+            del document["total"]
+        print(json.dumps(document, indent=2, ensure_ascii=False))
         return 0
-    header = ("item", "status", "calls", "input", "output", "cost")
+    total = {"item_id": "total", **document["total"]}
+    if args.format == "csv":
+        writer = csv.writer(out)
+        writer.writerow(ITEM_COLUMNS)
+        for row in [*rows, *([] if args.no_total else [total])]:
+            writer.writerow([_csv_cell(name, row.get(name)) for name in ITEM_COLUMNS])
+        return 0
+    header = ("item", "status", "attempts", "stop", "calls", "input", "output", "cost")
     lines: list[tuple[str, ...]] = [header]
-    for item in ledger.items():
-        lines.append((item.item_id, item.status, *_usage_cells(item.usage)))
-    lines.append(("total", f"{len(ledger):,} items", *_usage_cells(ledger.total)))
-    _columns(out, lines, indent="")
+    for row in rows:
+        lines.append(
+            (
+                row["item_id"],
+                row["status"],
+                f"{row['attempts']:,}",
+                row["stop_reason"] or "-",
+                *_usage_cells(row),
+            )
+        )
+    if not args.no_total:
+        lines.append(("total", f"{len(rows):,} items", "", "", *_usage_cells(total)))
+    _columns(out, lines, indent="", numeric_from=4)
     return 0
 
 
-def _usage_fields(u: Usage) -> dict[str, Any]:
-    """A usage with the key names of the report's CSV columns."""
-    return {
-        "calls": u.calls,
-        "input": u.input_tokens,
-        "output": u.output_tokens,
-        "cache_read": u.cache_read_tokens,
-        "cache_write": u.cache_write_tokens,
-        "reasoning": u.reasoning_tokens,
-        "cost_usd": u.cost_usd,
-    }
+def _csv_cell(name: str, value: Any) -> str:
+    if value is None:
+        return ""
+    if name == "cost_usd":
+        return format(Decimal(repr(value)), "f")
+    return str(value)
 
 
-def _usage_cells(u: Usage) -> tuple[str, ...]:
-    return (f"{u.calls:,}", f"{u.input_tokens:,}", f"{u.output_tokens:,}", _cost(u))
+def _usage_cells(row: dict[str, Any]) -> tuple[str, ...]:
+    return (
+        f"{row['calls']:,}",
+        f"{row['input_tokens']:,}",
+        f"{row['output_tokens']:,}",
+        format_cost(row["cost_usd"]),
+    )
 
 
 # -- export --------------------------------------------------------------------

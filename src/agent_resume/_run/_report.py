@@ -9,7 +9,8 @@ from typing import Any, Literal
 
 from agent_resume._accounting._usage import Usage
 from agent_resume._errors import ArgumentTypeError, ArgumentValueError
-from agent_resume._render import format_cost, format_duration, format_timestamp
+from agent_resume._render import format_cost, format_duration, format_timestamp, parse_timestamp
+from agent_resume._schema import SCHEMA_VERSION, seconds_json, timestamp_json, usage_json
 
 __all__ = ["STOP_REASONS", "ItemOutcome", "RunReport", "RunStopReason"]
 
@@ -64,6 +65,39 @@ class ItemOutcome:
     error: BaseException | None = None
     stop: str | None = None
     result: Any = None
+
+
+def _moment(value: Any, key: str) -> float:
+    if value is None:
+        return 0.0
+    try:
+        return parse_timestamp(value, key).timestamp()
+    except (ArgumentTypeError, ArgumentValueError):
+        raise ArgumentValueError(
+            key, value, f"report field `{key}` must be an ISO-8601 time (got {value!r:.60})"
+        ) from None
+
+
+def _usage_from_json(value: Any) -> Usage:
+    if not isinstance(value, Mapping):
+        return Usage()
+
+    def count(name: str) -> int:
+        found = value.get(name)
+        return found if isinstance(found, int) and not isinstance(found, bool) else 0
+
+    cost = value.get("cost_usd")
+    return Usage(
+        calls=count("calls"),
+        input_tokens=count("input_tokens"),
+        output_tokens=count("output_tokens"),
+        cache_read_tokens=count("cache_read_tokens"),
+        cache_write_tokens=count("cache_write_tokens"),
+        reasoning_tokens=count("reasoning_tokens"),
+        cost_usd=float(cost)
+        if isinstance(cost, (int, float)) and not isinstance(cost, bool)
+        else None,
+    )
 
 
 def _count(data: Mapping[str, Any], key: str) -> int:
@@ -163,31 +197,42 @@ class RunReport:
         return self.stop_reason == "completed"
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the JSON-able form recorded in the store (``from_dict`` reads it back)."""
+        """Return the JSON form recorded in the store and printed by ``run --json``.
+
+        It follows the report schema (``agent_resume._schema.SCHEMA``, its
+        ``run_document``): ``schema_version``, ISO-8601 UTC times with a
+        ``Z``, ``duration_seconds``, ``stop_reason`` and a usage object with
+        ``input_tokens``/``output_tokens``/``cost_usd`` (``null`` when a
+        model could not be priced). ``from_dict`` reads it back, and also the
+        form written before the schema (``job``, ``start``, ``stop``, ...).
+        """
         return {
-            "job": self.job_id,
-            "start": self.started_at,
-            "end": self.ended_at,
-            "duration": round(self.duration_seconds, 6),
+            "schema_version": SCHEMA_VERSION,
+            "job_id": self.job_id,
+            "started_at": timestamp_json(self.started_at),
+            "ended_at": timestamp_json(self.ended_at),
+            "duration_seconds": seconds_json(self.duration_seconds),
+            "stop_reason": self.stop_reason,
+            "stop_message": self.stop_message,
             "done": self.done,
             "already_done": self.already_done,
             "failed": self.failed,
             "quarantined": self.quarantined,
             "remaining": self.remaining,
-            "stop": self.stop_reason,
-            "stop_message": self.stop_message,
             "abandoned": self.abandoned,
-            "usage": self.usage.to_dict(),
             "interrupted": self.interrupted,
             "retried": self.retried,
             "call_retries": self.call_retries,
             "rate_limited": self.rate_limited,
             "calls_in_flight": self.calls_in_flight,
+            "usage": usage_json(self.usage),
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RunReport:
-        """Read a report written by ``to_dict``; unknown keys are ignored.
+        """Read a report written by ``to_dict``, in the schema or the older form.
+
+        Unknown keys are ignored.
 
         Raises:
             ArgumentTypeError: ``data`` is not a mapping or a field has the wrong type.
@@ -200,19 +245,29 @@ class RunReport:
         remaining = data.get("remaining")
         if remaining is not None:
             remaining = _count(data, "remaining")
+        if "schema_version" in data:
+            started = _moment(data.get("started_at"), "started_at")
+            ended = _moment(data.get("ended_at"), "ended_at")
+            usage = _usage_from_json(data.get("usage"))
+            job_id, stop = data.get("job_id"), data.get("stop_reason", "completed")
+        else:  # written before the schema
+            started = float(data.get("start", 0.0))
+            ended = float(data.get("end", started + float(data.get("duration", 0.0))))
+            usage = Usage.from_dict(data.get("usage") or {})
+            job_id, stop = data.get("job"), data.get("stop", "completed")
         return cls(
-            job_id=str(data.get("job", "")),
-            started_at=float(data.get("start", 0.0)),
-            ended_at=float(data.get("end", 0.0)),
+            job_id=str(job_id or ""),
+            started_at=started,
+            ended_at=ended,
             done=_count(data, "done"),
             already_done=_count(data, "already_done"),
             failed=_count(data, "failed"),
             quarantined=_count(data, "quarantined"),
             remaining=remaining,
-            stop_reason=data.get("stop", "completed"),
+            stop_reason=stop,
             stop_message=str(data.get("stop_message", "")),
             abandoned=_count(data, "abandoned"),
-            usage=Usage.from_dict(data.get("usage") or {}),
+            usage=usage,
             interrupted=_count(data, "interrupted"),
             retried=_count(data, "retried"),
             call_retries=_count(data, "call_retries"),
