@@ -140,3 +140,18 @@ def test_run_config_refuses_a_store_open_store_cannot_open(store, error):
     assert made.value.parameter == "store"
     with pytest.raises(error):
         AgentResume(store)
+
+
+def test_shared_store_settings_use_the_same_checks(tmp_path):
+    from fractions import Fraction
+
+    from agent_resume import SqliteStore
+
+    store = SqliteStore(str(tmp_path / "a.db"), lease_seconds=Fraction(30), batch_size=2)
+    assert store.lease_seconds == 30.0
+    with pytest.raises(ArgumentTypeError, match="`batch_size` must be an int"):
+        SqliteStore(str(tmp_path / "b.db"), batch_size=True)
+    with pytest.raises(ArgumentTypeError, match="`lease_seconds` must be"):
+        SqliteStore(str(tmp_path / "c.db"), lease_seconds="30s")
+    with pytest.raises(ArgumentValueError, match="`lease_seconds`"):
+        SqliteStore(str(tmp_path / "d.db"), lease_seconds=float("nan"))

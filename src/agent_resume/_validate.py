@@ -102,7 +102,7 @@ def real_to_float(value: object, parameter: str, expected: str = "a real number"
 
 
 def to_seconds(
-    value: Seconds,
+    value: object,
     parameter: str = "seconds",
     expected: str = "a number of seconds or a timedelta",
 ) -> float:

@@ -109,6 +109,7 @@ class RunState:
         self._failed_ids: set[str] = set()
         self._fail_fast_error: BaseException | None = None
         self._escaped: BaseException | None = None
+        self._more_escaped: list[BaseException] = []
         self.calls: CallGate | None = None
         """The run's side of ``ctx.call``/``ctx.acall``, set once when the run opens."""
         self.session: Session | None = None
@@ -282,13 +283,24 @@ class RunState:
             if self._escaped is None:
                 self._escaped = error
                 self._grace_at = min(self._grace_at, self.clock() + self.config.grace_period)
+            elif error is not self._escaped:
+                self._more_escaped.append(error)
             self._changed.notify_all()
 
     def raise_escaped(self) -> None:
-        """Raise the first exception that escaped an item, if one did."""
+        """Raise the first exception that escaped an item, if one did.
+
+        Others that escaped other items meanwhile are named in a note (Python 3.11+).
+        """
         error = self._escaped
-        if error is not None:
-            raise error
+        if error is None:
+            return
+        more = self._more_escaped
+        add_note = getattr(error, "add_note", None)
+        if more and add_note is not None:
+            kinds = ", ".join(sorted({type(e).__name__ for e in more}))
+            add_note(f"agent-resume: {len(more)} more exception(s) escaped other items ({kinds})")
+        raise error
 
     def abort(self) -> None:
         """Abort the run now (a second signal): nothing more is recorded."""

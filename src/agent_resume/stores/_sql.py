@@ -11,7 +11,8 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, Final
 
-from agent_resume._errors import ArgumentTypeError, ArgumentValueError
+from agent_resume import _validate as validate
+from agent_resume._errors import ArgumentValueError
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -79,21 +80,15 @@ def holder_is_dead(worker_id: str) -> bool:
 
 
 def seconds(parameter: str, value: object) -> float:
-    """Read a duration given as seconds or a ``timedelta``.
+    """Read a duration given as seconds (any real number) or a ``timedelta``.
+
+    The one duration reader of the library (`agent_resume._validate.to_seconds`).
 
     Raises:
         ArgumentTypeError: It is neither.
+        ArgumentValueError: It is NaN.
     """
-    if isinstance(value, timedelta):
-        return value.total_seconds()
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ArgumentTypeError(
-            parameter,
-            value,
-            f"`{parameter}` must be seconds (int or float) or a timedelta "
-            f"(got {type(value).__name__})",
-        )
-    return float(value)
+    return validate.to_seconds(value, parameter)
 
 
 class LeaseSettings:
@@ -135,12 +130,7 @@ class LeaseSettings:
                 f"`heartbeat_seconds` must be above 0 and below `lease_seconds` ({lease}) "
                 f"(got {heartbeat_seconds!r})",
             )
-        if type(batch_size) is not int or batch_size < 1:
-            raise ArgumentValueError(
-                "batch_size",
-                batch_size,
-                f"`batch_size` must be an int of at least 1 (got {batch_size!r})",
-            )
+        validate.positive_int("batch_size", batch_size)
         self.lease_seconds = lease
         self.heartbeat_seconds = beat
         self.batch_size = batch_size
