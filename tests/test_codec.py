@@ -8,6 +8,7 @@ import random
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 from typing import Any
@@ -172,7 +173,9 @@ def test_any_json_messages_round_trip_in_memory(messages: list[dict[str, Any]]) 
     assert codec.decode(codec.encode(messages)) == messages
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(messages=messages_strategy)
 def test_any_json_messages_round_trip_through_a_file(
     tmp_path: Path, messages: list[dict[str, Any]]
@@ -669,3 +672,32 @@ def test_removing_a_conversation_takes_the_leftovers_of_killed_saves(tmp_path: P
     remove_with_leftovers(path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["task-10.json"]
     remove_with_leftovers(path)  # nothing left: not an error
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs RLIMIT_FSIZE")
+def test_an_append_that_fails_part_way_leaves_the_file_as_it_was(tmp_path: Path) -> None:
+    # A file size limit makes the write stop part-way (then EFBIG), in a child
+    # process so that the limit does not touch the test run.
+    path = tmp_path / "conv.json"
+    save_conversation(path, [{"role": "user", "content": "kept"}])
+    before = path.read_bytes()
+    child = textwrap.dedent(
+        f"""
+        import resource, signal, sys
+        from agent_resume import ConversationCodec
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, ({len(before) + 20}, resource.RLIM_INFINITY))
+        try:
+            ConversationCodec().append({str(path)!r}, [{{"role": "assistant", "content": "x" * 100}}])
+        except OSError as exc:
+            print("OSError", exc.errno)
+        """
+    )
+    src = os.path.dirname(os.path.dirname(os.path.abspath(agent_resume.__file__)))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run(
+        [sys.executable, "-c", child], capture_output=True, text=True, env=env, check=True
+    )
+    assert out.stdout.startswith("OSError"), out.stdout + out.stderr
+    assert path.read_bytes() == before
+    assert load_conversation(path) == [{"role": "user", "content": "kept"}]

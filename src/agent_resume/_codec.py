@@ -494,20 +494,17 @@ def append_plain(
                 _write_whole(path, _file_bytes([*parsed.messages, *plain]))
                 return
             good = parsed.good_length
-            if good < size:
-                os.ftruncate(fd, good)
-            newline = b"\n" if good and not data[:good].endswith(b"\n") else b""
-            _write_all(fd, newline + _lines(plain))
-            os.fsync(fd)
-            return
-        good = size if kind == "empty" else _end_of_last_line(fd, size)
+            prefix = b"\n" if good and not data[:good].endswith(b"\n") else b""
+        else:
+            good = size if kind == "empty" else _end_of_last_line(fd, size)
+            prefix = HEADER if good == 0 else b""
         if good < size:
             os.ftruncate(fd, good)  # a torn line left by a crash
-        data = (HEADER if good == 0 else b"") + _lines(plain)
         try:
-            _write_all(fd, data)
+            _write_all(fd, prefix + _lines(plain))
             os.fsync(fd)
         except BaseException:
+            # Leave the file as it was: no half-written line for the next reader.
             with contextlib.suppress(OSError):
                 os.ftruncate(fd, good)
             raise
