@@ -43,7 +43,7 @@ def test_items_in_flight_at_the_deadline_finish_within_the_grace_period(tmp_path
     report, starts = run_child(
         tmp_path, mode, concurrency=2, sleeps="0.05,0.05,1.2", budget=1.0, grace=10, items=200
     )
-    assert report["stop"] == "time_budget"
+    assert report["stop_reason"] == "time_budget"
     assert (report["failed"], report["interrupted"], report["abandoned"]) == (0, 0, 0)
     assert not [r for r in records(tmp_path) if r.get("status") == "failed"]
     # Every item started was finished and recorded, the long ones after the deadline.
@@ -59,7 +59,7 @@ def test_items_still_running_at_the_end_of_the_grace_period_are_interrupted(tmp_
         tmp_path, mode, concurrency=2, sleep=30, budget=0.3, grace=0.4, usage=1, **extra
     )
     assert len(starts) == 2
-    assert report["stop"] == "time_budget"
+    assert report["stop_reason"] == "time_budget"
     assert (report["done"], report["failed"], report["interrupted"]) == (0, 0, 2)
     assert report["remaining"] == 50
     # No attempt used, no failure recorded; the usage they spent is kept.
@@ -69,7 +69,7 @@ def test_items_still_running_at_the_end_of_the_grace_period_are_interrupted(tmp_
         usage = ledger.item(item)
         assert usage is not None and usage.status == "interrupted"
         assert (usage.usage.input_tokens, usage.usage.cost_usd) == (100, 0.01)
-    assert ledger.total.input_tokens == report["usage"]["in"] == 200
+    assert ledger.total.input_tokens == report["usage"]["input_tokens"] == 200
     with AgentResume(str(tmp_path / "job.jsonl")).resume_or_start("child") as session:
         assert [session.attempts(item) for item in starts] == [0, 0]
         assert session.stats.done == 0
