@@ -62,7 +62,7 @@ class SimConfig:
 
 @dataclass
 class Served:
-    """One request answered with HTTP 200."""
+    """One request answered with HTTP 200, admitted at ``at`` (monotonic seconds)."""
 
     at: float
     item: str | None
@@ -260,12 +260,12 @@ class ProviderSim:
                 counts.hung += 1
                 return "hang", None, {}
             latency = self._rng.uniform(*self.config.latency)
-        return "ok", (item, input_tokens, output_tokens, latency), headers
+        return "ok", (item, input_tokens, output_tokens, latency, now), headers
 
-    def served(self, item: str | None, input_tokens: int, output_tokens: int) -> None:
-        """Count a 200 whose body was written."""
+    def served(self, item: str | None, input_tokens: int, output_tokens: int, at: float) -> None:
+        """Count a 200 whose body was written (``at``: when the request was admitted)."""
         with self._lock:
-            self.counts.served.append(Served(time.monotonic(), item, input_tokens, output_tokens))
+            self.counts.served.append(Served(at, item, input_tokens, output_tokens))
             if item is not None:
                 self.counts.served_items[item] += 1
 
@@ -304,7 +304,7 @@ def _handler(sim: ProviderSim) -> type[BaseHTTPRequestHandler]:
             if what == "error":
                 self._send(detail, _error_body(detail, anthropic), headers)
                 return
-            item, input_tokens, output_tokens, latency = detail
+            item, input_tokens, output_tokens, latency, admitted = detail
             if latency:
                 time.sleep(latency)
             reply = Reply(
@@ -313,7 +313,7 @@ def _handler(sim: ProviderSim) -> type[BaseHTTPRequestHandler]:
             model = str(body.get("model") or "sim-model")
             answer = anthropic_message(reply, model) if anthropic else openai_chat(reply, model)
             if self._send(200, answer, headers):
-                sim.served(item, input_tokens, output_tokens)
+                sim.served(item, input_tokens, output_tokens, admitted)
 
         def _send(self, status: int, body: Any, headers: dict[str, str]) -> bool:
             data = json.dumps(body).encode()

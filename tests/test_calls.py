@@ -217,3 +217,58 @@ def test_calls_of_an_attempt_that_never_recorded_an_outcome_still_count(kill_bet
     assert ledger.item("b").status == "interrupted"  # type: ignore[union-attr]
     assert ledger.lower_bound
     assert not Ledger.from_records([*records, {"run": "end"}, {"run": "end"}]).lower_bound
+
+
+def _four_workers(store_url: str, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    # 60 requests per 2-second "minute"; each worker alone could go at the limit.
+    per_window, window = 60, 2.0
+    items = 160
+    with ProviderSim(SimConfig(rpm=per_window, window=window, seed=13)) as sim:
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
+        worker = str(Path(__file__).with_name("_calls_worker.py"))
+        args = [store_url, sim.openai_url, str(items), str(per_window * 60 / window)]
+        procs = [
+            subprocess.Popen(
+                [sys.executable, worker, *args], stdout=subprocess.PIPE, text=True, env=env
+            )
+            for _ in range(4)
+        ]
+        reports = []
+        for proc in procs:
+            out, _ = proc.communicate(timeout=120)
+            assert proc.returncode == 0
+            reports.append(json.loads(out.strip().splitlines()[-1]))
+        assert sum(r["done"] for r in reports) == items
+        assert len(sim.counts.served_items) == items
+        # Four processes, one budget: the server refused almost nothing (four
+        # workers each at the limit would have made it refuse about three in four;
+        # the few left come from scheduling jitter on a loaded test machine).
+        assert sim.max_in_window()[0] <= per_window
+        assert sim.counts.rate_limited <= max(3, sim.counts.requests // 20)
+
+
+@pytest.mark.slow
+def test_four_sqlite_workers_with_a_shared_limit_stay_under_it(tmp_path: Path) -> None:
+    _four_workers(f"sqlite:///{tmp_path / 'job.db'}", tmp_path)
+
+
+@pytest.mark.slow
+def test_four_postgres_workers_with_a_shared_limit_stay_under_it(
+    pg_dsn: str, tmp_path: Path
+) -> None:
+    _four_workers(pg_dsn, tmp_path)
+
+
+def test_a_shared_limit_needs_a_database_store(tmp_path: Path) -> None:
+    from agent_resume import ArgumentValueError
+
+    with pytest.raises(ArgumentValueError, match="needs a SQLite or PostgreSQL store"):
+        RunConfig(
+            job_id="j",
+            store=tmp_path / "a.jsonl",
+            rate_limit=RateLimit(requests_per_minute=5, shared=True),
+        )

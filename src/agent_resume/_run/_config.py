@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, get_args, over
 from agent_resume import _validate as validate
 from agent_resume._accounting._prices import PriceTable
 from agent_resume._deadline import Clock
-from agent_resume._errors import ArgumentTypeError
+from agent_resume._errors import ArgumentTypeError, ArgumentValueError
 from agent_resume._limits import RateLimit
 from agent_resume._retry import Retry
 from agent_resume._run._tracing import RunTracing
@@ -246,7 +246,14 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "job_id", validate.job_id(self.job_id))
-        store_kind(self.store)  # the store itself is opened by each run
+        kind = store_kind(self.store)  # the store itself is opened by each run
+        if self.rate_limit is not None and self.rate_limit.shared and kind in ("memory", "jsonl"):
+            raise ArgumentValueError(
+                "rate_limit",
+                self.rate_limit,
+                "`RateLimit(shared=True)` keeps one budget for every worker in the job's "
+                f"database: it needs a SQLite or PostgreSQL store (got a {kind} store)",
+            )
         if self.finish_by is not None and not isinstance(self.finish_by, datetime):
             raise ArgumentTypeError(
                 "finish_by",

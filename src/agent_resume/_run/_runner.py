@@ -32,6 +32,7 @@ from agent_resume._session._items import IdReader, KeyFunc
 from agent_resume._session._session import Session
 from agent_resume._stop import StopReason
 from agent_resume.stores import SharedStore
+from agent_resume.stores._shared_limits import shared_buckets
 
 __all__ = ["ResumableRun"]
 
@@ -491,7 +492,9 @@ class ResumableRun:
         )
         try:
             state = RunState(config, conversations_for(config.conversation_dir, agent.store))
-            state.calls = CallGate(state, session)
+            limit = config.rate_limit
+            buckets = shared_buckets(agent.store) if limit is not None and limit.shared else None
+            state.calls = CallGate(state, session, buckets)
             state.session = session
             state.requeue = Requeue(
                 state,
