@@ -1,6 +1,6 @@
 """A worker process for the multi-worker tests: runs a job on a shared store and reports.
 
-Usage: python _shared_worker.py STORE_URL N_ITEMS LEASE_SECONDS SLEEP_SECONDS
+Usage: python _shared_worker.py STORE_URL N_ITEMS LEASE_SECONDS SLEEP_SECONDS [DURABILITY]
 
 Prints ``got ID`` when an item is handed out, ``done ID True|False`` after
 ``mark_done``, and finally ``stats {json}``; every line is flushed at once.
@@ -23,12 +23,13 @@ def main() -> None:
         float(sys.argv[3]),
         float(sys.argv[4]),
     )
+    durability = sys.argv[5] if len(sys.argv) > 5 else "flush"
     if url.startswith("sqlite:///"):
         store: SqliteStore | PostgresStore = SqliteStore.from_url(
-            url, lease_seconds=lease, batch_size=5
+            url, lease_seconds=lease, batch_size=5, durability=durability
         )
     else:
-        store = PostgresStore(url, lease_seconds=lease, batch_size=5)
+        store = PostgresStore(url, lease_seconds=lease, batch_size=5, durability=durability)
     items = [f"item-{n:04d}" for n in range(n_items)]
     with AgentResume(store).resume_or_start("shared-job") as session:
         for item in session.remaining(items):

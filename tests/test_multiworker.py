@@ -23,9 +23,9 @@ WORKER = str(Path(__file__).with_name("_shared_worker.py"))
 LEASE = 1.0
 
 
-def start(url: str, n_items: int, pause: float) -> subprocess.Popen[str]:
+def start(url: str, n_items: int, pause: float, durability: str = "flush") -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, WORKER, url, str(n_items), str(LEASE), str(pause)],
+        [sys.executable, WORKER, url, str(n_items), str(LEASE), str(pause), durability],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -203,3 +203,36 @@ def test_the_postgres_workers_recipe_shares_a_job(pg_dsn: str) -> None:
     done = sum(int(out.split("done ")[1].split(",")[0]) for out in outs)
     assert done == 60
     assert len(pg_completions(pg_dsn)) == 60
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_group_durability_workers_one_killed_finish_every_item_once(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """At least once, never twice: a killed worker's queued completions run again elsewhere."""
+    n_items = 400
+    if kind == "postgres":
+        dsn = request.getfixturevalue("pg_dsn")
+        url, completions = dsn, lambda: pg_completions(dsn)
+    else:
+        path = tmp_path / "job.db"
+        url, completions = f"sqlite:///{path}", lambda: sqlite_completions(path)
+    victim = start(url, n_items, pause=0.0, durability="group")
+    _, lines = read_until_got(victim, 60)
+    others = [start(url, n_items, pause=0.001, durability="group") for _ in range(2)]
+    victim.send_signal(signal.SIGKILL)
+    victim_out, _ = victim.communicate()
+    lines += victim_out.splitlines()
+    victim_acked = {ln.split()[1] for ln in lines if ln.startswith("done ")}
+    recorded: list[str] = []
+    for proc in others:
+        ids, _, _ = finish(proc)
+        recorded += ids
+    rows = completions()  # also checks one 'done' event per completion
+    expected = {f"item-{n:04d}" for n in range(n_items)}
+    assert sorted(i for i, _ in rows) == sorted(expected)  # every item, once
+    victim_rows = {i for i, w in rows if w.split(":")[1] == str(victim.pid)}
+    assert victim_rows <= victim_acked  # nothing recorded that was not acknowledged
+    # Acknowledged by the victim but queued when it died: run again by the others.
+    assert victim_acked - victim_rows <= set(recorded)

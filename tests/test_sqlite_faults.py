@@ -207,7 +207,7 @@ def test_only_a_worker_of_this_host_and_pid_namespace_can_be_judged_dead() -> No
     assert not holder_is_dead("garbage")
 
 
-@pytest.mark.parametrize(("durability", "level"), [("flush", 1), ("fsync", 2)])
+@pytest.mark.parametrize(("durability", "level"), [("flush", 1), ("fsync", 2), ("group", 2)])
 def test_durability_sets_the_synchronous_level(tmp_path: Path, durability: str, level: int) -> None:
     store = SqliteStore(tmp_path / "job.db", durability=durability)  # type: ignore[arg-type]
     store.open("job")
@@ -217,7 +217,38 @@ def test_durability_sets_the_synchronous_level(tmp_path: Path, durability: str, 
         store.close()
 
 
-@pytest.mark.parametrize("durability", ["group", "always", None])
+@pytest.mark.parametrize("durability", ["FSYNC", "always", None])
 def test_an_unsupported_durability_is_refused(tmp_path: Path, durability: object) -> None:
     with pytest.raises(ArgumentValueError, match="durability"):
         SqliteStore(tmp_path / "job.db", durability=durability)  # type: ignore[arg-type]
+
+
+def test_group_durability_commits_queued_completions_together(tmp_path: Path) -> None:
+    path = tmp_path / "job.db"
+    items = [f"item-{n:03d}" for n in range(300)]
+    with AgentResume(SqliteStore(path, durability="group")).resume_or_start("job") as s:
+        for item in s.remaining(items):
+            assert s.mark_done(item, result={"item": item}) is True
+        s.flush()
+        assert SqliteStore(path).describe().done == 300
+    assert sorted(dict(SqliteStore(path).iter_results())) == items
+
+
+def test_a_group_commit_that_fails_refuses_further_writes(tmp_path: Path) -> None:
+    path = tmp_path / "job.db"
+    store = SqliteStore(path, durability="group", busy_timeout=0.2, lease_seconds=1.0)
+    store.open("job")
+    store.enqueue(["x", "y"])
+    assert store.claim(2, 3) == ["x", "y"]
+    blocker = _hold_write_lock(path)
+    try:
+        store.write_done("x", 1, None, None)  # acknowledged, queued; its commit will fail
+        with pytest.raises(StoreError, match="busy_timeout"):
+            store.flush()
+        with pytest.raises(StoreError, match="refuses further writes"):
+            store.write_done("y", 1, None, None)
+    finally:
+        _stop(blocker)
+    with pytest.raises(StoreError):
+        store.close()
+    assert SqliteStore(path).describe().done == 0

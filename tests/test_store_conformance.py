@@ -26,7 +26,9 @@ KINDS = [
     "jsonl",
     "result_jsonl",
     "sqlite",
+    "sqlite_group",
     pytest.param("postgres", marks=pytest.mark.postgres),
+    pytest.param("postgres_group", marks=pytest.mark.postgres),
 ]
 
 
@@ -43,7 +45,11 @@ def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> MakeStore:
         return lambda: ResultJsonlStore(tmp_path / "job.jsonl")
     if kind == "sqlite":
         return lambda: SqliteStore(tmp_path / "job.db", lease_seconds=5)
+    if kind == "sqlite_group":
+        return lambda: SqliteStore(tmp_path / "job.db", lease_seconds=5, durability="group")
     dsn = request.getfixturevalue("pg_dsn")
+    if kind == "postgres_group":
+        return lambda: PostgresStore(dsn, lease_seconds=5, durability="group")
     return lambda: PostgresStore(dsn, lease_seconds=5)
 
 

@@ -19,7 +19,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar, get_args
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from agent_resume._errors import (
@@ -35,14 +35,16 @@ from agent_resume.stores._pg_link import PgLink
 from agent_resume.stores._postgres_sql import (
     CLAIM,
     COMPLETE,
+    COMPLETE_MANY,
     CONVERSATIONS,
     FAIL,
     RELEASE,
     TABLES,
 )
-from agent_resume.stores._protocol import StoreDescription, default_max_attempts
+from agent_resume.stores._protocol import Durability, StoreDescription, default_max_attempts
 from agent_resume.stores._sql import (
     SCHEMA_VERSION,
+    GroupCommit,
     Heartbeat,
     LeaseSettings,
     completion_record,
@@ -93,6 +95,14 @@ class PostgresStore:
             included, raises :class:`~agent_resume.StoreError`. TCP
             keepalives and ``tcp_user_timeout`` are set from it too. Reading a
             whole job (``iter_records``, ``iter_results``) is not limited.
+        durability: ``"flush"`` (default) or ``"fsync"``: each completion is
+            committed before ``mark_done`` returns (what a commit guarantees
+            is the server's ``synchronous_commit``). ``"group"``: a worker's
+            completions are queued and committed together, in one statement,
+            within about 10 ms (or at once by 256, or before any other write,
+            ``flush`` and ``close``); a completion is recorded once its commit
+            returned, and one lost with the process runs again (at least
+            once). See ``docs/postgres.md``.
 
     Raises:
         MissingExtraError: psycopg is not installed (the ``postgres`` extra).
@@ -112,9 +122,17 @@ class PostgresStore:
         batch_size: int = 64,
         connect_timeout: float = 10.0,
         statement_timeout: float | timedelta = 30.0,
+        durability: Durability = "flush",
     ) -> None:
         if psycopg is None:
             raise MissingExtraError("postgres", "PostgresStore")
+        if durability not in get_args(Durability):
+            raise ArgumentValueError(
+                "durability",
+                durability,
+                f"`durability` must be 'flush', 'group' or 'fsync' (got {durability!r})",
+            )
+        self.durability: Durability = durability
         timeout = seconds("statement_timeout", statement_timeout)
         if not 0 < timeout < math.inf:
             raise ArgumentValueError(
@@ -156,6 +174,7 @@ class PostgresStore:
         self._held: set[str] = set()
         self._held_lock = threading.Lock()
         self._heartbeat: Heartbeat | None = None
+        self._group: GroupCommit[tuple[str, int, str, str, str | None]] | None = None
         self._open = False
 
     def __repr__(self) -> str:
@@ -206,6 +225,7 @@ class PostgresStore:
         """
         call = _unlimited(fn) if long else fn
         if self._open:
+            self._drain()
             return self._run(call, what, watch=not long)
         try:
             return self._run(call, what, watch=not long)
@@ -225,6 +245,13 @@ class PostgresStore:
     def _writable(self) -> None:
         if not self._open:
             raise StoreClosedError(f"{self!r} is closed")
+        self._drain()
+
+    def _drain(self) -> None:
+        """Commit the queued completions (``durability="group"``) before anything else."""
+        group = self._group
+        if group is not None:
+            group.drain()
 
     # -- opening ---------------------------------------------------------------
 
@@ -244,6 +271,10 @@ class PostgresStore:
         self._heartbeat = Heartbeat(
             self._beat, self.heartbeat_seconds, f"agent-resume-heartbeat {self.worker_id}"
         )
+        if self.durability == "group":
+            self._group = GroupCommit(
+                self._commit_group, self._lost_group, f"agent-resume-group {self.worker_id}"
+            )
         return state
 
     def _open_job(self, conn: Connection, job_id: str) -> JobState:
@@ -324,7 +355,7 @@ class PostgresStore:
 
     def claim(self, limit: int, max_attempts: int, exclude: Sequence[str] = ()) -> list[str]:
         """Lease up to ``limit`` claimable items, skipping rows other workers are claiming."""
-        self._writable()
+        self._writable()  # commits queued completions first
         sql = self._sql(CLAIM)
         params = {
             "w": self.worker_id,
@@ -341,6 +372,7 @@ class PostgresStore:
 
     def pending(self, max_attempts: int, exclude: Sequence[str] = ()) -> int:
         """Count the items not done, not quarantined and not excluded."""
+        self._drain()
         sql = self._sql(
             "SELECT count(*) FROM {s}.items WHERE NOT done AND retryable AND attempts < %s "
             "AND NOT (item_id = ANY(%s::text[]))"
@@ -354,6 +386,7 @@ class PostgresStore:
         """Give back this worker's leases on these items."""
         if not item_ids:
             return
+        self._drain()
         sql = self._sql(
             "UPDATE {s}.items SET leased_by = NULL, leased_until = NULL "
             "WHERE leased_by = %s AND item_id = ANY(%s::text[])"
@@ -362,6 +395,36 @@ class PostgresStore:
         self._run(lambda c: c.execute(sql, (self.worker_id, ids)), "releasing leases")
         with self._held_lock:
             self._held.difference_update(ids)
+
+    def _commit_group(self, batch: list[tuple[str, int, str, str, str | None]]) -> None:
+        """Commit queued completions in one statement; count the late ones."""
+        unique: dict[str, tuple[str, int, str, str, str | None]] = {}
+        for entry in batch:
+            unique.setdefault(entry[0], entry)
+        rows = list(unique.values())
+        params = {
+            "ids": [r[0] for r in rows],
+            "ts": [r[1] for r in rows],
+            "toks": [r[2] for r in rows],
+            "recs": [r[3] for r in rows],
+            "res": [r[4] for r in rows],
+            "w": self.worker_id,
+        }
+        sql = self._sql(COMPLETE_MANY)
+        try:
+            recorded = self._run(
+                lambda c: {row[0] for row in c.execute(sql, params).fetchall()},
+                "recording completions",
+            )
+        finally:
+            self._lost_group(batch)
+        with self._held_lock:
+            self.late_completions += len(batch) - len(recorded)
+
+    def _lost_group(self, batch: list[tuple[str, int, str, str, str | None]]) -> None:
+        """Renew the leases of these items no more (recorded, late, or lost)."""
+        with self._held_lock:
+            self._held.difference_update(entry[0] for entry in batch)
 
     def _beat(self) -> None:
         with self._held_lock:
@@ -402,10 +465,14 @@ class PostgresStore:
         Returns:
             ``False`` for a late completion (counted in :attr:`late_completions`).
         """
-        self._writable()
         _check_ids((item_id,))
         token = token or uuid.uuid4().hex
         record = dumps(completion_record(item_id, ts, extra), "extra")
+        group = self._group
+        if group is not None and self._open:
+            group.add((item_id, ts, token, record, result_json))
+            return True
+        self._writable()
         sql = self._sql(COMPLETE)
         params = {
             "id": item_id,
@@ -613,10 +680,29 @@ class PostgresStore:
     # -- closing ---------------------------------------------------------------
 
     def flush(self) -> None:
-        """Nothing to do: every write is committed before it returns."""
+        """Commit the queued completions (``durability="group"``); otherwise nothing to do.
+
+        Raises:
+            StoreError: A batch of completions could not be committed.
+        """
+        self._drain()
 
     def close(self) -> None:
-        """Stop the heartbeat, give back this worker's leases and disconnect."""
+        """Commit queued completions, stop the heartbeat, give back leases and disconnect.
+
+        Raises:
+            StoreError: Queued completions could not be committed (the rest
+                of the closing is done all the same).
+        """
+        group, self._group = self._group, None
+        error: StoreError | None = None
+        if group is not None:
+            try:
+                group.drain()
+            except StoreError as exc:
+                error = exc
+            finally:
+                group.stop()
         heartbeat, self._heartbeat = self._heartbeat, None
         if heartbeat is not None:
             heartbeat.stop()
@@ -633,6 +719,8 @@ class PostgresStore:
         with self._held_lock:
             self._held.clear()
         self._disconnect()
+        if error is not None:
+            raise error
 
 
 def _unlimited(fn: Callable[[Connection], T]) -> Callable[[Connection], T]:

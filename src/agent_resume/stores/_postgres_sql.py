@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["CLAIM", "COMPLETE", "CONVERSATIONS", "FAIL", "RELEASE", "TABLES"]
+__all__ = ["CLAIM", "COMPLETE", "COMPLETE_MANY", "CONVERSATIONS", "FAIL", "RELEASE", "TABLES"]
 
 TABLES: Final = (
     """CREATE TABLE IF NOT EXISTS {s}.items (
@@ -67,6 +67,30 @@ COMPLETE: Final = """WITH ins AS (
                    SET done = true, leased_by = NULL, leased_until = NULL)
                SELECT (SELECT count(*) FROM ins),
                       (SELECT token FROM {s}.completions WHERE item_id = %(id)s)"""
+
+# A batch of completions in one statement (durability="group"); returns, per item,
+# whether this batch recorded it (a retry after an unknown commit finds its tokens).
+COMPLETE_MANY: Final = """WITH v AS (
+                   SELECT * FROM unnest(%(ids)s::text[], %(ts)s::bigint[], %(toks)s::text[],
+                                        %(recs)s::text[], %(res)s::text[])
+                   WITH ORDINALITY AS t(item_id, ts, tok, rec, res, n)),
+               ins AS (
+                   INSERT INTO {s}.completions (item_id, ts, worker, token, record, result)
+                   SELECT item_id, ts, %(w)s, tok, rec::jsonb, res::jsonb FROM v ORDER BY n
+                   ON CONFLICT (item_id) DO NOTHING RETURNING item_id, ts),
+               ev AS (
+                   INSERT INTO {s}.events (kind, item_id, ts)
+                   SELECT 'done', ins.item_id, ins.ts FROM ins JOIN v USING (item_id) ORDER BY v.n),
+               conv AS (
+                   DELETE FROM {s}.conversations WHERE item_id IN (SELECT item_id FROM ins)),
+               up AS (
+                   INSERT INTO {s}.items AS i (item_id, done) SELECT item_id, true FROM ins
+                   ON CONFLICT (item_id) DO UPDATE
+                   SET done = true, leased_by = NULL, leased_until = NULL)
+               SELECT item_id FROM ins
+               UNION ALL
+               SELECT c.item_id FROM {s}.completions c JOIN v USING (item_id)
+               WHERE c.token = v.tok"""
 
 # Count the attempt in the database (all workers) once per token; give our lease back.
 FAIL: Final = """WITH fresh AS (SELECT 1 WHERE NOT EXISTS (

@@ -9,13 +9,16 @@ import socket
 import threading
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any, Final
+from typing import Any, Final, Generic, TypeVar
 
 from agent_resume import _validate as validate
-from agent_resume._errors import ArgumentValueError
+from agent_resume._errors import ArgumentValueError, StoreError
 
 __all__ = [
+    "GROUP_RECORDS",
+    "GROUP_SECONDS",
     "SCHEMA_VERSION",
+    "GroupCommit",
     "Heartbeat",
     "LeaseSettings",
     "completion_record",
@@ -25,6 +28,14 @@ __all__ = [
 ]
 
 logger = logging.getLogger("agent_resume")
+
+P = TypeVar("P")
+
+GROUP_SECONDS: Final = 0.010
+"""How long a completion waits in ``durability="group"`` before its batch is committed."""
+
+GROUP_RECORDS: Final = 256
+"""A batch this large is committed at once."""
 
 SCHEMA_VERSION: Final = 1
 """The version of the SQL schema this library writes; a newer one is refused."""
@@ -170,5 +181,106 @@ class Heartbeat:
     def stop(self) -> None:
         """Stop the thread and wait for it."""
         self._stop.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join()
+
+
+class GroupCommit(Generic[P]):
+    """Completions of one worker committed together: ``durability="group"`` of the SQL stores.
+
+    :meth:`add` queues a completion and returns at once; a daemon thread
+    commits the queue in one transaction :data:`GROUP_SECONDS` after its first
+    entry, or at once when it holds :data:`GROUP_RECORDS`. :meth:`drain`
+    commits the queue in the caller's thread (the store calls it before any
+    other statement, and on flush and close). A completion is recorded once
+    its commit returned; one queued when the process dies is not, and its
+    item runs again once its lease runs out (at least once, never twice).
+
+    A commit that fails makes the group refuse every later :meth:`add` and
+    :meth:`drain` with the same :class:`~agent_resume.StoreError`: completions
+    were acknowledged and then lost, and the worker must not go on as if not.
+
+    Args:
+        commit: Commits a batch in one transaction (and is safe to retry).
+        lost: Called with a batch whose commit failed (to give its leases up).
+        name: The thread's name.
+    """
+
+    def __init__(
+        self, commit: Callable[[list[P]], None], lost: Callable[[list[P]], None], name: str
+    ) -> None:
+        self._commit = commit
+        self._lost = lost
+        self._queue: list[P] = []
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._commit_lock = threading.Lock()
+        self._error: StoreError | None = None
+        self._stopped = False
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._thread.start()
+
+    def _check(self) -> None:
+        if self._error is not None:
+            raise StoreError(
+                f"{self._error}; the completions of that batch were acknowledged but not "
+                "recorded (their items will run again), and the store refuses further writes"
+            ) from self._error
+
+    def add(self, entry: P) -> None:
+        """Queue a completion for the next commit.
+
+        Raises:
+            StoreError: An earlier batch failed to commit.
+        """
+        with self._lock:
+            self._check()
+            self._queue.append(entry)
+            if len(self._queue) == 1 or len(self._queue) >= GROUP_RECORDS:
+                self._wake.notify()
+
+    def drain(self) -> None:
+        """Commit the queue now, in this thread.
+
+        Raises:
+            StoreError: This commit, or an earlier one, failed.
+        """
+        with self._commit_lock:
+            with self._lock:
+                self._check()
+                batch, self._queue = self._queue, []
+            if not batch:
+                return
+            try:
+                self._commit(batch)
+            except BaseException as exc:
+                error = exc if isinstance(exc, StoreError) else StoreError(str(exc))
+                with self._lock:
+                    self._error = error
+                self._lost(batch)
+                raise
+
+    def _loop(self) -> None:
+        while True:
+            with self._lock:
+                while not self._queue and not self._stopped:
+                    self._wake.wait()
+                if self._stopped:
+                    return
+                if len(self._queue) < GROUP_RECORDS:
+                    self._wake.wait(GROUP_SECONDS)
+                if self._stopped:
+                    return
+            try:
+                self.drain()
+            except Exception as exc:  # raised again to the worker at its next write
+                logger.warning("agent-resume group commit failed: %s", exc)
+                return
+
+    def stop(self) -> None:
+        """Stop the thread (without committing: call :meth:`drain` first)."""
+        with self._lock:
+            self._stopped = True
+            self._wake.notify()
         if self._thread is not threading.current_thread():
             self._thread.join()
