@@ -779,3 +779,44 @@ def test_status_of_an_empty_sqlite_file(capsys: pytest.CaptureFixture[str], tmp_
     code, out, _ = cli(capsys, "status", str(path), "--json")
     assert code == 0
     assert json.loads(out)["job_id"] is None
+
+
+def test_the_command_line_reads_stores_only_through_the_store_api() -> None:
+    """No SQL driver, no private store module (but the JSONL rewrites), no private attribute."""
+    import ast
+
+    package = Path(SRC) / "agent_resume" / "_cli"
+    wrong = []
+    for path in sorted(package.glob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            names: list[str] = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            for name in names:
+                if name.split(".")[0] in ("sqlite3", "psycopg", "psycopg2"):
+                    wrong.append(f"{path.name}: imports {name}")
+                if name.startswith("agent_resume.stores._") and name != (
+                    "agent_resume.stores._jsonl_maint"
+                ):
+                    wrong.append(f"{path.name}: imports {name}")
+            if (
+                isinstance(node, ast.Attribute)
+                and node.attr.startswith("_")
+                and not node.attr.startswith("__")
+                and isinstance(node.value, ast.Name)
+                and node.value.id in ("store", "view", "session")
+            ):
+                wrong.append(f"{path.name}:{node.lineno}: reads {node.value.id}.{node.attr}")
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id == "getattr"
+                and len(node.args) > 1
+                and isinstance(node.args[1], ast.Constant)
+                and str(node.args[1].value).startswith("_")
+            ):
+                wrong.append(f"{path.name}:{node.lineno}: getattr of {node.args[1].value}")
+    assert wrong == []

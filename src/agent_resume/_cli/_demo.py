@@ -54,7 +54,7 @@ def _tickets(n: int) -> list[dict[str, str]]:
 def _config(directory: str, *, first: bool) -> Any:
     from agent_resume._run._config import RunConfig
     from agent_resume._stop import MaxTurns, StopPhrase
-    from agent_resume.stores._sqlite import SqliteStore
+    from agent_resume.stores import SqliteStore
 
     # A short lease, so that run 2 soon takes back the tickets the killed run held.
     store = SqliteStore(os.path.join(directory, _DB), lease_seconds=_LEASE, batch_size=4)

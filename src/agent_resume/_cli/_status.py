@@ -23,7 +23,6 @@ from agent_resume._cli._targets import (
     open_cli_store,
     quarantined_ids,
     read_items,
-    records_of,
     results_of,
 )
 from agent_resume._fingerprint import content_fingerprint
@@ -159,7 +158,7 @@ def status(args: argparse.Namespace) -> int:
     view = inspect_store(args.store)
     state = view.state
     quarantined = quarantined_ids(state, job_max_attempts(state, args.max_attempts))
-    records = list(records_of(view.store))
+    records = view.records
     runs = run_documents(records)
     total = Ledger.from_records(records).total
     info: dict[str, Any] = {
@@ -277,9 +276,7 @@ def report(args: argparse.Namespace) -> int:
             getter = id_getter(item, key)
             order.append(normalize_id(item if getter is None else getter(item), "item ID"))
     quarantined = quarantined_ids(view.state, job_max_attempts(view.state, None))
-    rows, ledger = item_rows(
-        records_of(view.store), quarantined=quarantined, order=order, prices=prices
-    )
+    rows, ledger = item_rows(view.records, quarantined=quarantined, order=order, prices=prices)
     document = report_document(view.job_id, rows, ledger)
     out = sys.stdout
     if args.format == "json":

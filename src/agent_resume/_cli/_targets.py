@@ -17,15 +17,14 @@ import stat
 import sys
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import IO, Any
 
 from agent_resume._cli._exits import CliError
 from agent_resume._cli._output import STDIO
 from agent_resume._errors import AgentResumeError, StoreError
 from agent_resume._records import JobState
-from agent_resume.stores import Store, open_store
-from agent_resume.stores._jsonl_read import load
+from agent_resume.stores import Store, StoreDescription, open_store
 
 __all__ = [
     "StoreView",
@@ -34,6 +33,7 @@ __all__ = [
     "item_key",
     "job_max_attempts",
     "open_cli_store",
+    "open_described",
     "open_input",
     "quarantined_ids",
     "read_items",
@@ -124,23 +124,34 @@ def check_store_file(target: str, *, must_exist: bool = True) -> None:
             raise StoreError(f"{path}: not a SQLite database")
 
 
-def open_cli_store(target: str, *, must_exist: bool = True) -> Store:
-    """Build the store a command-line argument names, after checking its file.
+def open_described(target: str) -> tuple[Store, StoreDescription]:
+    """Build the store a command-line argument names, and describe it (read-only).
+
+    Raises:
+        StoreError: The store does not exist, is not a store, or cannot be read.
+        UnsupportedFormatError: The store was written by a newer version.
+        CliError: The argument names no kind of store.
+    """
+    url = store_url(target)
+    check_store_file(target)
+    store = open_store(url)
+    with reading(store), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # what describe() finds, the commands report
+        description = store.describe()
+    return store, description
+
+
+def open_cli_store(target: str) -> Store:
+    """Build the store a command-line argument names, after checking that it is one.
 
     Accepts what :func:`~agent_resume.open_store` accepts, and also a plain
     path ending in ``.db``, ``.sqlite`` or ``.sqlite3`` for a SQLite store.
 
     Raises:
-        StoreError: See :func:`check_store_file`.
+        StoreError: See :func:`open_described`.
         CliError: The argument names no kind of store.
     """
-    url = store_url(target)
-    check_store_file(target, must_exist=must_exist)
-    store = open_store(url)
-    if must_exist:
-        with reading(store):
-            store.describe()  # refuses what is not a store, or a newer format, before any read
-    return store
+    return open_described(target)[0]
 
 
 @dataclass
@@ -154,6 +165,7 @@ class StoreView:
             file without a header, or an empty store).
         state: The job's state, folded from its records.
         torn_tail: Whether a JSONL file ends with a torn line.
+        records: The store's records, oldest first, as ``iter_records`` gave them.
     """
 
     target: str
@@ -161,37 +173,25 @@ class StoreView:
     job_id: str | None
     state: JobState
     torn_tail: bool = False
+    records: list[dict[str, Any]] = field(default_factory=list)
 
 
 def inspect_store(target: str) -> StoreView:
-    """Read a store's job ID and state without opening the job.
+    """Read a store's job ID and state without opening the job, through the Store API.
 
     Raises:
         StoreError: The store does not exist or cannot be read.
         UnsupportedFormatError: The store was written by a newer version.
     """
-    store = open_cli_store(target)
-    path = getattr(store, "path", None)
-    if store_url(target).endswith(".jsonl") and isinstance(path, str):
-        with warnings.catch_warnings():
-            # The view reports bad lines and torn tails itself.
-            warnings.simplefilter("ignore")
-            try:
-                with open(path, "rb") as f:
-                    result = load(f, path)
-            except OSError as exc:
-                raise StoreError(f"{path}: cannot read the checkpoint: {exc}") from exc
-            except RecursionError:
-                raise _unreadable(store, RecursionError()) from None
-        job_id = result.state.job_id or None
-        return StoreView(target, store, job_id, result.state, result.torn_tail)
-    with reading(store):
-        description = store.describe()
-    job_id = description.job_id
-    state = JobState(job_id=job_id or "", created=description.created)
-    for record in records_of(store):
+    store, description = open_described(target)
+    state = JobState(job_id=description.job_id or "", created=description.created)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the view counts bad lines itself
+        records = list(records_of(store))
+    for record in records:
         state.apply(record)
-    return StoreView(target, store, job_id, state)
+    state.bad_lines = description.bad_lines
+    return StoreView(target, store, description.job_id, state, description.torn_tail, records)
 
 
 def _unreadable(store: Store, exc: BaseException) -> StoreError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import threading
@@ -324,21 +325,24 @@ class JsonlStore:
     def describe(self, max_attempts: int | None = None) -> StoreDescription:
         """Describe the job read-only: the file is read, never locked or created."""
         state = JobState(job_id="")
+        torn_tail = False
         try:
             with open(self.path, "rb") as f:
-                state = load(f, self.path, strict=self.strict).state
+                loaded = load(f, self.path, strict=self.strict)
+            state, torn_tail = loaded.state, loaded.torn_tail
         except FileNotFoundError:
             pass
         except OSError as exc:
             raise StoreError(f"{self.path}: cannot read the checkpoint: {exc}") from exc
         capabilities = {"conversation_files"} | ({"results"} if self.keeps_results else set())
-        return StoreDescription.from_state(
+        description = StoreDescription.from_state(
             state,
             location=self.path,
             format_version=FORMAT_VERSION,
             max_attempts=max_attempts,
             capabilities=frozenset(capabilities),
         )
+        return dataclasses.replace(description, bad_lines=state.bad_lines, torn_tail=torn_tail)
 
     def conversation_dir(self) -> str:
         """``<checkpoint>.conversations``, beside the file."""

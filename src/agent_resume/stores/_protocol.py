@@ -64,6 +64,10 @@ class StoreDescription:
         quarantined: How many of those a session with ``max_attempts`` skips.
         max_attempts: The ``max_attempts`` the quarantine count was judged by.
         capabilities: What the store can do; see :data:`CAPABILITIES`.
+        bad_lines: Records that could not be read and were skipped (the
+            corrupt lines of a JSONL file); 0 for the SQL stores.
+        torn_tail: Whether a JSONL file ends with a torn line (a write cut
+            short; the next session cuts it off).
     """
 
     location: str
@@ -75,6 +79,8 @@ class StoreDescription:
     quarantined: int
     max_attempts: int
     capabilities: frozenset[str]
+    bad_lines: int = 0
+    torn_tail: bool = False
 
     @classmethod
     def from_state(
