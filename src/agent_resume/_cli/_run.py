@@ -70,7 +70,7 @@ NOT_FLAGS = {
 # compatibility. Everything else is derived from the field's annotation.
 _OWN_FLAGS = ("store", "stop", "prices", "progress")
 _ALIASES = {"handle_signals": ("--signals",)}
-_OTHER_KEYS = ("function", "items", "key", "stop", "prices")
+_OTHER_KEYS = ("function", "items", "key", "stop", "prices", "rpm", "tpm", "retry_attempts")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -203,6 +203,14 @@ def register(sub: Any) -> None:
         "--stop-no-progress", type=int, metavar="N", help="deprecated: --stop-repeated-output"
     )
     g.add_argument("--stop-consecutive-errors", type=int, metavar="N")
+    g = p.add_argument_group(
+        "calls made with ctx.call/ctx.acall (shortcuts for --rate-limit and --retry)"
+    )
+    g.add_argument("--rpm", metavar="N", help="the provider's requests per minute (RateLimit)")
+    g.add_argument("--tpm", metavar="N", help="the provider's tokens per minute (RateLimit)")
+    g.add_argument(
+        "--retry-attempts", metavar="N", help="tries per call, the first included (Retry)"
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=run)
 
@@ -477,6 +485,7 @@ def _settings(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]
     prices = args.prices if args.prices is not None else data.get("prices")
     if prices is not None:
         config["prices"] = _prices(prices, where)
+    _call_shortcuts(args, data, config, where)
     other = {
         "function": args.function or data.get("function"),
         "items": args.items or data.get("items"),
@@ -486,6 +495,49 @@ def _settings(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]
         if value is not None and not isinstance(value, str):
             raise CliError(f"{name} ({where}) must be a string (got {value!r:.80})")
     return config, other
+
+
+def _number(name: str, value: Any, where: str, kind: type) -> Any:
+    if isinstance(value, str) and where.startswith("--"):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    elif (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and (kind is float or isinstance(value, int))
+    ):
+        return kind(value)
+    what = "an integer" if kind is int else "a number"
+    raise CliError(f"{name} ({where}) must be {what} (got {value!r:.80})")
+
+
+def _call_shortcuts(
+    args: argparse.Namespace, data: dict[str, Any], config: dict[str, Any], where: str
+) -> None:
+    """``--rpm``/``--tpm`` (TOML ``rpm``/``tpm``) and ``--retry-attempts`` (``retry_attempts``)."""
+    from agent_resume._limits import RateLimit
+    from agent_resume._retry import Retry
+
+    found: dict[str, Any] = {}
+    for name, kind in (("rpm", float), ("tpm", float), ("retry_attempts", int)):
+        flag = getattr(args, name, None)
+        if flag is not None:
+            option = "--" + name.replace("_", "-")
+            found[name] = _number(name, flag, option, kind)
+        elif data.get(name) is not None:
+            found[name] = _number(name, data[name], where, kind)
+    if "rpm" in found or "tpm" in found:
+        if "rate_limit" in config:
+            raise CliError("give either --rate-limit or --rpm/--tpm, not both")
+        config["rate_limit"] = RateLimit(
+            requests_per_minute=found.get("rpm"), tokens_per_minute=found.get("tpm")
+        )
+    if "retry_attempts" in found:
+        if "retry" in config:
+            raise CliError("give either --retry or --retry-attempts, not both")
+        config["retry"] = Retry(attempts=found["retry_attempts"])
 
 
 # -- running --------------------------------------------------------------------
