@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import sys
 import tempfile
 import time
@@ -25,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "torture"
 
 import _torture_files as file_attacks
 import _torture_harness as harness
+import _torture_run_faults as run_faults
 
 KILL_COLUMNS = [
     "kills",
@@ -77,18 +79,26 @@ def drop_pg_schemas(dsn: str) -> None:
 def main() -> int:
     """Run every campaign; exit 1 if any counted a problem."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--kills", type=int, default=1200, help="kills shared by the campaigns")
+    parser.add_argument(
+        "--kills", type=int, default=1200, help="kills shared by the campaigns (0: skip them)"
+    )
     parser.add_argument("--power", type=int, default=100, help="power cuts per durability mode")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--only", nargs="*", help="run only these kill campaigns")
     parser.add_argument(
         "--files", type=int, default=400, help="rounds of the file attacks (0: skip them)"
     )
+    parser.add_argument(
+        "--run-faults",
+        type=int,
+        default=200,
+        help="rounds of the run-fault campaign (0: skip it)",
+    )
     parser.add_argument("--json", help="also write the counts to this file")
     args = parser.parse_args()
 
     dsn = os.environ.get("AGENT_RESUME_PG_DSN")
-    names = args.only or list(harness.SHARES)
+    names = args.only or (list(harness.SHARES) if args.kills else [])
     skipped = []
     if "postgres" in names and not dsn:
         names.remove("postgres")
@@ -127,6 +137,16 @@ def main() -> int:
                 file_rows.append(tally.row())
                 problems += [f"files-{tally.name}: {p}" for p in tally.problems]
             print(f"file attacks: {time.monotonic() - t0:.0f} s", file=sys.stderr, flush=True)
+        fault_rows: list[dict[str, object]] = []
+        if args.run_faults:
+            t0 = time.monotonic()
+            rng = random.Random(f"{args.seed}-run-faults")
+            faults = run_faults.run_faults(args.run_faults, Path(tmp) / "run-faults", rng)
+            row = faults.row()
+            row["seconds"] = round(time.monotonic() - t0, 1)
+            fault_rows.append(row)
+            problems += [f"run-faults: {p}" for p in faults.problems]
+            print(f"run-faults: {row}", file=sys.stderr, flush=True)
     if dsn and "postgres" in names:
         drop_pg_schemas(dsn)
 
@@ -142,6 +162,9 @@ def main() -> int:
     if file_rows:
         print(table(file_rows, file_attacks.COLUMNS))
         print()
+    if fault_rows:
+        print(table(fault_rows, [*run_faults.COLUMNS, "seconds"]))
+        print()
     for row in kill_rows:
         print(f"{row['campaign']} phases: {row['phases']}")
     for text in skipped:
@@ -152,7 +175,13 @@ def main() -> int:
     if args.json:
         Path(args.json).write_text(
             json.dumps(
-                {"kills": kill_rows, "power": power_rows, "files": file_rows, "skipped": skipped},
+                {
+                    "kills": kill_rows,
+                    "power": power_rows,
+                    "files": file_rows,
+                    "run_faults": fault_rows,
+                    "skipped": skipped,
+                },
                 indent=2,
             )
         )
