@@ -249,3 +249,28 @@ def test_aremaining_waits_for_other_workers_without_blocking_the_loop(tmp_path: 
         assert sorted(got) == sorted(set(items) - set(a_batch))
         assert ticks >= 10  # the loop kept running while B waited
         held_by_a.close()
+
+
+@pytest.mark.parametrize("mode", ["serial", "threaded", "async"])
+def test_a_run_does_not_wait_past_its_budget_for_items_another_worker_holds(
+    shared: StoreFactory, mode: str
+) -> None:
+    items = ITEMS[:20]
+    other = shared(20)
+    with AgentResume(other).resume_or_start("left") as holder:
+        held = holder.remaining(items)
+        next(held)  # the other worker, alive, holds every item
+        config = RunConfig(
+            job_id="left",
+            store=shared(8),
+            time_budget=1.0,
+            concurrency=1 if mode == "serial" else 3,
+            progress=False,
+        )
+        run = ResumableRun(config)
+        if mode == "async":
+            report = run_in_thread(lambda: asyncio.run(run.arun(anoop, items)), 60)
+        else:
+            report = run_in_thread(lambda: run.run(noop, items), 60)
+        assert (report.done, report.stop_reason, report.remaining) == (0, "time_budget", 20)
+        held.close()

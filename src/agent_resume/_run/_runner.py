@@ -222,12 +222,13 @@ class ResumableRun:
             RunSignals(state, None),
             open_progress(state, session, items),
         ):
-            it = session.remaining(items, key=key)
+            gave_up = _GiveUp(state)
+            it = session.remaining(items, key=key, give_up=gave_up)
             if self.config.concurrency == 1:
                 exhausted = self._serial(process, it, state, session, key)
             else:
                 exhausted = self._threaded(process, it, state, session, key)
-            return self._close(state, session, items, key, exhausted)
+            return self._close(state, session, items, key, exhausted, gave_up.fired)
 
     def _serial(
         self,
@@ -381,7 +382,8 @@ class ResumableRun:
             open_progress(state, session, items),
         ):
             # Waiting for items other workers hold must not block the loop.
-            it = session.aremaining(items, key=key)
+            gave_up = _GiveUp(state)
+            it = session.aremaining(items, key=key, give_up=gave_up)
             ids = IdReader(key)
             exhausted = True
             requeue = state.requeue
@@ -415,7 +417,7 @@ class ResumableRun:
                     await asyncio.wait(list(tasks), timeout=1.0)
                 await it.aclose()  # gives back the claimed items not handed out
             state.raise_escaped()
-            return self._close(state, session, items, key, exhausted)
+            return self._close(state, session, items, key, exhausted, gave_up.fired)
 
     async def _aone(
         self,
@@ -630,6 +632,7 @@ class ResumableRun:
         items: Iterable[Any],
         key: KeyFunc | None,
         exhausted: bool,
+        gave_up: bool,
     ) -> RunReport:
         stats = session.stats
         retry_later = sum(
@@ -639,6 +642,9 @@ class ResumableRun:
         requeue = state.requeue
         # A stop while failed items waited to be retried left the input itself read to its end.
         exhausted = exhausted or requeue.input_done
+        # A shared store's pass that gave up waiting for other workers' items
+        # (a budget or a signal) ended the input early.
+        exhausted = exhausted and not gave_up
         if not exhausted:
             # Counted, not drained: on a shared store draining would claim the rest.
             remaining = session.count_left(items, key=key)
@@ -675,6 +681,26 @@ class ResumableRun:
         if state.fail_fast_error is not None:
             raise state.fail_fast_error
         return report
+
+
+class _GiveUp:
+    """Asked by a shared store's pass before it waits for other workers' items.
+
+    Gives up once the run must stop admitting (a budget, the deadline, a
+    signal), so that a run never waits past its budget for items it would
+    not start anyway; ``fired`` tells the run that its input was cut short.
+    """
+
+    __slots__ = ("fired", "state")
+
+    def __init__(self, state: RunState) -> None:
+        self.state = state
+        self.fired = False
+
+    def __call__(self) -> bool:
+        if self.state.blocked():
+            self.fired = True
+        return self.fired
 
 
 class _Timer:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator, Generator, Iterable
+from collections.abc import AsyncGenerator, Callable, Generator, Iterable
 from typing import TypeVar
 
 from agent_resume._session._items import KeyFunc, normalized_ids
@@ -42,13 +42,21 @@ class Claiming(Strategy[T]):
         store: The shared store.
         items: The job's items; every worker should give the same ones.
         key: How to read an item's ID.
+        give_up: Asked before each wait for items other workers hold; when
+            it returns true the pass ends instead of waiting.
     """
 
     def __init__(
-        self, rules: ItemRules, store: SharedStore, items: Iterable[T], key: KeyFunc | None
+        self,
+        rules: ItemRules,
+        store: SharedStore,
+        items: Iterable[T],
+        key: KeyFunc | None,
+        give_up: Callable[[], bool] | None = None,
     ) -> None:
         super().__init__(rules, items, key)
         self.store = store
+        self._give_up = give_up
         self._position: dict[str, int] = {}
         self._chosen: list[T] = []
         self._tried: set[str] = set()  # yielded in this pass, or not ours to run
@@ -79,6 +87,9 @@ class Claiming(Strategy[T]):
 
     def _pending(self, exclude: list[str]) -> int:
         return self.store.pending(self.rules.max_attempts, exclude)
+
+    def _gives_up(self) -> bool:
+        return self._give_up is not None and bool(self._give_up())
 
     def _mine(self, batch: list[str]) -> tuple[list[tuple[int, str]], list[str]]:
         """Split a claimed batch: ours in input order, and strangers to give back.
@@ -114,7 +125,7 @@ class Claiming(Strategy[T]):
             exclude = self._exclude()
             batch = self._claim(exclude)
             if not batch:
-                if self._pending(exclude) == 0:
+                if self._pending(exclude) == 0 or self._gives_up():
                     return
                 time.sleep(self.store.poll_seconds)
                 continue
@@ -140,7 +151,7 @@ class Claiming(Strategy[T]):
             exclude = self._exclude()
             batch = await asyncio.to_thread(self._claim, exclude)
             if not batch:
-                if await asyncio.to_thread(self._pending, exclude) == 0:
+                if await asyncio.to_thread(self._pending, exclude) == 0 or self._gives_up():
                     return
                 await asyncio.sleep(self.store.poll_seconds)
                 continue

@@ -6,7 +6,7 @@ import copy
 import json
 import threading
 import time
-from collections.abc import AsyncGenerator, Iterable, Iterator, Mapping
+from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, TypeVar
@@ -117,7 +117,13 @@ class Session:
 
     # -- reading -------------------------------------------------------------
 
-    def remaining(self, items: Iterable[T], *, key: KeyFunc | None = None) -> Iterator[T]:
+    def remaining(
+        self,
+        items: Iterable[T],
+        *,
+        key: KeyFunc | None = None,
+        give_up: Callable[[], bool] | None = None,
+    ) -> Iterator[T]:
         """Yield the items not yet done, in input order, lazily.
 
         An item's ID is ``key(item)`` if given, else ``item.id``, else
@@ -134,16 +140,28 @@ class Session:
         rest, the iterator waits (``time.sleep``; use :meth:`aremaining` in an
         event loop).
 
+        Args:
+            items: The job's items.
+            key: How to read an item's ID (see above).
+            give_up: Shared stores only: asked before each wait for items
+                other workers hold (about once per ``poll_seconds``); when it
+                returns true the iterator ends instead of waiting (a run
+                passes its budgets and signals here). Other stores never wait.
+
         Raises:
             ArgumentTypeError: An ID is neither ``str`` nor ``int``.
             ArgumentValueError: An ID is empty or holds a lone surrogate.
             ItemChangedError: A done item changed and ``on_change="error"``.
         """
         self._check_open()
-        return self._strategy(items, key).iterate()
+        return self._strategy(items, key, give_up).iterate()
 
     def aremaining(
-        self, items: Iterable[T], *, key: KeyFunc | None = None
+        self,
+        items: Iterable[T],
+        *,
+        key: KeyFunc | None = None,
+        give_up: Callable[[], bool] | None = None,
     ) -> AsyncGenerator[T, None]:
         """The same as :meth:`remaining`, for an ``async for`` loop.
 
@@ -152,17 +170,31 @@ class Session:
         loop keeps running (and finishing) this worker's own items meanwhile.
         On other stores it yields what :meth:`remaining` yields.
 
+        Args:
+            items: The job's items.
+            key: How to read an item's ID, as for :meth:`remaining`.
+            give_up: As for :meth:`remaining`.
+
         Raises:
             ArgumentTypeError: An ID is neither ``str`` nor ``int``.
             ArgumentValueError: An ID is empty or holds a lone surrogate.
             ItemChangedError: A done item changed and ``on_change="error"``.
         """
         self._check_open()
-        return self._strategy(items, key).aiterate()
+        return self._strategy(items, key, give_up).aiterate()
 
-    def _strategy(self, items: Iterable[T], key: KeyFunc | None) -> Strategy[T]:
+    def _strategy(
+        self, items: Iterable[T], key: KeyFunc | None, give_up: Callable[[], bool] | None
+    ) -> Strategy[T]:
+        if give_up is not None and not callable(give_up):
+            raise ArgumentTypeError(
+                "give_up",
+                give_up,
+                f"`give_up` must be a callable or None (got {type(give_up).__name__} {give_up!r:.60})",
+            )
         if self._shared:
-            return Claiming(self._rules, self.store, items, key)  # type: ignore[arg-type]
+            store: SharedStore = self.store  # type: ignore[assignment]
+            return Claiming(self._rules, store, items, key, give_up)
         if not self._fingerprinting and isinstance(items, (list, tuple)):
             return Batched(self._rules, items, key)
         return OneByOne(self._rules, items, key)
