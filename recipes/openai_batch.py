@@ -1,8 +1,10 @@
 """An LLM batch runner with the OpenAI SDK, on any OpenAI-compatible endpoint.
 
 Reads prompts from a JSONL file (``{"id": ..., "prompt": ...}`` per line),
-asks the model for each with up to ``--concurrency`` requests in flight, and
-checkpoints every answer with its token usage and cost. Stop it at any time
+asks the model for each with up to ``--concurrency`` requests in flight, within
+the provider's rate limits (``--rpm``, ``--tpm``; read from its headers when not
+given), retrying its transient errors, and checkpoints every answer with its
+token usage and cost. Stop it at any time
 (Ctrl-C finishes the requests in flight); run it again to go on. The run stops
 admitting prompts once ``--max-cost-usd`` is spent.
 
@@ -20,7 +22,7 @@ from typing import Any
 
 from openai import AsyncOpenAI
 
-from agent_resume import ItemContext, ResumableRun, RunConfig, RunReport
+from agent_resume import ItemContext, RateLimit, ResumableRun, Retry, RunConfig, RunReport
 
 
 def read_prompts(path: str | None, count: int) -> list[dict[str, Any]]:
@@ -46,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--max-cost-usd", type=float, default=5.0)
     parser.add_argument("--item-timeout", type=float, default=120.0)
+    parser.add_argument("--call-timeout", type=float, default=60.0)
+    parser.add_argument("--rpm", type=float, help="the provider's requests per minute")
+    parser.add_argument("--tpm", type=float, help="the provider's tokens per minute")
     args = parser.parse_args(argv)
 
     config = RunConfig(
@@ -56,25 +61,30 @@ def main(argv: list[str] | None = None) -> int:
         max_cost_usd=args.max_cost_usd,
         max_attempts=3,
         progress=False,
+        # Limits left unset are read from the provider's x-ratelimit-* headers.
+        rate_limit=RateLimit(requests_per_minute=args.rpm, tokens_per_minute=args.tpm),
+        retry=Retry(attempts=6, initial=0.5, maximum=30.0),
+        call_timeout=args.call_timeout,
     )
     prompts = read_prompts(args.input, args.count)
 
     async def run() -> RunReport:
+        # max_retries=0: the run retries, so that every 429 reaches its limiter.
         async with AsyncOpenAI(
-            base_url=args.base_url, api_key=args.api_key, max_retries=2
+            base_url=args.base_url, api_key=args.api_key, max_retries=0
         ) as client:
 
             async def answer(item: dict[str, Any], ctx: ItemContext) -> dict[str, Any]:
-                response = await client.chat.completions.create(
+                # A permit from the limiter, a timeout, retries, and the usage recorded.
+                response = await ctx.acall(
+                    client.chat.completions.create,
                     model=args.model,
                     messages=[{"role": "user", "content": item["prompt"]}],
-                    timeout=ctx.deadline.remaining_seconds(),
                 )
-                usage = ctx.record_usage(response)  # tokens and cost, per item and for the run
                 return {
                     "answer": response.choices[0].message.content,
                     "model": response.model,
-                    "cost_usd": usage.cost_usd,
+                    "cost_usd": ctx.usage.cost_usd,
                 }
 
             return await ResumableRun(config).arun(answer, prompts)
