@@ -58,6 +58,17 @@ records = st.lists(
     st.one_of(
         ids.map(lambda i: {"id": clean_id(i), "ts": 1748107200}),
         ids.map(lambda i: {"id": clean_id(i), "ts": 1, "result": {"v": [1, "é"]}}),
+        ids.map(
+            lambda i: {
+                "id": clean_id(i),
+                "ts": 1,
+                "fp": "ab12",
+                "usage": {"in": 5, "out": 7, "cost": 0.25, "model": "gpt-é\n"},
+            }
+        ),
+        ids.map(
+            lambda i: {"id": clean_id(i), "ts": 4, "attempt": 2, "stop": "max_turns", "usage": {}}
+        ),
         ids.map(lambda i: {"id": clean_id(i), "ts": 2, "status": "failed", "error": "E: x"}),
         st.just({"run": "start", "ts": 3}),
     ),

@@ -46,7 +46,30 @@ _BLOCK: Final = 1 << 20
 _MAX_WARNINGS: Final = 10
 # A plain completion exactly as this library writes it, no escapes in the ID,
 # anchored between two newlines (the block is searched with one prepended).
-_PLAIN = re.compile(rb'\n\{"id": "([^"\\\x00-\x1f]+)", "ts": -?\d+\}(?=\n)')
+_PLAIN = re.compile(rb'\n\{"id": "([^"\\\x00-\x1f]+)", "ts": -?(?:0|[1-9]\d*)\}(?=\n)')
+# A completion as this library writes it, with its optional fields in the
+# writer's order; the usage, a flat object, is checked to be valid JSON but
+# not decoded (the state needs the ID and the fingerprint only). Strings
+# allow JSON's escapes; numbers are JSON's. Anything else (a result, a
+# failure, a release) takes the careful path.
+_STR = rb'"[^"\\\x00-\x1f]*(?:\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})[^"\\\x00-\x1f]*)*"'
+_NUM = rb"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][-+]?\d+)?"
+_INT = rb"-?(?:0|[1-9]\d*)"
+_SCALAR = rb"(?:" + _STR + rb"|" + _NUM + rb"|true|false|null)"
+_FLAT = rb"\{(?:" + _STR + rb": " + _SCALAR + rb"(?:, " + _STR + rb": " + _SCALAR + rb")*)?\}"
+_DONE_BODY = (
+    rb'\{"id": "([^"\\\x00-\x1f]+)", "ts": '
+    + _INT
+    + rb'(?:, "attempt": '
+    + _INT
+    + rb')?(?:, "stop": '
+    + _STR
+    + rb')?(?:, "fp": "([^"\\\x00-\x1f]*"))?(?:, "usage": '
+    + _FLAT
+    + rb")?\}"
+)
+_DONE = re.compile(rb"\n" + _DONE_BODY + rb"(?=\n)")
+_DONE_LINE = re.compile(_DONE_BODY)
 _BLANK: Final = b" \t\r"
 # What a torn first write of this library (or of the original format) begins with.
 _OUR_STARTS: Final = (b'{"agent_resume": ', b'{"id": ', b'{"run": ')
@@ -82,6 +105,14 @@ class LoadResult:
     bad_lines: list[BadLine] = field(default_factory=list)
     lines: int = 0
     size: int = 0
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def is_blank(raw: bytes) -> bool:
@@ -189,6 +220,7 @@ class _Loader:
         at = self.offset
         self.offset += len(raw) + 1
         if is_blank(raw):
+            self.last_bad_at_end = False  # a bad line before a blank one is not a torn write
             return
         record = parse_line(raw)
         if not isinstance(record, dict):
@@ -229,20 +261,57 @@ class _Loader:
             data = data[start:]
         count = data.count(b"\n")
         ids = _PLAIN.findall(b"\n" + data)
-        if len(ids) == count:
-            try:
-                # One decode for the whole block: IDs hold no newline, so split is exact.
-                text = b"\n".join(ids).decode("utf-8")
-            except UnicodeDecodeError:
-                pass
-            else:
-                self.state.done.update(text.split("\n"))
+        if len(ids) == count and self._add_done(ids):
+            self.line_number += count
+            self.offset += len(data)
+            self.last_bad_at_end = False
+            return
+        has_results = b', "result": ' in data
+        if len(ids) != count and not has_results and (data.isascii() or _is_utf8(data)):
+            # Completions with a fingerprint or usage: matched whole, usage not decoded.
+            found = _DONE.findall(b"\n" + data)
+            if len(found) == count and self._add_done([m[0] for m in found]):
+                self._add_fingerprints(found)
                 self.line_number += count
                 self.offset += len(data)
                 self.last_bad_at_end = False
                 return
+        state = self.state
         for raw in data.split(b"\n")[:-1]:
-            self.line(raw)
+            match = None if has_results and b', "result": ' in raw else _DONE_LINE.fullmatch(raw)
+            if match is None or not (raw.isascii() or _is_utf8(raw)):
+                self.line(raw)
+                continue
+            self.line_number += 1
+            self.offset += len(raw) + 1
+            self.last_bad_at_end = False
+            item_id = match[1].decode("utf-8")
+            state.done.add(item_id)
+            state.failures.pop(item_id, None)
+            if match[2] is not None:
+                state.fingerprints[item_id] = match[2][:-1].decode("utf-8")
+
+    def _add_done(self, ids: list[bytes]) -> bool:
+        """Mark raw IDs done; ``False`` (nothing changed) if one is not UTF-8."""
+        try:
+            # One decode for the whole block: IDs hold no newline, so split is exact.
+            text = b"\n".join(ids).decode("utf-8")
+        except UnicodeDecodeError:
+            return False
+        done = text.split("\n")
+        self.state.done.update(done)
+        failures = self.state.failures
+        if failures:
+            for item_id in done:
+                failures.pop(item_id, None)
+        return True
+
+    def _add_fingerprints(self, found: list[tuple[bytes, bytes]]) -> None:
+        # The group holds the fingerprint and its closing quote: empty when absent.
+        fingerprints = self.state.fingerprints
+        for raw_id, fp in found:
+            if fp:
+                fingerprints[raw_id.decode("utf-8")] = fp[:-1].decode("utf-8")
 
     def finish(self, tail: bytes, strict: bool) -> LoadResult:
         """Settle the torn tail, refuse a file that is not a checkpoint, report bad lines."""
@@ -372,6 +441,7 @@ def read_records(f: IO[bytes], path: str) -> Iterator[tuple[int, dict[str, Any] 
         for raw in lines:
             line_number += 1
             if is_blank(raw):
+                last_bad = False
                 continue
             record = parse_line(raw)
             last_bad = not isinstance(record, dict)

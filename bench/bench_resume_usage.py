@@ -1,0 +1,124 @@
+"""Benchmark for issue 15's first rows: resuming the checkpoints real jobs write.
+
+Every item a ``ResumableRun`` records carries usage (``JsonlStore``), and a
+``ResultJsonlStore`` also keeps a result. Each row is a ratio against a
+``json.loads``-per-line loader over the same file, in the same process:
+
+    python bench/bench_resume_usage.py            # 1,000,000 lines (a minute or two)
+    python bench/bench_resume_usage.py --quick    # 100,000 lines
+
+The resume reads a completion's ID and fingerprint without decoding its
+usage (the line is still checked to be valid JSON); a line with a result is
+decoded in full and its result dropped at once, so results are never held.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+TARGETS = {"usage": 0.35, "usage_mb": 110.0, "results": 0.35}
+
+USAGE = {"in": 1234, "out": 567, "calls": 1, "cost": 0.00123, "model": "gpt-4o-mini"}
+
+
+def make(path: Path, lines: int, result: bool) -> None:
+    usage = json.dumps(USAGE, ensure_ascii=False)
+    tail = ', "result": ' + json.dumps({"text": "r" * 180}) if result else ""
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(json.dumps({"agent_resume": 1, "job_id": "bench", "created": 1}) + "\n")
+        chunk = []
+        for i in range(lines):
+            chunk.append(f'{{"id": "item-{i:07d}", "ts": 1748107200, "usage": {usage}{tail}}}\n')
+            if len(chunk) == 10_000:
+                f.write("".join(chunk))
+                chunk.clear()
+        f.write("".join(chunk))
+
+
+def naive(path: Path) -> float:
+    start = time.perf_counter()
+    done: set[str] = set()
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            record = json.loads(line)
+            if "id" in record:
+                done.add(record["id"])
+    return time.perf_counter() - start
+
+
+CHILD = textwrap.dedent(
+    """
+    import sys, time, tracemalloc
+    from agent_resume import AgentResume, JsonlStore, ResultJsonlStore
+    store = (ResultJsonlStore if sys.argv[2] == "results" else JsonlStore)(sys.argv[1])
+    traced = sys.argv[3] == "traced"
+    if traced:
+        tracemalloc.start()
+    start = time.perf_counter()
+    with AgentResume(store).resume_or_start("bench") as s:
+        elapsed = time.perf_counter() - start
+        n = s.stats.already_done
+        peak = tracemalloc.get_traced_memory()[1] if traced else 0
+    print(n, elapsed, peak)
+    """
+)
+
+
+def ours(path: Path, kind: str, traced: bool = False) -> tuple[int, float, int]:
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, str(path), kind, "traced" if traced else "timed"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    n, elapsed, peak = proc.stdout.split()
+    return int(n), float(elapsed), int(peak)
+
+
+def main() -> int:
+    """Print each row; exit 1 if a target is missed."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    lines = 100_000 if args.quick else 1_000_000
+    missed = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for kind in ("usage", "results"):
+            path = Path(tmp) / f"{kind}.jsonl"
+            make(path, lines, result=kind == "results")
+            base = statistics.median(naive(path) for _ in range(args.repeats))
+            runs = [ours(path, kind) for _ in range(args.repeats)]
+            assert all(n == lines for n, _, _ in runs)
+            mine = statistics.median(t for _, t, _ in runs)
+            ratio = mine / base
+            if ratio > TARGETS[kind]:
+                missed.append(kind)
+            print(
+                f"resume {lines:,} lines with {kind}: {mine:.3f} s, json.loads loader "
+                f"{base:.3f} s, ratio {ratio:.3f} (target <= {TARGETS[kind]})"
+            )
+            if kind == "usage":
+                peak_mb = ours(path, kind, traced=True)[2] / 2**20
+                if peak_mb > TARGETS["usage_mb"]:
+                    missed.append("usage_mb")
+                print(
+                    f"resume peak memory: {peak_mb:.1f} MB allocated by the resume "
+                    f"(target <= {TARGETS['usage_mb']:.0f} MB)"
+                )
+            path.unlink()
+    if missed:
+        print(f"missed: {', '.join(missed)}")
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
