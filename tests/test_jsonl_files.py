@@ -574,3 +574,97 @@ def test_a_line_far_longer_than_a_block_is_read_in_linear_time(tmp_path: Path) -
         [sys.executable, "-c", script], capture_output=True, text=True, env=ENV, timeout=300
     )
     assert proc.stdout.strip() == "ok", proc.stderr
+
+
+# -- issue 15: resume does not decode what it does not need --------------------------------------
+
+
+def _counting_loads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    import agent_resume.stores._jsonl_read as reader
+
+    calls = [0]
+    real_loads = json.loads
+
+    def loads(*args: object, **kwargs: object) -> object:
+        calls[0] += 1
+        return real_loads(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(reader.json, "loads", loads)
+    return calls
+
+
+def _run_checkpoint(path: Path, n: int, result: bool) -> None:
+    usage = '{"in": 1234, "out": 56, "calls": 1, "cost": 0.0012, "model": "gpt-4o-mini \\u00e9"}'
+    lines = [HEADER]
+    for i in range(n):
+        extra = ', "attempt": 2, "stop": "max_turns"' if i % 7 == 0 else ""
+        fp = f', "fp": "fp{i}"' if i % 3 == 0 else ""
+        tail = ', "result": {"text": "' + "r" * 200 + '", "n": [1, 2]}' if result else ""
+        lines.append(f'{{"id": "item-{i}", "ts": 1{extra}{fp}, "usage": {usage}{tail}}}\n')
+    write(path, "".join(lines))
+
+
+@pytest.mark.parametrize("result", [False, True], ids=["usage", "usage+result"])
+def test_resume_reads_completions_without_decoding_their_usage_or_result(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, result: bool
+) -> None:
+    path = tmp_path / "job.jsonl"
+    _run_checkpoint(path, 20_000, result)
+    calls = _counting_loads(monkeypatch)
+    with open(path, "rb") as f:
+        state = load(f, str(path)).state
+    assert calls[0] <= 1  # the header alone
+    assert len(state.done) == 20_000
+    assert state.fingerprints == {f"item-{i}": f"fp{i}" for i in range(0, 20_000, 3)}
+    # strict mode checks every line in full (and decodes results)
+    with open(path, "rb") as f:
+        strict_state = load(f, str(path), strict=True).state
+    assert strict_state.done == state.done
+    assert strict_state.fingerprints == state.fingerprints
+
+
+def test_a_completion_after_a_failure_clears_it_on_every_path(tmp_path: Path) -> None:
+    path = tmp_path / "job.jsonl"
+    failure = '{"id": "a", "ts": 1, "status": "failed", "error": "E: x", "attempt": 1, "retryable": true}\n'
+    for done_line in (
+        '{"id": "a", "ts": 2}\n',
+        '{"id": "a", "ts": 2, "attempt": 2, "usage": {"in": 1}}\n',
+        '{"id": "a", "ts": 2, "attempt": 2, "result": [1]}\n',
+    ):
+        # the completion in a block of its own, read on the block's fast path
+        write(path, HEADER + failure + "\n" * (1 << 20) + done_line * 3)
+        for strict in (False, True):
+            with open(path, "rb") as f:
+                state = load(f, str(path), strict=strict).state
+            assert state.done == {"a"}
+            assert state.failures == {}
+
+
+def test_a_status_written_after_the_usage_is_still_read(tmp_path: Path) -> None:
+    path = tmp_path / "job.jsonl"
+    write(
+        path,
+        HEADER
+        + '{"id": "a", "ts": 1, "usage": {"in": 1}, "status": "failed", "error": "x"}\n'
+        + '{"id": "b", "ts": 1, "result": {"status": "ok"}}\n',
+    )
+    with open(path, "rb") as f:
+        state = load(f, str(path)).state
+    assert state.done == {"b"}
+    assert set(state.failures) == {"a"}
+
+
+def test_damage_inside_a_usage_is_found_by_strict_mode_and_repair(tmp_path: Path) -> None:
+    path = tmp_path / "job.jsonl"
+    write(
+        path,
+        HEADER + '{"id": "a", "ts": 1, "usage": {"in": 1, oops}}\n' + '{"id": "b", "ts": 1}\n',
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with open(path, "rb") as f:
+            assert load(f, str(path)).state.done == {"a", "b"}  # read by its prefix
+    with pytest.raises(CorruptCheckpointError) as info:
+        AgentResume(JsonlStore(path, strict=True)).resume_or_start("job")
+    assert info.value.line_number == 2
+    assert repair(path, dry_run=True).dropped[0][0] == 2

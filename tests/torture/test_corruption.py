@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -181,7 +182,31 @@ def looks_torn_ours(tail: bytes) -> bool:
     return any(tail.startswith(p) or p.startswith(tail) for p in starts)
 
 
-def expect(data: bytes) -> Expected:
+# A completion as the library writes it, read by its prefix in the default mode:
+# its usage or result is not decoded at resume (issue 15), so damage inside them
+# is found by strict mode and by the readers that decode them (repair included).
+LAZY = re.compile(
+    rb'\{"id": "([^"\\\x00-\x1f]+)", "ts": -?(?:0|[1-9][0-9]*)'
+    rb'(?:, "attempt": -?(?:0|[1-9][0-9]*))?'
+    rb'(?:, "stop": "(?:[^"\\\x00-\x1f]|\\["\\/bfnrt]|\\u[0-9a-fA-F]{4})*")?'
+    rb'(?:, "fp": "[^"\\\x00-\x1f]*")?, "(?:usage|result)": [^\n]*\}'
+)
+
+
+def lazy_record(raw: bytes) -> dict[str, Any] | None:
+    if b'"status"' in raw:
+        return None
+    match = LAZY.fullmatch(raw)
+    if match is None:
+        return None
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return {"id": match[1].decode("utf-8"), "ts": 0}
+
+
+def expect(data: bytes, lazy: bool = True) -> Expected:
     lines = data.split(b"\n")
     carry = lines.pop()
     done: set[str] = set()
@@ -194,7 +219,7 @@ def expect(data: bytes) -> Expected:
     for number, raw in enumerate(lines, 1):
         if blank(raw):
             continue
-        record = valid(raw)
+        record = (lazy_record(raw) if lazy else None) or valid(raw)
         was_first, first = first, False
         if record is None:
             bad.append(number)
@@ -268,7 +293,7 @@ def test_strict_mode_names_the_first_bad_middle_line(
     data = damage(build(job_records), steps)
     if header_is_newer(data):
         return
-    want = expect(data)
+    want = expect(data, lazy=False)
     if want.refused:
         return  # the loading test pins the refusal
     if not want.bad_middle:
@@ -290,7 +315,7 @@ def test_repair_yields_a_strictly_valid_file_with_every_valid_line(
     data = damage(build(job_records), steps)
     if header_is_newer(data):
         return
-    want = expect(data)
+    want = expect(data, lazy=False)
     with tempfile.TemporaryDirectory() as directory:
         path = Path(directory) / "job.jsonl"
         path.write_bytes(data)

@@ -70,6 +70,26 @@ _DONE_BODY = (
 )
 _DONE = re.compile(rb"\n" + _DONE_BODY + rb"(?=\n)")
 _DONE_LINE = re.compile(_DONE_BODY)
+# The same prefix, then a usage or a result left undecoded up to the line's
+# closing brace: what the default (not strict) mode reads at resume.
+_LAZY_BODY = (
+    rb'\{"id": "([^"\\\x00-\x1f]+)", "ts": '
+    + _INT
+    + rb'(?:, "attempt": '
+    + _INT
+    + rb')?(?:, "stop": '
+    + _STR
+    + rb')?(?:, "fp": "([^"\\\x00-\x1f]*"))?, "(?:usage|result)": [^\n]*\}'
+)
+_LAZY = re.compile(rb"\n" + _LAZY_BODY + rb"(?=\n)")
+_LAZY_LINE = re.compile(_LAZY_BODY)
+# For blocks without a fingerprint: one group, so findall gives the IDs alone.
+_LAZY_IDS = re.compile(
+    rb"\n" + _LAZY_BODY.replace(rb'"([^"\\\x00-\x1f]*"))?', rb'"[^"\\\x00-\x1f]*")?') + rb"(?=\n)"
+)
+_DONE_IDS = re.compile(
+    rb"\n" + _DONE_BODY.replace(rb'"([^"\\\x00-\x1f]*"))?', rb'"[^"\\\x00-\x1f]*")?') + rb"(?=\n)"
+)
 _BLANK: Final = b" \t\r"
 # What a torn first write of this library (or of the original format) begins with.
 _OUR_STARTS: Final = (b'{"agent_resume": ', b'{"id": ', b'{"run": ')
@@ -203,8 +223,9 @@ def _check_unknown_content(path: str, first_bad: bytes | None, tail: bytes) -> N
 class _Loader:
     """Folds a checkpoint's lines into a :class:`LoadResult`."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, strict: bool = False) -> None:
         self.path = path
+        self.strict = strict
         self.state = JobState(job_id="")
         self.result = LoadResult(header=None, state=self.state)
         self.line_number = 0
@@ -221,6 +242,8 @@ class _Loader:
         self.offset += len(raw) + 1
         if is_blank(raw):
             self.last_bad_at_end = False  # a bad line before a blank one is not a torn write
+            return
+        if self._completion(raw):
             return
         record = parse_line(raw)
         if not isinstance(record, dict):
@@ -260,36 +283,60 @@ class _Loader:
                 return
             data = data[start:]
         count = data.count(b"\n")
-        ids = _PLAIN.findall(b"\n" + data)
+        plain = b', "usage": ' not in data and b', "result": ' not in data
+        ids = _PLAIN.findall(b"\n" + data) if plain else []
         if len(ids) == count and self._add_done(ids):
             self.line_number += count
             self.offset += len(data)
             self.last_bad_at_end = False
             return
-        has_results = b', "result": ' in data
-        if len(ids) != count and not has_results and (data.isascii() or _is_utf8(data)):
-            # Completions with a fingerprint or usage: matched whole, usage not decoded.
-            found = _DONE.findall(b"\n" + data)
-            if len(found) == count and self._add_done([m[0] for m in found]):
-                self._add_fingerprints(found)
+        fps = b', "fp": "' in data
+        if self.strict:
+            # Every line checked in full: the usage by pattern, a result decoded.
+            skip = b', "result": '
+            pattern = _DONE if fps else _DONE_IDS
+        else:
+            # A completion's usage and result are neither decoded nor checked here:
+            # the readers that need them do both (status, report, results(), repair).
+            # A line naming a status anywhere is read in full, lest one hide after them.
+            skip = b'"status"'
+            pattern = _LAZY if fps else _LAZY_IDS
+        if len(ids) != count and skip not in data and (data.isascii() or _is_utf8(data)):
+            found = pattern.findall(b"\n" + data)
+            if len(found) == count and self._add_done([m[0] for m in found] if fps else found):
+                if fps:
+                    self._add_fingerprints(found)
                 self.line_number += count
                 self.offset += len(data)
                 self.last_bad_at_end = False
                 return
-        state = self.state
         for raw in data.split(b"\n")[:-1]:
-            match = None if has_results and b', "result": ' in raw else _DONE_LINE.fullmatch(raw)
-            if match is None or not (raw.isascii() or _is_utf8(raw)):
-                self.line(raw)
-                continue
-            self.line_number += 1
-            self.offset += len(raw) + 1
-            self.last_bad_at_end = False
-            item_id = match[1].decode("utf-8")
-            state.done.add(item_id)
-            state.failures.pop(item_id, None)
-            if match[2] is not None:
-                state.fingerprints[item_id] = match[2][:-1].decode("utf-8")
+            self.line(raw)
+
+    def _completion(self, raw: bytes) -> bool:
+        """Read a completion line by its pattern (see :meth:`block`); ``False`` if it is not one."""
+        if self.strict:
+            if b', "result": ' in raw:
+                return False
+            match = _DONE_LINE.fullmatch(raw)
+        else:
+            if b'"status"' in raw:
+                return False
+            match = _LAZY_LINE.fullmatch(raw)
+        if match is None or not (raw.isascii() or _is_utf8(raw)):
+            return False
+        state = self.state
+        item_id = match[1].decode("utf-8")
+        state.done.add(item_id)
+        state.failures.pop(item_id, None)
+        if match[2] is not None:
+            state.fingerprints[item_id] = match[2][:-1].decode("utf-8")
+        self.last_bad_at_end = False
+        self.seen_first = True
+        if not self.known:
+            self.known = True  # an ID with an integer "ts": a checkpoint record
+            self.first_bad = None
+        return True
 
     def _add_done(self, ids: list[bytes]) -> bool:
         """Mark raw IDs done; ``False`` (nothing changed) if one is not UTF-8."""
@@ -386,7 +433,7 @@ def load(f: IO[bytes], path: str, *, strict: bool = False) -> LoadResult:
         UnsupportedFormatError: The header names a newer format.
         NotACheckpointError: The file is not a checkpoint (see the module docstring).
     """
-    loader = _Loader(path)
+    loader = _Loader(path, strict)
     tail: list[bytes] = []
     for long_line, data in iter_blocks(f, tail):
         if long_line is not None:
