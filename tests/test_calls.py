@@ -108,7 +108,10 @@ def test_call_in_threads_with_anthropic_stays_under_the_limit(tmp_path: Path) ->
         assert most_tokens <= 20_000
 
 
-def test_unknown_limits_are_learned_from_429s_and_their_headers(tmp_path: Path) -> None:
+def test_unknown_limits_are_learned_from_429s_and_their_headers(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="agent_resume.progress")
     # 10 requests a half second: 16 callers at once always hit the limit at first.
     config = SimConfig(rpm=10, window=0.5, seed=7)
     with ProviderSim(config) as sim:
@@ -123,7 +126,11 @@ def test_unknown_limits_are_learned_from_429s_and_their_headers(tmp_path: Path) 
                 return str(response.choices[0].message.content)
 
             run_config = RunConfig(
-                job_id="learn", store=tmp_path / "ck.jsonl", concurrency=16, progress=False
+                job_id="learn",
+                store=tmp_path / "ck.jsonl",
+                concurrency=16,
+                progress="log",
+                progress_interval=60,
             )
             try:
                 return await ResumableRun(run_config).arun(process, [f"l{n}" for n in range(80)])
@@ -135,6 +142,11 @@ def test_unknown_limits_are_learned_from_429s_and_their_headers(tmp_path: Path) 
         # A 429 carried the limit; after it the run paced itself.
         assert 0 < sim.counts.rate_limited < 20
         assert sim.max_in_window()[0] <= 10
+        # The report and the last progress line count the 429s and the retries.
+        assert report.rate_limited == sim.counts.rate_limited  # type: ignore[attr-defined]
+        assert report.call_retries == sim.counts.rate_limited  # type: ignore[attr-defined]
+        last = [r.getMessage() for r in caplog.records if r.name == "agent_resume.progress"][-1]
+        assert f"calls 0 in flight, {sim.counts.rate_limited} HTTP 429" in last
 
 
 def test_a_hung_request_times_out_and_is_retried(tmp_path: Path) -> None:

@@ -325,6 +325,8 @@ class Limiter:
         self._output_calls = 0
         self.waited = 0.0
         """Seconds callers have waited for a permit, in total."""
+        self.waiting = 0
+        """Callers waiting for a permit now (see `waiting_for_permit`)."""
 
     # -- permits -----------------------------------------------------------------
 
@@ -352,6 +354,11 @@ class Limiter:
             with self._lock:
                 self.waited += wait
         return wait
+
+    def waiting_for_permit(self, delta: int) -> None:
+        """Count a caller that starts (``+1``) or stops (``-1``) waiting for its permit."""
+        with self._lock:
+            self.waiting += delta
 
     def try_enter(self) -> bool:
         """Take a slot for a call in flight, if the adaptive limit allows one now."""
@@ -436,4 +443,5 @@ class Limiter:
                 "allowed": self.allowed,
                 "paused": max(0.0, self.paused_until - self._clock()),
                 "waited": self.waited,
+                "waiting": self.waiting,
             }

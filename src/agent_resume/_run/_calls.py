@@ -300,7 +300,11 @@ def call_sync(
         cost = limiter.estimate(kwargs)
         wait = _permit_wait(gate, ctx, cost)
         if wait > 0:
-            time.sleep(wait)
+            limiter.waiting_for_permit(1)
+            try:
+                time.sleep(wait)
+            finally:
+                limiter.waiting_for_permit(-1)
         while not limiter.try_enter():
             if ctx.deadline.is_expired():
                 limiter.settle(cost, None)
@@ -342,7 +346,11 @@ async def call_async(
         cost = limiter.estimate(kwargs)
         wait = _permit_wait(gate, ctx, cost)
         if wait > 0:
-            await asyncio.sleep(wait)
+            limiter.waiting_for_permit(1)
+            try:
+                await asyncio.sleep(wait)
+            finally:
+                limiter.waiting_for_permit(-1)
         while not limiter.try_enter():
             if ctx.deadline.is_expired():
                 limiter.settle(cost, None)

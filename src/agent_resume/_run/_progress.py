@@ -37,6 +37,9 @@ class ProgressSnapshot:
         eta_seconds: Seconds to go at that rate, when known.
         tokens: Tokens used in this run.
         cost_usd: Cost of this run, ``None`` when unknown.
+        calls: What ``ctx.call``/``ctx.acall`` did: calls in flight, 429s,
+            retries, and the limiter when it holds calls back (``""`` when
+            no call was made through the run).
     """
 
     done: int
@@ -46,16 +49,41 @@ class ProgressSnapshot:
     eta_seconds: float | None
     tokens: int
     cost_usd: float | None
+    calls: str = ""
 
     def line(self) -> str:
         """The snapshot as one log line."""
         total = "?" if self.total is None else f"{self.total:,}"
         eta = "?" if self.eta_seconds is None else f"{self.eta_seconds:,.0f}s"
         cost = format_cost(self.cost_usd)
-        return (
+        line = (
             f"{self.done:,}/{total} done, {self.failed:,} failed, {self.rate:,.1f} items/s, "
             f"ETA {eta}, {self.tokens:,} tokens, {cost}"
         )
+        return f"{line}; {self.calls}" if self.calls else line
+
+
+def _calls(state: RunState) -> str:
+    """Calls in flight, 429s and retries, and the limiter when it is the bottleneck."""
+    gate = state.calls
+    if gate is None:
+        return ""
+    snap = gate.snapshot()
+    if not snap["started"]:
+        return ""
+    text = (
+        f"calls {snap['in_flight']:,} in flight, {snap['rate_limited']:,} HTTP 429, "
+        f"{snap['retries']:,} retried"
+    )
+    limiter = snap["limiter"]
+    if limiter["paused"] > 0:
+        text += f"; paused {limiter['paused']:.1f}s after a 429"
+    if limiter["allowed"] < gate.limiter.max_in_flight:
+        text += f"; at most {limiter['allowed']} calls in flight after 429s"
+    if limiter["waiting"]:
+        limits = ", ".join(f"{name} {rate:,.0f}/min" for name, rate in limiter["limits"].items())
+        text += f"; {limiter['waiting']:,} waiting for the rate limit ({limits})"
+    return text
 
 
 def snapshot(state: RunState, already: int, total: int | None) -> ProgressSnapshot:
@@ -75,6 +103,7 @@ def snapshot(state: RunState, already: int, total: int | None) -> ProgressSnapsh
         eta_seconds=eta,
         tokens=usage.total_tokens,
         cost_usd=usage.cost_usd if usage.calls else 0.0,
+        calls=_calls(state),
     )
 
 
@@ -157,6 +186,8 @@ def _rich_loop(state: RunState, already: int, total: int | None, stop: threading
             extra = f"{snap.rate:,.1f}/s  {snap.tokens:,} tok  {cost}"
             if snap.failed:
                 extra += f"  {snap.failed:,} failed"
+            if snap.calls:
+                extra += f"  {snap.calls}"
             progress.update(task, completed=snap.done, extra=extra)
             if finished:
                 return
