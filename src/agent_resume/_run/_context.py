@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -25,6 +26,7 @@ R = TypeVar("R")
 logger = logging.getLogger("agent_resume.run")
 
 _RECENT_OUTPUTS = 8
+_RECENT_TURNS = 20
 _CODEC = ConversationCodec()
 
 
@@ -49,6 +51,8 @@ class ItemContext:
         "_started",
         "_token",
         "_tool_calls",
+        "_turn_at",
+        "_turn_seconds",
         "_turns",
         "attempt",
         "item_id",
@@ -76,6 +80,8 @@ class ItemContext:
         self._saved = False
         self._logger: logging.LoggerAdapter[logging.Logger] | None = None
         self._token: str | None = None
+        self._turn_at = deadline.created_at
+        self._turn_seconds: list[float] = []
 
     def __repr__(self) -> str:
         return (
@@ -96,6 +102,19 @@ class ItemContext:
         if grace < self._deadline.at:
             return Deadline(at=grace, created_at=self._started, clock=self._run.clock)
         return self._deadline
+
+    def time_left(self) -> float:
+        """Seconds left before the item's deadline (``math.inf`` for none, ``0.0`` once passed)."""
+        return self.deadline.remaining_seconds()
+
+    def next_call_seconds(self) -> float:
+        """How long the next call is expected to take, ``0.0`` before any call is seen.
+
+        The 90th percentile of the recent turns (from one ``record_usage`` to
+        the next, or from the item's start) of this item and of the whole
+        run, whichever is longer.
+        """
+        return max(_p90(self._turn_seconds), self._run.turn_estimate())
 
     @property
     def turns(self) -> int:
@@ -129,8 +148,9 @@ class ItemContext:
         """Whether the item's loop should end now, and why.
 
         Checks the run's ``stop`` conditions against this item's loop, then
-        its deadline, then whether the run is being stopped by a second
-        signal. Call it between LLM calls.
+        its deadline: passed, or too close for the next call (when the time
+        left is shorter than ``next_call_seconds()``), then whether the run is
+        being stopped by a second signal. Call it between LLM calls.
 
         Returns:
             A ``StopReason`` (``"deadline"``, ``"aborted"`` or a condition's
@@ -138,13 +158,28 @@ class ItemContext:
         """
         condition = self._run.config.stop_condition
         reason = condition(self.loop_state()) if condition is not None else None
-        if reason is None and self.deadline.is_expired():
-            reason = StopReason("deadline", "the item's deadline passed")
+        if reason is None:
+            reason = self._deadline_reason()
         if reason is None and self._run.aborted:
             reason = StopReason("aborted", "the run was aborted")
         if reason is not None:
             self.last_stop = reason
         return reason
+
+    def _deadline_reason(self) -> StopReason | None:
+        left = self.time_left()
+        if left <= 0:
+            return StopReason("deadline", "the item's deadline passed")
+        if left == math.inf:
+            return None
+        need = self.next_call_seconds()
+        if need > left:
+            return StopReason(
+                "deadline",
+                f"{left:.3f}s left is less than the {need:.3f}s a call takes "
+                "(the 90th percentile of recent calls)",
+            )
+        return None
 
     # -- accounting ------------------------------------------------------------
 
@@ -177,6 +212,12 @@ class ItemContext:
         self.usage = self.usage + usage
         self._turns += 1
         self._errors = 0
+        now = run.clock()
+        turn = now - self._turn_at
+        self._turn_at = now
+        self._turn_seconds.append(turn)
+        del self._turn_seconds[:-_RECENT_TURNS]
+        run.note_turn(turn)
         found_text, found_calls = text_and_tools(response_or_usage)
         if text is None:
             text = found_text
@@ -335,3 +376,11 @@ class ItemContext:
 def calls_recorded(ctx: ItemContext) -> bool:
     """Whether the attempt made calls through ``ctx.call``/``ctx.acall`` (each is recorded)."""
     return ctx._token is not None
+
+
+def _p90(values: list[float]) -> float:
+    """The 90th percentile (nearest rank) of ``values``, ``0.0`` for none."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[max(math.ceil(0.9 * len(ordered)) - 1, 0)]

@@ -44,6 +44,7 @@ _BUDGET_NAMES = {
     "max_items": "item_budget",
 }
 _RECENT = 20
+_RECENT_TURNS = 50
 _SETTLE_SECONDS = 1.0  # after the cut, for cut items to be recorded before the run returns
 
 
@@ -98,6 +99,8 @@ class RunState:
         self._failed = 0
         self._in_flight = 0
         self._recent: deque[float] = deque(maxlen=_RECENT)
+        self._turns: deque[float] = deque(maxlen=_RECENT_TURNS)
+        self._turn_estimate = 0.0
         self._estimate = 0.0
         self._stop_name: str | None = None
         self._stop_reason: StopReason | None = None
@@ -369,6 +372,17 @@ class RunState:
         the item's failure.
         """
         return deadline.at < deadline.created_at + self.config.item_timeout
+
+    def note_turn(self, seconds: float) -> None:
+        """Learn how long one of the run's turns (a call and what came before it) took."""
+        with self._changed:
+            self._turns.append(seconds)
+            ordered = sorted(self._turns)
+            self._turn_estimate = ordered[max(math.ceil(0.9 * len(ordered)) - 1, 0)]
+
+    def turn_estimate(self) -> float:
+        """The 90th percentile of the run's recent turns, ``0.0`` before any."""
+        return self._turn_estimate
 
     def add_usage(self, usage: Usage) -> None:
         """Add one call's usage to the run's totals."""
