@@ -161,6 +161,7 @@ class SqliteStore:
         try:
             self._check_is_store(conn)
             conn.execute(f"PRAGMA synchronous={_SYNCHRONOUS[self.durability]}")
+            conn.execute("PRAGMA cache_size=-16384")
             conn.execute("PRAGMA journal_mode=WAL")
         except BaseException:
             conn.close()
