@@ -10,6 +10,7 @@ import asyncio
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,10 +42,23 @@ def tickets(n: int = 10) -> list[dict[str, str]]:
     return [{"id": f"t-{i}", "text": f"ticket {i}"} for i in range(n)]
 
 
+_CLIENTS: list[Any] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_clients() -> Iterator[None]:
+    yield
+    while _CLIENTS:
+        _CLIENTS.pop().close()
+
+
 def client_for(provider: str, server: BatchServer) -> Any:
     if provider == "openai":
-        return openai.OpenAI(base_url=server.url + "/v1", api_key="test", max_retries=0)
-    return anthropic.Anthropic(base_url=server.url, api_key="test", max_retries=0)
+        client: Any = openai.OpenAI(base_url=server.url + "/v1", api_key="test", max_retries=0)
+    else:
+        client = anthropic.Anthropic(base_url=server.url, api_key="test", max_retries=0)
+    _CLIENTS.append(client)
+    return client
 
 
 def request_for(provider: str) -> Any:

@@ -43,17 +43,29 @@ def batch(args: argparse.Namespace) -> int:
         return _cancel(words[1])
     if len(words) != 1:
         raise CliError(f"batch takes STORE or `cancel STORE` (got {' '.join(words)!r})")
-    store = open_cli_store(words[0])
+    clients: dict[str, Adapter] = {}
+    try:
+        return _list(words[0], args.refresh, clients)
+    finally:
+        _close(clients)
+
+
+def _close(clients: dict[str, Adapter]) -> None:
+    for adapter in clients.values():
+        adapter.client.close()
+
+
+def _list(target: str, refresh: bool, clients: dict[str, Adapter]) -> int:
+    store = open_cli_store(target)
     subs = submissions(store.iter_records())
     if not subs:
         print("no batches")
         return 0
     now = time.time()
-    clients: dict[str, Adapter] = {}
     print(f"{'key':<12}  {'provider':<9}  {'batch':<24}  {'requests':>8}  {'age':>7}  state")
     for sub in subs:
         state = _state(sub)
-        if args.refresh and sub.batch_id and not sub.ended:
+        if refresh and sub.batch_id and not sub.ended:
             live = _ask(sub, lambda a, s=sub: a.state(str(s.batch_id)), clients)
             counts = ", ".join(f"{k} {v}" for k, v in live.counts.items())
             state = f"{live.status} ({counts})"
@@ -112,9 +124,12 @@ def _cancel(target: str) -> int:
     store = open_cli_store(target)
     open_ = [s for s in submissions(store.iter_records()) if s.batch_id and not s.ended]
     clients: dict[str, Adapter] = {}
-    for sub in open_:
-        _ask(sub, lambda a, s=sub: a.cancel(str(s.batch_id)), clients)
-        print(f"cancelled {sub.provider} batch {sub.batch_id} ({len(sub.ids)} requests)")
+    try:
+        for sub in open_:
+            _ask(sub, lambda a, s=sub: a.cancel(str(s.batch_id)), clients)
+            print(f"cancelled {sub.provider} batch {sub.batch_id} ({len(sub.ids)} requests)")
+    finally:
+        _close(clients)
     if not open_:
         print("no open batches")
     return 0
