@@ -81,11 +81,15 @@ _LAZY_BODY = (
     + _STR
     + rb')?(?:, "fp": "([^"\\\x00-\x1f]*"))?, "(?:usage|result)": [^\n]*\}'
 )
-_LAZY = re.compile(rb"\n" + _LAZY_BODY + rb"(?=\n)")
 _LAZY_LINE = re.compile(_LAZY_BODY)
+# Over a block, only each line's head is matched: when every line starts with
+# it and as many lines end in "}", every line is such a completion (a line can
+# hold only one head, which begins after a newline, and "}\n" only at its end).
+_LAZY_HEAD = _LAZY_BODY[: -len(rb"[^\n]*\}")]
+_LAZY = re.compile(rb"\n" + _LAZY_HEAD)
 # For blocks without a fingerprint: one group, so findall gives the IDs alone.
 _LAZY_IDS = re.compile(
-    rb"\n" + _LAZY_BODY.replace(rb'"([^"\\\x00-\x1f]*"))?', rb'"[^"\\\x00-\x1f]*")?') + rb"(?=\n)"
+    rb"\n" + _LAZY_HEAD.replace(rb'"([^"\\\x00-\x1f]*"))?', rb'"[^"\\\x00-\x1f]*")?')
 )
 _DONE_IDS = re.compile(
     rb"\n" + _DONE_BODY.replace(rb'"([^"\\\x00-\x1f]*"))?', rb'"[^"\\\x00-\x1f]*")?') + rb"(?=\n)"
@@ -303,7 +307,12 @@ class _Loader:
             pattern = _LAZY if fps else _LAZY_IDS
         if len(ids) != count and skip not in data and (data.isascii() or _is_utf8(data)):
             found = pattern.findall(b"\n" + data)
-            if len(found) == count and self._add_done([m[0] for m in found] if fps else found):
+            whole = self.strict or data.count(b"}\n") == count
+            if (
+                len(found) == count
+                and whole
+                and self._add_done([m[0] for m in found] if fps else found)
+            ):
                 if fps:
                     self._add_fingerprints(found)
                 self.line_number += count
