@@ -79,6 +79,8 @@ class _Counts:
     permanent: int = 0
     hung: int = 0
     per_item: Counter[str] = field(default_factory=Counter)
+    log: list[tuple[float, int]] = field(default_factory=list)
+    """Every request as ``(admitted at, status)``; a hung one has status 0."""
     served_items: Counter[str] = field(default_factory=Counter)
     permanent_requests: Counter[str] = field(default_factory=Counter)
 
@@ -239,6 +241,7 @@ class ProviderSim:
             wait = self._admit(input_tokens + output_tokens, now)
             headers = self._limit_headers(anthropic, now, wait)
             if wait is not None:
+                counts.log.append((now, 429))
                 counts.rate_limited += 1
                 headers["retry-after"] = str(math.ceil(wait))
                 headers["retry-after-ms"] = f"{wait * 1000:.0f}"
@@ -247,19 +250,20 @@ class ProviderSim:
                 counts.permanent += 1
                 if item is not None:
                     counts.permanent_requests[item] += 1
+                counts.log.append((now, 400))
                 return "error", 400, headers
             roll = self._rng.random()
             if roll < self.config.transient:
                 counts.transient += 1
-                return (
-                    "error",
-                    self._rng.choice((500, 502, 503, 529 if anthropic else 503)),
-                    headers,
-                )
+                status = self._rng.choice((500, 502, 503, 529 if anthropic else 503))
+                counts.log.append((now, status))
+                return "error", status, headers
             if roll < self.config.transient + self.config.hang_rate:
                 counts.hung += 1
+                counts.log.append((now, 0))
                 return "hang", None, {}
             latency = self._rng.uniform(*self.config.latency)
+            counts.log.append((now, 200))
         return "ok", (item, input_tokens, output_tokens, latency, now), headers
 
     def served(self, item: str | None, input_tokens: int, output_tokens: int, at: float) -> None:

@@ -73,14 +73,20 @@ def test_a_429_pauses_everyone_and_halves_the_calls_in_flight() -> None:
     assert limiter.allowed == 4
     assert [limiter.try_enter() for _ in range(5)] == [True] * 4 + [False]
     limiter.pause(0)
+    assert limiter.allowed == 4  # the 429s of one burst halve it once
+    clock.advance(1.0)
+    limiter.pause(0)
     assert limiter.allowed == 2
     for _ in range(4):
         limiter.leave()
-    # Quiet periods let it grow back by one each, up to the run's concurrency.
-    for _ in range(10):
+    # Quiet periods let it double back, up to the run's concurrency.
+    clock.advance(4.0)
+    limiter.settle(Cost(), Cost(1, 10, 5, 5))
+    assert limiter.allowed == 2  # not quiet long enough yet
+    for expected in (4, 8, 8):
         clock.advance(5.0)
         limiter.settle(Cost(), Cost(1, 10, 5, 5))
-    assert limiter.allowed == 8
+        assert limiter.allowed == expected
 
 
 def test_limits_are_adopted_from_headers_only_when_not_configured() -> None:

@@ -12,7 +12,8 @@ of its buckets, then reserves all of them at once (first come, first served).
 A call's token cost is estimated before it starts (`estimate_cost`) and
 corrected with its real usage afterwards (`Limiter.settle`). A 429 pauses every
 caller until the provider's reset (`Limiter.pause`) and halves the number of
-calls allowed in flight; the number grows back by one per quiet period.
+calls allowed in flight (once per burst); the number doubles back per quiet
+period.
 Limits that were not configured are adopted from the provider's
 ``x-ratelimit-limit-*`` and ``anthropic-ratelimit-*-limit`` headers.
 
@@ -44,12 +45,14 @@ __all__ = [
 BUCKETS = ("requests", "tokens", "input_tokens", "output_tokens")
 """The names of the buckets, in the order of `Cost`'s fields."""
 
-HEADROOM = 0.98
+HEADROOM = 0.97
 """The limiter runs at this fraction of each limit, so that a sliding window
 that catches one permit more than the average still stays under the limit."""
 
 QUIET_SECONDS = 5.0
-"""After a 429, the calls allowed in flight grow back by one per quiet period this long."""
+"""After a 429, the calls allowed in flight double back per quiet period this long."""
+
+_HALVE_EVERY = 1.0  # 429s from one burst halve the calls in flight once, not once each
 
 _CHARS_PER_TOKEN = 4
 _MESSAGE_OVERHEAD = 4
@@ -65,7 +68,7 @@ class RateLimit:
 
     A limit left ``None`` is adopted from the provider's response headers
     (``x-ratelimit-limit-requests``/``-tokens``, ``anthropic-ratelimit-*-limit``)
-    when a response or an error carries them. The limiter runs at 98% of each
+    when a response or an error carries them. The limiter runs at 97% of each
     limit and spreads permits evenly (600 a minute is one every 0.1 s).
 
     Attributes:
@@ -321,6 +324,7 @@ class Limiter:
         self.in_flight = 0
         self.paused_until = -math.inf
         self._last_change = clock()
+        self._last_halved = -math.inf
         self._outputs = 0.0
         self._output_calls = 0
         self.waited = 0.0
@@ -400,16 +404,21 @@ class Limiter:
     def _grow(self) -> None:
         now = self._clock()
         if self.allowed < self.max_in_flight and now - self._last_change >= QUIET_SECONDS:
-            self.allowed += 1
+            self.allowed = min(self.max_in_flight, self.allowed * 2)
             self._last_change = now
 
     def pause(self, seconds: float) -> None:
-        """A 429: hold every caller for ``seconds`` and halve the calls allowed in flight."""
+        """A 429: hold every caller for ``seconds`` and halve the calls allowed in flight.
+
+        The 429s of one burst (within a second) halve them once.
+        """
         seconds = max(0.0, seconds)
         with self._lock:
             now = self._clock()
             self.paused_until = max(self.paused_until, now + seconds)
-            self.allowed = max(1, self.allowed // 2)
+            if now - self._last_halved >= _HALVE_EVERY:
+                self.allowed = max(1, self.allowed // 2)
+                self._last_halved = now
             self._last_change = now
         if seconds > 0:
             self._buckets.pause(seconds)
