@@ -284,3 +284,47 @@ def test_a_shared_limit_needs_a_database_store(tmp_path: Path) -> None:
             store=tmp_path / "a.jsonl",
             rate_limit=RateLimit(requests_per_minute=5, shared=True),
         )
+
+
+@pytest.mark.slow
+def test_job_totals_equal_what_the_server_served_across_a_sigkill(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    concurrency = 8
+    items = 120
+    path = tmp_path / "ck.jsonl"
+    config = SimConfig(transient=0.05, latency=(0.01, 0.05), seed=17)
+    with ProviderSim(config) as sim:
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
+        child = str(Path(__file__).with_name("_calls_child.py"))
+        args = [sys.executable, child, str(path), sim.openai_url, str(items), str(concurrency)]
+        proc = subprocess.Popen(args, env=env)
+        deadline = time.monotonic() + 60
+        while sim.served_totals()[0] < 60 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        served_at_kill = sim.served_totals()
+        ledger = Ledger.from_records(JsonlStore(path).iter_records())
+        # Every call that returned before the kill is in the checkpoint, but for
+        # those in flight (answered by the server, not yet written by the child).
+        assert ledger.lower_bound
+        assert served_at_kill[0] - concurrency <= ledger.total.calls <= served_at_kill[0]
+        assert served_at_kill[0] > 0
+        # Resume: every item ends done, none lost, and the job's totals match
+        # what the server served but for the calls in flight at the kill.
+        rerun = subprocess.run(args, env=env, timeout=120)
+        assert rerun.returncode == 0
+        records = list(JsonlStore(path).iter_records())
+        done = {r["id"] for r in records if "id" in r and "status" not in r}
+        assert done == {f"k{n}" for n in range(items)}
+        ledger = Ledger.from_records(records)
+        calls, input_tokens, _ = sim.served_totals()
+        missing = calls - ledger.total.calls
+        assert 0 <= missing <= concurrency
+        assert ledger.total.input_tokens <= input_tokens
+        assert not ledger.lower_bound or missing > 0
