@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "torture"
 import _torture_files as file_attacks
 import _torture_harness as harness
 import _torture_run_faults as run_faults
+import _torture_sqlite_power as sqlite_power
 
 KILL_COLUMNS = [
     "kills",
@@ -130,6 +131,21 @@ def main() -> int:
             power_rows.append(row)
             problems += [f"power-{mode}: {p}" for p in power.problems]
             print(f"power-{mode}: {row}", file=sys.stderr, flush=True)
+        sqlite_rows: list[dict[str, object]] = []
+        shim = sqlite_power.build_shim(Path(tmp)) if args.power else None
+        if args.power and shim is None:
+            skipped.append("sqlite power cuts (no C compiler for the fsync shim)")
+        for mode in ("fsync", "flush") if shim is not None else ():
+            t0 = time.monotonic()
+            cuts = max(1, args.power // 4)
+            sql_tally = sqlite_power.campaign(
+                mode, cuts, Path(tmp) / f"sqlite-power-{mode}", shim, seed=args.seed
+            )
+            row = sql_tally.row()
+            row["seconds"] = round(time.monotonic() - t0, 1)
+            sqlite_rows.append(row)
+            problems += [f"sqlite-power-{mode}: {p}" for p in sql_tally.problems]
+            print(f"sqlite-power-{mode}: {row}", file=sys.stderr, flush=True)
         file_rows: list[dict[str, object]] = []
         if args.files:
             t0 = time.monotonic()
@@ -159,6 +175,9 @@ def main() -> int:
     if power_rows:
         print(table(power_rows, [*POWER_COLUMNS, "seconds"]))
         print()
+    if sqlite_rows:
+        print(table(sqlite_rows, [*sqlite_power.COLUMNS, "seconds"]))
+        print()
     if file_rows:
         print(table(file_rows, file_attacks.COLUMNS))
         print()
@@ -178,6 +197,7 @@ def main() -> int:
                 {
                     "kills": kill_rows,
                     "power": power_rows,
+                    "sqlite_power": sqlite_rows,
                     "files": file_rows,
                     "run_faults": fault_rows,
                     "skipped": skipped,
