@@ -41,6 +41,7 @@ __all__ = [
     "AgentResumeWarning",
     "ArgumentTypeError",
     "ArgumentValueError",
+    "BudgetExhausted",
     "CheckpointWarning",
     "CorruptCheckpointError",
     "DeadlineExceeded",
@@ -118,6 +119,27 @@ class DeadlineExceeded(AgentResumeError):
         super().__init__(f"deadline exceeded after {elapsed_seconds:.3f}s")
         self.deadline = deadline
         self.elapsed_seconds = elapsed_seconds
+
+
+class BudgetExhausted(AgentResumeError):
+    """A job budget is spent (or a call could not be priced under a cost budget).
+
+    Raised by ``ctx.call``/``ctx.acall`` before a new call once the run has
+    stopped for ``job_max_cost_usd``, ``job_max_tokens`` or an unknown
+    price (``on_unknown_price="stop"``). The run records the item as
+    *interrupted*: no attempt used, its usage kept, run again next time.
+
+    Attributes:
+        reason: The stop reason's name (``"job_max_cost"``,
+            ``"job_max_tokens"`` or ``"unknown_price"``).
+        detail: The stop reason's message.
+    """
+
+    def __init__(self, reason: str, detail: str) -> None:
+        self._args = (reason, detail)
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
 
 
 class ItemChangedError(AgentResumeError):

@@ -91,6 +91,13 @@ class LoopState:
             since the item's last ``ctx.mark_progress()``, or its start), or
             ``None`` when the producer does not track progress; then
             ``NoProgress`` measures from its own ``since``.
+        attempt: Which attempt at the item this is, from 1.
+        this_attempt: In a run, the same snapshot for the current attempt
+            alone, or ``None``. ``turns``, ``input_tokens``,
+            ``output_tokens``, ``cost_usd`` and ``elapsed_seconds`` are the
+            item's totals over *all* its attempts (earlier ones read from
+            the checkpoint), so ``MaxTurns(4)`` allows 4 calls in all, not 4
+            per attempt; ``this_attempt`` holds the current attempt's own.
     """
 
     turns: int = 0
@@ -104,6 +111,8 @@ class LoopState:
     consecutive_errors: int = 0
     items: int = 0
     idle_seconds: float | None = None
+    attempt: int = 1
+    this_attempt: LoopState | None = None
 
     @property
     def total_tokens(self) -> int:

@@ -299,6 +299,14 @@ class PriceTable:
         builtin: Whether to include the built-in table.
         genai_prices: Whether to consult genai-prices, when installed, for
             models the table lacks.
+        fallback: A price for models no source knows (a `ModelPrice` or a
+            mapping of its fields): their calls are priced with it as an
+            estimate, ``price_source="fallback"`` and ``priced_as=None``,
+            and no `UnknownModelWarning` is given. ``None`` leaves their
+            cost unknown.
+
+    Attributes:
+        fallback: The fallback price, or ``None``.
     """
 
     def __init__(
@@ -307,6 +315,7 @@ class PriceTable:
         *,
         builtin: bool = True,
         genai_prices: bool = True,
+        fallback: ModelPrice | Mapping[str, Any] | None = None,
     ) -> None:
         if prices is not None and not isinstance(prices, Mapping):
             raise ArgumentTypeError(
@@ -326,6 +335,15 @@ class PriceTable:
         self._table = {**self._base, **own}
         self._warned: set[str | None] = set()
         self._lock = threading.Lock()
+        if fallback is not None and not isinstance(fallback, (ModelPrice, Mapping)):
+            raise ArgumentTypeError(
+                "fallback",
+                fallback,
+                f"`fallback` must be a ModelPrice, a mapping or None (got {type(fallback).__name__})",
+            )
+        self.fallback = (
+            None if fallback is None else ModelPrice.from_dict(fallback, model="fallback")
+        )
 
     @classmethod
     def from_file(
@@ -379,7 +397,12 @@ class PriceTable:
             The new table.
         """
         merged: dict[str, ModelPrice | Mapping[str, Any]] = {**self._own, **prices}
-        return PriceTable(merged, builtin=self._builtin, genai_prices=self._genai_prices)
+        return PriceTable(
+            merged,
+            builtin=self._builtin,
+            genai_prices=self._genai_prices,
+            fallback=self.fallback,
+        )
 
     @property
     def models(self) -> list[str]:
@@ -453,6 +476,10 @@ class PriceTable:
             (``None`` when no source knows the model).
         """
         quote = self._quote(usage, response, reported_cost)
+        if quote is None and self.fallback is not None and usage.model != MIXED_MODEL:
+            return replace(
+                usage, cost_usd=self.fallback.cost(usage), priced_as=None, price_source="fallback"
+            )
         if quote is None:
             self._warn(usage.model)
             return replace(usage, cost_usd=None, priced_as=None, price_source=None)

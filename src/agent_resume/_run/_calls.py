@@ -31,7 +31,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from agent_resume._accounting._usage import Usage
-from agent_resume._errors import DeadlineExceeded, StoreClosedError
+from agent_resume._errors import BudgetExhausted, DeadlineExceeded, StoreClosedError
 from agent_resume._limits import Cost, Limiter
 from agent_resume._records import usage_dict
 from agent_resume._retry import (
@@ -40,6 +40,7 @@ from agent_resume._retry import (
     error_status,
     provider_wait,
 )
+from agent_resume._run._spent import SECONDS_KEY
 
 if TYPE_CHECKING:
     from agent_resume._limits import Buckets
@@ -168,6 +169,16 @@ class CallGate:
             self._accepts[key] = accepts
         return accepts
 
+    def check_budget(self) -> None:
+        """Refuse a new call once a job budget is spent (or a price unknown under a cost budget).
+
+        Raises:
+            BudgetExhausted: The run stopped for one of those.
+        """
+        reason = self._state.spend_stop
+        if reason is not None:
+            raise BudgetExhausted(reason.name, reason.message)
+
     def timeout_for(self, ctx: ItemContext) -> tuple[float, bool]:
         """This call's timeout and whether it is the item's deadline (not ``call_timeout``)."""
         left = ctx.deadline.remaining_seconds()
@@ -199,7 +210,8 @@ class CallGate:
             "call": ctx.item_id,
             "a": ctx.call_token,
             "ts": int(self.wall_clock()),
-            "usage": usage_dict(usage),
+            # The attempt's seconds so far: per-item limits count them over attempts.
+            "usage": {**usage_dict(usage), SECONDS_KEY: round(ctx.deadline.elapsed_seconds(), 3)},
         }
         try:
             self._session.record_call(record)
@@ -297,6 +309,7 @@ def call_sync(
         tries += 1
         if ctx.deadline.is_expired():
             raise _deadline_error(ctx, None)
+        gate.check_budget()
         cost = limiter.estimate(kwargs)
         wait = _permit_wait(gate, ctx, cost)
         if wait > 0:
@@ -343,6 +356,7 @@ async def call_async(
         tries += 1
         if ctx.deadline.is_expired():
             raise _deadline_error(ctx, None)
+        gate.check_budget()
         cost = limiter.estimate(kwargs)
         wait = _permit_wait(gate, ctx, cost)
         if wait > 0:

@@ -27,12 +27,15 @@ if TYPE_CHECKING:
     from agent_resume._run._report import ItemOutcome
     from agent_resume._stop import StopReason
 
-__all__ = ["ProgressMode", "RunConfig"]
+__all__ = ["OnUnknownPrice", "ProgressMode", "RunConfig"]
 
 ProgressMode = Literal["auto", "rich", "log"]
 """How progress is shown: ``"auto"`` picks rich on a terminal, log lines otherwise."""
 
 OnChange = Literal["rerun", "keep", "error"]
+
+OnUnknownPrice = Literal["stop", "warn", "ignore"]
+"""What a run does when a call's model has no price: see ``RunConfig.on_unknown_price``."""
 
 _PROGRESS: dict[str, bool | ProgressMode] = {
     "on": True,
@@ -167,6 +170,19 @@ class RunConfig:
             run's items have cost this much.
         max_tokens: Run budget in tokens (input plus output).
         max_items: Run budget in items: at most this many are started.
+        job_max_cost_usd: Job budget in US dollars: what the job has spent
+            in every run so far (killed runs' recorded calls included) counts,
+            and no item is admitted once the total reaches it.
+        job_max_tokens: Job budget in tokens (input plus output), counted
+            like ``job_max_cost_usd``.
+        on_unknown_price: What to do when a call's model has no price:
+            ``"stop"`` stops admitting items (the stop reason names the
+            model), ``"warn"`` logs a warning once per model and goes on,
+            ``"ignore"`` goes on. ``None`` (the default) reads as ``"stop"``
+            when a cost budget (``max_cost_usd`` or ``job_max_cost_usd``) is
+            set and ``"warn"`` otherwise; `unknown_price` gives the value in
+            force. A price table's ``fallback`` price prices such calls (as
+            an estimate, ``price_source="fallback"``), so they are not unknown.
         max_attempts: Failed attempts after which an item is quarantined.
         concurrency: Items in flight at once: threads for ``run``, tasks for
             ``arun``.
@@ -219,6 +235,9 @@ class RunConfig:
     max_cost_usd: _Normalised[float | None, float | None] = _Normalised(None, _cost)
     max_tokens: int | None = None
     max_items: int | None = None
+    job_max_cost_usd: _Normalised[float | None, float | None] = _Normalised(None, _cost)
+    job_max_tokens: int | None = None
+    on_unknown_price: OnUnknownPrice | None = None
     max_attempts: int = 3
     concurrency: int = 1
     fail_fast: bool = False
@@ -262,6 +281,9 @@ class RunConfig:
             )
         validate.optional_positive_int("max_tokens", self.max_tokens)
         validate.optional_positive_int("max_items", self.max_items)
+        validate.optional_positive_int("job_max_tokens", self.job_max_tokens)
+        if self.on_unknown_price is not None:
+            validate.choice("on_unknown_price", self.on_unknown_price, get_args(OnUnknownPrice))
         validate.positive_int("max_attempts", self.max_attempts)
         validate.positive_int("concurrency", self.concurrency)
         validate.boolean("fail_fast", self.fail_fast)
@@ -301,6 +323,15 @@ class RunConfig:
     def grace_seconds(self) -> float:
         """``grace_period`` in seconds (the same as ``grace_period``)."""
         return self.grace_period
+
+    @property
+    def unknown_price(self) -> OnUnknownPrice:
+        """``on_unknown_price`` in force: its default depends on the cost budgets."""
+        if self.on_unknown_price is not None:
+            return self.on_unknown_price
+        if self.max_cost_usd is not None or self.job_max_cost_usd is not None:
+            return "stop"
+        return "warn"
 
     @property
     def stop_condition(self) -> StopCondition | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from agent_resume._accounting._responses import text_and_tools, usage_from
@@ -39,6 +40,7 @@ class ItemContext:
     """
 
     __slots__ = (
+        "_before",
         "_conversation",
         "_deadline",
         "_errors",
@@ -82,6 +84,7 @@ class ItemContext:
         self._token: str | None = None
         self._turn_at = deadline.created_at
         self._turn_seconds: list[float] = []
+        self._before = run.item_before(item_id)
 
     def __repr__(self) -> str:
         return (
@@ -122,19 +125,43 @@ class ItemContext:
         return self._turns
 
     def loop_state(self) -> LoopState:
-        """The snapshot of this item's loop that stop conditions read."""
+        """The snapshot of this item's loop that stop conditions read.
+
+        Its counts are the item's totals over all its attempts: the earlier
+        attempts' (from the checkpoint: failed, killed and interrupted
+        attempts since the item was last done or released) plus this one's,
+        which ``this_attempt`` holds alone.
+        """
         u = self.usage
-        return LoopState(
+        now = self._run.clock()
+        current = LoopState(
             turns=self._turns,
             input_tokens=u.input_tokens,
             output_tokens=u.output_tokens,
             cost_usd=u.cost_usd if self._turns else 0.0,
-            elapsed_seconds=self._run.clock() - self._started,
+            elapsed_seconds=now - self._started,
             last_text=self._last_text,
             tool_calls=tuple(self._tool_calls),
             recent_outputs=tuple(self._recent),
             consecutive_errors=self._errors,
-            idle_seconds=self._run.clock() - self._progress_at,
+            idle_seconds=now - self._progress_at,
+            attempt=self.attempt,
+        )
+        before = self._before
+        if before is None:
+            return replace(current, this_attempt=current)
+        b = before.usage
+        cost: float | None = current.cost_usd
+        if b.calls:
+            cost = None if cost is None or b.cost_usd is None else cost + b.cost_usd
+        return replace(
+            current,
+            turns=current.turns + b.calls,
+            input_tokens=current.input_tokens + b.input_tokens,
+            output_tokens=current.output_tokens + b.output_tokens,
+            cost_usd=cost,
+            elapsed_seconds=current.elapsed_seconds + before.seconds,
+            this_attempt=current,
         )
 
     def mark_progress(self) -> None:
@@ -147,7 +174,8 @@ class ItemContext:
     def should_stop(self) -> StopReason | None:
         """Whether the item's loop should end now, and why.
 
-        Checks the run's ``stop`` conditions against this item's loop, then
+        Checks the run's ``stop`` conditions against this item's loop (its
+        totals over all attempts, see `loop_state`), then
         its deadline: passed, or too close for the next call (when the time
         left is shorter than ``next_call_seconds()``), then whether the run is
         being stopped by a second signal. Call it between LLM calls.
@@ -206,8 +234,6 @@ class ItemContext:
         run = self._run
         usage = usage_from(response_or_usage, prices=run.config.prices)
         if usage.calls == 0:
-            from dataclasses import replace
-
             usage = replace(usage, calls=1)
         self.usage = self.usage + usage
         self._turns += 1

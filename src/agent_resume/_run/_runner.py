@@ -14,7 +14,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterat
 from typing import Any, Literal, TypeVar
 
 from agent_resume._accounting._usage import Usage
-from agent_resume._errors import ArgumentTypeError, DeadlineExceeded, StoreClosedError
+from agent_resume._errors import (
+    ArgumentTypeError,
+    BudgetExhausted,
+    DeadlineExceeded,
+    StoreClosedError,
+)
 from agent_resume._records import usage_dict
 from agent_resume._run._batch import BatchEngine, combine_reports, fallback_config
 from agent_resume._run._calls import CallGate
@@ -25,6 +30,7 @@ from agent_resume._run._progress import open_progress
 from agent_resume._run._report import ItemOutcome, RunReport
 from agent_resume._run._requeue import Requeue, Wait
 from agent_resume._run._signals import RunSignals
+from agent_resume._run._spent import SECONDS_KEY, JobSpent
 from agent_resume._run._state import RunState
 from agent_resume._run._tracing import item_scope, run_scope
 from agent_resume._session._agent import AgentResume
@@ -493,7 +499,15 @@ class ResumableRun:
             on_change=config.on_change,
         )
         try:
-            state = RunState(config, conversations_for(config.conversation_dir, agent.store))
+            spent = None
+            if (
+                config.job_max_cost_usd is not None
+                or config.job_max_tokens is not None
+                or config.stop is not None
+            ):
+                # One read of the checkpoint: the job's spending, each item's over attempts.
+                spent = JobSpent(session.store.iter_records(), config.prices)
+            state = RunState(config, conversations_for(config.conversation_dir, agent.store), spent)
             limit = config.rate_limit
             buckets = shared_buckets(agent.store) if limit is not None and limit.shared else None
             state.calls = CallGate(state, session, buckets)
@@ -568,12 +582,17 @@ class ResumableRun:
             return
         if isinstance(exc, TimeoutError) and ctx.deadline.is_expired():
             exc = _deadline_error(ctx, exc)
-        if isinstance(exc, DeadlineExceeded) and state.cut_by_run(ctx.deadline):
+        if (isinstance(exc, DeadlineExceeded) and state.cut_by_run(ctx.deadline)) or isinstance(
+            exc, BudgetExhausted
+        ):
             self._interrupted(state, session, ctx, exc, duration)
             return
         usage = ctx.usage
         try:
-            session.mark_failed(ctx.item_id, exc, usage=None if usage.is_empty() else usage)
+            # The attempt's seconds ride with its usage: per-item limits count them over attempts.
+            session.mark_failed(
+                ctx.item_id, exc, usage={**usage_dict(usage), SECONDS_KEY: round(duration, 3)}
+            )
         except StoreClosedError:
             if state.aborted:
                 return
@@ -594,10 +613,10 @@ class ResumableRun:
         state: RunState,
         session: Session,
         ctx: ItemContext,
-        exc: DeadlineExceeded,
+        exc: DeadlineExceeded | BudgetExhausted,
         duration: float,
     ) -> None:
-        """Record an item the run cut (its soft deadline, a signal): no attempt used.
+        """Record an item the run cut (its soft deadline, a signal, a job budget): no attempt used.
 
         Its usage is kept: calls made through ``ctx.call`` are already in the
         checkpoint; usage recorded otherwise is written as one ``call`` record.
@@ -608,7 +627,7 @@ class ResumableRun:
                 "call": ctx.item_id,
                 "a": ctx.call_token,
                 "ts": int(self.config.wall_clock()),
-                "usage": usage_dict(usage),
+                "usage": {**usage_dict(usage), SECONDS_KEY: round(duration, 3)},
             }
             try:
                 session.record_call(record)

@@ -11,6 +11,7 @@ lock, so the state is consistent whichever thread (or signal handler) acts.
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 from collections import deque
@@ -21,6 +22,7 @@ from agent_resume._deadline import Deadline
 from agent_resume._run._config import DEFAULT_RETRY, RunConfig
 from agent_resume._run._conversations import Conversations
 from agent_resume._run._requeue import Requeue
+from agent_resume._run._spent import ItemSpent, JobSpent
 from agent_resume._stop import (
     AnyOf,
     LoopState,
@@ -37,11 +39,19 @@ if TYPE_CHECKING:
 
 __all__ = ["RunState"]
 
+logger = logging.getLogger("agent_resume.run")
+
 # How a run-budget stop reason maps to the report's stop reason.
 _BUDGET_NAMES = {
     "max_cost": "cost_budget",
     "max_tokens": "token_budget",
     "max_items": "item_budget",
+}
+# How a job-budget or price stop reason maps to the report's stop reason.
+_SPEND_NAMES = {
+    "job_max_cost": "cost_budget",
+    "job_max_tokens": "token_budget",
+    "unknown_price": "cost_budget",
 }
 _RECENT = 20
 _RECENT_TURNS = 50
@@ -56,6 +66,9 @@ class RunState:
         conversations: Where the items' conversations are saved (see
             :func:`~agent_resume._run._conversations.conversations_for`);
             ``None`` keeps none.
+        spent: What the job spent before this run (read from its records),
+            for job budgets and per-item totals over attempts; ``None`` for
+            nothing known.
 
     Attributes:
         config: The run's configuration.
@@ -67,8 +80,14 @@ class RunState:
         conversations: Where the run's items keep their conversations.
     """
 
-    def __init__(self, config: RunConfig, conversations: Conversations | None = None) -> None:
+    def __init__(
+        self,
+        config: RunConfig,
+        conversations: Conversations | None = None,
+        spent: JobSpent | None = None,
+    ) -> None:
         self.config = config
+        self.spent = spent
         self.clock = config.clock
         self.conversations = Conversations() if conversations is None else conversations
         self.started = self.clock()
@@ -91,6 +110,15 @@ class RunState:
         if config.max_items is not None:
             budgets.append(MaxItems(config.max_items))
         self._budget = AnyOf(*budgets) if budgets else None
+        self._job_before = Usage() if spent is None else spent.total
+        # Earlier runs' unpriced models matter to the job's cost budget only.
+        self._unpriced: list[str] = (
+            list(spent.unpriced)
+            if spent is not None and config.job_max_cost_usd is not None
+            else []
+        )
+        self._warned_prices: set[str] = set()
+        self._spend_stop: StopReason | None = None
         # Re-entrant: a signal handler may run while the main thread holds it.
         self._changed = threading.Condition(threading.RLock())
         self._usage = Usage()
@@ -230,6 +258,8 @@ class RunState:
                 self._drain_until_cut()
                 self.stop("time_budget", StopReason("time_budget", message))
                 return True
+        if self._spend_check():
+            return True
         budget = self._budget
         if budget is not None:
             with self._changed:
@@ -247,6 +277,64 @@ class RunState:
                 self.stop(_BUDGET_NAMES.get(reason.name, reason.name), reason)
                 return True
         return False
+
+    @property
+    def job_usage(self) -> Usage:
+        """What the job has spent: before this run (every run, killed ones included) and in it."""
+        with self._changed:
+            return self._job_before + self._usage
+
+    @property
+    def spend_stop(self) -> StopReason | None:
+        """The job budget or unknown price that stopped the run, or ``None``.
+
+        Once set, ``ctx.call``/``ctx.acall`` make no new call: the items in
+        flight are recorded as interrupted (see ``BudgetExhausted``).
+        """
+        return self._spend_stop
+
+    def _spend_check(self) -> bool:
+        """Check the job budgets and unknown prices; stop the run when one is spent."""
+        config = self.config
+        if self._spend_stop is not None:
+            return True
+        reason: StopReason | None = None
+        if self._unpriced and config.unknown_price == "stop":
+            model = self._unpriced[0]
+            which = "max_cost_usd" if config.max_cost_usd is not None else "job_max_cost_usd"
+            reason = StopReason(
+                "unknown_price",
+                f"no price for model {model!r}: the cost budget ({which}) cannot be kept; "
+                "give its price (prices=PriceTable({...}) or a fallback price) or set "
+                "on_unknown_price='warn'",
+            )
+        if reason is None and (
+            config.job_max_tokens is not None or config.job_max_cost_usd is not None
+        ):
+            used = self.job_usage
+            cap_tokens = config.job_max_tokens
+            cap_cost = config.job_max_cost_usd
+            tokens = used.input_tokens + used.output_tokens
+            cost = used.cost_usd if used.calls or used.cost_usd is not None else 0.0
+            if cap_tokens is not None and tokens >= cap_tokens:
+                reason = StopReason(
+                    "job_max_tokens",
+                    f"the job has used {tokens:,} tokens over all its runs "
+                    f"(job_max_tokens={cap_tokens:,})",
+                )
+            elif cap_cost is not None and cost is not None and cost >= cap_cost:
+                reason = StopReason(
+                    "job_max_cost",
+                    f"the job has spent ${cost:.6g} over all its runs "
+                    f"(job_max_cost_usd={cap_cost:g})",
+                )
+        if reason is None:
+            return False
+        with self._changed:
+            if self._spend_stop is None:
+                self._spend_stop = reason
+        self.stop(_SPEND_NAMES[reason.name], reason)
+        return True
 
     def _drain_until_cut(self) -> None:
         # Items in flight are waited for until they are cut, and a moment more
@@ -385,9 +473,30 @@ class RunState:
         return self._turn_estimate
 
     def add_usage(self, usage: Usage) -> None:
-        """Add one call's usage to the run's totals."""
+        """Add one call's usage to the run's totals, and check the job budgets.
+
+        A call whose model has no price is handled per ``on_unknown_price``.
+        """
+        unpriced = usage.cost_usd is None and not usage.is_empty()
+        model = str(usage.model) if usage.model is not None else "(no model name)"
         with self._changed:
             self._usage = self._usage + usage
+            if unpriced and model not in self._unpriced:
+                self._unpriced.append(model)
+            else:
+                unpriced = False  # already known
+        if unpriced and self.config.unknown_price == "warn" and model not in self._warned_prices:
+            self._warned_prices.add(model)
+            logger.warning(
+                "no price for model %r: its calls' cost is unknown and no cost budget counts it",
+                model,
+            )
+        self._spend_check()
+
+    def item_before(self, item_id: str) -> ItemSpent | None:
+        """An item's totals over its earlier attempts (from the checkpoint), or ``None``."""
+        spent = self.spent
+        return None if spent is None else spent.item(item_id)
 
     # -- waiting (threads) ---------------------------------------------------------
 

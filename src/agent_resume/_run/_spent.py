@@ -1,0 +1,146 @@
+"""What a job spent before this run: its total, and each unfinished item's over its attempts.
+
+Read once when a run opens, from the checkpoint's records, when a job budget
+(``job_max_cost_usd``, ``job_max_tokens``) or per-item ``stop`` conditions
+need it. The job total is the `Ledger`'s (completions, failed attempts, and
+the ``call`` records of attempts that never recorded an outcome: killed or
+interrupted ones), so a budget counts exactly what ``agent-resume report``
+shows. An item's totals are summed the same way over the records since its
+last completion or release: a changed item run again, or a released one,
+starts a fresh allowance.
+
+Each failure and ``call`` record may carry ``"s"`` in its usage: the seconds
+the attempt had run when it was written. An attempt's seconds are the
+largest such figure among its records.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from agent_resume._accounting._ledger import Ledger
+from agent_resume._accounting._prices import PriceTable
+from agent_resume._accounting._usage import Usage
+
+__all__ = ["ItemSpent", "JobSpent", "SECONDS_KEY"]
+
+SECONDS_KEY = "s"
+"""The key of an attempt's seconds in the usage of failure and ``call`` records."""
+
+
+@dataclass(frozen=True)
+class ItemSpent:
+    """An item's totals over its earlier attempts.
+
+    Attributes:
+        usage: Tokens, calls (turns) and cost of every earlier attempt.
+        seconds: The seconds those attempts ran, as far as recorded.
+        attempts: How many earlier attempts had records.
+    """
+
+    usage: Usage
+    seconds: float
+    attempts: int
+
+
+class _Item:
+    __slots__ = ("attempts", "pending", "seconds", "usage")
+
+    def __init__(self) -> None:
+        self.usage = Usage()
+        self.seconds = 0.0
+        self.attempts = 0
+        # Calls of attempts with no outcome yet: token -> (usage, seconds); the latest last.
+        self.pending: dict[str, tuple[Usage, float]] = {}
+
+    def total(self) -> ItemSpent:
+        usage, seconds, attempts = self.usage, self.seconds, self.attempts
+        for extra, spent in self.pending.values():
+            usage, seconds, attempts = usage + extra, seconds + spent, attempts + 1
+        return ItemSpent(usage, seconds, attempts)
+
+
+def _usage(raw: object) -> tuple[Usage, float]:
+    if not isinstance(raw, Mapping):
+        return Usage(), 0.0
+    try:
+        usage = Usage.from_dict(raw)
+    except (TypeError, ValueError):
+        return Usage(), 0.0
+    seconds = raw.get(SECONDS_KEY)
+    if (
+        isinstance(seconds, (int, float))
+        and not isinstance(seconds, bool)
+        and math.isfinite(seconds)
+        and seconds > 0
+    ):
+        return usage, float(seconds)
+    return usage, 0.0
+
+
+class JobSpent:
+    """The job's spending before a run, read from its records.
+
+    Args:
+        records: The checkpoint's records, oldest first.
+        prices: The run's price table: records whose cost was unknown are
+            priced with it (as `Ledger` does), so a price added since counts.
+
+    Attributes:
+        total: Everything the job spent, in every run.
+    """
+
+    def __init__(self, records: Iterable[Mapping[str, Any]], prices: PriceTable | None) -> None:
+        ledger = Ledger(prices=prices)
+        items: dict[str, _Item] = {}
+        for record in records:
+            if not isinstance(record, Mapping):
+                continue
+            try:
+                ledger.add(record)
+            except (TypeError, ValueError):
+                continue  # a malformed usage counts nothing (the ledger says so in report)
+            self._fold(items, record)
+        self.total = ledger.total
+        self.unpriced = sorted(
+            {str(model) for model, usage in ledger.by_model().items() if usage.cost_usd is None}
+        )
+        """Models of earlier calls no price table knows (``"mixed"`` for an item of several)."""
+        self._items = {item_id: item.total() for item_id, item in items.items()}
+
+    @staticmethod
+    def _fold(items: dict[str, _Item], record: Mapping[str, Any]) -> None:
+        call = record.get("call")
+        item_id = record.get("id")
+        if call is not None and item_id is None:
+            item = items.setdefault(str(call), _Item())
+            token = str(record.get("a", ""))
+            usage, seconds = _usage(record.get("usage"))
+            before, spent = item.pending.pop(token, (Usage(), 0.0))
+            item.pending[token] = (before + usage, max(spent, seconds))  # latest last
+            return
+        if item_id is None or "run" in record or "agent_resume" in record:
+            return
+        status = record.get("status")
+        if status is None or status in ("done", "retry"):
+            items.pop(str(item_id), None)  # done or released: a new run starts afresh
+            return
+        if status != "failed":
+            return
+        item = items.setdefault(str(item_id), _Item())
+        usage, seconds = _usage(record.get("usage"))
+        if item.pending:
+            # The outcome of the attempt that made the latest calls covers them.
+            token = next(reversed(item.pending))
+            _, spent = item.pending.pop(token)
+            seconds = max(seconds, spent)
+        item.usage = item.usage + usage
+        item.seconds += seconds
+        item.attempts += 1
+
+    def item(self, item_id: str) -> ItemSpent | None:
+        """The item's totals over its earlier attempts, or ``None`` when it has none."""
+        return self._items.get(item_id)

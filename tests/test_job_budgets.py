@@ -1,0 +1,236 @@
+"""Job budgets, unknown prices and per-item limits over attempts, with real processes.
+
+The children (``_budget_child.py``) call a loopback provider with the real
+``openai`` SDK through ``ctx.call``; the parent SIGKILLs them part-way, as a
+crash or an OOM kill would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent_resume import (
+    BudgetExhausted,
+    Ledger,
+    ModelPrice,
+    PriceTable,
+    ResultJsonlStore,
+    ResumableRun,
+    RunConfig,
+    Usage,
+)
+from agent_resume._run._spent import JobSpent
+
+CHILD = str(Path(__file__).with_name("_budget_child.py"))
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX processes")
+
+
+def _env() -> dict[str, str]:
+    here = str(Path(__file__).parent)
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([here, *sys.path])}
+
+
+def run_child(path: Path, **opts: Any) -> tuple[dict[str, Any], list[str]]:
+    args = [sys.executable, CHILD, str(path), *(f"{k}={v}" for k, v in opts.items())]
+    proc = subprocess.run(args, capture_output=True, text=True, env=_env(), timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    report = next(line for line in lines if line.startswith("REPORT "))
+    return json.loads(report.split(" ", 1)[1]), [
+        line for line in lines if line.startswith("CALLED")
+    ]
+
+
+def kill_child_after(path: Path, after: int, **opts: Any) -> list[str]:
+    """Start a child, SIGKILL it once it has printed ``after`` CALLED lines."""
+    args = [sys.executable, CHILD, str(path), *(f"{k}={v}" for k, v in opts.items())]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True, env=_env())
+    assert proc.stdout is not None
+    seen: list[str] = []
+    try:
+        for line in proc.stdout:
+            if line.startswith("CALLED"):
+                seen.append(line.strip())
+                if len(seen) >= after:
+                    break
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        proc.stdout.close()
+    assert proc.returncode == -signal.SIGKILL
+    assert len(seen) == after
+    return seen
+
+
+def records(path: Path) -> list[dict[str, Any]]:
+    return list(ResultJsonlStore(str(path)).iter_records())
+
+
+@pytest.mark.slow
+def test_a_job_killed_twice_stops_at_its_job_cost_cap_counting_the_killed_runs_calls(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "job.jsonl"
+    kill_child_after(path, 7, calls=3, concurrency=2)
+    kill_child_after(path, 7, calls=3, concurrency=2)
+    before = Ledger.from_records(records(path))
+    assert before.lower_bound  # two runs started and never ended
+    prior = before.total.cost_usd
+    assert prior is not None and before.total.calls >= 14
+    call_costs = [Usage.from_dict(r["usage"]).cost_usd or 0.0 for r in records(path) if "call" in r]
+    per_call = max(call_costs)
+    cap = prior + 8 * per_call  # room for about 8 more calls in the whole job
+
+    report, called = run_child(path, calls=3, concurrency=2, job_cost=cap)
+
+    assert report["stop_reason"] == "cost_budget"
+    assert "over all its runs" in report["stop_message"]
+    after = Ledger.from_records(records(path))
+    total = after.total.cost_usd
+    assert total is not None
+    assert total >= cap
+    # Overshoot: the call that crossed the cap, and at most one more in flight (concurrency 2).
+    assert total < cap + 2 * per_call
+    # Had the killed runs' calls not counted, this run alone would have spent the whole cap.
+    assert 0 < total - prior < cap - 2 * per_call
+    assert called
+    # Items whose next call the budget refused are interrupted, not failed attempts.
+    assert not [r for r in records(path) if r.get("status") == "failed"]
+    assert report["failed"] == 0
+
+    # A run that starts over the cap admits nothing and says why.
+    again, called_again = run_child(path, calls=3, concurrency=2, job_cost=cap)
+    assert called_again == []
+    assert (again["done"], again["stop_reason"]) == (0, "cost_budget")
+    assert "job_max_cost_usd" in again["stop_message"]
+    assert Ledger.from_records(records(path)).total.calls == after.total.calls
+
+
+@pytest.mark.slow
+def test_a_job_token_budget_counts_every_run(tmp_path: Path) -> None:
+    path = tmp_path / "job.jsonl"
+    first, _ = run_child(path, calls=1, items=4, concurrency=1)
+    used = Ledger.from_records(records(path)).total
+    tokens = used.input_tokens + used.output_tokens
+    assert first["done"] == 4
+    report, called = run_child(path, calls=1, items=8, concurrency=1, job_tokens=tokens)
+    assert called == []
+    assert report["stop_reason"] == "token_budget"
+    assert "job_max_tokens" in report["stop_message"]
+
+
+@pytest.mark.slow
+def test_a_model_with_no_price_under_a_cost_budget_stops_the_run_naming_the_model(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "job.jsonl"
+    report, called = run_child(
+        path, calls=2, items=10, concurrency=1, model="mystery-model-x", run_cost=5.0
+    )
+    assert report["stop_reason"] == "cost_budget"
+    assert "mystery-model-x" in report["stop_message"]
+    # The first call found the model unpriced; no further call was made.
+    assert len(called) == 1
+    assert report["done"] == 0 and report["interrupted"] == 1 and report["failed"] == 0
+    # on_unknown_price="warn" goes on.
+    path2 = tmp_path / "warn.jsonl"
+    report2, called2 = run_child(
+        path2, calls=1, items=3, model="mystery-model-x", run_cost=5.0, unknown="warn"
+    )
+    assert (report2["done"], report2["stop_reason"], len(called2)) == (3, "completed", 3)
+
+
+@pytest.mark.slow
+def test_an_item_resumed_from_its_conversation_under_max_turns_4_makes_4_calls_in_all(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "job.jsonl"
+    kill_child_after(path, 2, items=1, concurrency=1, max_turns=4, hang_after=2)
+    report, called = run_child(path, items=1, concurrency=1, max_turns=4)
+    assert report["done"] == 1
+    assert called == ["CALLED t000 1", "CALLED t000 2"]  # 2 were made before the kill
+    found = records(path)
+    assert sum(1 for r in found if r.get("call") == "t000") == 4
+    done = next(r for r in found if r.get("id") == "t000")
+    assert done["stop"] == "max_turns"
+
+
+def test_on_unknown_price_defaults_and_checks() -> None:
+    assert RunConfig(job_id="j", store="memory:").unknown_price == "warn"
+    assert RunConfig(job_id="j", store="memory:", max_cost_usd=1.0).unknown_price == "stop"
+    assert RunConfig(job_id="j", store="memory:", job_max_cost_usd=1.0).unknown_price == "stop"
+    config = RunConfig(job_id="j", store="memory:", job_max_cost_usd=1, on_unknown_price="ignore")
+    assert config.unknown_price == "ignore"
+    with pytest.raises(ValueError, match="on_unknown_price"):
+        RunConfig(job_id="j", store="memory:", on_unknown_price="halt")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="job_max_cost_usd"):
+        RunConfig(job_id="j", store="memory:", job_max_cost_usd=-1.0)
+    with pytest.raises(ValueError, match="job_max_tokens"):
+        RunConfig(job_id="j", store="memory:", job_max_tokens=0)
+
+
+def test_a_fallback_price_is_an_estimate_marked_as_such_and_keeps_the_budget(
+    tmp_path: Path,
+) -> None:
+    table = PriceTable(fallback=ModelPrice(input=2.0, output=4.0))
+    priced = table.price(Usage(input_tokens=1_000_000, output_tokens=500_000, model="nobody-1"))
+    assert (priced.cost_usd, priced.price_source) == (4.0, "fallback")
+    with pytest.raises(TypeError, match="fallback"):
+        PriceTable(fallback=3.0)  # type: ignore[arg-type]
+    config = RunConfig(
+        job_id="fb",
+        store=str(tmp_path / "fb.jsonl"),
+        prices=table,
+        max_cost_usd=10.0,
+        progress=False,
+    )
+
+    def process(item: str, ctx: Any) -> str:
+        response = {"model": "nobody-1", "usage": {"prompt_tokens": 1000, "completion_tokens": 100}}
+        assert ctx.record_usage(response).price_source == "fallback"
+        return item
+
+    report = ResumableRun(config).run(process, ["a", "b"])
+    assert (report.done, report.stop_reason) == (2, "completed")
+    assert report.usage.cost_usd == pytest.approx(2 * (0.002 + 0.0004))
+
+
+def test_job_spent_counts_killed_attempts_once_and_starts_afresh_after_done_or_release() -> None:
+    call = {"usage": {"in": 10, "out": 1, "calls": 1, "cost": 0.5, "s": 2.0}}
+    found = JobSpent(
+        [
+            {"call": "a", "a": "k1", "ts": 1, **call},  # killed attempt
+            {"call": "a", "a": "k2", "ts": 2, **call},
+            {"id": "a", "ts": 3, "status": "failed", "usage": {**call["usage"], "s": 3.0}},
+            {"call": "b", "a": "k3", "ts": 4, **call},
+            {"id": "b", "ts": 5},  # done: no allowance carried
+            {"call": "c", "a": "k4", "ts": 6, **call},
+            {"id": "c", "ts": 7, "status": "retry"},  # released
+        ],
+        None,
+    )
+    a = found.item("a")
+    assert a is not None
+    # k1 killed (its call counts); k2's call is covered by the failure.
+    assert (a.usage.calls, a.usage.input_tokens, a.attempts, a.seconds) == (2, 20, 2, 5.0)
+    assert found.item("b") is None and found.item("c") is None
+    assert found.total.calls == 4 and found.total.cost_usd == pytest.approx(2.0)
+
+
+def test_budget_exhausted_pickles_with_its_reason() -> None:
+    import pickle
+
+    error = pickle.loads(pickle.dumps(BudgetExhausted("job_max_cost", "spent $3")))
+    assert (error.reason, error.detail, str(error)) == (
+        "job_max_cost",
+        "spent $3",
+        "job_max_cost: spent $3",
+    )
