@@ -328,3 +328,28 @@ def test_job_totals_equal_what_the_server_served_across_a_sigkill(tmp_path: Path
         assert 0 <= missing <= concurrency
         assert ledger.total.input_tokens <= input_tokens
         assert not ledger.lower_bound or missing > 0
+
+
+def test_limits_are_adopted_from_a_raw_responses_headers(tmp_path: Path) -> None:
+    # The simulator's limit, advertised per real minute on every answer: 20 a second.
+    config = SimConfig(rpm=10, window=0.5, seed=19)
+    with ProviderSim(config) as sim:
+        client = openai.OpenAI(api_key="test", base_url=sim.openai_url, max_retries=0)
+        limits: list[dict[str, float]] = []
+
+        def process(item: str, ctx: object) -> str:
+            raw = ctx.call(  # type: ignore[attr-defined]
+                client.chat.completions.with_raw_response.create,
+                model="gpt-4o-mini",
+                messages=_message(item),
+            )
+            limits.append(dict(ctx.gate.limiter.rates))  # type: ignore[attr-defined]
+            return str(raw.parse().choices[0].message.content)
+
+        run_config = RunConfig(job_id="raw", store=tmp_path / "ck.jsonl", progress=False)
+        report = ResumableRun(run_config).run(process, [f"r{n}" for n in range(30)])
+        client.close()
+    assert report.done == 30
+    assert report.usage.calls == 30  # the usage was read from the parsed body
+    assert limits[0] == {"requests": 1200.0}
+    assert sim.counts.rate_limited == 0  # paced from the first answer on
