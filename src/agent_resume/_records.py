@@ -1,8 +1,24 @@
 """Item IDs, checkpoint records and the state of a job as loaded from a store.
 
-This module defines the record shapes every store speaks (SPEC section 5):
-a header, completions, failures, releases (``retry``) and run records. The
-JSONL stores write them as lines; the SQL stores map them to columns.
+This module defines the record shapes every store speaks (SPEC section 5)
+and names their kinds; :func:`kind_of` is the one place that tells a record's
+kind from its fields:
+
+========== ====================================================================
+kind       fields that tell it
+========== ====================================================================
+header     ``agent_resume`` (the format version), ``job_id``, ``created``
+done       ``id`` with no ``status``, or ``status: "done"``
+failed     ``id`` and ``status: "failed"`` (``error``, ``attempt``, ``retryable``)
+retry      ``id`` and ``status: "retry"``: the item's failures are forgotten
+call       ``call`` (the item's ID): the usage of one LLM call, as it returned
+run        ``run`` (``start`` or ``end``, with the run's report)
+state      ``state``: the job's state mapping, the latest one wins
+batch      ``batch`` (``intent``, ``submitted``, ``ended``): batch mode's bookkeeping
+unknown    anything else: kept, and ignored by readers that do not know it
+========== ====================================================================
+
+The JSONL stores write records as lines; the SQL stores map them to columns.
 """
 
 from __future__ import annotations
@@ -11,7 +27,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from json.encoder import encode_basestring
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from agent_resume._errors import ArgumentTypeError, ArgumentValueError
 from agent_resume._validate import identifier as normalize_id
@@ -21,11 +37,13 @@ __all__ = [
     "MAX_DEPTH",
     "FailureInfo",
     "JobState",
+    "RecordKind",
     "check_json",
     "completion_line",
     "dumps",
     "failure_line",
     "failure_record",
+    "kind_of",
     "nested_too_deep",
     "normalize_id",
     "release_line",
@@ -201,6 +219,37 @@ class FailureInfo:
     retryable: bool
 
 
+RecordKind = Literal[
+    "header", "done", "failed", "retry", "call", "run", "state", "batch", "unknown"
+]
+"""The kinds of record a checkpoint holds; see the table in this module's docstring."""
+
+
+def kind_of(record: Mapping[str, Any]) -> RecordKind:
+    """The kind of a decoded record, by the one rule every reader shares.
+
+    Args:
+        record: A record as decoded from a line or a row.
+
+    Returns:
+        Its kind; ``"unknown"`` for a record this version does not know (it is
+        kept, and readers skip it).
+    """
+    if "agent_resume" in record:
+        return "header"
+    if record.get("id") is not None:
+        status = record.get("status")
+        if status is None or status == "done":
+            return "done"
+        if status == "failed" or status == "retry":
+            return status  # type: ignore[no-any-return]
+        return "unknown"
+    for kind in ("call", "run", "state", "batch"):
+        if kind in record:
+            return kind
+    return "unknown"
+
+
 @dataclass
 class JobState:
     """What a store knows about a job when a session opens it.
@@ -234,21 +283,24 @@ class JobState:
 
     def apply(self, record: dict[str, Any]) -> None:
         """Fold one decoded, validated record into the state."""
-        item_id = record.get("id")
-        if item_id is None:
-            if "run" in record:
-                self.runs.append(record)
-            elif isinstance(record.get("state"), dict):
+        kind = kind_of(record)
+        if kind == "run":
+            self.runs.append(record)
+            return
+        if kind == "state":
+            if isinstance(record["state"], dict):
                 self.state = record["state"]
             return
-        status = record.get("status")
-        if status is None or status == "done":
+        if kind not in ("done", "failed", "retry"):
+            return
+        item_id: str = record["id"]
+        if kind == "done":
             self.done.add(item_id)
             self.failures.pop(item_id, None)
             fp = record.get("fp")
             if isinstance(fp, str):
                 self.fingerprints[item_id] = fp
-        elif status == "failed":
+        elif kind == "failed":
             if item_id in self.done:
                 return
             previous = self.failures.get(item_id)
@@ -260,7 +312,7 @@ class JobState:
                 error=str(record.get("error", "")),
                 retryable=record.get("retryable", True) is not False,
             )
-        elif status == "retry":
+        else:
             self.failures.pop(item_id, None)
 
 

@@ -26,6 +26,7 @@ from typing import Any, TextIO
 from agent_resume._accounting._prices import MIXED_MODEL, PriceTable
 from agent_resume._accounting._usage import Usage
 from agent_resume._errors import ArgumentTypeError, ArgumentValueError
+from agent_resume._records import kind_of
 
 __all__ = ["CSV_FIELDS", "ItemUsage", "Ledger"]
 
@@ -60,18 +61,6 @@ class ItemUsage:
     status: str
     usage: Usage
     records: int
-
-
-def _kind(record: Mapping[str, Any]) -> str | None:
-    """``"done"``, ``"failed"`` or ``None`` for a record that is not about an item's outcome."""
-    if record.get("id") is None or "agent_resume" in record or "run" in record:
-        return None
-    status = record.get("status")
-    if status is None or status == "done":
-        return "done"
-    if status == "failed":
-        return "failed"
-    return None
 
 
 class Ledger:
@@ -139,15 +128,14 @@ class Ledger:
             raise ArgumentTypeError(
                 "record", record, f"a record must be a mapping (got {type(record).__name__})"
             )
-        if "call" in record and record.get("id") is None:
+        kind = kind_of(record)
+        if kind == "call":
             return self._add_call(record)
-        run = record.get("run")
-        if run == "start":
-            self._starts += 1
-        elif run == "end":
-            self._ends += 1
-        kind = _kind(record)
-        if kind is None:
+        if kind == "run":
+            run = record.get("run")
+            self._starts += run == "start"
+            self._ends += run == "end"
+        if kind != "done" and kind != "failed":
             return False
         item_id = str(record["id"])
         # The outcome of the attempt that made the latest calls covers their usage.

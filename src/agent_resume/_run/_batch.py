@@ -33,6 +33,7 @@ from agent_resume._accounting._responses import usage_from
 from agent_resume._accounting._usage import Usage
 from agent_resume._errors import ArgumentTypeError, UnknownModelWarning
 from agent_resume._limits import estimate_cost
+from agent_resume._records import kind_of
 from agent_resume._retry import TRANSIENT_STATUS
 from agent_resume._run._batch_providers import Adapter, BatchResult, adapter_for
 from agent_resume._run._config import RunConfig
@@ -80,9 +81,10 @@ def submissions(records: Iterable[dict[str, Any]]) -> list[Submission]:
     """The job's batch submissions, folded from its ``batch`` records, oldest first."""
     found: dict[str, Submission] = {}
     for record in records:
-        kind = record.get("batch")
-        key = record.get("key")
-        if not isinstance(kind, str) or not isinstance(key, str):
+        if kind_of(record) != "batch":
+            continue
+        kind, key = record["batch"], record.get("key")
+        if not isinstance(key, str):
             continue
         if kind == "intent":
             found[key] = Submission(
