@@ -231,6 +231,27 @@ def test_a_cost_budget_limits_what_is_submitted(batch_server: BatchServer, tmp_p
     assert (report.done, report.remaining, report.stop_reason) == (0, 4, "cost_budget")
 
 
+def test_a_job_budget_counts_earlier_runs_before_a_submission(
+    batch_server: BatchServer, tmp_path: Path
+) -> None:
+    path = tmp_path / "ck.jsonl"
+
+    # An earlier online run of the job spent $1 of its $1.0000001 job budget.
+    def spend(item: Any, ctx: Any) -> None:
+        ctx.record_usage(Usage(input_tokens=10, output_tokens=1, cost_usd=1.0, model="m"))
+
+    ResumableRun(config(path)).run(spend, [{"id": "earlier"}])
+    report = ResumableRun(config(path, job_max_cost_usd=1.0000001)).run_batch(
+        request=request_for("openai"),
+        items=tickets(4),
+        client=client_for("openai", batch_server),
+        parse=lambda t, response: text_of(response),
+        poll_interval=0.01,
+    )
+    assert batch_server.created["openai"] == 0
+    assert (report.done, report.stop_reason) == (0, "cost_budget")
+
+
 def test_an_unknown_model_under_a_cost_budget_submits_nothing_and_names_the_model(
     batch_server: BatchServer, tmp_path: Path
 ) -> None:

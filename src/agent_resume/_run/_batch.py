@@ -38,6 +38,7 @@ from agent_resume._retry import TRANSIENT_STATUS
 from agent_resume._run._batch_providers import Adapter, BatchResult, adapter_for
 from agent_resume._run._config import RunConfig
 from agent_resume._run._report import RunReport
+from agent_resume._run._spent import JobSpent
 from agent_resume._session._agent import AgentResume
 from agent_resume._session._items import IdReader, KeyFunc
 from agent_resume._validate import duration, optional_positive_int
@@ -265,7 +266,7 @@ class BatchEngine:
     # -- submission ------------------------------------------------------------
 
     def _submit(self, session: Session, todo: list[Any]) -> list[Submission]:
-        budget = self._budget_left()
+        budget = self._budget_left(session)
         made: list[Submission] = []
         chunk: list[tuple[str, dict[str, Any]]] = []
         size = 0
@@ -317,9 +318,20 @@ class BatchEngine:
         self._record(session, "submitted", key, batch_id=sub.batch_id)
         return sub
 
-    def _budget_left(self) -> float | None:
-        cap = self.config.max_cost_usd
-        return None if cap is None else float(cap)
+    def _budget_left(self, session: Session) -> float | None:
+        """The dollars this submission may cost: the run budget, and what the job budget has left.
+
+        The job budget counts everything the job's records show (every run,
+        earlier batches' results, killed attempts' calls), as an online run does.
+        """
+        caps: list[float] = []
+        if self.config.max_cost_usd is not None:
+            caps.append(float(self.config.max_cost_usd))
+        job_cap = self.config.job_max_cost_usd
+        if job_cap is not None:
+            spent = JobSpent(session.store.iter_records(), self.config.prices).total.cost_usd
+            caps.append(max(float(job_cap) - (spent or 0.0), 0.0))
+        return min(caps) if caps else None
 
     def _estimate(self, body: dict[str, Any]) -> float | None:
         model = body.get("model")
