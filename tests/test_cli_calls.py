@@ -67,3 +67,28 @@ def test_bad_values_are_one_line_errors(
     assert code == 2
     assert message in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_status_counts_the_calls_of_a_killed_run_and_says_the_total_is_a_lower_bound(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    path = tmp_path / "ck.jsonl"
+    usage = {"in": 100, "out": 20, "calls": 1, "model": "gpt-4o-mini"}
+    lines = [
+        {"agent_resume": 1, "job_id": "j", "created": 1},
+        {"run": "start", "ts": 2, "pid": 1},
+        {"call": "a", "a": "t1", "ts": 2, "usage": usage},
+        {"call": "a", "a": "t1", "ts": 2, "usage": usage},
+    ]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    assert main(["status", str(path), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["total"]["calls"] == 2
+    assert info["total"]["input_tokens"] == 200
+    assert info["total_is_lower_bound"] is True
+    assert main(["status", str(path)]) == 0
+    assert "at least: a run has not ended" in capsys.readouterr().out
+    assert main(["report", str(path)]) == 0
+    assert "the total is a lower bound" in capsys.readouterr().out

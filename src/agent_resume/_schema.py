@@ -249,6 +249,7 @@ SCHEMA: dict[str, Any] = {
                 "torn_tail": {"type": "boolean"},
                 "runs": {"$ref": "#/$defs/count"},
                 "total": {"$ref": "#/$defs/usage"},
+                "total_is_lower_bound": {"type": "boolean"},
                 "quarantined_items": {
                     "type": "object",
                     "additionalProperties": {

@@ -160,7 +160,8 @@ def status(args: argparse.Namespace) -> int:
     quarantined = quarantined_ids(state, job_max_attempts(state, args.max_attempts))
     records = view.records
     runs = run_documents(records)
-    total = Ledger.from_records(records).total
+    ledger = Ledger.from_records(records)
+    total = ledger.total
     info: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "store": args.store,
@@ -173,6 +174,7 @@ def status(args: argparse.Namespace) -> int:
         "torn_tail": view.torn_tail,
         "runs": len(runs),
         "total": usage_json(total),
+        "total_is_lower_bound": ledger.lower_bound,
     }
     comparison = None
     if args.items is not None:
@@ -208,6 +210,14 @@ def status(args: argparse.Namespace) -> int:
             "included)",
         )
     )
+    if ledger.lower_bound:
+        rows.append(
+            (
+                "",
+                "at least: a run has not ended (it died, or is running); calls it had "
+                "in flight are not recorded",
+            )
+        )
     _table(out, rows)
     if runs and args.runs > 0:
         out.write("\nlast runs:\n")
@@ -306,6 +316,11 @@ def report(args: argparse.Namespace) -> int:
     if not args.no_total:
         lines.append(("total", f"{len(rows):,} items", "", "", *_usage_cells(total)))
     _columns(out, lines, indent="", numeric_from=4)
+    if not args.no_total and ledger.lower_bound:
+        out.write(
+            "(the total is a lower bound: a run has not ended, and calls it had in flight "
+            "are not recorded)\n"
+        )
     return 0
 
 
