@@ -262,16 +262,16 @@ class RunState:
             return True
         budget = self._budget
         if budget is not None:
-            with self._changed:
-                u = self._usage
-                state = LoopState(
-                    turns=u.calls,
-                    input_tokens=u.input_tokens,
-                    output_tokens=u.output_tokens,
-                    cost_usd=u.cost_usd if u.calls else 0.0,
-                    elapsed_seconds=self.clock() - self.started,
-                    items=self._admitted,
-                )
+            # No lock: the totals are immutable values, swapped whole by add_usage.
+            u = self._usage
+            state = LoopState(
+                turns=u.calls,
+                input_tokens=u.input_tokens,
+                output_tokens=u.output_tokens,
+                cost_usd=u.cost_usd if u.calls else 0.0,
+                elapsed_seconds=self.clock() - self.started,
+                items=self._admitted,
+            )
             reason = budget(state)
             if reason is not None:
                 self.stop(_BUDGET_NAMES.get(reason.name, reason.name), reason)
