@@ -1,4 +1,7 @@
 import logging
+import sys
+
+import pytest
 
 from agent_resume._accounting._usage import Usage
 from agent_resume._run._config import RunConfig
@@ -53,5 +56,78 @@ def test_snapshot_line_reads_like_a_status():
         done=1500, total=2000, failed=3, rate=12.5, eta_seconds=40.0, tokens=123456, cost_usd=None
     )
     assert snap.line() == (
-        "1,500/2,000 done, 3 failed, 12.5 items/s, ETA 40s, 123,456 tokens, unknown"
+        "1,500/2,000 done, 3 failed, 12.5 items/s, ETA 40s, 123,456 tokens, unknown, 0 in flight"
     )
+
+
+_CHILD = """
+import sys, time
+from agent_resume import ResumableRun, RunConfig
+
+mode = sys.argv[2]
+config = RunConfig(
+    job_id="p", store=sys.argv[1], concurrency=3, progress=True, progress_interval=30,
+    max_items=4 if mode == "budget" else None, grace_period=30,
+)
+
+def process(item, ctx):
+    print("START", item, flush=True)
+    time.sleep(0.3 if mode == "budget" else 1.5)
+    return item
+
+report = ResumableRun(config).run(process, [f"i{k}" for k in range(12)])
+print("REPORT", report.stop_reason, report.done, flush=True)
+"""
+
+
+def _child(tmp_path, mode, configure_logging=""):
+    import os
+    import subprocess
+    import sys
+
+    code = configure_logging + _CHILD
+    args = [sys.executable, "-c", code, str(tmp_path / "p.jsonl"), mode]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    return subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_progress_off_a_terminal_reaches_stderr_with_no_logging_configured(tmp_path):
+    proc = _child(tmp_path, "budget")
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "REPORT item_budget 4" in out
+    lines = [line for line in err.splitlines() if line.startswith("agent-resume: p: ")]
+    # The final line, and a line as soon as the budget stopped admission.
+    assert any("4/12 done" in line for line in lines), err
+    assert any("stopped admitting (item_budget" in line for line in lines), err
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_an_application_that_configured_logging_keeps_control(tmp_path):
+    quiet = "import logging; logging.basicConfig(level=logging.WARNING)\n"
+    proc = _child(tmp_path, "budget", quiet)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "REPORT item_budget 4" in out
+    assert "done" not in err  # its WARNING level hides the INFO lines: no handler of ours
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_a_signal_draining_the_run_says_so_with_the_items_in_flight(tmp_path):
+    import signal
+
+    proc = _child(tmp_path, "signal")
+    assert proc.stdout is not None
+    started = 0
+    for line in proc.stdout:
+        started += line.startswith("START")
+        if started == 3:
+            break
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "REPORT signal 3" in out
+    assert "stopping: 3 in flight, Ctrl-C again to abort" in err, err

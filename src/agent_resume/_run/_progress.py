@@ -40,6 +40,10 @@ class ProgressSnapshot:
         calls: What ``ctx.call``/``ctx.acall`` did: calls in flight, 429s,
             retries, and the limiter when it holds calls back (``""`` when
             no call was made through the run).
+        in_flight: Items running now.
+        stopping: Why the run stopped admitting items (``""`` while it
+            admits them): the budget, the deadline or the signal, with the
+            items still in flight.
     """
 
     done: int
@@ -50,6 +54,8 @@ class ProgressSnapshot:
     tokens: int
     cost_usd: float | None
     calls: str = ""
+    in_flight: int = 0
+    stopping: str = ""
 
     def line(self) -> str:
         """The snapshot as one log line."""
@@ -58,9 +64,29 @@ class ProgressSnapshot:
         cost = format_cost(self.cost_usd)
         line = (
             f"{self.done:,}/{total} done, {self.failed:,} failed, {self.rate:,.1f} items/s, "
-            f"ETA {eta}, {self.tokens:,} tokens, {cost}"
+            f"ETA {eta}, {self.tokens:,} tokens, {cost}, {self.in_flight:,} in flight"
         )
-        return f"{line}; {self.calls}" if self.calls else line
+        if self.calls:
+            line = f"{line}; {self.calls}"
+        return f"{line}; {self.stopping}" if self.stopping else line
+
+
+def stopping_text(state: RunState) -> str:
+    """What the run is doing about a stop, for people; ``""`` while it admits items.
+
+    ``"stopping: 7 in flight, Ctrl-C again to abort"`` while a signal drains
+    the run; ``"stopped admitting (cost_budget: ...): 3 in flight finishing"``
+    for a budget or the deadline.
+    """
+    name = state.stop_name
+    if name is None:
+        return ""
+    in_flight = max(state.in_flight, 0)
+    if name == "signal":
+        return f"stopping: {in_flight:,} in flight, Ctrl-C again to abort"
+    reason = state.stop_reason
+    why = name if reason is None else f"{name}: {reason.message}"
+    return f"stopped admitting ({why}): {in_flight:,} in flight finishing"
 
 
 def _calls(state: RunState) -> str:
@@ -104,6 +130,8 @@ def snapshot(state: RunState, already: int, total: int | None) -> ProgressSnapsh
         tokens=usage.total_tokens,
         cost_usd=usage.cost_usd if usage.calls else 0.0,
         calls=_calls(state),
+        in_flight=max(state.in_flight, 0),
+        stopping=stopping_text(state),
     )
 
 
@@ -140,20 +168,55 @@ def open_progress(state: RunState, session: Session, items: Iterable[Any]) -> It
     if mode == "log":
         args += (state.config.progress_interval,)
     thread = threading.Thread(target=target, args=args, name="agent-resume-progress", daemon=True)
-    thread.start()
+    with _own_handler() if mode == "log" else contextlib.nullcontext():
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join(timeout=2.0)
+
+
+@contextlib.contextmanager
+def _own_handler() -> Iterator[None]:
+    """Send progress lines to stderr when the application configured no logging.
+
+    Only when no handler would show them: the ``agent_resume.progress``
+    logger and its ancestors have no handler (Python would otherwise drop
+    INFO lines). An application that configured logging keeps full control.
+    """
+    if logger.hasHandlers():
+        yield
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("agent-resume: %(message)s"))
+    level = logger.level
+    logger.addHandler(handler)
+    if logger.getEffectiveLevel() > logging.INFO:
+        logger.setLevel(logging.INFO)
     try:
         yield
     finally:
-        stop.set()
-        thread.join(timeout=2.0)
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def _log_loop(
     state: RunState, already: int, total: int | None, stop: threading.Event, interval: float
 ) -> None:
     job = state.config.job_id
-    while not stop.wait(interval):
-        logger.info("%s: %s", job, snapshot(state, already, total).line())
+    clock = state.clock
+    next_at = clock() + interval
+    told = ""
+    # Wake often enough to say at once when the run stops admitting items.
+    while not stop.wait(min(interval, _RICH_INTERVAL)):
+        now = clock()
+        stopping = stopping_text(state)
+        said = stopping.split(":", 1)[0] if stopping else ""
+        if said != told or now >= next_at:
+            told = said
+            next_at = now + interval
+            logger.info("%s: %s", job, snapshot(state, already, total).line())
     logger.info("%s: %s", job, snapshot(state, already, total).line())
 
 
@@ -186,8 +249,12 @@ def _rich_loop(state: RunState, already: int, total: int | None, stop: threading
             extra = f"{snap.rate:,.1f}/s  {snap.tokens:,} tok  {cost}"
             if snap.failed:
                 extra += f"  {snap.failed:,} failed"
+            if snap.in_flight:
+                extra += f"  {snap.in_flight:,} in flight"
             if snap.calls:
                 extra += f"  {snap.calls}"
+            if snap.stopping:
+                extra += f"  [yellow]{snap.stopping}[/]"
             progress.update(task, completed=snap.done, extra=extra)
             if finished:
                 return
