@@ -44,12 +44,19 @@ class PgLink:
         timeout: Seconds one statement may wait for the server before its
             connection counts as lost (``math.inf`` for none); also the time
             after which :meth:`run` stops reconnecting and raises.
+        setup: Run on each new connection before its first statement, under
+            the same watchdog (session settings).
     """
 
     def __init__(
-        self, connect: Callable[[], Connection], name: str, timeout: float = math.inf
+        self,
+        connect: Callable[[], Connection],
+        name: str,
+        timeout: float = math.inf,
+        setup: Callable[[Connection], object] | None = None,
     ) -> None:
         self._connect = connect
+        self._setup = setup
         self._name = name
         self._timeout = timeout
         self._lock = threading.RLock()
@@ -82,6 +89,18 @@ class PgLink:
         finally:
             with self._watch_lock:
                 self._watched = None
+
+    def _fresh(self) -> Connection:
+        """A new connection, set up under the watchdog (closed again if that fails)."""
+        conn = self._connect()
+        setup = self._setup
+        if setup is not None:
+            try:
+                self._call(setup, conn, self._timeout)
+            except BaseException:
+                close_quietly(conn)
+                raise
+        return conn
 
     def _watch(self, stop: threading.Event) -> None:
         tick = min(1.0, max(0.05, self._timeout / 10))
@@ -122,7 +141,7 @@ class PgLink:
                 conn = self._conn
                 try:
                     if conn is None:
-                        conn = self._conn = self._connect()
+                        conn = self._conn = self._fresh()
                     return self._call(fn, conn, timeout)
                 except psycopg.Error as exc:
                     lost = isinstance(exc, psycopg.OperationalError) or (
@@ -155,7 +174,7 @@ class PgLink:
             conn = self._conn
             try:
                 if conn is None or conn.closed or conn.broken:
-                    conn = self._conn = self._connect()
+                    conn = self._conn = self._fresh()
                 return self._call(fn, conn, self._timeout)
             except psycopg.Error:
                 if conn is not None:

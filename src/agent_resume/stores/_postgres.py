@@ -169,8 +169,8 @@ class PostgresStore:
         self.worker_id = new_worker_id()
         self.late_completions = 0
         self.job_id: str | None = None
-        self._link = PgLink(self._connect, repr(self), timeout)
-        self._beat_link = PgLink(self._connect, repr(self) + " heartbeat", timeout)
+        self._link = PgLink(self._connect, repr(self), timeout, self._set_up)
+        self._beat_link = PgLink(self._connect, repr(self) + " heartbeat", timeout, self._set_up)
         self._held: set[str] = set()
         self._held_lock = threading.Lock()
         self._heartbeat: Heartbeat | None = None
@@ -187,8 +187,9 @@ class PostgresStore:
     # -- connections -----------------------------------------------------------
 
     def _connect(self) -> Connection:
-        # Settings the DSN gives win, except the server-side statement
-        # timeout, which is added to the DSN's own options.
+        # TCP settings the DSN gives win. The statement timeout is a SET on the
+        # new connection, not a startup option, which poolers such as
+        # PgBouncer refuse.
         given = psycopg.conninfo.conninfo_to_dict(self.dsn)
         timeout_ms = self._timeout_ms()
         idle = max(1, min(60, round(self.statement_timeout / 3)))
@@ -200,8 +201,6 @@ class PostgresStore:
             "tcp_user_timeout": timeout_ms,
         }
         options = {k: v for k, v in options.items() if k not in given}
-        extra = f"-c statement_timeout={timeout_ms}"
-        options["options"] = f"{given['options']} {extra}" if given.get("options") else extra
         return psycopg.connect(
             self.dsn,
             autocommit=True,
@@ -209,6 +208,10 @@ class PostgresStore:
             application_name=f"agent-resume {self.worker_id}"[:63],
             **options,
         )
+
+    def _set_up(self, conn: Connection) -> None:
+        """Session settings of a new connection (run by the link, under its watchdog)."""
+        conn.execute(f"SET statement_timeout = {self._timeout_ms()}")
 
     def _run(self, fn: Callable[[Connection], T], what: str, *, watch: bool = True) -> T:
         return self._link.run(fn, what, watch=watch)
