@@ -392,6 +392,8 @@ def _other_cases() -> list[Case]:
         Case("retry-surrogate-id", ("retry", "good.db", "--ids", "\udc80"), good, 2, "surrogate"),
         Case("retry-other-job", ("retry", "good.jsonl", "--job-id", "other"), good, 2, "holds job"),
         Case("repair-db", ("repair", "good.db"), good, 2, "JSONL checkpoints"),
+        # Reconnection warnings are one line each; the error names the server.
+        Case("status-pg-refused", ("status", "postgresql://127.0.0.1:1/x"), (), 3, "127.0.0.1:1"),
         Case(
             "report-prices-missing",
             ("report", "good.db", "--prices", "no.json"),

@@ -22,7 +22,14 @@ from agent_resume._schema import (
     usage_json,
 )
 
-__all__ = ["ITEM_COLUMNS", "KILLED_MESSAGE", "item_rows", "report_document", "run_documents"]
+__all__ = [
+    "ITEM_COLUMNS",
+    "KILLED_MESSAGE",
+    "ItemFolder",
+    "RunFolder",
+    "report_document",
+    "run_documents",
+]
 
 ITEM_COLUMNS = (
     "item_id",
@@ -46,32 +53,80 @@ def _count(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
-def _killed(start: Mapping[str, Any], window: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """A run with a start record and no end, from the records written after its start."""
-    ledger = Ledger.from_records(window)
-    done = sum(1 for r in window if _is_item(r) and r.get("status") in (None, "done"))
-    failed = sum(1 for r in window if _is_item(r) and r.get("status") == "failed")
-    ts = start.get("ts")
-    return {
-        "job_id": None,
-        "started_at": timestamp_json(ts if isinstance(ts, (int, float)) else None),
-        "ended_at": None,
-        "duration_seconds": None,
-        "stop_reason": "killed",
-        "stop_message": KILLED_MESSAGE,
-        "done": done,
-        "already_done": None,
-        "failed": failed,
-        "quarantined": None,
-        "remaining": None,
-        "abandoned": None,
-        "interrupted": None,
-        "retried": None,
-        "call_retries": None,
-        "rate_limited": None,
-        "calls_in_flight": None,
-        "usage": usage_json(ledger.total),
-    }
+class RunFolder:
+    """Every run of a job as a run object of the schema, folded from its records one by one.
+
+    A run with an end record is its report. A run with a start record and no
+    end (killed, or still running) gets ``stop_reason`` ``"killed"`` and what
+    its records say: the items it recorded done and failed, and the usage of
+    those records and of its calls (so its spending is counted).
+    """
+
+    def __init__(self) -> None:
+        self.runs: list[dict[str, Any]] = []
+        self._start: Mapping[str, Any] | None = None
+        self._ledger = Ledger()
+        self._done = 0
+        self._failed = 0
+
+    def add(self, record: Mapping[str, Any]) -> None:
+        """Fold one record, in store order."""
+        kind = record.get("run")
+        if kind == "start":
+            self._close_killed()
+            self._start = record
+        elif kind == "end":
+            document = _ended(record)
+            if document is None:
+                self._close_killed()
+            else:
+                self.runs.append(document)
+            self._reset()
+        elif self._start is not None:
+            self._ledger.add(record)
+            if _is_item(record):
+                status = record.get("status")
+                self._done += status in (None, "done")
+                self._failed += status == "failed"
+
+    def finish(self) -> list[dict[str, Any]]:
+        """The runs, oldest first, the last one closed as killed if it has no end."""
+        self._close_killed()
+        return self.runs
+
+    def _reset(self) -> None:
+        self._start = None
+        self._ledger = Ledger()
+        self._done = self._failed = 0
+
+    def _close_killed(self) -> None:
+        start = self._start
+        if start is None:
+            return
+        ts = start.get("ts")
+        self.runs.append(
+            {
+                "job_id": None,
+                "started_at": timestamp_json(ts if isinstance(ts, (int, float)) else None),
+                "ended_at": None,
+                "duration_seconds": None,
+                "stop_reason": "killed",
+                "stop_message": KILLED_MESSAGE,
+                "done": self._done,
+                "already_done": None,
+                "failed": self._failed,
+                "quarantined": None,
+                "remaining": None,
+                "abandoned": None,
+                "interrupted": None,
+                "retried": None,
+                "call_retries": None,
+                "rate_limited": None,
+                "calls_in_flight": None,
+                "usage": usage_json(self._ledger.total),
+            }
+        )
+        self._reset()
 
 
 def _ended(record: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -89,34 +144,11 @@ def _ended(record: Mapping[str, Any]) -> dict[str, Any] | None:
 
 
 def run_documents(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Every run of a job as a run object of the schema, oldest first.
-
-    A run with an end record is its report. A run with a start record and no
-    end (killed, or still running) gets ``stop_reason`` ``"killed"`` and what
-    its records say: the items it recorded done and failed, and the usage of
-    those records and of its calls (so its spending is counted).
-    """
-    runs: list[dict[str, Any]] = []
-    start: Mapping[str, Any] | None = None
-    window: list[Mapping[str, Any]] = []
+    """Every run of a job as a run object of the schema, oldest first (see :class:`RunFolder`)."""
+    folder = RunFolder()
     for record in records:
-        kind = record.get("run")
-        if kind == "start":
-            if start is not None:
-                runs.append(_killed(start, window))
-            start, window = record, []
-        elif kind == "end":
-            document = _ended(record)
-            if document is not None:
-                runs.append(document)
-            elif start is not None:
-                runs.append(_killed(start, window))
-            start, window = None, []
-        elif start is not None:
-            window.append(record)
-    if start is not None:
-        runs.append(_killed(start, window))
-    return runs
+        folder.add(record)
+    return folder.finish()
 
 
 class _ItemFacts:
@@ -144,56 +176,60 @@ class _ItemFacts:
         self.duration = seconds_json(duration)
 
 
-def item_rows(
-    records: Iterable[Mapping[str, Any]],
-    *,
-    quarantined: Iterable[str] = (),
-    order: Sequence[str] | None = None,
-    prices: PriceTable | None = None,
-) -> tuple[list[dict[str, Any]], Ledger]:
-    """One row per item (:data:`ITEM_COLUMNS`), and the ledger they were summed in.
+class ItemFolder:
+    """One row per item (:data:`ITEM_COLUMNS`), folded from the records one by one.
 
     Args:
-        records: The store's records, oldest first.
-        quarantined: The items to show as ``quarantined`` rather than ``failed``.
-        order: The item IDs in input order; rows follow it (items the input
-            does not name come after, sorted by ID). ``None`` sorts by ID.
         prices: A price table to re-price the records with.
     """
-    facts: dict[str, _ItemFacts] = {}
 
-    def remember(found: Iterable[Mapping[str, Any]]) -> Iterable[Mapping[str, Any]]:
-        for record in found:
-            if _is_item(record) and isinstance(record.get("id"), str):
-                facts.setdefault(record["id"], _ItemFacts()).add(record)
-            yield record
+    def __init__(self, *, prices: PriceTable | None = None) -> None:
+        self.ledger = Ledger(prices=prices)
+        self._facts: dict[str, _ItemFacts] = {}
 
-    ledger = Ledger.from_records(remember(records), prices=prices)
-    held = set(quarantined)
-    rows = {}
-    for item in ledger.items():
-        fact = facts.get(item.item_id) or _ItemFacts()
-        status = item.status
-        if status == "failed" and item.item_id in held:
-            status = "quarantined"
-        usage = usage_json(item.usage)
-        if usage["cost_usd"] is None and not any(usage[name] for name in USAGE_FIELDS[:-1]):
-            usage["cost_usd"] = 0.0  # no call, no token: it cost nothing (known, not unknown)
-        rows[item.item_id] = {
-            "item_id": item.item_id,
-            "status": status,
-            "attempts": fact.attempts,
-            "stop_reason": fact.stop,
-            "turns": fact.turns,
-            "duration_seconds": fact.duration,
-            **usage,
-        }
-    if order is None:
-        ids = sorted(rows)
-    else:
-        named = list(dict.fromkeys(i for i in order if i in rows))
-        ids = named + sorted(set(rows) - set(named))
-    return [rows[i] for i in ids], ledger
+    def add(self, record: Mapping[str, Any]) -> None:
+        """Fold one record, in store order."""
+        self.ledger.add(record)
+        if _is_item(record) and isinstance(record.get("id"), str):
+            facts = self._facts.get(record["id"])
+            if facts is None:
+                facts = self._facts[record["id"]] = _ItemFacts()
+            facts.add(record)
+
+    def rows(
+        self, *, quarantined: Iterable[str] = (), order: Sequence[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """The rows: sorted by ID, or in ``order`` (the input's IDs; the rest after, sorted).
+
+        Args:
+            quarantined: The items to show as ``quarantined`` rather than ``failed``.
+            order: The item IDs in input order, or ``None``.
+        """
+        held = set(quarantined)
+        rows = {}
+        for item in self.ledger.items():
+            fact = self._facts.get(item.item_id) or _ItemFacts()
+            status = item.status
+            if status == "failed" and item.item_id in held:
+                status = "quarantined"
+            usage = usage_json(item.usage)
+            if usage["cost_usd"] is None and not any(usage[n] for n in USAGE_FIELDS[:-1]):
+                usage["cost_usd"] = 0.0  # no call, no token: it cost nothing (known, not unknown)
+            rows[item.item_id] = {
+                "item_id": item.item_id,
+                "status": status,
+                "attempts": fact.attempts,
+                "stop_reason": fact.stop,
+                "turns": fact.turns,
+                "duration_seconds": fact.duration,
+                **usage,
+            }
+        if order is None:
+            ids = sorted(rows)
+        else:
+            named = list(dict.fromkeys(i for i in order if i in rows))
+            ids = named + sorted(set(rows) - set(named))
+        return [rows[i] for i in ids]
 
 
 def report_document(

@@ -14,7 +14,7 @@ from agent_resume._accounting._ledger import Ledger
 from agent_resume._accounting._prices import PriceTable
 from agent_resume._cli._exits import CliError
 from agent_resume._cli._output import open_output
-from agent_resume._cli._reports import ITEM_COLUMNS, item_rows, report_document, run_documents
+from agent_resume._cli._reports import ITEM_COLUMNS, ItemFolder, RunFolder, report_document
 from agent_resume._cli._targets import (
     StoreView,
     inspect_store,
@@ -155,12 +155,11 @@ def _compare(view: StoreView, items: list[Any], key_field: str | None) -> dict[s
 
 def status(args: argparse.Namespace) -> int:
     """``agent-resume status STORE``."""
-    view = inspect_store(args.store)
+    ledger, folder = Ledger(), RunFolder()
+    view = inspect_store(args.store, also=(ledger.add, folder.add))
     state = view.state
     quarantined = quarantined_ids(state, job_max_attempts(state, args.max_attempts))
-    records = view.records
-    runs = run_documents(records)
-    ledger = Ledger.from_records(records)
+    runs = folder.finish()
     total = ledger.total
     info: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
@@ -277,7 +276,8 @@ def report(args: argparse.Namespace) -> int:
         raise CliError(
             f"cannot read the price table {args.prices}: {exc.strerror or exc}"
         ) from None
-    view = inspect_store(args.store)
+    items = ItemFolder(prices=prices)
+    view = inspect_store(args.store, also=(items.add,))
     order = None
     if args.items is not None:
         key = item_key(args.key)
@@ -286,8 +286,8 @@ def report(args: argparse.Namespace) -> int:
             getter = id_getter(item, key)
             order.append(normalize_id(item if getter is None else getter(item), "item ID"))
     quarantined = quarantined_ids(view.state, job_max_attempts(view.state, None))
-    rows, ledger = item_rows(view.records, quarantined=quarantined, order=order, prices=prices)
-    document = report_document(view.job_id, rows, ledger)
+    rows = items.rows(quarantined=quarantined, order=order)
+    document = report_document(view.job_id, rows, items.ledger)
     out = sys.stdout
     if args.format == "json":
         if args.no_total:
@@ -316,7 +316,7 @@ def report(args: argparse.Namespace) -> int:
     if not args.no_total:
         lines.append(("total", f"{len(rows):,} items", "", "", *_usage_cells(total)))
     _columns(out, lines, indent="", numeric_from=4)
-    if not args.no_total and ledger.lower_bound:
+    if not args.no_total and items.ledger.lower_bound:
         out.write(
             "(the total is a lower bound: a run has not ended, and calls it had in flight "
             "are not recorded)\n"

@@ -16,8 +16,8 @@ import re
 import stat
 import sys
 import warnings
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import IO, Any
 
 from agent_resume._cli._exits import CliError
@@ -165,7 +165,6 @@ class StoreView:
             file without a header, or an empty store).
         state: The job's state, folded from its records.
         torn_tail: Whether a JSONL file ends with a torn line.
-        records: The store's records, oldest first, as ``iter_records`` gave them.
     """
 
     target: str
@@ -173,11 +172,16 @@ class StoreView:
     job_id: str | None
     state: JobState
     torn_tail: bool = False
-    records: list[dict[str, Any]] = field(default_factory=list)
 
 
-def inspect_store(target: str) -> StoreView:
+def inspect_store(
+    target: str, also: Sequence[Callable[[dict[str, Any]], object]] = ()
+) -> StoreView:
     """Read a store's job ID and state without opening the job, through the Store API.
+
+    The records are read once, as a stream: each is folded into the state
+    and handed to every function of ``also`` (a ledger's ``add``, say), so
+    that a command needs no second pass and no list of every record.
 
     Raises:
         StoreError: The store does not exist or cannot be read.
@@ -185,13 +189,15 @@ def inspect_store(target: str) -> StoreView:
     """
     store, description = open_described(target)
     state = JobState(job_id=description.job_id or "", created=description.created)
+    apply = state.apply
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the view counts bad lines itself
-        records = list(records_of(store))
-    for record in records:
-        state.apply(record)
+        for record in records_of(store):
+            apply(record)
+            for consume in also:
+                consume(record)
     state.bad_lines = description.bad_lines
-    return StoreView(target, store, description.job_id, state, description.torn_tail, records)
+    return StoreView(target, store, description.job_id, state, description.torn_tail)
 
 
 def _unreadable(store: Store, exc: BaseException) -> StoreError:
