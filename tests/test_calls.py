@@ -353,3 +353,31 @@ def test_limits_are_adopted_from_a_raw_responses_headers(tmp_path: Path) -> None
     assert report.usage.calls == 30  # the usage was read from the parsed body
     assert limits[0] == {"requests": 1200.0}
     assert sim.counts.rate_limited == 0  # paced from the first answer on
+
+
+def test_a_stream_is_returned_as_it_is_and_counted_once_with_record_usage(
+    tmp_path: Path,
+) -> None:
+    from llm_server import LLMServer, Reply
+
+    with LLMServer(Reply(text="one two", input_tokens=50, output_tokens=7)) as server:
+        client = openai.OpenAI(api_key="test", base_url=server.openai_url, max_retries=0)
+
+        def process(item: str, ctx: object) -> str:
+            stream = ctx.call(  # type: ignore[attr-defined]
+                client.chat.completions.create,
+                model="gpt-4o-mini",
+                messages=_message(item),
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+            chunks = list(stream)
+            ctx.record_usage(chunks[-1])  # type: ignore[attr-defined]
+            return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+
+        path = tmp_path / "ck.jsonl"
+        report = ResumableRun(RunConfig(job_id="s", store=path, progress=False)).run(process, ["a"])
+        client.close()
+    assert report.done == 1
+    assert (report.usage.calls, report.usage.input_tokens, report.usage.output_tokens) == (1, 50, 7)
+    assert Ledger.from_records(_records(path)).total.calls == 1

@@ -31,7 +31,13 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from agent_resume._accounting._usage import Usage
-from agent_resume._errors import BudgetExhausted, DeadlineExceeded, StoreClosedError
+from agent_resume._errors import (
+    ArgumentTypeError,
+    ArgumentValueError,
+    BudgetExhausted,
+    DeadlineExceeded,
+    StoreClosedError,
+)
 from agent_resume._limits import Cost, Limiter
 from agent_resume._records import usage_dict
 from agent_resume._retry import (
@@ -191,7 +197,14 @@ class CallGate:
         headers = _response_headers(result)
         if headers:
             self.limiter.adopt(headers)
-        usage = ctx.record_usage(_parsed(result))
+        try:
+            usage = ctx.record_usage(_parsed(result))
+        except (ArgumentTypeError, ArgumentValueError):
+            # A stream (its usage comes with its last chunk) or a response without
+            # usage (usage_from read nothing, and nothing was counted): returned as
+            # it is, for the caller to count with record_usage.
+            self.limiter.settle(cost, cost)
+            return
         self.limiter.settle(
             cost,
             Cost(
