@@ -381,3 +381,42 @@ def test_a_stream_is_returned_as_it_is_and_counted_once_with_record_usage(
     assert report.done == 1
     assert (report.usage.calls, report.usage.input_tokens, report.usage.output_tokens) == (1, 50, 7)
     assert Ledger.from_records(_records(path)).total.calls == 1
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_call_records_in_the_sql_stores(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    from agent_resume import open_store
+    from llm_server import LLMServer
+
+    url = (
+        f"sqlite:///{tmp_path / 'job.db'}"
+        if kind == "sqlite"
+        else request.getfixturevalue("pg_dsn")
+    )
+    with LLMServer() as server:
+        client = openai.OpenAI(api_key="test", base_url=server.openai_url, max_retries=0)
+
+        def two_calls_then_fail(item: str, ctx: object) -> None:
+            for _ in range(2):
+                ctx.call(  # type: ignore[attr-defined]
+                    client.chat.completions.create, model="gpt-4o-mini", messages=_message(item)
+                )
+            raise ValueError("after two calls")
+
+        config = RunConfig(job_id="sql", store=url, progress=False)
+        report = ResumableRun(config).run(two_calls_then_fail, ["a", "b"])
+        client.close()
+    assert report.failed == 2
+    store = open_store(url)
+    records = list(store.iter_records())
+    assert sum(1 for r in records if "call" in r) == 4
+    ledger = Ledger.from_records(records)
+    assert ledger.total.calls == 4  # the failures' usage covers their calls, once
+    # Call records are not runs: a new session sees one run (start and end).
+    state = store.open("sql")
+    try:
+        assert [r.get("run") for r in state.runs] == ["start", "end"]
+    finally:
+        store.close()
