@@ -42,8 +42,8 @@ def main(argv: list[str] | None = None) -> int:
         if ctx.conversation:
             ctx.logger.info("resuming %s at turn %d", ctx.item_id, len(messages) // 2)
         while (reason := ctx.should_stop()) is None:
-            response = llm.complete(messages)
-            ctx.record_usage(response)
+            # Through the run: retries, rate limits, and the usage checkpointed per call.
+            response = ctx.call(llm.complete, messages)
             messages.append({"role": "assistant", "content": reply_text(response)})
             ctx.save_conversation(messages)
             crash()

@@ -71,8 +71,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def summarise(change, ctx):
         messages = [{"role": "user", "content": f"Summarise in one line: {change['text']}"}]
-        response = llm.complete(messages)
-        ctx.record_usage(response)
+        response = ctx.call(llm.complete, messages)
         return {"summary": reply_text(response), "since": ctx.job_state.get("cursor", 0)}
 
     config = RunConfig(

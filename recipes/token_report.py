@@ -32,8 +32,8 @@ def main(argv: list[str] | None = None) -> int:
             {"role": "system", "content": "Label the ticket: bug, billing or question."},
             {"role": "user", "content": ticket["body"]},
         ]
-        response = llm.complete(messages)
-        ctx.record_usage(response)
+        # One call through the run: its usage is recorded (and checkpointed) as it returns.
+        response = ctx.call(llm.complete, messages)
         return reply_text(response)
 
     config = RunConfig(
