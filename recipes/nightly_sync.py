@@ -8,6 +8,13 @@ changes already done are skipped, and no change is started that could not
 finish before the deadline; a night that runs out of time is finished by the
 next one.
 
+The deadline is soft: at the budget the run stops admitting changes and lets
+those in flight finish for up to ``--grace`` more seconds; one still running
+then is cut and recorded as interrupted (no attempt used, its cost kept), to
+be done first thing next night. The job also has a budget for its whole life,
+``--job-budget`` dollars over every night, crashed runs included: a night
+that starts with it spent syncs nothing and says why.
+
     python recipes/nightly_sync.py --night 1 --budget 2 --checkpoint /tmp/nightly.jsonl
     python recipes/nightly_sync.py --night 2 --checkpoint /tmp/nightly.jsonl
     python recipes/nightly_sync.py --base-url https://api.openai.com/v1 --api-key sk-...
@@ -59,6 +66,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", default="checkpoints/nightly-sync.jsonl")
     parser.add_argument("--night", type=int, default=1, help="which night's feed to read")
     parser.add_argument("--budget", type=float, default=1.0, help="seconds for this run")
+    parser.add_argument(
+        "--grace", type=float, default=5.0, help="seconds in-flight changes may finish after it"
+    )
+    parser.add_argument(
+        "--job-budget", type=float, default=100.0, help="dollars for the job over every night"
+    )
     parser.add_argument("--documents", type=int, default=600, help="new changes per night")
     add_llm_arguments(parser)
     args = parser.parse_args(argv)
@@ -77,9 +90,11 @@ def main(argv: list[str] | None = None) -> int:
     config = RunConfig(
         job_id=JOB_ID,
         store=args.checkpoint,
-        time_budget=args.budget,
+        time_budget=args.budget,  # soft: in-flight changes may finish within grace_period
+        grace_period=args.grace,
         item_timeout=30,
-        max_cost_usd=25.0,
+        max_cost_usd=25.0,  # tonight's budget
+        job_max_cost_usd=args.job_budget,  # every night's, crashed runs included
         concurrency=4,
         prices=llm.prices,
     )

@@ -235,3 +235,25 @@ def test_budget_exhausted_pickles_with_its_reason() -> None:
         "spent $3",
         "job_max_cost: spent $3",
     )
+
+
+def test_an_outcome_covers_only_its_own_attempts_calls_in_the_ledger_and_job_spent() -> None:
+    killed = {"in": 50, "out": 5, "calls": 1, "cost": 0.25}
+    found = [
+        {"call": "x", "a": "killed", "ts": 1, "usage": killed},
+        # The next attempt made its calls without ctx.call: its outcome names no attempt's calls.
+        {
+            "id": "x",
+            "ts": 2,
+            "status": "failed",
+            "usage": {"in": 10, "calls": 1, "cost": 0.1, "a": ""},
+        },
+    ]
+    ledger = Ledger.from_records(found)
+    assert ledger.total.calls == 2 and ledger.total.cost_usd == pytest.approx(0.35)
+    spent = JobSpent(found, None).item("x")
+    assert spent is not None and spent.usage.calls == 2 and spent.attempts == 2
+    # An outcome naming the attempt covers exactly its calls.
+    own = [*found[:1], {"call": "x", "a": "k2", "ts": 2, "usage": killed},
+           {"id": "x", "ts": 3, "status": "failed", "usage": {**killed, "a": "k2"}}]  # fmt: skip
+    assert Ledger.from_records(own).total.calls == 2

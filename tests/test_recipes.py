@@ -37,6 +37,16 @@ def test_nightly_sync_stops_at_its_budget_and_resumes(tmp_path):
     assert "cursor now at change 600" in second.stdout
 
 
+def test_nightly_sync_stops_at_its_job_budget_over_nights(tmp_path):
+    args = ["--checkpoint", "n.jsonl", "--budget", "30", "--documents", "20"]
+    first = run(tmp_path, "nightly_sync.py", "--night", "1", *args, "--job-budget", "1e-9")
+    assert first.returncode == 0, first.stderr
+    assert "cost_budget" in first.stdout  # reached after the first change's call
+    spent = run(tmp_path, "nightly_sync.py", "--night", "1", *args, "--job-budget", "1e-9")
+    assert spent.returncode == 0, spent.stderr
+    assert "job_max_cost_usd" in spent.stdout and "cursor now at change" in spent.stdout
+
+
 def test_nightly_sync_reads_only_the_changes_after_its_cursor(tmp_path):
     import json
 
@@ -68,8 +78,33 @@ def test_token_report_writes_one_row_per_item(tmp_path):
     assert proc.returncode == 0, proc.stderr
     with (tmp_path / "t.csv").open() as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == 25
-    assert all(int(r["input_tokens"]) > 0 and float(r["cost_usd"]) > 0 for r in rows)
+    assert [r["status"] for r in rows][-1] == "total"
+    items = rows[:-1]
+    assert len(items) == 25
+    assert all(int(r["input"]) > 0 and float(r["cost_usd"]) > 0 for r in items)
+    assert sum(float(r["cost_usd"]) for r in items) == pytest.approx(float(rows[-1]["cost_usd"]))
+
+
+def test_token_report_counts_failed_and_interrupted_attempts(tmp_path):
+    import json
+
+    # An interrupted attempt: a call recorded, no outcome (as a killed or cut run leaves it).
+    from agent_resume import AgentResume
+
+    with AgentResume(str(tmp_path / "t.jsonl")).resume_or_start("ticket-labels") as session:
+        usage = {"in": 50, "out": 5, "calls": 1, "cost": 0.25, "model": "sim-1"}
+        session.record_call({"call": "T-0", "a": "killed", "ts": 1, "usage": usage})
+    proc = run(tmp_path, "token_report.py", "--checkpoint", "t.jsonl", "--csv", "t.csv",
+               "--tickets", "6", "--fail-every", "3", "--no-total")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    with (tmp_path / "t.csv").open() as f:
+        rows = {r["item_id"]: r for r in csv.DictReader(f)}
+    assert "" not in rows  # --no-total
+    assert [rows[f"T-{n}"]["status"] for n in range(6)] == ["done", "done", "failed"] * 2
+    assert int(rows["T-2"]["calls"]) == 1 and float(rows["T-2"]["cost_usd"]) > 0  # paid, failed
+    # T-0's killed attempt counts beside its completion.
+    assert int(rows["T-0"]["calls"]) == 2 and int(rows["T-0"]["input"]) > 50
+    assert json.loads(json.dumps(rows))  # plain CSV
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL")

@@ -10,7 +10,9 @@ keeps only each item's latest record, and so only that record's usage.
 Calls made through ``ctx.call``/``ctx.acall`` are also recorded one by one as
 they return (``{"call": item_id, "a": token, "usage": ...}``, ``a`` naming the
 attempt). Once the attempt records its outcome, that outcome's usage covers
-them; the calls of an attempt that never recorded one (killed, or cut off at
+them (the outcome's usage names its attempt in ``"a"``, ``""`` when it made
+no ``call`` record; an outcome without ``"a"`` covers the item's latest
+calls); the calls of an attempt that never recorded one (killed, or cut off at
 the end of a run) count on their own, so money spent is never lost from the
 totals. Calls in flight when a process died were never recorded: while a run
 has a start record and no end record, `Ledger.lower_bound` is true.
@@ -138,15 +140,18 @@ class Ledger:
         if kind != "done" and kind != "failed":
             return False
         item_id = str(record["id"])
-        # The outcome of the attempt that made the latest calls covers their usage.
-        token = self._latest.pop(item_id, None)
+        raw = record.get("usage")
+        # An outcome covers the calls of its own attempt: the one its usage names
+        # ("a", "" for none), else (records written before "a") the latest calls.
+        latest = self._latest.pop(item_id, None)
+        named = raw.get("a") if isinstance(raw, Mapping) else None
+        token = named if isinstance(named, str) else latest
         if token is not None:
             pending = self._pending.get(item_id)
             if pending is not None:
                 pending.pop(token, None)
                 if not pending:
                     del self._pending[item_id]
-        raw = record.get("usage")
         try:
             usage = Usage() if raw is None else Usage.from_dict(raw)
         except (TypeError, ValueError) as error:

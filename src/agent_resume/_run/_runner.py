@@ -547,7 +547,7 @@ class ResumableRun:
             recorded = session.mark_done(
                 ctx.item_id,
                 result,
-                usage=None if usage.calls == 0 and usage.is_empty() else usage,
+                usage=_outcome_usage(ctx, usage, None),
                 stop=None if stop is None else stop.name,
             )
         except StoreClosedError:
@@ -591,7 +591,7 @@ class ResumableRun:
         try:
             # The attempt's seconds ride with its usage: per-item limits count them over attempts.
             session.mark_failed(
-                ctx.item_id, exc, usage={**usage_dict(usage), SECONDS_KEY: round(duration, 3)}
+                ctx.item_id, exc, usage=_outcome_usage(ctx, usage, duration)
             )
         except StoreClosedError:
             if state.aborted:
@@ -750,6 +750,21 @@ class _Timer:
 
 class _NotAwaitable(ArgumentTypeError):
     """``aprocess`` returned something that cannot be awaited: a mistake, not a failed item."""
+
+
+def _outcome_usage(ctx: ItemContext, usage: Usage, seconds: float | None) -> dict[str, Any]:
+    """The usage of an attempt's outcome record, naming the attempt (``"a"``).
+
+    The ledger lets an outcome cover the ``call`` records of its own attempt
+    only (``""``: it wrote none), so calls of an earlier, killed or
+    interrupted attempt keep counting beside it. ``seconds`` (``"s"``) is
+    how long the attempt ran, for per-item limits over attempts.
+    """
+    body = usage_dict(usage)
+    body["a"] = ctx.call_token if calls_recorded(ctx) else ""
+    if seconds is not None:
+        body[SECONDS_KEY] = round(seconds, 3)
+    return body
 
 
 def _check_sync_process(process: object) -> None:

@@ -131,11 +131,13 @@ class JobSpent:
         if status != "failed":
             return
         item = items.setdefault(str(item_id), _Item())
-        usage, seconds = _usage(record.get("usage"))
-        if item.pending:
-            # The outcome of the attempt that made the latest calls covers them.
-            token = next(reversed(item.pending))
-            _, spent = item.pending.pop(token)
+        raw = record.get("usage")
+        usage, seconds = _usage(raw)
+        named = raw.get("a") if isinstance(raw, Mapping) else None
+        # The outcome covers its own attempt's calls (as the Ledger counts).
+        covered = named if isinstance(named, str) else next(reversed(item.pending), None)
+        if covered is not None and covered in item.pending:
+            _, spent = item.pending.pop(covered)
             seconds = max(seconds, spent)
         item.usage = item.usage + usage
         item.seconds += seconds
