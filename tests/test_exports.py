@@ -8,7 +8,7 @@ import agent_resume.testing
 
 PUBLIC = {
     "AgentResume", "AgentResumeError", "AgentResumeWarning", "AllOf", "AnyOf", "ArgumentTypeError", "ArgumentValueError",
-    "BudgetExhausted", "CheckpointWarning", "CompactReport", "ConsecutiveErrors", "ConversationCodec", "ConversationLog",
+    "BudgetExhausted", "CallTimeout", "CheckpointWarning", "CompactReport", "ConsecutiveErrors", "ConversationCodec", "ConversationLog",
     "CorruptCheckpointError", "CorruptConversationError", "Custom", "Deadline", "DeadlineExceeded",
     "DuplicateItemWarning", "InMemoryStore", "InconsistentUsageWarning", "ItemChangedError", "ItemContext", "ItemOutcome",
     "ItemUsage", "JobLockedError", "JobMismatchError", "JsonlStore", "Ledger", "LoopState",

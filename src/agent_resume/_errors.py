@@ -4,6 +4,7 @@
 AgentResumeError
 ├── ArgumentTypeError (TypeError)        a parameter of the wrong type
 ├── ArgumentValueError (ValueError)      a parameter out of range or malformed
+├── CallTimeout (TimeoutError)           one ctx.call took longer than call_timeout (retried)
 ├── DeadlineExceeded                     a deadline passed (not a TimeoutError, on purpose)
 ├── ItemChangedError                     on_change="error" and an item's content changed
 ├── MissingExtraError (ImportError)      an optional extra is not installed
@@ -42,6 +43,7 @@ __all__ = [
     "ArgumentTypeError",
     "ArgumentValueError",
     "BudgetExhausted",
+    "CallTimeout",
     "CheckpointWarning",
     "CorruptCheckpointError",
     "DeadlineExceeded",
@@ -119,6 +121,23 @@ class DeadlineExceeded(AgentResumeError):
         super().__init__(f"deadline exceeded after {elapsed_seconds:.3f}s")
         self.deadline = deadline
         self.elapsed_seconds = elapsed_seconds
+
+
+class CallTimeout(AgentResumeError, TimeoutError):
+    """One call made with ``ctx.call``/``ctx.acall`` took longer than its ``call_timeout``.
+
+    A ``TimeoutError``, unlike `DeadlineExceeded`: it is transient, so the
+    call is retried (per the run's ``Retry``); it reaches ``process`` only
+    when no try is left.
+
+    Attributes:
+        seconds: The timeout the call was given.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self._args = (seconds,)
+        super().__init__(f"the call took longer than its {seconds:.3f}s timeout")
+        self.seconds = seconds
 
 
 class BudgetExhausted(AgentResumeError):

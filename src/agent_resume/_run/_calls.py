@@ -35,6 +35,7 @@ from agent_resume._errors import (
     ArgumentTypeError,
     ArgumentValueError,
     BudgetExhausted,
+    CallTimeout,
     DeadlineExceeded,
     StoreClosedError,
 )
@@ -54,7 +55,7 @@ if TYPE_CHECKING:
     from agent_resume._run._state import RunState
     from agent_resume._session._session import Session
 
-__all__ = ["CallGate", "CallTimeout", "call_async", "call_sync"]
+__all__ = ["CallGate", "call_async", "call_sync"]
 
 logger = logging.getLogger("agent_resume.run")
 
@@ -64,18 +65,6 @@ _NO_RETRY = Retry(attempts=1)
 _SLOT_POLL = 0.005  # how often a call waiting for a slot in flight looks again
 _BACKSTOP = 0.25  # seconds after the SDK's own timeout before acall cancels the call
 _RATE_LIMITED = frozenset({429})
-
-
-class CallTimeout(TimeoutError):
-    """A call took longer than ``call_timeout``; transient, so it is retried.
-
-    Attributes:
-        seconds: The timeout the call was given.
-    """
-
-    def __init__(self, seconds: float) -> None:
-        super().__init__(f"the call took longer than its {seconds:.3f}s timeout")
-        self.seconds = seconds
 
 
 class CallGate:
