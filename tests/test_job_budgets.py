@@ -257,3 +257,41 @@ def test_an_outcome_covers_only_its_own_attempts_calls_in_the_ledger_and_job_spe
     own = [*found[:1], {"call": "x", "a": "k2", "ts": 2, "usage": killed},
            {"id": "x", "ts": 3, "status": "failed", "usage": {**killed, "a": "k2"}}]  # fmt: skip
     assert Ledger.from_records(own).total.calls == 2
+
+
+def test_on_unknown_price_warn_logs_once_per_model_and_goes_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = RunConfig(job_id="w", store=str(tmp_path / "w.jsonl"), progress=False)
+
+    def process(item: str, ctx: Any) -> str:
+        ctx.record_usage(Usage(input_tokens=5, output_tokens=1, model="house-1"))
+        ctx.record_usage(Usage(input_tokens=5, output_tokens=1))  # no model, no cost: not tracked
+        return item
+
+    with caplog.at_level("WARNING", logger="agent_resume.run"):
+        report = ResumableRun(config).run(process, ["a", "b", "c"])
+    assert (report.done, report.stop_reason, report.usage.cost_usd) == (3, "completed", None)
+    lines = [r.getMessage() for r in caplog.records if "no price" in r.getMessage()]
+    assert lines == [
+        "no price for model 'house-1': its calls' cost is unknown and no cost budget counts it"
+    ]
+
+
+def test_on_unknown_price_stop_in_process_names_the_model_to_on_stop(tmp_path: Path) -> None:
+    seen: list[Any] = []
+    config = RunConfig(
+        job_id="s",
+        store=str(tmp_path / "s.jsonl"),
+        progress=False,
+        max_cost_usd=1.0,
+        on_stop=seen.append,
+    )
+
+    def process(item: str, ctx: Any) -> str:
+        ctx.record_usage(Usage(input_tokens=5, output_tokens=1, model="house-2"))
+        return item
+
+    report = ResumableRun(config).run(process, ["a", "b", "c"])
+    assert (report.done, report.stop_reason) == (1, "cost_budget")
+    assert [r.name for r in seen] == ["unknown_price"] and "'house-2'" in seen[0].message

@@ -485,7 +485,13 @@ class RunState:
                 self._unpriced.append(model)
             else:
                 unpriced = False  # already known
-        if unpriced and self.config.unknown_price == "warn" and model not in self._warned_prices:
+        # A bare Usage with neither model nor cost is taken as "cost not tracked": no log line.
+        if (
+            unpriced
+            and usage.model is not None
+            and self.config.unknown_price == "warn"
+            and model not in self._warned_prices
+        ):
             self._warned_prices.add(model)
             logger.warning(
                 "no price for model %r: its calls' cost is unknown and no cost budget counts it",
