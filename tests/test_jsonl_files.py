@@ -517,6 +517,34 @@ def test_the_pid_in_the_lock_error_is_the_live_holder_even_a_child(tmp_path: Pat
         _stop(parent, child_pid)
 
 
+def test_a_program_the_job_starts_never_holds_the_lock(tmp_path: Path) -> None:
+    path = tmp_path / "job.jsonl"
+    script = textwrap.dedent(
+        f"""
+        import subprocess, sys, time
+        from agent_resume import AgentResume, JsonlStore
+        s = AgentResume(JsonlStore({str(path)!r})).resume_or_start("job")
+        s.mark_done("parent")
+        child = subprocess.Popen(["sleep", "60"], close_fds=False)
+        print(child.pid, flush=True)
+        time.sleep(60)
+        """
+    )
+    parent = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=ENV
+    )
+    assert parent.stdout is not None
+    child_pid = int(parent.stdout.readline())
+    try:
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait()
+        os.kill(child_pid, 0)  # the program lives on
+        with AgentResume(JsonlStore(path)).resume_or_start("job") as s:
+            assert s.is_done("parent")
+    finally:
+        _stop(parent, child_pid)
+
+
 def test_a_store_used_in_a_forked_child_refuses_writes(tmp_path: Path) -> None:
     path = tmp_path / "job.jsonl"
     session = AgentResume(JsonlStore(path)).resume_or_start("job")

@@ -1,9 +1,13 @@
 """Reading a JSONL checkpoint: a fast path for plain completions, a careful one for the rest.
 
 Lines are split on ``\\n`` only. The plain completion line
-``{"id": "...", "ts": N}`` (the original format, and what most of a checkpoint
-is) is recognised by one regular expression over a whole block of lines; any
-block holding something else is read line by line with :func:`json.loads`.
+``{"id": "...", "ts": N}`` (the original format) is recognised by one regular
+expression over a whole block of lines. So is a completion with usage or a
+result, by its head (``id``, ``ts``, then ``attempt``, ``stop``, ``fp`` in the
+writer's order): its usage and result are not decoded for a resume, and not
+checked either, except in strict mode, which checks a usage by a pattern of
+flat JSON and decodes a result. Any other line (failures, releases, run
+records, a line naming ``"status"``) is read with :func:`json.loads`.
 
 A line longer than a block is gathered piece by piece and joined once, so
 reading it costs time linear in its length. Blank lines are skipped silently.
