@@ -216,6 +216,16 @@ def test_repair_refuses_a_file_with_several_hard_links(real: Path) -> None:
     assert real.read_bytes() == before
 
 
+def test_a_backup_left_linked_by_a_killed_rewrite_does_not_block_the_next(real: Path) -> None:
+    # atomic_write links the old file to its backup name, then renames the new
+    # file over it: a kill in between leaves the backup as a second link.
+    os.link(real, f"{real}.bak-20261129T000000Z")
+    with open(real, "ab") as f:
+        f.write(b"garbage\n" + b'{"id": "b", "ts": 1}\n')
+    assert repair(real).rewritten
+    assert compact(real).backup is not None
+
+
 def test_repair_of_a_directory_is_a_store_error(tmp_path: Path) -> None:
     (tmp_path / "dir.jsonl").mkdir()
     with pytest.raises(StoreError, match="not a checkpoint file"):

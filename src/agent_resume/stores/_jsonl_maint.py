@@ -7,7 +7,8 @@ backup named ``<path>.bak-<UTC time>``.
 
 A symlink is followed: the file it points to is locked and rewritten, and the
 link is left as it is. A file with more than one hard link is refused, since
-the rename would leave the other names on the old file. A file that is not a
+the rename would leave the other names on the old file (its own backups, one
+of which a rewrite killed before its rename leaves linked, do not count). A file that is not a
 checkpoint is refused (:class:`NotACheckpointError`) and left untouched.
 """
 
@@ -82,6 +83,29 @@ def _backup_name(path: str) -> str:
     return name
 
 
+def _own_backups(path: str, info: os.stat_result) -> int:
+    """How many ``<path>.bak-*`` files beside ``path`` are links to its file.
+
+    A rewrite links the old file to its backup name before it renames the new
+    one into place, so one killed between the two leaves such a link.
+    """
+    directory, name = os.path.split(path)
+    count = 0
+    try:
+        names = os.listdir(directory or ".")
+    except OSError:
+        return 0
+    for other in names:
+        if other.startswith(name + ".bak-"):
+            try:
+                found = os.stat(os.path.join(directory, other))
+            except OSError:
+                continue
+            if (found.st_dev, found.st_ino) == (info.st_dev, info.st_ino):
+                count += 1
+    return count
+
+
 class _Locked:
     """A checkpoint opened and locked for maintenance, by its real path."""
 
@@ -99,10 +123,11 @@ class _Locked:
             if not stat.S_ISREG(info.st_mode):
                 raise StoreError(f"{path}: not a checkpoint file (a directory or a device)")
             self.lock.acquire("(maintenance)", path, self.fd)
-            if info.st_nlink > 1:
+            others = info.st_nlink - 1 - _own_backups(self.path, info)
+            if others > 0:
                 self.lock.release()
                 raise StoreError(
-                    f"{path} has {info.st_nlink} hard links; rewriting it would leave the other "
+                    f"{path} has {others + 1} hard links; rewriting it would leave the other "
                     "names on the old file: remove the other links (or copy the file) first"
                 )
             with warnings.catch_warnings():
