@@ -73,3 +73,22 @@ def test_items_still_running_at_the_end_of_the_grace_period_are_interrupted(tmp_
     with AgentResume(str(tmp_path / "job.jsonl")).resume_or_start("child") as session:
         assert [session.attempts(item) for item in starts] == [0, 0]
         assert session.stats.done == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["threads", "async"])
+def test_a_5s_budget_with_2s_items_finishes_what_it_starts_and_fails_none(tmp_path, mode):
+    # Issue 12's case: items of 2 s under a 5 s budget, the default-like grace period.
+    report, starts = run_child(
+        tmp_path, mode, concurrency=2, sleep=2, budget=5, grace=30, usage=1, items=20
+    )
+    assert report["stop_reason"] == "time_budget"
+    # Every item started was finished and recorded as done: none cut, none failed.
+    assert (report["failed"], report["interrupted"], report["abandoned"]) == (0, 0, 0)
+    assert not [r for r in records(tmp_path) if r.get("status") == "failed"]
+    done = [r["id"] for r in records(tmp_path) if "id" in r and r.get("status") is None]
+    assert sorted(done) == sorted(starts) and report["done"] == len(starts) > 0
+    assert report["remaining"] == 20 - len(starts)
+    # Every paid call is in the ledger with its item's completion.
+    ledger = Ledger.from_records(records(tmp_path))
+    assert ledger.total.calls == len(starts) and not ledger.lower_bound
