@@ -20,6 +20,7 @@ from agent_resume._deadline import (
     as_deadline,
     remaining_of,
     to_seconds,
+    trusted_deadline,
 )
 from agent_resume._errors import (
     AgentResumeError,
@@ -460,3 +461,15 @@ def test_mock_clock_moves_only_when_advanced() -> None:
 def test_mock_clock_never_goes_back_or_to_infinity(bad: float) -> None:
     with pytest.raises(ArgumentValueError, match="`seconds` must be finite and at least 0"):
         MockClock().advance(bad)
+
+
+def test_trusted_deadline_is_the_checked_one() -> None:
+    # The run loop's per-item deadline skips the checks; it must be the same value.
+    clock = MockClock(start=5.0)
+    fast = trusted_deadline(12, 5, clock)
+    slow = Deadline(at=12.0, created_at=5.0, clock=clock)
+    assert fast == slow and repr(fast) == repr(slow) and hash(fast) == hash(slow)
+    assert (type(fast.at), type(fast.created_at)) == (float, float)
+    assert fast.remaining_seconds() == 7.0 and fast.clock is clock
+    assert dataclasses.replace(fast, at=6.0).at == 6.0
+    assert trusted_deadline(math.inf, 5.0, clock).is_never()

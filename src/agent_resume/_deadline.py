@@ -28,6 +28,7 @@ __all__ = [
     "real_to_float",
     "remaining_of",
     "to_seconds",
+    "trusted_deadline",
 ]
 
 Clock = Callable[[], float]
@@ -350,3 +351,23 @@ def as_deadline(
     if isinstance(deadline, Deadline):
         return deadline
     return Deadline.from_now(remaining_of(deadline, parameter), clock=clock)
+
+
+def trusted_deadline(at: float, created_at: float, clock: Clock) -> Deadline:
+    """Make a deadline from values already checked, without checking them again.
+
+    For the run loop, which makes one deadline per item: ``at`` and
+    ``created_at`` are floats (``at`` may be ``math.inf``) and ``clock`` is
+    the callable the values were read from.
+
+    Args:
+        at: The moment the deadline passes, in seconds of ``clock``.
+        created_at: When the deadline was made, in seconds of ``clock``.
+        clock: The monotonic clock.
+
+    Returns:
+        The deadline, equal to ``Deadline(at=at, created_at=created_at, clock=clock)``.
+    """
+    deadline = object.__new__(Deadline)
+    deadline.__dict__.update(at=float(at), created_at=float(created_at), clock=clock)
+    return deadline

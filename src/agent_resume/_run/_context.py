@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from agent_resume._run._calls import CallGate
     from agent_resume._session._session import Session
 
-__all__ = ["ItemContext", "calls_recorded"]
+__all__ = ["NO_USAGE", "ItemContext", "calls_recorded"]
 
 R = TypeVar("R")
 
@@ -29,6 +29,8 @@ logger = logging.getLogger("agent_resume.run")
 _RECENT_OUTPUTS = 8
 _RECENT_TURNS = 20
 _CODEC = ConversationCodec()
+NO_USAGE = Usage()
+"""Every context's usage until its first call: one shared (immutable) value, not one per item."""
 
 
 class ItemContext:
@@ -69,7 +71,7 @@ class ItemContext:
         self._deadline = deadline
         self._started = deadline.created_at
         self._progress_at = deadline.created_at
-        self.usage = Usage()
+        self.usage = NO_USAGE
         """The usage recorded for this item so far (in this attempt)."""
         self.last_stop: StopReason | None = None
         """The latest reason ``should_stop()`` gave, recorded with the item's completion."""

@@ -87,6 +87,8 @@ class Requeue(Generic[T]):
 
     def done(self, item_id: str) -> None:
         """An item was recorded done."""
+        if not self._enabled and not self._failed:
+            return  # nothing tracked, nothing failed: no lock to take
         with self._lock:
             self._in_flight.pop(item_id, None)
             if item_id in self._failed:

@@ -24,7 +24,7 @@ from agent_resume._records import usage_dict
 from agent_resume._run._batch import BatchEngine, combine_reports, fallback_config
 from agent_resume._run._calls import CallGate
 from agent_resume._run._config import DEFAULT_RETRY, RunConfig
-from agent_resume._run._context import ItemContext, calls_recorded
+from agent_resume._run._context import NO_USAGE, ItemContext, calls_recorded
 from agent_resume._run._conversations import conversations_for
 from agent_resume._run._progress import open_progress
 from agent_resume._run._report import ItemOutcome, RunReport
@@ -266,23 +266,33 @@ class ResumableRun:
         self, process: Process[T], item: T, ctx: ItemContext, state: RunState, session: Session
     ) -> None:
         """Run ``process`` on one item and record the outcome, in the item's tracing scope."""
+        tracing = self.config.tracing
+        if tracing is None:
+            # No scope at all when untraced: this runs once per item.
+            self._attempt(process, item, ctx, state, session)
+        else:
+            with item_scope(tracing, ctx.item_id, ctx.attempt):
+                self._attempt(process, item, ctx, state, session)
+
+    def _attempt(
+        self, process: Process[T], item: T, ctx: ItemContext, state: RunState, session: Session
+    ) -> None:
         clock = state.clock
-        with item_scope(self.config.tracing, ctx.item_id, ctx.attempt):
-            started = clock()
-            try:
-                result = process(item, ctx)
-            except Exception as exc:
-                self._failed(state, session, ctx, exc, clock() - started)
-            else:
-                if inspect.iscoroutine(result):
-                    result.close()
-                    raise ArgumentTypeError(
-                        "process",
-                        process,
-                        "`process` returned a coroutine; run async functions with "
-                        "`await ResumableRun(config).arun(aprocess, items)`",
-                    )
-                self._done(state, session, ctx, result, clock() - started)
+        started = clock()
+        try:
+            result = process(item, ctx)
+        except Exception as exc:
+            self._failed(state, session, ctx, exc, clock() - started)
+        else:
+            if inspect.iscoroutine(result):
+                result.close()
+                raise ArgumentTypeError(
+                    "process",
+                    process,
+                    "`process` returned a coroutine; run async functions with "
+                    "`await ResumableRun(config).arun(aprocess, items)`",
+                )
+            self._done(state, session, ctx, result, clock() - started)
 
     def _threaded(
         self,
@@ -436,8 +446,12 @@ class ResumableRun:
         # Nothing but our own cancellation leaves this task: whatever else escapes
         # the item's bookkeeping goes to the run, which raises it to arun's caller.
         try:
-            with item_scope(self.config.tracing, ctx.item_id, ctx.attempt):
+            tracing = self.config.tracing
+            if tracing is None:
                 await self._aone_recorded(aprocess, item, ctx, state, session)
+            else:
+                with item_scope(tracing, ctx.item_id, ctx.attempt):
+                    await self._aone_recorded(aprocess, item, ctx, state, session)
         except asyncio.CancelledError:
             raise
         except BaseException as exc:
@@ -760,7 +774,7 @@ def _outcome_usage(ctx: ItemContext, usage: Usage, seconds: float | None) -> dic
     interrupted attempt keep counting beside it. ``seconds`` (``"s"``) is
     how long the attempt ran, for per-item limits over attempts.
     """
-    body = usage_dict(usage)
+    body = {} if usage is NO_USAGE else usage_dict(usage)
     body["a"] = ctx.call_token if calls_recorded(ctx) else ""
     if seconds is not None:
         body[SECONDS_KEY] = round(seconds, 3)

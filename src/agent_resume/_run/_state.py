@@ -18,7 +18,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from agent_resume._accounting._usage import Usage
-from agent_resume._deadline import Deadline
+from agent_resume._deadline import Deadline, trusted_deadline
 from agent_resume._run._config import DEFAULT_RETRY, RunConfig
 from agent_resume._run._conversations import Conversations
 from agent_resume._run._requeue import Requeue
@@ -120,7 +120,13 @@ class RunState:
         self._warned_prices: set[str] = set()
         self._spend_stop: StopReason | None = None
         # Re-entrant: a signal handler may run while the main thread holds it.
-        self._changed = threading.Condition(threading.RLock())
+        # Hot paths take the lock itself (no Python-level Condition.__enter__);
+        # ``_waiting`` counts threads in a wait, so that nothing is notified
+        # when no thread waits (a serial or async run never waits on it).
+        self._lock = threading.RLock()
+        self._changed = threading.Condition(self._lock)
+        self._waiting = 0
+        self._item_timeout = config.item_timeout
         self._usage = Usage()
         self._admitted = 0
         self._done = 0
@@ -413,25 +419,27 @@ class RunState:
         The deadline is the item timeout intersected with the run's soft
         deadline: the run's deadline plus the grace period.
         """
-        with self._changed:
+        with self._lock:
             self._admitted += 1
             self._in_flight += 1
-        now = self.clock()
-        at = min(now + self.config.item_timeout, self.cut_at)
-        return Deadline(at=at, created_at=now, clock=self.clock)
+        clock = self.clock
+        now = clock()
+        return trusted_deadline(min(now + self._item_timeout, self.cut_at), now, clock)
 
     def left(self) -> None:
         """Count an admitted item as no longer in flight, however it ended."""
-        with self._changed:
+        with self._lock:
             self._in_flight -= 1
-            self._changed.notify_all()
+            if self._waiting:
+                self._changed.notify_all()
 
     def item_done(self, duration: float, recorded: bool) -> None:
         """Count an item done (``recorded``: by this run, not before it by another worker)."""
-        with self._changed:
+        with self._lock:
             if recorded:
                 self._done += 1
-            self._learn(duration)
+            if self.deadline.at != math.inf:
+                self._learn(duration)
 
     def item_failed(self, item_id: str, duration: float) -> None:
         """Count a failed attempt at an item."""
@@ -513,12 +521,12 @@ class RunState:
         """
         with self._changed:
             while self._in_flight >= limit and not self.stopping:
-                self._changed.wait(poll)
+                self._wait(poll)
 
     def wait_change(self, seconds: float) -> None:
         """Wait up to ``seconds`` for an item to finish, or anything else to change."""
         with self._changed:
-            self._changed.wait(seconds)
+            self._wait(seconds)
 
     def wait_idle(self, poll: float) -> None:
         """Wait until no item is in flight, or the grace period after a stop has ended."""
@@ -527,4 +535,12 @@ class RunState:
                 left = self._grace_at - self.clock()
                 if left <= 0:
                     return
-                self._changed.wait(min(poll, left))
+                self._wait(min(poll, left))
+
+    def _wait(self, seconds: float) -> None:
+        # Lock held; counted so that `left` notifies only when a thread waits.
+        self._waiting += 1
+        try:
+            self._changed.wait(seconds)
+        finally:
+            self._waiting -= 1
