@@ -421,3 +421,41 @@ def test_call_records_in_the_sql_stores(
         assert [r.get("run") for r in state.runs] == ["start", "end"]
     finally:
         store.close()
+
+
+def test_call_and_acall_refuse_what_they_cannot_call(tmp_path: Path) -> None:
+    from agent_resume import ArgumentTypeError
+
+    async def coroutine_function() -> int:
+        return 1
+
+    def plain() -> int:
+        return 1
+
+    errors: list[BaseException] = []
+
+    def sync_item(item: str, ctx: object) -> None:
+        for fn in (42, coroutine_function):
+            try:
+                ctx.call(fn)  # type: ignore[attr-defined]
+            except ArgumentTypeError as error:
+                errors.append(error)
+
+    async def async_item(item: str, ctx: object) -> None:
+        for fn in (None, plain):
+            try:
+                await ctx.acall(fn)  # type: ignore[attr-defined]
+            except ArgumentTypeError as error:
+                errors.append(error)
+
+    config = RunConfig(job_id="bad", store=tmp_path / "a.jsonl", progress=False)
+    ResumableRun(config).run(sync_item, ["x"])
+    config = RunConfig(job_id="bad", store=tmp_path / "b.jsonl", progress=False)
+    asyncio.run(ResumableRun(config).arun(async_item, ["x"]))
+    messages = [str(e) for e in errors]
+    assert len(messages) == 4
+    assert "ctx.call's `fn` must be callable" in messages[0]
+    assert "returned a coroutine: await async functions with ctx.acall" in messages[1]
+    assert "ctx.acall's `fn` must be callable" in messages[2]
+    assert "must return an awaitable (got int); call sync functions with ctx.call" in messages[3]
+    assert all(getattr(e, "parameter", None) == "fn" for e in errors)

@@ -252,6 +252,20 @@ class CallGate:
         return wait
 
 
+class _NotAwaitable(ArgumentTypeError):
+    """``acall`` was given a function that does not return an awaitable (never retried)."""
+
+
+def _check_fn(fn: object, method: str) -> None:
+    if not callable(fn):
+        raise ArgumentTypeError(
+            "fn",
+            fn,
+            f"ctx.{method}'s `fn` must be callable, such as client.chat.completions.create "
+            f"(got {type(fn).__name__} {fn!r:.60})",
+        )
+
+
 def _response_headers(result: Any) -> Mapping[str, str]:
     """Headers of a raw response (``with_raw_response``), lower-cased; empty otherwise."""
     if not callable(getattr(result, "parse", None)):
@@ -304,6 +318,7 @@ def call_sync(
     ctx: ItemContext, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> R:
     """One call from a thread: see the module docstring."""
+    _check_fn(fn, "call")
     gate = ctx.gate
     limiter = gate.limiter
     tries = 0
@@ -343,6 +358,14 @@ def call_sync(
             continue
         limiter.leave()
         gate._end(True)
+        if inspect.iscoroutine(result):
+            result.close()
+            limiter.settle(cost, None)
+            raise ArgumentTypeError(
+                "fn",
+                fn,
+                "ctx.call's `fn` returned a coroutine: await async functions with ctx.acall",
+            )
         gate.succeeded(ctx, result, cost)
         return result
 
@@ -351,6 +374,7 @@ async def call_async(
     ctx: ItemContext, fn: Callable[..., Awaitable[R]], args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> R:
     """One call from a task: see the module docstring."""
+    _check_fn(fn, "acall")
     gate = ctx.gate
     limiter = gate.limiter
     tries = 0
@@ -380,6 +404,13 @@ async def call_async(
         try:
             try:
                 awaitable = fn(*args, **call_kwargs)
+                if not inspect.isawaitable(awaitable):
+                    raise _NotAwaitable(
+                        "fn",
+                        fn,
+                        f"ctx.acall's `fn` must return an awaitable (got "
+                        f"{type(awaitable).__name__}); call sync functions with ctx.call",
+                    )
                 if math.isinf(timeout):
                     result = await awaitable
                 else:
@@ -396,6 +427,11 @@ async def call_async(
                 if is_deadline:
                     raise _deadline_error(ctx, error) from error
                 raise CallTimeout(timeout) from error
+        except _NotAwaitable:
+            limiter.leave()
+            gate._end(False)
+            limiter.settle(cost, None)
+            raise
         except Exception as error:
             if entered:
                 limiter.leave()
