@@ -28,6 +28,8 @@ def main() -> None:
     sleeps = [float(x) for x in opts.get("sleeps", str(sleep)).split(",")]
     n = int(opts.get("items", "50"))
     items = [f"i{k}" for k in range(n)]
+    if opts.get("reverse") == "1":  # the input in the other order (a newest-first feed)
+        items.reverse()
     budget = opts.get("budget")
     cfg = RunConfig(
         job_id="child",

@@ -92,3 +92,27 @@ def test_a_5s_budget_with_2s_items_finishes_what_it_starts_and_fails_none(tmp_pa
     # Every paid call is in the ledger with its item's completion.
     ledger = Ledger.from_records(records(tmp_path))
     assert ledger.total.calls == len(starts) and not ledger.lower_bound
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["threads", "async"])
+def test_interrupted_items_are_first_in_line_next_run(tmp_path, mode):
+    extra = {"cooperative": 1} if mode == "threads" else {}
+    first, starts = run_child(
+        tmp_path, mode, concurrency=2, sleeps="0.05,0.05,30", budget=1.0, grace=0.3,
+        usage=1, items=30, **extra,
+    )  # fmt: skip
+    assert first["interrupted"] >= 1
+    ledger = Ledger.from_records(records(tmp_path))
+    cut = [
+        i
+        for i in (f"i{k}" for k in range(30))
+        if (u := ledger.item(i)) and u.status == "interrupted"
+    ]
+    assert len(cut) == first["interrupted"] and cut[0] != "i0"
+    # Tonight the feed comes newest first: the cut items still go first.
+    second, again = run_child(tmp_path, mode, concurrency=1, sleep=0.01, items=30, reverse=1)
+    assert second["stop_reason"] == "completed"
+    assert again[: len(cut)] == cut[::-1]  # in (tonight's) input order, before everything else
+    assert again[len(cut)] == "i29"
+    assert sorted(again) == sorted(set(f"i{k}" for k in range(30)) - set(starts) | set(cut))

@@ -229,7 +229,7 @@ class ResumableRun:
             open_progress(state, session, items),
         ):
             gave_up = _GiveUp(state)
-            it = session.remaining(items, key=key, give_up=gave_up)
+            it = session.remaining(_first_in_line(items, session, key), key=key, give_up=gave_up)
             if self.config.concurrency == 1:
                 exhausted = self._serial(process, it, state, session, key)
             else:
@@ -399,7 +399,7 @@ class ResumableRun:
         ):
             # Waiting for items other workers hold must not block the loop.
             gave_up = _GiveUp(state)
-            it = session.aremaining(items, key=key, give_up=gave_up)
+            it = session.aremaining(_first_in_line(items, session, key), key=key, give_up=gave_up)
             ids = IdReader(key)
             exhausted = True
             requeue = state.requeue
@@ -649,7 +649,7 @@ class ResumableRun:
                 if state.aborted:
                     return
                 raise
-        state.item_interrupted()
+        state.item_interrupted(ctx.item_id)
         hook = self.config.on_item_done
         if hook is not None:
             hook(
@@ -710,7 +710,11 @@ class ResumableRun:
             retried=requeue.retried,
             **(state.calls.report_fields() if state.calls is not None else {}),
         )
-        session.record_run({"run": "end", "ts": int(report.ended_at), "report": report.to_dict()})
+        end: dict[str, Any] = {"run": "end", "ts": int(report.ended_at), "report": report.to_dict()}
+        cut = state.interrupted_ids
+        if cut:
+            end["interrupted"] = cut  # first in line next run
+        session.record_run(end)
         if state.fail_fast_error is not None:
             raise state.fail_fast_error
         return report
@@ -764,6 +768,33 @@ class _Timer:
 
 class _NotAwaitable(ArgumentTypeError):
     """``aprocess`` returned something that cannot be awaited: a mistake, not a failed item."""
+
+
+def _first_in_line(items: Iterable[T], session: Session, key: KeyFunc | None) -> Iterable[T]:
+    """The items, those the latest run cut (interrupted) first, when the input is a list.
+
+    The latest run's end record names them. An iterator is read in its own
+    order (it cannot be read ahead), and a shared store hands items out in
+    its queue's order.
+    """
+    if not isinstance(items, (list, tuple)) or isinstance(session.store, SharedStore):
+        return items
+    runs = session.runs
+    last = next((r for r in reversed(runs) if r.get("run") == "end"), None)
+    cut = last.get("interrupted") if last is not None else None
+    if not isinstance(cut, list) or not cut:
+        return items
+    wanted = {i for i in cut if isinstance(i, str)}
+    read = IdReader(key)
+    first: list[T] = []
+    rest: list[T] = []
+    for item in items:
+        try:
+            ahead = read(item) in wanted
+        except (TypeError, ValueError):
+            ahead = False  # a bad ID is refused by remaining() in its turn
+        (first if ahead else rest).append(item)
+    return first + rest if first else items
 
 
 def _outcome_usage(ctx: ItemContext, usage: Usage, seconds: float | None) -> dict[str, Any]:

@@ -54,6 +54,7 @@ _SPEND_NAMES = {
     "unknown_price": "cost_budget",
 }
 _RECENT = 20
+_FIRST_IN_LINE = 10_000  # interrupted items named in the end record, to be run first next time
 _RECENT_TURNS = 50
 _SETTLE_SECONDS = 1.0  # after the cut, for cut items to be recorded before the run returns
 
@@ -143,6 +144,7 @@ class RunState:
         self._aborted = False
         self._abandoned = 0
         self._interrupted = 0
+        self._interrupted_ids: list[str] = []
         self._failed_ids: set[str] = set()
         self._fail_fast_error: BaseException | None = None
         self._escaped: BaseException | None = None
@@ -456,10 +458,18 @@ class RunState:
             ordered = sorted(recent)
             self._estimate = ordered[len(ordered) // 2]
 
-    def item_interrupted(self) -> None:
-        """Count an item cut by the run: no attempt used, run again next time."""
+    def item_interrupted(self, item_id: str) -> None:
+        """Count an item cut by the run: no attempt used, first in line next time."""
         with self._changed:
             self._interrupted += 1
+            if len(self._interrupted_ids) < _FIRST_IN_LINE:
+                self._interrupted_ids.append(item_id)
+
+    @property
+    def interrupted_ids(self) -> list[str]:
+        """The items this run cut (the first 10,000), for the end record: first in line next run."""
+        with self._changed:
+            return list(self._interrupted_ids)
 
     def cut_by_run(self, deadline: Deadline) -> bool:
         """Whether an item's deadline is the run's (its soft deadline, a signal's grace period).
