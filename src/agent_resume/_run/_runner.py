@@ -604,9 +604,7 @@ class ResumableRun:
         usage = ctx.usage
         try:
             # The attempt's seconds ride with its usage: per-item limits count them over attempts.
-            session.mark_failed(
-                ctx.item_id, exc, usage=_outcome_usage(ctx, usage, duration)
-            )
+            session.mark_failed(ctx.item_id, exc, usage=_outcome_usage(ctx, usage, duration))
         except StoreClosedError:
             if state.aborted:
                 return
