@@ -24,6 +24,7 @@ The JSONL stores write records as lines; the SQL stores map them to columns.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from json.encoder import encode_basestring
@@ -334,5 +335,28 @@ def usage_dict(usage: Any) -> dict[str, Any]:
             f"`usage` must be a Usage or a dict (got {type(usage).__name__}); "
             "use usage_from(response) to read one from an SDK response",
         )
-    check_json(data, "usage")
+    if not _flat_json(data):
+        check_json(data, "usage")
     return data  # type: ignore[no-any-return]
+
+
+def _flat_json(data: Any) -> bool:
+    """Whether ``data`` is a dict of ASCII keys to ints, finite floats and ASCII strings.
+
+    Such a dict always encodes as JSON, so the full check (an encoding) is
+    skipped for it: a usage dict is written once per item.
+    """
+    if type(data) is not dict:
+        return False
+    for key, value in data.items():
+        if type(key) is not str or not key.isascii():
+            return False
+        kind = type(value)
+        if kind is int:
+            continue
+        if kind is str:
+            if not value.isascii():
+                return False
+        elif kind is not float or not math.isfinite(value):
+            return False
+    return True

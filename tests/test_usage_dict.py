@@ -1,0 +1,51 @@
+"""usage_dict: the flat fast path accepts exactly what the full JSON check accepts."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+
+from agent_resume import Usage
+from agent_resume._errors import ArgumentTypeError, ArgumentValueError
+from agent_resume._records import usage_dict
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {},
+        {"a": ""},
+        {"in": 10, "out": 2, "calls": 1, "cost": 0.5, "model": "gpt-4o", "a": "tok"},
+        {"in": True},  # not flat (a bool): the full check, which accepts it
+        {"nested": {"x": [1, 2]}},
+        {"model": "modèle"},  # non-ASCII text: the full check
+    ],
+)
+def test_usage_dict_keeps_what_encodes(data: dict[str, Any]) -> None:
+    out = usage_dict(data)
+    assert out == data and out is not data
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_usage_dict_still_refuses_non_finite_floats(bad: float) -> None:
+    with pytest.raises(ArgumentValueError, match="usage"):
+        usage_dict({"in": 1, "cost": bad})
+
+
+def test_usage_dict_still_refuses_a_lone_surrogate_and_objects() -> None:
+    with pytest.raises(ArgumentValueError, match="lone surrogate"):
+        usage_dict({"model": "\ud800"})
+    with pytest.raises(ArgumentTypeError, match="usage"):
+        usage_dict({"model": object()})
+    with pytest.raises(ArgumentTypeError, match="usage"):
+        usage_dict(42)
+
+
+def test_usage_dict_of_a_usage() -> None:
+    assert usage_dict(Usage(input_tokens=3, calls=1, cost_usd=0.25)) == {
+        "in": 3,
+        "calls": 1,
+        "cost": 0.25,
+    }
