@@ -18,7 +18,7 @@ PUBLIC = {
     "ResultJsonlStore", "ResumableRun", "Retry", "RunConfig", "RunReport", "Session", "SessionStats", "SqliteStore",
     "StopCondition", "StopPhrase", "StopReason", "Store", "StoreClosedError", "StoreError",
     "StoreWriteError", "SupportsRemainingSeconds", "ToolCall", "UnknownModelWarning",
-    "UnsupportedFormatError", "Usage", "__version__", "as_deadline", "compact", "decode_line",
+    "UnsupportedFormatError", "Usage", "__version__", "as_deadline", "call_span", "compact", "decode_line",
     "default_prices", "encode_line",
     "load_conversation", "open_store", "remaining_of", "repair", "save_conversation", "usage_from", "with_otel",
 }  # fmt: skip

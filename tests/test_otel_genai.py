@@ -291,3 +291,58 @@ def test_an_exception_out_of_the_run_sets_error_type_on_the_run_span(telemetry: 
     assert run.attributes[ERROR_TYPE] == "KeyError"
     assert run.attributes["agent_resume.items_failed"] == 1
     assert run.status.status_code is StatusCode.ERROR
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_ctx_call_opens_one_call_span_per_try_under_the_item(
+    telemetry: Telemetry, mode: str
+) -> None:
+    import openai
+
+    from agent_resume import Retry
+    from llm_server import LLMServer, Reply
+
+    with LLMServer() as server:
+        # The first try of item "b" gets a 500 (retried), then the answer.
+        server.queue(Reply(), Reply(status=500, error_body={"error": {"message": "boom"}}))
+        config = telemetry.config(
+            f"calls-{mode}", retry=Retry(attempts=3, initial=0.001, maximum=0.002)
+        )
+        messages = [{"role": "user", "content": "hi"}]
+        if mode == "sync":
+            client: Any = openai.OpenAI(base_url=server.openai_url, api_key="t", max_retries=0)
+
+            def process(item: str, ctx: Any) -> str:
+                r = ctx.call(client.chat.completions.create, model="gpt-4o-mini", messages=messages)
+                return str(r.choices[0].message.content)
+
+            ResumableRun(config).run(process, ["a", "b"])
+            client.close()
+        else:
+            client = openai.AsyncOpenAI(base_url=server.openai_url, api_key="t", max_retries=0)
+
+            async def aprocess(item: str, ctx: Any) -> str:
+                r = await ctx.acall(
+                    client.chat.completions.create, model="gpt-4o-mini", messages=messages
+                )
+                return str(r.choices[0].message.content)
+
+            async def main() -> None:
+                await ResumableRun(config).arun(aprocess, ["a", "b"])
+                await client.close()
+
+            asyncio.run(main())
+    spans = telemetry.spans()
+    items = {s.context.span_id: s for s in spans if s.name == "agent_resume.item"}
+    calls = [s for s in spans if s.name == "chat gpt-4o-mini"]
+    assert len(calls) == 3  # a, b's failed try, b's retry
+    assert all(c.parent is not None and c.parent.span_id in items for c in calls)
+    failed = [c for c in calls if c.status.status_code == StatusCode.ERROR]
+    assert len(failed) == 1 and (failed[0].attributes or {}).get(ERROR_TYPE)
+    ok = [c for c in calls if c.status.status_code != StatusCode.ERROR]
+    for call in ok:
+        attrs = call.attributes or {}
+        assert attrs[gen_ai.GEN_AI_REQUEST_MODEL] == "gpt-4o-mini"
+        assert attrs[gen_ai.GEN_AI_USAGE_INPUT_TOKENS] == 120
+        assert attrs[gen_ai.GEN_AI_USAGE_OUTPUT_TOKENS] == 40
+        assert attrs[gen_ai.GEN_AI_PROVIDER_NAME] == "openai"

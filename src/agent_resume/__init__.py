@@ -134,6 +134,7 @@ if TYPE_CHECKING:
     from agent_resume._run._runner import (
         ResumableRun,
     )
+    from agent_resume._run._tracing import call_span
     from agent_resume.stores._postgres import PostgresStore
     from agent_resume.stores._sqlite import SqliteStore
 
@@ -209,6 +210,7 @@ __all__ = [
     "Usage",
     "__version__",
     "as_deadline",
+    "call_span",
     "compact",
     "decode_line",
     "default_prices",
@@ -243,6 +245,7 @@ _LAZY = {
     "RateLimit": "agent_resume._limits",
     "Retry": "agent_resume._retry",
     "ResumableRun": "agent_resume._run._runner",
+    "call_span": "agent_resume._run._tracing",
     "PostgresStore": "agent_resume.stores._postgres",
     "SqliteStore": "agent_resume.stores._sqlite",
     "Usage": "agent_resume._accounting._usage",

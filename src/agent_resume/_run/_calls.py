@@ -48,6 +48,7 @@ from agent_resume._retry import (
     provider_wait,
 )
 from agent_resume._run._spent import SECONDS_KEY
+from agent_resume._run._tracing import call_span
 
 if TYPE_CHECKING:
     from agent_resume._limits import Buckets
@@ -86,6 +87,7 @@ class CallGate:
         self.limiter = Limiter(config.rate_limit, config.concurrency, time.monotonic, buckets)
         self.retry = config.retry if config.retry is not None else _NO_RETRY
         self.call_timeout: float = config.call_timeout
+        self.tracing = config.tracing
         self._lock = threading.Lock()
         self.started = 0
         """Calls started (tries, retries included)."""
@@ -181,8 +183,12 @@ class CallGate:
             return self.call_timeout, False
         return left, True
 
-    def succeeded(self, ctx: ItemContext, result: Any, cost: Cost) -> None:
-        """Record a call's usage for the item and the run, write its ``call`` record, settle."""
+    def succeeded(self, ctx: ItemContext, result: Any, cost: Cost) -> Usage | None:
+        """Record a call's usage for the item and the run, write its ``call`` record, settle.
+
+        Returns:
+            The call's usage, or ``None`` when the response carries none to read.
+        """
         headers = _response_headers(result)
         if headers:
             self.limiter.adopt(headers)
@@ -193,7 +199,7 @@ class CallGate:
             # usage (usage_from read nothing, and nothing was counted): returned as
             # it is, for the caller to count with record_usage.
             self.limiter.settle(cost, cost)
-            return
+            return None
         self.limiter.settle(
             cost,
             Cost(
@@ -204,6 +210,7 @@ class CallGate:
             ),
         )
         self._write(ctx, usage)
+        return usage
 
     def _write(self, ctx: ItemContext, usage: Usage) -> None:
         if self._state.aborted:
@@ -343,9 +350,11 @@ def call_sync(
         timeout, is_deadline = gate.timeout_for(ctx)
         call_kwargs = _kwargs(gate, fn, kwargs, timeout)
         gate._begin()
+        span = _CallSpan(gate, kwargs)
         try:
             result = fn(*args, **call_kwargs)
         except Exception as error:
+            span.fail(error)
             limiter.leave()
             gate._end(False)
             if is_deadline and ctx.deadline.is_expired():
@@ -356,17 +365,22 @@ def call_sync(
                 raise
             time.sleep(delay)
             continue
+        except BaseException as error:
+            span.fail(error)
+            raise
         limiter.leave()
         gate._end(True)
         if inspect.iscoroutine(result):
             result.close()
             limiter.settle(cost, None)
-            raise ArgumentTypeError(
+            wrong = ArgumentTypeError(
                 "fn",
                 fn,
                 "ctx.call's `fn` returned a coroutine: await async functions with ctx.acall",
             )
-        gate.succeeded(ctx, result, cost)
+            span.fail(wrong)
+            raise wrong
+        span.done(gate.succeeded(ctx, result, cost), result)
         return result
 
 
@@ -400,6 +414,7 @@ async def call_async(
         call_kwargs = _kwargs(gate, fn, kwargs, timeout)
         passed = call_kwargs is not kwargs
         gate._begin()
+        span = _CallSpan(gate, kwargs)
         entered = True
         try:
             try:
@@ -421,18 +436,21 @@ async def call_async(
             except asyncio.TimeoutError as error:
                 # Only the wait_for above: DeadlineExceeded is no TimeoutError, so
                 # an item's deadline raised inside ``fn`` goes to the handler below.
+                span.fail(error)
                 limiter.leave()
                 gate._end(False)
                 entered = False
                 if is_deadline:
                     raise _deadline_error(ctx, error) from error
                 raise CallTimeout(timeout) from error
-        except _NotAwaitable:
+        except _NotAwaitable as error:
+            span.fail(error)
             limiter.leave()
             gate._end(False)
             limiter.settle(cost, None)
             raise
         except Exception as error:
+            span.fail(error)
             if entered:
                 limiter.leave()
                 gate._end(False)
@@ -446,16 +464,43 @@ async def call_async(
                 raise
             await asyncio.sleep(delay)
             continue
-        except BaseException:
+        except BaseException as error:
             # Cancelled (the item's deadline, or the run ending): the call never returned.
+            span.fail(error)
             if entered:
                 limiter.leave()
                 gate._end(False)
             raise
         limiter.leave()
         gate._end(True)
-        gate.succeeded(ctx, result, cost)
+        span.done(gate.succeeded(ctx, result, cost), result)
         return result
+
+
+class _CallSpan:
+    """The tracing scope of one try of a call, closed exactly once (a no-op when untraced)."""
+
+    __slots__ = ("_open", "_scope", "_span")
+
+    def __init__(self, gate: CallGate, kwargs: dict[str, Any]) -> None:
+        model = kwargs.get("model")
+        self._scope = call_span(gate.tracing, model=model if isinstance(model, str) else None)
+        self._span = self._scope.__enter__()
+        self._open = True
+
+    def fail(self, error: BaseException) -> None:
+        """End the span with the error (``error.type``)."""
+        if self._open:
+            self._open = False
+            self._scope.__exit__(type(error), error, error.__traceback__)
+
+    def done(self, usage: Usage | None, result: Any) -> None:
+        """End the span with the call's usage and the model that answered."""
+        if self._open:
+            self._open = False
+            model = getattr(_parsed(result), "model", None)
+            self._span.record(usage, response_model=model if isinstance(model, str) else None)
+            self._scope.__exit__(None, None, None)
 
 
 def new_token() -> str:
