@@ -32,7 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     client = openai.OpenAI(base_url=args.base_url, api_key=args.api_key)
-    tickets = [{"id": f"ticket-{n}", "text": f"Ticket {n}: the export failed"} for n in range(args.tickets)]
+    tickets = [
+        {"id": f"ticket-{n}", "text": f"Ticket {n}: the export failed"} for n in range(args.tickets)
+    ]
 
     def request(ticket: dict[str, str]) -> dict[str, object]:
         return {
