@@ -3,6 +3,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import random
 from typing import Any
 
 import pytest
@@ -177,3 +178,55 @@ def test_reads_the_lines_the_checkpoint_writes() -> None:
     assert item is not None
     assert item.usage == second + first
     assert ledger.total == second + first
+
+
+def test_sums_are_those_of_usage_addition_in_record_order() -> None:
+    # The ledger keeps counters, not Usage values: its figures must still be exactly
+    # the left fold of Usage addition (float order, mixed texts, unknown costs, empties).
+    rng = random.Random(12)
+    records: list[dict[str, Any]] = []
+    for _ in range(400):
+        usage: dict[str, Any] = {}
+        for key in ("in", "out", "cache_read", "calls", "reasoning", "web_searches"):
+            if rng.random() < 0.6:
+                usage[key] = rng.choice([0, 1, 7, 123456])
+        if rng.random() < 0.85:
+            usage["cost"] = rng.choice([0.0, 0.1, 0.2, 1e-7, 3, 0.30000000000000004])
+        if rng.random() < 0.7:
+            usage["model"] = rng.choice(["a", "b", ""])
+        if rng.random() < 0.2:
+            usage["tier"] = "batch"
+        record: dict[str, Any] = {"id": str(rng.randint(0, 9)), "ts": 1}
+        if rng.random() < 0.3:
+            record["status"] = "failed"
+        if rng.random() < 0.9:
+            record["usage"] = usage
+        records.append(record)
+    expected: dict[str, Usage] = {}
+    for record in records:
+        one = Usage.from_dict(record.get("usage", {}))
+        expected[record["id"]] = expected.get(record["id"], Usage()) + one
+    ledger = Ledger.from_records(records)
+    assert {item.item_id: item.usage for item in ledger.items()} == expected
+    assert [item.item_id for item in ledger.items()] == list(expected)
+    total = sum(expected.values(), Usage())
+    assert ledger.total == total
+    assert ledger.total.cost_usd == total.cost_usd  # the same float, not merely close
+    by_model: dict[str | None, Usage] = {}
+    for usage_of_item in expected.values():
+        model = usage_of_item.model
+        by_model[model] = by_model.get(model, Usage()) + usage_of_item
+    assert ledger.by_model() == dict(
+        sorted(by_model.items(), key=lambda pair: (pair[0] is None, pair[0] or ""))
+    )
+
+
+@pytest.mark.parametrize(
+    "usage",
+    [{"in": True}, {"in": -1}, {"in": 1.5}, {"cost": "x"}, {"cost": float("nan")}, {"model": 3}],
+)
+def test_a_malformed_usage_is_refused_naming_the_item(usage: dict[str, Any]) -> None:
+    with pytest.raises(ArgumentValueError, match="'item-7'"):
+        Ledger.from_records([{"id": "item-7", "ts": 1, "usage": usage}])
+    with pytest.raises(ArgumentValueError, match="a call of item 'item-7'"):
+        Ledger.from_records([{"call": "item-7", "a": "t", "usage": usage}])

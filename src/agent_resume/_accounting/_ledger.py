@@ -71,6 +71,12 @@ class Ledger:
     Build one with `Ledger.from_records`, or create an empty one and feed it
     records with `add` as they are written.
 
+    Each record's usage is checked as `Usage.from_dict` checks it (a
+    malformed one is refused with the same error), then added into plain
+    integer and float counters; `Usage` values are built only when asked for
+    (`item`, `items`, `total`, `by_model`, `rows`). The sums are the ones
+    `Usage` addition gives, in the same order, so every figure is the same.
+
     Args:
         prices: A table to re-price records with, as the module docstring
             describes; ``None`` keeps every recorded cost.
@@ -84,9 +90,9 @@ class Ledger:
                 f"`prices` must be a PriceTable or None (got {type(prices).__name__})",
             )
         self._prices = prices
-        self._items: dict[str, ItemUsage] = {}
+        self._items: dict[str, _Item] = {}
         # Call records of attempts with no outcome yet: item -> attempt token -> (usage, calls).
-        self._pending: dict[str, dict[str, tuple[Usage, int]]] = {}
+        self._pending: dict[str, dict[str, _Item]] = {}
         self._latest: dict[str, str] = {}
         self._starts = 0
         self._ends = 0
@@ -106,8 +112,9 @@ class Ledger:
             The ledger.
         """
         ledger = cls(prices=prices)
+        add = ledger.add
         for record in records:
-            ledger.add(record)
+            add(record)
         return ledger
 
     def add(self, record: Mapping[str, Any]) -> bool:
@@ -141,69 +148,82 @@ class Ledger:
             return False
         item_id = str(record["id"])
         raw = record.get("usage")
-        # An outcome covers the calls of its own attempt: the one its usage names
-        # ("a", "" for none), else (records written before "a") the latest calls.
-        latest = self._latest.pop(item_id, None)
-        named = raw.get("a") if isinstance(raw, Mapping) else None
-        token = named if isinstance(named, str) else latest
-        if token is not None:
-            pending = self._pending.get(item_id)
-            if pending is not None:
-                pending.pop(token, None)
-                if not pending:
-                    del self._pending[item_id]
-        try:
-            usage = Usage() if raw is None else Usage.from_dict(raw)
-        except (TypeError, ValueError) as error:
-            raise ArgumentValueError(
-                "record", record, f"the usage of item {item_id!r} is malformed: {error}"
-            ) from error
-        if self._prices is not None:
-            usage = _reprice(usage, self._prices)
-        previous = self._items.get(item_id)
-        if previous is None:
-            self._items[item_id] = ItemUsage(item_id, kind, usage, 1)
-        else:
+        if self._pending:
+            # An outcome covers the calls of its own attempt: the one its usage names
+            # ("a", "" for none), else (records written before "a") the latest calls.
+            latest = self._latest.pop(item_id, None)
+            named = raw.get("a") if isinstance(raw, Mapping) else None
+            token = named if isinstance(named, str) else latest
+            if token is not None:
+                pending = self._pending.get(item_id)
+                if pending is not None:
+                    pending.pop(token, None)
+                    if not pending:
+                        del self._pending[item_id]
+        usage = None if raw is None else self._parse(raw, record, "the usage of item")
+        found = self._items.get(item_id)
+        if found is None:
+            found = self._items[item_id] = _Item(kind)
+        elif kind == "done":
             # A completion is final: a failure recorded after it does not undo it.
-            status = "done" if "done" in (kind, previous.status) else kind
-            self._items[item_id] = ItemUsage(
-                item_id, status, previous.usage + usage, previous.records + 1
-            )
+            found.status = "done"
+        found.records += 1
+        if usage is not None:
+            found.add(usage)
         return True
+
+    def _parse(self, raw: Any, record: Mapping[str, Any], what: str) -> _Parsed | None:
+        """A record's usage as counters (``None`` for the empty usage), checked as `Usage` checks it."""
+        prices = self._prices
+        if prices is None and type(raw) is dict:
+            parsed = _parse_plain(raw)
+            if parsed is not _SLOW:
+                return parsed  # type: ignore[return-value]
+        try:
+            usage = Usage.from_dict(raw)
+        except (TypeError, ValueError) as error:
+            item_id = record.get("id", record.get("call"))
+            raise ArgumentValueError(
+                "record", record, f"{what} {str(item_id)!r} is malformed: {error}"
+            ) from error
+        if prices is not None:
+            usage = _reprice(usage, prices)
+        return _parsed(usage)
 
     def _add_call(self, record: Mapping[str, Any]) -> bool:
         item_id = str(record["call"])
         token = str(record.get("a", ""))
         raw = record.get("usage")
-        try:
-            usage = Usage() if raw is None else Usage.from_dict(raw)
-        except (TypeError, ValueError) as error:
-            raise ArgumentValueError(
-                "record", record, f"the usage of a call of item {item_id!r} is malformed: {error}"
-            ) from error
-        if self._prices is not None:
-            usage = _reprice(usage, self._prices)
+        usage = None if raw is None else self._parse(raw, record, "the usage of a call of item")
         pending = self._pending.setdefault(item_id, {})
-        previous, count = pending.get(token, (Usage(), 0))
-        pending[token] = (previous + usage, count + 1)
+        found = pending.get(token)
+        if found is None:
+            found = pending[token] = _Item("interrupted")
+        found.records += 1
+        if usage is not None:
+            found.add(usage)
         self._latest[item_id] = token
         return True
 
-    def _view(self) -> dict[str, ItemUsage]:
+    def _view(self) -> dict[str, _Item]:
         """Items with the usage of their outcomes plus the calls no outcome covers."""
         if not self._pending:
             return self._items
         view = dict(self._items)
         for item_id, attempts in self._pending.items():
-            extra = sum((usage for usage, _ in attempts.values()), Usage())
-            records = sum(count for _, count in attempts.values())
+            extra = _Item("interrupted")
+            for attempt in attempts.values():
+                extra.merge(attempt)
+                extra.records += attempt.records
             found = view.get(item_id)
             if found is None:
-                view[item_id] = ItemUsage(item_id, "interrupted", extra, records)
+                view[item_id] = extra
             else:
-                view[item_id] = ItemUsage(
-                    item_id, found.status, found.usage + extra, found.records + records
-                )
+                joined = _Item(found.status)
+                joined.merge(found)
+                joined.merge(extra)
+                joined.records = found.records + extra.records
+                view[item_id] = joined
         return view
 
     @property
@@ -215,7 +235,9 @@ class Ledger:
         return self._starts > self._ends
 
     def __len__(self) -> int:
-        return len(self._view())
+        if not self._pending:
+            return len(self._items)
+        return len(self._items.keys() | self._pending.keys())
 
     def __repr__(self) -> str:
         return f"<Ledger of {len(self)} items, total {self.total!r}>"
@@ -229,27 +251,39 @@ class Ledger:
         Returns:
             The item's usage.
         """
-        return self._view().get(str(item_id))
+        key = str(item_id)
+        found = self._view().get(key)
+        return None if found is None else found.item_usage(key)
 
     def items(self) -> list[ItemUsage]:
         """Every item, in the order of its first record."""
-        return list(self._view().values())
+        return [found.item_usage(key) for key, found in self._view().items()]
 
     @property
     def total(self) -> Usage:
         """The run total: the sum over all items (its cost is ``None`` if any is unknown)."""
-        return sum((item.usage for item in self._view().values()), Usage())
+        total = _Item("total")
+        for found in self._view().values():
+            total.merge(found)
+        return total.usage()
 
     def by_model(self) -> dict[str | None, Usage]:
         """The usage per item model (``"mixed"`` for items that used several), sorted."""
-        out: dict[str | None, Usage] = {}
-        for item in self._view().values():
-            out[item.usage.model] = out.get(item.usage.model, Usage()) + item.usage
-        return dict(sorted(out.items(), key=lambda pair: (pair[0] is None, pair[0] or "")))
+        out: dict[str | None, _Item] = {}
+        for found in self._view().values():
+            model = found.texts[0] if found.texts is not None else None
+            group = out.get(model)
+            if group is None:
+                group = out[model] = _Item("total")
+            group.merge(found)
+        return {
+            model: group.usage()
+            for model, group in sorted(out.items(), key=lambda p: (p[0] is None, p[0] or ""))
+        }
 
     def rows(self) -> list[dict[str, Any]]:
         """One dict per item with the `CSV_FIELDS` as keys; an unknown cost is ``None``."""
-        return [_row(item.item_id, item.status, item.usage) for item in self._view().values()]
+        return [_row(key, found.status, found.usage()) for key, found in self._view().items()]
 
     def write_csv(self, file: TextIO, *, total: bool = True) -> None:
         """Write the rows as CSV with a header line; an unknown cost is an empty cell.
@@ -265,6 +299,139 @@ class Ledger:
             rows.append(_row("", "total", self.total))
         for row in rows:
             writer.writerow({key: "" if value is None else value for key, value in row.items()})
+
+
+# A record's usage as counters: (the nine counts in _COUNT_KEYS order, the cost, the
+# four texts in _TEXT_KEYS order). ``None`` stands for the empty ``Usage()``.
+_Parsed = tuple[list[int], float | None, list[str | None]]
+
+_COUNT_KEYS = (
+    "in",
+    "out",
+    "cache_read",
+    "cache_write",
+    "reasoning",
+    "calls",
+    "cache_write_1h",
+    "audio_in",
+    "web_searches",
+)
+_COUNT_NAMES = (
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "calls",
+    "cache_write_1h_tokens",
+    "input_audio_tokens",
+    "web_search_requests",
+)
+_TEXT_KEYS = ("model", "tier", "priced_as", "price_source")
+_TEXT_NAMES = ("model", "service_tier", "priced_as", "price_source")
+_COUNT_INDEX = {key: index for index, key in enumerate(_COUNT_KEYS)}
+_TEXT_INDEX = {key: index for index, key in enumerate(_TEXT_KEYS)}
+_SLOW = object()
+_INF = float("inf")
+
+
+def _parse_plain(raw: dict[str, Any]) -> _Parsed | object | None:
+    """Counters from a usage dict of the plain types a store decodes, or ``_SLOW``.
+
+    Anything else (a bool, a negative count, a non-finite cost, an int
+    subclass) is left to `Usage.from_dict`, which refuses it or reads it.
+    """
+    counts = [0] * 9
+    cost: float | None = None
+    texts: list[str | None] = [None, None, None, None]
+    empty = True
+    for key, value in raw.items():
+        index = _COUNT_INDEX.get(key)
+        if index is not None:
+            if type(value) is not int or value < 0:
+                return _SLOW
+            if value:
+                counts[index] = value
+                empty = False
+        elif key == "cost":
+            if value is None:
+                continue
+            kind = type(value)
+            if kind is int:
+                value = float(value)
+            elif kind is not float:
+                return _SLOW
+            if not 0.0 <= value < _INF:
+                return _SLOW
+            cost = value
+            empty = False
+        else:
+            index = _TEXT_INDEX.get(key)
+            if index is None or value is None:
+                continue
+            if type(value) is not str:
+                return _SLOW
+            texts[index] = value
+            empty = False
+    return None if empty else (counts, cost, texts)
+
+
+def _parsed(usage: Usage) -> _Parsed | None:
+    if usage.is_empty():
+        return None
+    return (
+        [getattr(usage, name) for name in _COUNT_NAMES],
+        usage.cost_usd,
+        [getattr(usage, name) for name in _TEXT_NAMES],
+    )
+
+
+class _Item:
+    """An item's (or a group's) running sum: what `Usage` addition would give, in counters.
+
+    ``texts`` is ``None`` while the sum is the empty ``Usage()``, the identity.
+    """
+
+    __slots__ = ("cost", "counts", "records", "status", "texts")
+
+    def __init__(self, status: str) -> None:
+        self.status = status
+        self.records = 0
+        self.counts = [0] * 9
+        self.cost: float | None = None
+        self.texts: list[str | None] | None = None
+
+    def add(self, parsed: _Parsed) -> None:
+        counts, cost, texts = parsed
+        mine = self.texts
+        if mine is None:  # empty + u == u
+            self.counts = list(counts)
+            self.cost = cost
+            self.texts = list(texts)
+            return
+        own = self.counts
+        for index in range(9):
+            own[index] += counts[index]
+        self.cost = None if self.cost is None or cost is None else self.cost + cost
+        for index in range(4):
+            if mine[index] != texts[index]:
+                mine[index] = MIXED_MODEL
+
+    def merge(self, other: _Item) -> None:
+        """Add another sum's usage (not its records)."""
+        if other.texts is not None:
+            self.add((other.counts, other.cost, other.texts))
+
+    def usage(self) -> Usage:
+        texts = self.texts
+        if texts is None:
+            return Usage()
+        fields: dict[str, Any] = dict(zip(_COUNT_NAMES, self.counts, strict=True))
+        fields.update(zip(_TEXT_NAMES, texts, strict=True))
+        return Usage(cost_usd=self.cost, **fields)
+
+    def item_usage(self, item_id: str) -> ItemUsage:
+        return ItemUsage(item_id, self.status, self.usage(), self.records)
 
 
 def _reprice(usage: Usage, table: PriceTable) -> Usage:
