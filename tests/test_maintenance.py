@@ -73,7 +73,7 @@ def test_compact_keeps_the_latest_record_per_item(tmp_path: Path) -> None:
         s.mark_failed("b", "one")
         s.mark_failed("b", "two")
         s.mark_failed("c", "one")
-        s.release(["c"])
+        s.retry(["c"])
         s.mark_done("d")
         s.record_run({"run": "end", "ts": 1, "report": {"done": 2}})
     before = len(path.read_text().splitlines())

@@ -95,7 +95,7 @@ def test_claims_skip_leased_items_and_respect_exclusions(pg_dsn: str) -> None:
         assert b.claim(2, 3, exclude=["2"]) == ["3", "4"]
         assert a.pending(3) == 6
         assert a.pending(3, exclude=["0", "1"]) == 4
-        a.unclaim(["1"])
+        a.release(["1"])
         assert b.claim(5, 3) == ["1", "2", "5"]
         assert a.claim(5, 3) == []
     finally:
@@ -196,7 +196,7 @@ def test_failures_are_counted_across_workers_and_release_resets_them(pg_dsn: str
         b.write_failed("x", 2, "E: two", 1, True, {"input_tokens": 3})
         assert a.claim(5, 2) == []
         assert a.pending(2) == 0
-        b.write_release(["x"], 3)
+        b.write_retry(["x"], 3)
         assert a.claim(5, 2) == ["x"]
     finally:
         a.close()

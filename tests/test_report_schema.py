@@ -213,3 +213,10 @@ def test_the_docs_show_this_schema() -> None:
     shown = text.split("```json\n", 1)[1].split("\n```", 1)[0]
     assert json.loads(shown) == SCHEMA
     assert f"version\n**{SCHEMA_VERSION}**" in text
+
+
+def test_the_schema_knows_every_stop_reason_a_report_can_carry() -> None:
+    from agent_resume._run._report import STOP_REASONS
+    from agent_resume._schema import RUN_STOP_REASONS
+
+    assert set(STOP_REASONS) <= set(RUN_STOP_REASONS)

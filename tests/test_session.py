@@ -391,7 +391,7 @@ def test_release_lets_a_quarantined_item_run_again(path: Path) -> None:
     with AgentResume(JsonlStore(path)).resume_or_start("job", max_attempts=1) as s:
         s.mark_failed("a", "x")
         s.mark_failed("b", "x")
-        assert s.release(["a", "zzz"]) == ["a"]
+        assert s.retry(["a", "zzz"]) == ["a"]
         assert list(s.remaining(["a", "b"])) == ["a"]
     with AgentResume(JsonlStore(path)).resume_or_start("job", max_attempts=1) as s:
         assert list(s.remaining(["a", "b"])) == ["a"]

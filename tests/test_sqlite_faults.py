@@ -176,7 +176,7 @@ def test_a_restarted_process_takes_back_at_once_what_its_killed_predecessor_held
     with AgentResume(store).resume_or_start("job") as s:
         # A one-hour lease, but its holder is provably dead: no wait at all.
         assert store.claim(10, 3) == [f"item-{n}" for n in range(6)]
-        store.unclaim([f"item-{n}" for n in range(6)])
+        store.release([f"item-{n}" for n in range(6)])
         assert list(s.remaining([f"item-{n}" for n in range(6)])) == [f"item-{n}" for n in range(6)]
 
 

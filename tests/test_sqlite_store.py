@@ -106,7 +106,7 @@ def test_claims_lease_items_to_one_worker_at_a_time(tmp_path: Path) -> None:
         assert a.claim(10, 3) == []
         assert a.pending(3) == 4
         assert b.pending(3, exclude=["3", "4"]) == 2
-        a.unclaim(["2"])
+        a.release(["2"])
         assert b.claim(10, 3) == ["2"]
     finally:
         a.close()

@@ -90,7 +90,7 @@ class StoreVersusModel(RuleBasedStateMachine):
     def release(self, item: str | int) -> None:
         assert self.session is not None
         key = str(item)
-        released = self.session.release([item])
+        released = self.session.retry([item])
         assert released == ([key] if key in self.failures else [])
         self.failures.pop(key, None)
         self.fatal.discard(key)

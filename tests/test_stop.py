@@ -454,7 +454,7 @@ def test_as_stop_condition_wraps_functions_and_keeps_conditions() -> None:
 def test_loop_state_total_tokens_and_reason_as_dict() -> None:
     assert LoopState(input_tokens=3, output_tokens=4).total_tokens == 7
     reason = StopReason("max_turns", "8 turns reached the limit of 8")
-    assert reason.as_dict() == {"name": "max_turns", "message": "8 turns reached the limit of 8"}
+    assert reason.to_dict() == {"name": "max_turns", "message": "8 turns reached the limit of 8"}
     assert str(reason) == "max_turns: 8 turns reached the limit of 8"
 
 

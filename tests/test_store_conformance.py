@@ -139,7 +139,7 @@ def test_release_runs_quarantined_items_again(make_store: MakeStore) -> None:
         s.mark_failed("x", RuntimeError("boom"))
     with session(make_store, max_attempts=1) as s:
         assert list(s.remaining(["x"])) == []
-        assert s.release(["x", "never-failed"]) == ["x"]
+        assert s.retry(["x", "never-failed"]) == ["x"]
     with session(make_store, max_attempts=1) as s:
         assert s.attempts("x") == 0
         assert list(s.remaining(["x"])) == ["x"]

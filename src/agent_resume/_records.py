@@ -47,7 +47,7 @@ __all__ = [
     "kind_of",
     "nested_too_deep",
     "normalize_id",
-    "release_line",
+    "retry_line",
     "usage_dict",
 ]
 
@@ -200,7 +200,7 @@ def failure_line(
     return _dumps(failure_record(item_id, ts, error, retryable, usage, attempt)) + "\n"
 
 
-def release_line(item_id: str, ts: int) -> str:
+def retry_line(item_id: str, ts: int) -> str:
     """Build the JSONL line that releases an item's failures (``agent-resume retry``)."""
     return _dumps({"id": item_id, "ts": ts, "status": "retry"}) + "\n"
 

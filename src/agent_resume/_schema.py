@@ -60,6 +60,7 @@ RUN_STOP_REASONS = (
     "item_budget",
     "signal",
     "fail_fast",
+    "failures",
     "killed",
 )
 """Why a run stopped; ``killed`` is a run with a start record and no end (``status``)."""

@@ -9,6 +9,7 @@ built-in conditions are in :mod:`agent_resume._stop`.
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -135,9 +136,16 @@ class StopReason:
     def __str__(self) -> str:
         return f"{self.name}: {self.message}"
 
-    def as_dict(self) -> dict[str, str]:
+    def to_dict(self) -> dict[str, str]:
         """Return ``{"name": ..., "message": ...}``, as stored in a checkpoint."""
         return {"name": self.name, "message": self.message}
+
+    def as_dict(self) -> dict[str, str]:
+        """Deprecated name of `to_dict`, the name every value type here uses."""
+        warnings.warn(
+            "StopReason.as_dict() is now StopReason.to_dict()", DeprecationWarning, stacklevel=2
+        )
+        return self.to_dict()
 
 
 StopLike = Callable[[LoopState], "StopReason | bool | None"]

@@ -321,7 +321,7 @@ def writes() -> dict[str, Any]:
     return {
         "mark_done": lambda s: s.mark_done(f"next-{next(fresh)}", result=[1]),
         "mark_failed": lambda s: s.mark_failed(f"next-{next(fresh)}", "boom"),
-        "release": lambda s: s.release([f"failed-before-{next(fresh)}"]),
+        "release": lambda s: s.retry([f"failed-before-{next(fresh)}"]),
         "record_run": lambda s: s.record_run({"run": "note"}),
     }
 

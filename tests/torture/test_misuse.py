@@ -96,8 +96,8 @@ CASES = [
     Case("failed id empty", lambda c: c.session.mark_failed("", "e"), AV, ("empty",), "item_id"),
     Case("failed id surrogate", lambda c: c.session.mark_failed("\udc80", "e"), AV, ("surrogate",)),
     Case("is_done list", lambda c: c.session.is_done([1]), AT, ("list",), "item_id"),
-    Case("release None", lambda c: c.session.release([None]), AT, ("NoneType",), "item_id"),
-    Case("release empty", lambda c: c.session.release(["failed-1", ""]), AV, ("empty",)),
+    Case("release None", lambda c: c.session.retry([None]), AT, ("NoneType",), "item_id"),
+    Case("release empty", lambda c: c.session.retry(["failed-1", ""]), AV, ("empty",)),
     Case(
         "remaining object",
         lambda c: list(c.session.remaining([object()])),
@@ -247,7 +247,7 @@ CASES = [
         ("closed",),
     ),
     Case(
-        "release closed", lambda c: c.closed().release(["failed-1"]), StoreClosedError, ("closed",)
+        "release closed", lambda c: c.closed().retry(["failed-1"]), StoreClosedError, ("closed",)
     ),
     Case("record_run closed", lambda c: c.closed().record_run({"run": "x"}), StoreClosedError, ()),
     Case("flush closed", lambda c: c.closed().flush(), StoreClosedError, ("closed",)),

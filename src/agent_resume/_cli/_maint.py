@@ -154,7 +154,7 @@ def retry(args: argparse.Namespace) -> int:
         reading(view.store),
         AgentResume(view.store).resume_or_start(job_id, max_attempts=max_attempts) as s,
     ):
-        released = s.release(wanted)
+        released = s.retry(wanted)
     out.write(f"released {len(released):,} item(s); the next run tries them again\n")
     for item_id in released[:20]:
         out.write(f"  {item_id}\n")

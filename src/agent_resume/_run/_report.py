@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -276,7 +277,14 @@ class RunReport:
         )
 
     def rows(self) -> list[tuple[str, str]]:
-        """The report as ``(label, value)`` rows, as ``format()`` prints them."""
+        """Deprecated name of `summary` (``rows()`` gives one dict per item elsewhere)."""
+        warnings.warn(
+            "RunReport.rows() is now RunReport.summary()", DeprecationWarning, stacklevel=2
+        )
+        return self.summary()
+
+    def summary(self) -> list[tuple[str, str]]:
+        """The report as ``(label, value)`` pairs, as ``format()`` prints them."""
         u = self.usage
         cost = format_cost(u.cost_usd)
         stop = self.stop_reason + (f" ({self.stop_message})" if self.stop_message else "")
@@ -311,7 +319,7 @@ class RunReport:
 
     def format(self) -> str:
         """Return the report as a two-column table for people."""
-        rows = self.rows()
+        rows = self.summary()
         width = max(len(label) for label, _ in rows)
         return "\n".join(f"{label:<{width}}  {value}" for label, value in rows)
 

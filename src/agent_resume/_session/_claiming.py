@@ -111,7 +111,7 @@ class Claiming(Strategy[T]):
         # Items handed out stay leased until done, failed or the store closes
         # (they may be in flight); the rest go back to the queue at once.
         if rest and not self.rules.closed:
-            self.store.unclaim([i for _, i in rest])
+            self.store.release([i for _, i in rest])
 
     # -- the two drivers -------------------------------------------------------
 
@@ -131,7 +131,7 @@ class Claiming(Strategy[T]):
                 continue
             mine, strangers = self._mine(batch)
             if strangers:
-                self.store.unclaim(strangers)
+                self.store.release(strangers)
             yielded = 0
             try:
                 for index, item_id in mine:
@@ -157,7 +157,7 @@ class Claiming(Strategy[T]):
                 continue
             mine, strangers = self._mine(batch)
             if strangers:
-                await asyncio.to_thread(self.store.unclaim, strangers)
+                await asyncio.to_thread(self.store.release, strangers)
             yielded = 0
             try:
                 for index, item_id in mine:

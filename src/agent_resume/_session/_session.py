@@ -6,6 +6,7 @@ import copy
 import json
 import threading
 import time
+import warnings
 from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from types import TracebackType
@@ -460,16 +461,32 @@ class Session:
             self._n_failed += 1
             return True
 
-    def release(self, item_ids: Iterable[str | int]) -> list[str]:
-        """Forget the failures of these items so that they run again; returns the IDs released."""
+    def retry(self, item_ids: Iterable[str | int]) -> list[str]:
+        """Forget the failures of these items so that they run again (``agent-resume retry``).
+
+        A quarantined item is offered again by the next ``remaining()``, with
+        its attempts counted from zero; an item that never failed is ignored.
+
+        Returns:
+            The IDs whose failures were forgotten.
+        """
         ids = [normalize_id(i) for i in item_ids]
         with self._lock:
             self._check_open()
-            released = [i for i in ids if i in self._failures]
-            self.store.write_release(released, int(time.time()))
-            for item_id in released:
+            retried = [i for i in ids if i in self._failures]
+            self.store.write_retry(retried, int(time.time()))
+            for item_id in retried:
                 self._failures.pop(item_id, None)
-            return released
+            return retried
+
+    def release(self, item_ids: Iterable[str | int]) -> list[str]:
+        """Deprecated name of `retry` (a *release* gives back a lease on a shared store)."""
+        warnings.warn(
+            "Session.release() is now Session.retry(); release() will be removed",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.retry(item_ids)
 
     def record_run(self, record: Mapping[str, Any]) -> None:
         """Record a run record (used by :class:`~agent_resume.ResumableRun`)."""

@@ -27,7 +27,7 @@ from agent_resume._records import (
     completion_line,
     dumps,
     failure_line,
-    release_line,
+    retry_line,
 )
 from agent_resume.stores._jsonl_read import load, read_records
 from agent_resume.stores._lock import FileLock, FileReplacedError, forget_in_forked_child
@@ -286,10 +286,10 @@ class JsonlStore:
         line = failure_line(item_id, ts, error, attempt, retryable, usage)
         self._append(line.encode("utf-8", "backslashreplace"))
 
-    def write_release(self, item_ids: Sequence[str], ts: int) -> None:
+    def write_retry(self, item_ids: Sequence[str], ts: int) -> None:
         """Append one release line per item, in a single write."""
         if item_ids:
-            self._append("".join(release_line(i, ts) for i in item_ids).encode("utf-8"))
+            self._append("".join(retry_line(i, ts) for i in item_ids).encode("utf-8"))
 
     def write_run(self, record: dict[str, Any]) -> None:
         """Append a run record."""

@@ -91,7 +91,7 @@ class InMemoryStore:
         record = failure_record(item_id, ts, error, retryable, copy.deepcopy(usage), attempt)
         self._add(record)
 
-    def write_release(self, item_ids: Sequence[str], ts: int) -> None:
+    def write_retry(self, item_ids: Sequence[str], ts: int) -> None:
         """Keep one release per item."""
         for item_id in item_ids:
             self._add({"id": item_id, "ts": ts, "status": "retry"})

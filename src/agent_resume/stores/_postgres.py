@@ -385,7 +385,7 @@ class PostgresStore:
         )
         return int(row[0]) if row else 0
 
-    def unclaim(self, item_ids: Sequence[str]) -> None:
+    def release(self, item_ids: Sequence[str]) -> None:
         """Give back this worker's leases on these items."""
         if not item_ids:
             return
@@ -534,7 +534,7 @@ class PostgresStore:
             with self._held_lock:
                 self._held.discard(item_id)
 
-    def write_release(self, item_ids: Sequence[str], ts: int) -> None:
+    def write_retry(self, item_ids: Sequence[str], ts: int) -> None:
         """Forget the failures of these items, so that any worker runs them again."""
         self._writable()
         if not item_ids:

@@ -186,7 +186,7 @@ class Store(Protocol):
         """Record a failed attempt."""
         ...
 
-    def write_release(self, item_ids: Sequence[str], ts: int) -> None:
+    def write_retry(self, item_ids: Sequence[str], ts: int) -> None:
         """Forget the failures of these items, so that they run again."""
         ...
 
@@ -282,7 +282,7 @@ class SharedStore(Store, Protocol):
         """Count the items not done, not quarantined and not excluded, leased or not."""
         ...
 
-    def unclaim(self, item_ids: Sequence[str]) -> None:
+    def release(self, item_ids: Sequence[str]) -> None:
         """Give back leases on items this worker will not process."""
         ...
 

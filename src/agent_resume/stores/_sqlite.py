@@ -372,7 +372,7 @@ class SqliteStore:
 
         return self._run(count, "counting items", write=False)
 
-    def unclaim(self, item_ids: Sequence[str]) -> None:
+    def release(self, item_ids: Sequence[str]) -> None:
         """Give back this worker's leases on these items."""
         ids = list(item_ids)
 
@@ -513,7 +513,7 @@ class SqliteStore:
         finally:
             self._held.discard(item_id)
 
-    def write_release(self, item_ids: Sequence[str], ts: int) -> None:
+    def write_retry(self, item_ids: Sequence[str], ts: int) -> None:
         """Forget the failures of these items, so that any process runs them again."""
         ids = list(item_ids)
 
