@@ -11,6 +11,8 @@
 # `postgresql` package is installed (CI runs as root on a fresh machine).
 # The state of a running server is kept in $AGENT_RESUME_PG_STATE
 # (default /tmp/agent-resume-pg.state) so that `stop` finds it.
+# AGENT_RESUME_PG_FSYNC=on starts it with fsync on (what users run; for
+# benchmarks); the default, off, is faster for tests.
 # Progress goes to stderr; only the export line goes to stdout.
 set -euo pipefail
 
@@ -61,7 +63,7 @@ start() {
     port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
     as_user "$bin/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 --no-locale >/dev/null
     as_user "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-        -o "-h 127.0.0.1 -p $port -k $dir -c fsync=off -c max_connections=200" start >/dev/null
+        -o "-h 127.0.0.1 -p $port -k $dir -c fsync=${AGENT_RESUME_PG_FSYNC:-off} -c max_connections=200" start >/dev/null
     as_user "$bin/psql" -h 127.0.0.1 -p "$port" -U postgres -d postgres -q \
         -c "CREATE DATABASE agent_resume" >/dev/null
     printf 'BIN=%q\nDIR=%q\nPORT=%q\nUSER_=%q\n' "$bin" "$dir" "$port" "$PG_USER" >"$STATE"

@@ -208,3 +208,32 @@ def test_failures_are_counted_across_workers_and_release_resets_them(pg_dsn: str
         (None, "retry"),
     ]
     assert records[1]["usage"] == {"input_tokens": 3}
+
+
+def test_a_claim_finds_its_rows_by_key_not_by_scanning_the_whole_job(pg_dsn: str) -> None:
+    # Issue 15: `item_id IN (subquery)` was planned as a hash join over a scan
+    # of every item, so each claim cost grew with the job.
+    import json
+
+    import psycopg
+
+    from agent_resume.stores._postgres_sql import CLAIM
+
+    store = opened(pg_dsn)
+    try:
+        store.enqueue([f"item-{n:05d}" for n in range(20_000)])
+        store.claim(200, 3)  # as a worker would, before any ANALYZE
+        params = {"w": "x", "lease": 30, "max": 3, "exclude": [], "limit": 64}
+        with psycopg.connect(pg_dsn) as conn:
+            (plan,) = conn.execute(
+                "EXPLAIN (FORMAT JSON) " + CLAIM.replace("{s}", "agent_resume"), params
+            ).fetchone()  # type: ignore[misc]
+            conn.rollback()
+    finally:
+        store.close()
+    text = json.dumps(plan if isinstance(plan, list) else json.loads(plan))
+    update = (plan if isinstance(plan, list) else json.loads(plan))[0]["Plan"]
+    assert update["Node Type"] == "ModifyTable"
+    scan = update["Plans"][-1]
+    assert scan["Node Type"] != "Hash Join", text
+    assert scan["Node Type"] != "Seq Scan", text

@@ -41,15 +41,18 @@ CONVERSATIONS: Final = """CREATE TABLE IF NOT EXISTS {s}.conversations (
         document text NOT NULL)"""
 
 # Lease the oldest claimable rows; rows another worker is claiming are skipped.
+# The chosen IDs are an array (an InitPlan), so the update finds its rows by the
+# primary key; `item_id IN (subquery)` was planned as a hash join over a scan of
+# the whole table, on every claim (issue 15: claims grew with the job).
 CLAIM: Final = """UPDATE {s}.items SET leased_by = %(w)s,
                    leased_until = now() + %(lease)s * interval '1 second'
-               WHERE item_id IN (
+               WHERE item_id = ANY(ARRAY(
                    SELECT item_id FROM {s}.items
                    WHERE NOT done AND retryable AND attempts < %(max)s
                      AND (leased_until IS NULL OR leased_until < now())
                      AND NOT (item_id = ANY(%(exclude)s::text[]))
                    ORDER BY seq LIMIT %(limit)s
-                   FOR UPDATE SKIP LOCKED)
+                   FOR UPDATE SKIP LOCKED))
                RETURNING item_id, seq"""
 
 # First writer wins; the token lets a retry after an unknown commit see that it won.
