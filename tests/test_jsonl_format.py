@@ -23,7 +23,7 @@ from agent_resume import (
     StoreWriteError,
     UnsupportedFormatError,
 )
-from agent_resume.stores._jsonl_read import load
+from agent_resume.stores._jsonl_read import _DONE_LINE, _LAZY_LINE, load
 
 
 def write(path: Path, text: str | bytes) -> None:
@@ -426,3 +426,17 @@ def test_result_store_records_results_as_json(path: Path) -> None:
     with AgentResume(ResultJsonlStore(path)).resume_or_start("job") as s:
         s.mark_done("a", result={"summary": "ok", "n": [1, 2]})
     assert json.loads(path.read_text().splitlines()[1])["result"] == {"summary": "ok", "n": [1, 2]}
+
+
+def test_a_completion_with_turns_and_seconds_stays_on_the_fast_path(path: Path) -> None:
+    # A run records each attempt's turns and seconds: its completions must still be
+    # read by the resume's pattern (ID and fingerprint only), not decoded in full.
+    with AgentResume(JsonlStore(path)).resume_or_start("job") as s:
+        s.mark_failed("a", "boom", turns=2, seconds=0.5)
+        s.mark_done("a", usage={"input_tokens": 9}, stop="max_turns", turns=3, seconds=1.25)
+        s.mark_done("b", turns=0, seconds=1e-05)
+    lines = path.read_text().splitlines()
+    done = [line.encode() for line in lines if '"status"' not in line and '"id"' in line]
+    assert done[0].startswith(b'{"id": "a", "ts": ') and b'"turns": 3, "seconds": 1.25' in done[0]
+    assert all(_DONE_LINE.fullmatch(line) for line in done)
+    assert _LAZY_LINE.fullmatch(done[0])

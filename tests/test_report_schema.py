@@ -220,3 +220,17 @@ def test_the_schema_knows_every_stop_reason_a_report_can_carry() -> None:
     from agent_resume._schema import RUN_STOP_REASONS
 
     assert set(STOP_REASONS) <= set(RUN_STOP_REASONS)
+
+
+def test_report_rows_carry_the_turns_and_duration_the_run_recorded(job: dict[str, Any]) -> None:
+    # Each item makes one call; the failed one (quarantined) made its call too.
+    rows = {row["item_id"]: row for row in job["report"]["items"]}
+    assert len(rows) == 12
+    for row in rows.values():
+        assert row["turns"] == 1, row
+        assert isinstance(row["duration_seconds"], float), row
+        assert 0.0 <= row["duration_seconds"] < 60.0, row
+    assert rows["i03"]["status"] == "quarantined"
+    records = list(JsonlStore(job["dir"] / "job.jsonl").iter_records())
+    outcomes = [r for r in records if "id" in r and "run" not in r and "agent_resume" not in r]
+    assert outcomes and all(r["turns"] == 1 and r["seconds"] >= 0 for r in outcomes)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from agent_resume import AgentResume, DuplicateItemWarning
-from agent_resume._errors import JobMismatchError
+from agent_resume import AgentResume, DuplicateItemWarning, ResumableRun, RunConfig, Usage
+from agent_resume._cli._reports import ItemFolder
+from agent_resume._errors import ArgumentTypeError, ArgumentValueError, JobMismatchError
 from agent_resume.stores import (
     InMemoryStore,
     JsonlStore,
@@ -333,3 +335,61 @@ def test_the_job_state_cannot_change_after_close(make_store: MakeStore) -> None:
     s.close()
     with pytest.raises(StoreClosedError):
         s.set_state("k", 1)
+
+
+def test_a_run_records_each_attempts_turns_and_seconds(make_store: MakeStore) -> None:
+    # Through a real run: the completion and the failure carry the attempt's turns
+    # and duration, every store keeps them, and the report's rows total them.
+    fail_once = {"b"}
+
+    def process(item: str, ctx: Any) -> str:
+        for _ in range({"a": 3, "b": 2, "c": 0}[item]):
+            ctx.record_usage(Usage(input_tokens=5, output_tokens=1, cost_usd=0.001))
+        if item in fail_once:
+            fail_once.discard(item)
+            raise RuntimeError("once")
+        return item
+
+    for _ in range(2):
+        config = RunConfig(job_id="job", store=make_store(), progress=False)
+        ResumableRun(config).run(process, ["a", "b", "c"])
+    records = [r for r in make_store().iter_records() if r.get("id") in ("a", "b", "c")]
+    facts = sorted(
+        (r["id"], r.get("status", "done"), r["turns"], isinstance(r["seconds"], float))
+        for r in records
+    )
+    assert facts == [
+        ("a", "done", 3, True),
+        ("b", "done", 2, True),
+        ("b", "failed", 2, True),
+        ("c", "done", 0, True),
+    ]
+    assert all(r["seconds"] >= 0 for r in records)
+    folder = ItemFolder()
+    for record in make_store().iter_records():
+        folder.add(record)
+    rows = {row["item_id"]: row for row in folder.rows()}
+    assert {i: (row["turns"], row["attempts"]) for i, row in rows.items()} == {
+        "a": (3, 1),
+        "b": (4, 2),  # both attempts' turns, as the usage counts both
+        "c": (0, 1),
+    }
+    seconds_b = [r["seconds"] for r in records if r["id"] == "b"]
+    assert rows["b"]["duration_seconds"] == pytest.approx(sum(seconds_b))
+
+
+def test_turns_and_seconds_are_checked_before_anything_is_written(make_store: MakeStore) -> None:
+    with session(make_store) as s:
+        with pytest.raises(ArgumentValueError, match=r"turns.*-1"):
+            s.mark_done("a", turns=-1)
+        with pytest.raises(ArgumentTypeError, match=r"turns.*bool"):
+            s.mark_failed("a", "boom", turns=True)
+        with pytest.raises(ArgumentValueError, match=r"seconds.*nan"):
+            s.mark_failed("a", "boom", seconds=math.nan)
+        with pytest.raises(ArgumentTypeError, match=r"seconds.*str"):
+            s.mark_done("a", seconds="1")
+        assert not s.is_done("a") and s.attempts("a") == 0
+        assert s.mark_failed("a", "boom", turns=0, seconds=0)
+        assert s.mark_done("a", turns=4, seconds=1.5)
+    records = [r for r in make_store().iter_records() if r.get("id") == "a"]
+    assert [(r.get("turns"), r.get("seconds")) for r in records] == [(0, 0.0), (4, 1.5)]

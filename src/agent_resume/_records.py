@@ -177,12 +177,19 @@ def failure_record(
     retryable: bool,
     usage: dict[str, Any] | None = None,
     attempt: int | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Build the record of a failed attempt (without ``attempt`` where the store counts them)."""
+    """Build the record of a failed attempt (without ``attempt`` where the store counts them).
+
+    ``extra`` holds the attempt's optional fields (``turns``, ``seconds``),
+    written after ``retryable`` and before the usage.
+    """
     record: dict[str, Any] = {"id": item_id, "ts": ts, "status": "failed", "error": error}
     if attempt is not None:
         record["attempt"] = attempt
     record["retryable"] = retryable
+    if extra:
+        record.update(extra)
     if usage:
         record["usage"] = usage
     return record
@@ -195,9 +202,10 @@ def failure_line(
     attempt: int,
     retryable: bool,
     usage: dict[str, Any] | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> str:
     """Build the JSONL line of a failed attempt."""
-    return _dumps(failure_record(item_id, ts, error, retryable, usage, attempt)) + "\n"
+    return _dumps(failure_record(item_id, ts, error, retryable, usage, attempt, extra)) + "\n"
 
 
 def retry_line(item_id: str, ts: int) -> str:

@@ -152,7 +152,12 @@ def run_documents(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
 
 
 class _ItemFacts:
-    """What an item's records say beyond usage: attempts, stop reason, turns, duration."""
+    """What an item's records say beyond usage: attempts, stop reason, turns, duration.
+
+    ``turns`` and ``duration`` are totals over the item's records that hold
+    them (every recorded attempt, failed ones included, like its usage), or
+    ``None`` when none does (records written before they were recorded).
+    """
 
     __slots__ = ("attempts", "duration", "stop", "turns")
 
@@ -171,9 +176,12 @@ class _ItemFacts:
         self.attempts = attempt if attempt else self.attempts + 1
         stop = record.get("stop")
         self.stop = stop if isinstance(stop, str) else None
-        self.turns = _count(record.get("turns"))
-        duration = record.get("duration_seconds", record.get("duration"))
-        self.duration = seconds_json(duration)
+        turns = _count(record.get("turns"))
+        if turns is not None:
+            self.turns = turns + (self.turns or 0)
+        seconds = seconds_json(record.get("seconds"))
+        if seconds is not None:
+            self.duration = seconds + (self.duration or 0.0)
 
 
 class ItemFolder:
@@ -221,7 +229,7 @@ class ItemFolder:
                 "attempts": fact.attempts,
                 "stop_reason": fact.stop,
                 "turns": fact.turns,
-                "duration_seconds": fact.duration,
+                "duration_seconds": seconds_json(fact.duration),
                 **usage,
             }
         if order is None:

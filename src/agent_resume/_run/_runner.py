@@ -563,6 +563,8 @@ class ResumableRun:
                 result,
                 usage=_outcome_usage(ctx, usage, None),
                 stop=None if stop is None else stop.name,
+                turns=ctx.turns,
+                seconds=max(0.0, round(duration, 3)),
             )
         except StoreClosedError:
             if state.aborted:
@@ -604,7 +606,13 @@ class ResumableRun:
         usage = ctx.usage
         try:
             # The attempt's seconds ride with its usage: per-item limits count them over attempts.
-            session.mark_failed(ctx.item_id, exc, usage=_outcome_usage(ctx, usage, duration))
+            session.mark_failed(
+                ctx.item_id,
+                exc,
+                usage=_outcome_usage(ctx, usage, duration),
+                turns=ctx.turns,
+                seconds=max(0.0, round(duration, 3)),
+            )
         except StoreClosedError:
             if state.aborted:
                 return

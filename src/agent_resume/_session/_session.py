@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import threading
 import time
 import warnings
@@ -353,6 +354,8 @@ class Session:
         *,
         usage: Any = None,
         stop: str | None = None,
+        turns: int | None = None,
+        seconds: float | None = None,
     ) -> bool:
         """Record that an item is done, before returning.
 
@@ -361,6 +364,9 @@ class Session:
             result: A JSON-able result, kept by stores that keep results.
             usage: A :class:`~agent_resume.Usage` or a usage dict, kept with the completion.
             stop: The name of the stop reason that ended the item's loop, if any.
+            turns: The model calls (turns) this attempt made, if known (the
+                record's ``turns``).
+            seconds: How long this attempt took, if known (the record's ``seconds``).
 
         Returns:
             ``True`` if this call recorded the completion; ``False`` if the item
@@ -368,7 +374,8 @@ class Session:
 
         Raises:
             ArgumentTypeError: The ID or the result is of a type that cannot be stored.
-            ArgumentValueError: The ID is bad, or the result holds NaN or infinity.
+            ArgumentValueError: The ID is bad, the result holds NaN or
+                infinity, or ``turns`` or ``seconds`` is negative or not finite.
             StoreClosedError: The session is closed.
             StoreWriteError: The write failed; nothing was recorded.
         """
@@ -379,10 +386,12 @@ class Session:
         if (
             usage is not None
             or stop is not None
+            or turns is not None
+            or seconds is not None
             or self._fingerprinting
             or item_id in self._failures
         ):
-            extra = self._extra(item_id, usage, stop)
+            extra = self._extra(item_id, usage, stop, _attempt_facts(turns, seconds))
         ts = int(_now())
         rules = self._rules
         with self._lock:
@@ -397,13 +406,16 @@ class Session:
             self._n_done += 1
             return True
 
-    def _extra(self, item_id: str, usage: Any, stop: str | None) -> dict[str, Any]:
+    def _extra(
+        self, item_id: str, usage: Any, stop: str | None, facts: dict[str, Any]
+    ) -> dict[str, Any]:
         extra: dict[str, Any] = {}
         failure = self._failures.get(item_id)
         if failure is not None:
             extra["attempt"] = failure.attempts + 1
         if stop is not None:
             extra["stop"] = str(stop)
+        extra.update(facts)
         fp = self._rules.take_fingerprint(item_id)
         if fp is not None:
             extra["fp"] = fp
@@ -418,6 +430,8 @@ class Session:
         *,
         retryable: bool = True,
         usage: Any = None,
+        turns: int | None = None,
+        seconds: float | None = None,
     ) -> bool:
         """Record a failed attempt of an item.
 
@@ -425,10 +439,23 @@ class Session:
         it has failed ``max_attempts`` times; then, or at once when
         ``retryable`` is false, it is quarantined.
 
+        Args:
+            item_id: The item's ID.
+            error: The exception, or its text.
+            retryable: Whether a later session may try the item again.
+            usage: A :class:`~agent_resume.Usage` or a usage dict: what the attempt spent.
+            turns: The model calls (turns) the attempt made, if known.
+            seconds: How long the attempt took, if known.
+
         Returns:
             ``True`` if the failure was recorded; ``False`` if the item is done.
+
+        Raises:
+            ArgumentTypeError: ``error``, ``turns`` or ``seconds`` has the wrong type.
+            ArgumentValueError: ``turns`` or ``seconds`` is negative or not finite.
         """
         item_id = normalize_id(item_id)
+        facts = _attempt_facts(turns, seconds)
         if isinstance(error, BaseException):
             text = f"{type(error).__name__}: {error}"
         elif isinstance(error, str):
@@ -446,9 +473,13 @@ class Session:
                 return False
             previous = self._failures.get(item_id)
             attempt = (previous.attempts if previous else 0) + 1
-            self.store.write_failed(
-                item_id, int(time.time()), text, attempt, bool(retryable), usage_json
-            )
+            ts = int(time.time())
+            if facts:
+                self.store.write_failed(
+                    item_id, ts, text, attempt, bool(retryable), usage_json, extra=facts
+                )
+            else:  # a store written before ``extra`` existed still works
+                self.store.write_failed(item_id, ts, text, attempt, bool(retryable), usage_json)
             self._state.apply(
                 {
                     "id": item_id,
@@ -523,3 +554,29 @@ def _check_key(key: object) -> None:
         )
     if not key:
         raise ArgumentValueError("key", key, "a state key must not be empty (got '')")
+
+
+def _attempt_facts(turns: int | None, seconds: float | None) -> dict[str, Any]:
+    """The ``turns`` and ``seconds`` fields of an attempt's record, checked."""
+    facts: dict[str, Any] = {}
+    if turns is not None:
+        if isinstance(turns, bool) or not isinstance(turns, int):
+            raise ArgumentTypeError(
+                "turns", turns, f"`turns` must be an int or None (got {type(turns).__name__})"
+            )
+        if turns < 0:
+            raise ArgumentValueError("turns", turns, f"`turns` must be at least 0 (got {turns})")
+        facts["turns"] = int(turns)
+    if seconds is not None:
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+            raise ArgumentTypeError(
+                "seconds",
+                seconds,
+                f"`seconds` must be a number or None (got {type(seconds).__name__})",
+            )
+        if not math.isfinite(seconds) or seconds < 0:
+            raise ArgumentValueError(
+                "seconds", seconds, f"`seconds` must be finite and at least 0 (got {seconds})"
+            )
+        facts["seconds"] = float(seconds)
+    return facts

@@ -281,9 +281,11 @@ class JsonlStore:
         attempt: int,
         retryable: bool,
         usage: dict[str, Any] | None,
+        *,
+        extra: dict[str, Any] | None = None,
     ) -> None:
         """Append a failure line."""
-        line = failure_line(item_id, ts, error, attempt, retryable, usage)
+        line = failure_line(item_id, ts, error, attempt, retryable, usage, extra)
         self._append(line.encode("utf-8", "backslashreplace"))
 
     def write_retry(self, item_ids: Sequence[str], ts: int) -> None:

@@ -61,14 +61,23 @@ _NUM = rb"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][-+]?\d+)?"
 _INT = rb"-?(?:0|[1-9]\d*)"
 _SCALAR = rb"(?:" + _STR + rb"|" + _NUM + rb"|true|false|null)"
 _FLAT = rb"\{(?:" + _STR + rb": " + _SCALAR + rb"(?:, " + _STR + rb": " + _SCALAR + rb")*)?\}"
-_DONE_BODY = (
-    rb'\{"id": "([^"\\\x00-\x1f]+)", "ts": '
-    + _INT
-    + rb'(?:, "attempt": '
+# The optional fields a completion carries before its fingerprint, in the writer's order.
+_EXTRA = (
+    rb'(?:, "attempt": '
     + _INT
     + rb')?(?:, "stop": '
     + _STR
-    + rb')?(?:, "fp": "([^"\\\x00-\x1f]*"))?(?:, "usage": '
+    + rb')?(?:, "turns": '
+    + _INT
+    + rb')?(?:, "seconds": '
+    + _NUM
+    + rb")?"
+)
+_DONE_BODY = (
+    rb'\{"id": "([^"\\\x00-\x1f]+)", "ts": '
+    + _INT
+    + _EXTRA
+    + rb'(?:, "fp": "([^"\\\x00-\x1f]*"))?(?:, "usage": '
     + _FLAT
     + rb")?\}"
 )
@@ -79,11 +88,8 @@ _DONE_LINE = re.compile(_DONE_BODY)
 _LAZY_BODY = (
     rb'\{"id": "([^"\\\x00-\x1f]+)", "ts": '
     + _INT
-    + rb'(?:, "attempt": '
-    + _INT
-    + rb')?(?:, "stop": '
-    + _STR
-    + rb')?(?:, "fp": "([^"\\\x00-\x1f]*"))?, "(?:usage|result)": [^\n]*\}'
+    + _EXTRA
+    + rb'(?:, "fp": "([^"\\\x00-\x1f]*"))?, "(?:usage|result)": [^\n]*\}'
 )
 _LAZY_LINE = re.compile(_LAZY_BODY)
 # Over a block, only each line's head is matched: when every line starts with

@@ -86,9 +86,13 @@ class InMemoryStore:
         attempt: int,
         retryable: bool,
         usage: dict[str, Any] | None,
+        *,
+        extra: dict[str, Any] | None = None,
     ) -> None:
         """Keep a failure."""
-        record = failure_record(item_id, ts, error, retryable, copy.deepcopy(usage), attempt)
+        record = failure_record(
+            item_id, ts, error, retryable, copy.deepcopy(usage), attempt, copy.deepcopy(extra)
+        )
         self._add(record)
 
     def write_retry(self, item_ids: Sequence[str], ts: int) -> None:

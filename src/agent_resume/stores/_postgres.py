@@ -508,6 +508,8 @@ class PostgresStore:
         attempt: int,
         retryable: bool,
         usage: dict[str, Any] | None,
+        *,
+        extra: dict[str, Any] | None = None,
     ) -> None:
         """Count a failed attempt across all workers and give the lease back.
 
@@ -517,7 +519,7 @@ class PostgresStore:
         self._writable()
         _check_ids((item_id,))
         token = uuid.uuid4().hex
-        record = dumps(failure_record(item_id, ts, error, retryable, usage), "usage")
+        record = dumps(failure_record(item_id, ts, error, retryable, usage, extra=extra), "usage")
         sql = self._sql(FAIL)
         params = {
             "tok": token,

@@ -164,7 +164,8 @@ class Store(Protocol):
         Args:
             item_id: The normalised item ID.
             ts: Unix seconds.
-            extra: Optional fields (``attempt``, ``stop``, ``fp``, ``usage``), JSON-able.
+            extra: Optional fields (``attempt``, ``stop``, ``turns``, ``seconds``,
+                ``fp``, ``usage``, in that order), JSON-able.
             result_json: The result, already encoded as JSON, or ``None`` for none.
 
         Returns:
@@ -182,8 +183,23 @@ class Store(Protocol):
         attempt: int,
         retryable: bool,
         usage: dict[str, Any] | None,
+        *,
+        extra: dict[str, Any] | None = None,
     ) -> None:
-        """Record a failed attempt."""
+        """Record a failed attempt.
+
+        Args:
+            item_id: The normalised item ID.
+            ts: Unix seconds.
+            error: The error, as ``"Type: message"``.
+            attempt: The attempt's number as the session counts it.
+            retryable: Whether the item may be tried again.
+            usage: The attempt's usage in compact form, or ``None``.
+            extra: The attempt's optional fields (``turns``, ``seconds``),
+                JSON-able, kept in the record as they are; the session passes
+                it only when there are any, so a store written before it
+                existed still works for callers that give none.
+        """
         ...
 
     def write_retry(self, item_ids: Sequence[str], ts: int) -> None:

@@ -481,9 +481,11 @@ class SqliteStore:
         attempt: int,
         retryable: bool,
         usage: dict[str, Any] | None,
+        *,
+        extra: dict[str, Any] | None = None,
     ) -> None:
         """Count a failed attempt across all processes and give the lease back."""
-        record = failure_record(item_id, ts, error, retryable, usage)
+        record = failure_record(item_id, ts, error, retryable, usage, extra=extra)
         dumps(record, "usage")
 
         def insert(conn: sqlite3.Connection) -> None:
