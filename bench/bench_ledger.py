@@ -62,7 +62,7 @@ def naive(path: Path) -> float:
 
 
 def ledger(records: list[dict[str, Any]]) -> float:
-    from agent_resume._accounting._ledger import Ledger
+    from agent_resume import Ledger
 
     start = time.perf_counter()
     total = Ledger.from_records(records).total
@@ -73,15 +73,21 @@ def ledger(records: list[dict[str, Any]]) -> float:
 
 CHILD = textwrap.dedent(
     """
-    import contextlib, io, sys, time, tracemalloc
-    from agent_resume._cli._main import main
-    traced = sys.argv[2] == "traced"
+    import contextlib, io, runpy, sys, time, tracemalloc
+    import agent_resume
+    path, mode, argv = sys.argv[1], sys.argv[2], sys.argv[3:]
+    traced = mode == "traced"
     if traced:
         tracemalloc.start()
     out = io.StringIO()
+    sys.argv = ["agent-resume", *argv, path]
     start = time.perf_counter()
     with contextlib.redirect_stdout(out):
-        code = main(sys.argv[3:] + [sys.argv[1]])
+        try:  # python -m agent_resume, in this process (the library already imported)
+            runpy.run_module("agent_resume", run_name="__main__")
+            code = 0
+        except SystemExit as exit:
+            code = exit.code
     elapsed = time.perf_counter() - start
     peak = tracemalloc.get_traced_memory()[1] if traced else 0
     assert code == 0, (code, out.getvalue()[-500:])
