@@ -167,3 +167,56 @@ def test_recipes_and_benchmarks_import_only_the_public_api(path: Path) -> None:
             if n.startswith("agent_resume") and n not in PUBLIC_MODULES
         ]
     assert private == []
+
+
+# Attributes with a leading underscore that are not another class's secrets.
+_NOT_PRIVATE = {"_replace", "_asdict", "_fields", "_exit", "_getframe", "_phase"}
+
+
+def _private_names_defined(tree: ast.AST) -> set[str]:
+    """The private names a module defines: functions, classes, attributes and slots it sets."""
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+            names.add(node.attr)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            names.add(node.id)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            names.add(node.value)  # __slots__ entries
+    return {n for n in names if n.startswith("_")}
+
+
+def foreign_private_reads(tree: ast.AST) -> list[tuple[int, str]]:
+    """``obj._name`` where ``_name`` is private to some other module's class."""
+    own = _private_names_defined(tree)
+    found = []
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Attribute)
+            and node.attr.startswith("_")
+            and not node.attr.startswith("__")
+            and not (isinstance(node.value, ast.Name) and node.value.id in {"self", "cls"})
+            and node.attr not in own
+            and node.attr not in _NOT_PRIVATE
+        ):
+            found.append((node.lineno, node.attr))
+    return found
+
+
+def test_no_module_reads_another_modules_private_attributes() -> None:
+    wrong = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for line, attr in foreign_private_reads(ast.parse(path.read_text(encoding="utf-8"))):
+            wrong.append(f"{module_name(path)}:{line} reads .{attr}")
+    assert wrong == []
+
+
+def test_the_private_attribute_check_sees_a_foreign_read() -> None:
+    tree = ast.parse("def f(session):\n    return session._done\n")
+    assert foreign_private_reads(tree) == [(2, "_done")]
+    own = ast.parse(
+        "class A:\n    def __init__(self):\n        self._x = 1\n\ndef g(a):\n    return a._x\n"
+    )
+    assert foreign_private_reads(own) == []

@@ -401,6 +401,11 @@ class ItemContext:
         return self._logger
 
 
+def forget_conversation(ctx: ItemContext) -> None:
+    """Delete the conversation saved for the item (it is done): the run's side of ``ctx``."""
+    ctx._forget_conversation()
+
+
 def calls_recorded(ctx: ItemContext) -> bool:
     """Whether the attempt made calls through ``ctx.call``/``ctx.acall`` (each is recorded)."""
     return ctx._token is not None

@@ -24,7 +24,7 @@ from agent_resume._records import usage_dict
 from agent_resume._run._batch import BatchEngine, combine_reports, fallback_config
 from agent_resume._run._calls import CallGate
 from agent_resume._run._config import DEFAULT_RETRY, RunConfig
-from agent_resume._run._context import NO_USAGE, ItemContext, calls_recorded
+from agent_resume._run._context import NO_USAGE, ItemContext, calls_recorded, forget_conversation
 from agent_resume._run._conversations import conversations_for
 from agent_resume._run._progress import open_progress
 from agent_resume._run._report import ItemOutcome, RunReport
@@ -574,7 +574,7 @@ class ResumableRun:
             # The result cannot be stored: a failure of this attempt, like any other.
             self._failed(state, session, ctx, exc, duration)
             return
-        ctx._forget_conversation()
+        forget_conversation(ctx)
         state.requeue.done(ctx.item_id)
         state.item_done(duration, recorded)
         hook = self.config.on_item_done
