@@ -237,3 +237,26 @@ def test_a_claim_finds_its_rows_by_key_not_by_scanning_the_whole_job(pg_dsn: str
     scan = update["Plans"][-1]
     assert scan["Node Type"] != "Hash Join", text
     assert scan["Node Type"] != "Seq Scan", text
+
+
+def test_a_group_worker_claims_its_next_batch_ahead_and_gives_it_all_back_on_close(
+    pg_dsn: str,
+) -> None:
+    # Issue 15: a group worker's claim waited for its queued completions and
+    # then for its own commit; now the next batch is claimed while one runs.
+    store = opened(pg_dsn, durability="group", batch_size=2)
+    leased = "SELECT item_id FROM agent_resume.items WHERE leased_by IS NOT NULL ORDER BY 1"
+    try:
+        store.enqueue(["a", "b", "c", "d", "e"])
+        assert store.claim(2, 3) == ["a", "b"]
+        store.write_done("a", 1, None, None)  # queued, not committed yet
+        # "c" was tried meanwhile (the caller excludes it): given back, not handed out.
+        assert store.claim(2, 3, exclude=["b", "c"]) == ["d"]
+        deadline = time.monotonic() + 10
+        while query(pg_dsn, leased) != [("b",), ("d",), ("e",)] and time.monotonic() < deadline:
+            time.sleep(0.05)  # "e" is claimed ahead, in the background
+        assert query(pg_dsn, leased) == [("b",), ("d",), ("e",)]
+    finally:
+        store.close()
+    assert query(pg_dsn, leased) == []
+    assert query(pg_dsn, "SELECT item_id FROM agent_resume.completions") == [("a",)]

@@ -18,6 +18,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Final, TypeVar, get_args
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -171,10 +172,13 @@ class PostgresStore:
         self.job_id: str | None = None
         self._link = PgLink(self._connect, repr(self), timeout, self._set_up)
         self._beat_link = PgLink(self._connect, repr(self) + " heartbeat", timeout, self._set_up)
+        # Claims of a group worker run on their own connection, beside the commits.
+        self._claim_link = PgLink(self._connect, repr(self) + " claims", timeout, self._set_up)
         self._held: set[str] = set()
         self._held_lock = threading.Lock()
         self._heartbeat: Heartbeat | None = None
         self._group: GroupCommit[tuple[str, int, str, str, str | None]] | None = None
+        self._ahead: Future[list[str]] | None = None  # the next batch, claimed ahead (group)
         self._open = False
 
     def __repr__(self) -> str:
@@ -238,6 +242,7 @@ class PostgresStore:
     def _disconnect(self) -> None:
         self._link.close()
         self._beat_link.close()
+        self._claim_link.close()
 
     def _timeout_ms(self) -> int:
         return max(1, round(self.statement_timeout * 1000))
@@ -357,8 +362,15 @@ class PostgresStore:
             self._run(insert, "enqueueing items")
 
     def claim(self, limit: int, max_attempts: int, exclude: Sequence[str] = ()) -> list[str]:
-        """Lease up to ``limit`` claimable items, skipping rows other workers are claiming."""
-        self._writable()  # commits queued completions first
+        """Lease up to ``limit`` claimable items, skipping rows other workers are claiming.
+
+        With ``durability="group"`` the claim does not wait for the queued
+        completions: it runs on a connection of its own while they commit.
+        Their items stay leased by this worker (the heartbeat renews them
+        until their commit returns), so no claim can take them meanwhile.
+        """
+        if not self._open:
+            raise StoreClosedError(f"{self!r} is closed")
         sql = self._sql(CLAIM)
         params = {
             "w": self.worker_id,
@@ -367,11 +379,57 @@ class PostgresStore:
             "exclude": list(exclude),
             "limit": limit,
         }
-        rows = self._run(lambda c: c.execute(sql, params).fetchall(), "claiming items")
+        if self._group is None:
+            rows = self._run(lambda c: c.execute(sql, params).fetchall(), "claiming items")
+            ids = [item_id for item_id, _ in sorted(rows, key=lambda r: r[1])]
+            with self._held_lock:
+                self._held.update(ids)
+            return ids
+        self._group.check()
+        ahead, self._ahead = self._ahead, None
+        ids = ahead.result() if ahead is not None else self._claim_now(params)
+        skip = set(exclude)
+        stale = [i for i in ids if i in skip]
+        if stale:  # tried since the batch was claimed ahead: not for this pass
+            self.release(stale)
+            ids = [i for i in ids if i not in skip]
+        if ids or ahead is None:
+            # Claim the next batch now, while this one runs.
+            following = {**params, "exclude": [*exclude, *ids]}
+            self._ahead = future = Future[list[str]]()
+            threading.Thread(
+                target=self._claim_ahead,
+                args=(future, following),
+                name=f"agent-resume-claim {self.worker_id}",
+                daemon=True,
+            ).start()
+        if not ids and ahead is not None:
+            return self.claim(limit, max_attempts, exclude)
+        return ids
+
+    def _claim_now(self, params: dict[str, Any]) -> list[str]:
+        """Lease a batch on the claims' connection; the heartbeat renews it from now on."""
+        sql = self._sql(CLAIM)
+        rows = self._claim_link.run(lambda c: c.execute(sql, params).fetchall(), "claiming items")
         ids = [item_id for item_id, _ in sorted(rows, key=lambda r: r[1])]
         with self._held_lock:
             self._held.update(ids)
         return ids
+
+    def _claim_ahead(self, future: Future[list[str]], params: dict[str, Any]) -> None:
+        try:
+            future.set_result(self._claim_now(params))
+        except BaseException as exc:
+            future.set_exception(exc)
+
+    def _stop_claiming_ahead(self) -> None:
+        """Wait for a claim made ahead (its items are released with the others on close)."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None:
+            try:
+                ahead.result()
+            except StoreError as exc:
+                logger.warning("%s", exc)
 
     def pending(self, max_attempts: int, exclude: Sequence[str] = ()) -> int:
         """Count the items not done, not quarantined and not excluded."""
@@ -708,6 +766,7 @@ class PostgresStore:
                 error = exc
             finally:
                 group.stop()
+        self._stop_claiming_ahead()
         heartbeat, self._heartbeat = self._heartbeat, None
         if heartbeat is not None:
             heartbeat.stop()

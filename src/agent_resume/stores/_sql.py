@@ -227,6 +227,15 @@ class GroupCommit(Generic[P]):
                 "recorded (their items will run again), and the store refuses further writes"
             ) from self._error
 
+    def check(self) -> None:
+        """Raise the error of an earlier failed commit, if any.
+
+        Raises:
+            StoreError: An earlier batch failed to commit.
+        """
+        with self._lock:
+            self._check()
+
     def add(self, entry: P) -> None:
         """Queue a completion for the next commit.
 
