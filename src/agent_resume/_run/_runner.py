@@ -7,7 +7,6 @@ import contextlib
 import inspect
 import math
 import os
-import queue
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
@@ -302,52 +301,62 @@ class ResumableRun:
         session: Session,
         key: KeyFunc | None,
     ) -> bool:
-        work: queue.SimpleQueue[tuple[T, ItemContext] | None] = queue.SimpleQueue()
-        limit = self.config.concurrency
+        # Each worker takes its own next item (under one lock) and runs it: no
+        # hand-off through the main thread, which would cost two thread
+        # switches per item. The main thread only waits, so that it sees signals.
+        feeder = _Feeder(
+            state,
+            state.requeue.feed(it),
+            IdReader(key),
+            lambda item_id: self._begin(state, session, item_id),
+        )
 
-        def worker() -> None:
-            while True:
-                job = work.get()
-                if job is None:
-                    return
-                item, ctx = job
-                try:
-                    self._one(process, item, ctx, state, session)
-                except BaseException as exc:
-                    state.escaped(exc)
-                finally:
-                    state.left()
+        def worker(job: tuple[Any, ItemContext] | Wait | None) -> None:
+            try:
+                while True:
+                    if job is None:
+                        return
+                    if isinstance(job, Wait):
+                        state.wait_change(min(_POLL, state.requeue.delay()))
+                    else:
+                        item, ctx = job
+                        try:
+                            self._one(process, item, ctx, state, session)
+                        finally:
+                            state.left()
+                    job = feeder.take()
+            except BaseException as exc:
+                state.escaped(exc)
 
-        threads = [
-            threading.Thread(target=worker, name=f"agent-resume-{i}", daemon=True)
-            for i in range(limit)
-        ]
-        for thread in threads:
-            thread.start()
-        ids = IdReader(key)
-        exhausted = True
-        requeue = state.requeue
+        threads: list[threading.Thread] = []
         try:
-            for item in requeue.feed(it):
-                if isinstance(item, Wait):
-                    if state.blocked():
+            # The first items are admitted here, all before any starts, one per
+            # worker: a signal that comes once an item has started finds them all in flight.
+            firsts: list[tuple[Any, ItemContext] | Wait] = []
+            while len(firsts) < self.config.concurrency:
+                first = feeder.take()
+                if first is None:
+                    break  # the input has ended (or the run stopped): no more workers needed
+                firsts.append(first)
+            for i, first in enumerate(firsts):
+                thread = threading.Thread(
+                    target=worker, args=(first,), name=f"agent-resume-{i}", daemon=True
+                )
+                thread.start()
+                threads.append(thread)
+            for thread in threads:
+                while thread.is_alive():
+                    if state.aborted:
                         break
-                    state.wait_change(min(_POLL, requeue.delay()))
-                    continue
-                state.wait_for_slot(limit, _POLL)
-                if state.blocked():
-                    exhausted = False
-                    break
-                ctx = self._begin(state, session, ids(item))
-                requeue.track(ctx.item_id, item)
-                work.put((item, ctx))
-            state.wait_idle(_POLL)
+                    left = state.grace_at - state.clock()
+                    if left <= 0:
+                        break
+                    thread.join(min(_POLL, left))
         finally:
+            feeder.ended = True
             state.abandon()
-            for _ in threads:
-                work.put(None)
         state.raise_escaped()
-        return exhausted
+        return feeder.exhausted
 
     # -- the async run ---------------------------------------------------------
 
@@ -724,6 +733,55 @@ class ResumableRun:
         if state.fail_fast_error is not None:
             raise state.fail_fast_error
         return report
+
+
+class _Feeder:
+    """The threaded run's input: each worker takes its next item, admitted, under one lock."""
+
+    __slots__ = ("_begin", "_feed", "_ids", "_lock", "_state", "ended", "exhausted")
+
+    def __init__(
+        self,
+        state: RunState,
+        feed: Iterator[Any],
+        ids: IdReader,
+        begin: Callable[[str], ItemContext],
+    ) -> None:
+        self._state = state
+        self._feed = feed
+        self._ids = ids
+        self._begin = begin
+        self._lock = threading.Lock()
+        self.ended = False
+        """Set when no more items are handed out (the input ended, a stop, the run's end)."""
+        self.exhausted = True
+        """Whether the input was read to its end (``False`` when a stop cut it)."""
+
+    def take(self) -> tuple[Any, ItemContext] | Wait | None:
+        """The next item with its context (admitted), a `Wait` to wait, ``None`` at the end."""
+        state = self._state
+        with self._lock:
+            if self.ended or state.aborted:
+                return None
+            item = next(self._feed, _END)
+            if item is _END:
+                self.ended = True
+                return None
+            if isinstance(item, Wait):
+                if state.blocked():
+                    self.ended = True
+                    return None
+                return item
+            if state.blocked():
+                self.ended = True
+                self.exhausted = False
+                return None
+            ctx = self._begin(self._ids(item))
+            state.requeue.track(ctx.item_id, item)
+            return item, ctx
+
+
+_END = object()
 
 
 class _GiveUp:
