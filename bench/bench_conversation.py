@@ -13,7 +13,9 @@ printed: the same ratio without the fsync (the CPU work alone), the ratio
 measured inside a real ``ResumableRun`` (every save of 500-message items in
 order, so its two ends are seconds apart), and, for comparison, the ratio of
 ``save_conversation``, which rewrites the whole file each time (the format
-before this change).
+before this change). The same run ratio is printed for a SQLite store and, when
+``AGENT_RESUME_PG_DSN`` is set, a PostgreSQL store (in a schema of its own,
+dropped afterwards): their saves append one row per new message.
 
     python bench/bench_conversation.py            # 300 interleaved pairs, 3 items in a run
     python bench/bench_conversation.py --quick    # 100 pairs, 1 item
@@ -31,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from agent_resume import ConversationLog, ResumableRun, RunConfig, save_conversation
+from agent_resume.stores import PostgresStore
 
 TARGET = 1.5
 LENGTH = 500
@@ -44,7 +47,7 @@ def message(n: int) -> dict[str, Any]:
     return {"role": role, "content": f"turn {n}: " + "lorem ipsum dolor sit amet " * 12, "n": n}
 
 
-def in_a_run(tmp: Path, items: int) -> list[list[float]]:
+def in_a_run(tmp: Path, items: int, store: Any = None) -> list[list[float]]:
     timings: list[list[float]] = []
 
     def process(item: str, ctx: Any) -> None:
@@ -57,7 +60,8 @@ def in_a_run(tmp: Path, items: int) -> list[list[float]]:
             times.append(time.perf_counter() - start)
         timings.append(times)
 
-    config = RunConfig(job_id="bench", store=str(tmp / "job.jsonl"), progress=False)
+    where = str(tmp / "job.jsonl") if store is None else store
+    config = RunConfig(job_id="bench", store=where, progress=False)
     ResumableRun(config).run(process, [f"item-{i}" for i in range(items)])
     return timings
 
@@ -138,7 +142,19 @@ def main() -> int:
             ("  the same without fsync", without_fsync(tmp, pairs)),
             (f"in a ResumableRun ({items} items)", ratio(in_a_run(tmp, items))),
             ("whole-file rewrite (before)", ratio(whole_rewrites(tmp, items))),
+            ("SQLite store, in a run", ratio(in_a_run(tmp, items, f"sqlite:///{tmp}/job.db"))),
         ]
+        dsn = os.environ.get("AGENT_RESUME_PG_DSN")
+        if dsn:  # a schema of its own, dropped afterwards
+            schema = f"bench_conversation_{os.getpid()}"
+            try:
+                pg = ratio(in_a_run(tmp, items, PostgresStore(dsn, schema=schema)))
+                rows.append(("PostgreSQL store, in a run", pg))
+            finally:
+                import psycopg
+
+                with psycopg.connect(dsn, autocommit=True) as conn:
+                    conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
     for label, (early, late, figure) in rows:
         print(
             f"{label:<34} message ~10 {early * 1e3:7.3f} ms, "

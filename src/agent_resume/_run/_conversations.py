@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import re
 import threading
@@ -132,7 +131,13 @@ class ConversationFiles(Conversations):
 
 
 class StoreConversations(Conversations):
-    """Conversations kept by the store itself (a ``conversations`` table in SQL stores).
+    """Conversations kept by the store itself (one row per message in SQL stores).
+
+    As with ``ConversationLog``: a save whose messages begin with what is
+    stored writes only the messages after it; any other save (the history
+    was edited, shortened or summarised) replaces the stored ones, in one
+    transaction. What is stored for each item is remembered after the first
+    load or save, so a save does not read the conversation back.
 
     Args:
         store: A store with the ``"conversations"`` capability.
@@ -140,26 +145,46 @@ class StoreConversations(Conversations):
 
     def __init__(self, store: ConversationStore) -> None:
         self.store = store
+        # The stored messages of each item this run loaded or saved, as plain values.
+        self._stored: dict[str, list[Message]] = {}
 
     def __repr__(self) -> str:
         return f"StoreConversations({self.store!r})"
 
     def load(self, item_id: str) -> list[Message]:
         """The messages the store holds for the item, or ``[]``."""
-        document = self.store.load_conversation(item_id)
-        if document is None:
-            return []
-        return _CODEC.loads(document, source=f"the conversation of {item_id!r} in {self.store!r}")
+        lines = self.store.load_conversation(item_id) or []
+        source = f"the conversation of {item_id!r} in {self.store!r}"
+        messages = [_CODEC.decode_line(line, source=source) for line in lines]
+        self._stored[item_id] = list(messages)
+        return messages
 
     def save(self, item_id: str, messages: Sequence[Any]) -> list[Message] | None:
-        """Encode the messages and hand the document to the store."""
-        document = _CODEC.encode(messages)
-        text = json.dumps(document, separators=(",", ":"), allow_nan=False)
-        self.store.save_conversation(item_id, text)
-        return _CODEC.decode(json.loads(text))
+        """Append the messages after the stored ones to the store, or replace them."""
+        stored = self._stored.get(item_id)
+        if stored is None:
+            stored = self._stored[item_id] = self.load(item_id)
+        n = len(stored)
+        head = messages[:n]
+        if len(messages) >= n and (head if isinstance(head, list) else list(head)) == stored:
+            # The usual agent loop: compared in C, only the new messages are encoded.
+            plain = [
+                *stored,
+                *(_CODEC.plain(m, f"messages[{n + i}]") for i, m in enumerate(messages[n:])),
+            ]
+            start = n
+        else:
+            plain = _CODEC.plain_messages(messages)
+            start = n if plain[:n] == stored else 0
+        self.store.save_conversation(
+            item_id, [_CODEC.encode_line(m) for m in plain[start:]], start=start
+        )
+        self._stored[item_id] = plain
+        return list(plain)
 
     def forget(self, item_id: str, *, saved_here: bool) -> None:
-        """Nothing to do: the store deleted it with the completion, in one transaction."""
+        """Forget what was stored: the store deleted it with the completion, in one transaction."""
+        self._stored.pop(item_id, None)
 
 
 class MemoryConversations(Conversations):

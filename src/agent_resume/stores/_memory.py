@@ -12,7 +12,7 @@ from typing import Any
 
 from agent_resume._errors import JobLockedError, JobMismatchError, StoreClosedError
 from agent_resume._records import FORMAT_VERSION, JobState, failure_record
-from agent_resume.stores._protocol import StoreDescription
+from agent_resume.stores._protocol import StoreDescription, check_start
 
 __all__ = ["InMemoryStore"]
 
@@ -33,7 +33,7 @@ class InMemoryStore:
         self.records: list[dict[str, Any]] = []
         self._open = False
         self._lock = threading.Lock()
-        self._conversations: dict[str, str] = {}
+        self._conversations: dict[str, list[str]] = {}
 
     def __repr__(self) -> str:
         return f"InMemoryStore(job_id={self.job_id!r}, records={len(self.records)})"
@@ -135,15 +135,18 @@ class InMemoryStore:
             capabilities=frozenset({"results", "conversations"}),
         )
 
-    def load_conversation(self, item_id: str) -> str | None:
-        """The conversation document last saved for this item, or ``None``."""
+    def load_conversation(self, item_id: str) -> list[str] | None:
+        """The item's saved messages, one ``encode_line`` text each, in order; or ``None``."""
         with self._lock:
-            return self._conversations.get(item_id)
+            lines = self._conversations.get(item_id)
+            return list(lines) if lines else None
 
-    def save_conversation(self, item_id: str, document: str) -> None:
-        """Keep the item's conversation document."""
+    def save_conversation(self, item_id: str, lines: Sequence[str], *, start: int = 0) -> None:
+        """Keep the first ``start`` saved messages and ``lines`` after them."""
+        check_start(start)
         with self._lock:
-            self._conversations[item_id] = document
+            kept = self._conversations.get(item_id, [])[:start]
+            self._conversations[item_id] = [*kept, *lines]
 
     def delete_conversation(self, item_id: str) -> None:
         """Forget the item's conversation."""

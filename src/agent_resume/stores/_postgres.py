@@ -42,7 +42,12 @@ from agent_resume.stores._postgres_sql import (
     RELEASE,
     TABLES,
 )
-from agent_resume.stores._protocol import Durability, StoreDescription, default_max_attempts
+from agent_resume.stores._protocol import (
+    Durability,
+    StoreDescription,
+    check_start,
+    default_max_attempts,
+)
 from agent_resume.stores._sql import (
     SCHEMA_VERSION,
     GroupCommit,
@@ -715,23 +720,33 @@ class PostgresStore:
 
     # -- conversations ---------------------------------------------------------
 
-    def load_conversation(self, item_id: str) -> str | None:
-        """The conversation document last saved for this item, or ``None``."""
+    def load_conversation(self, item_id: str) -> list[str] | None:
+        """The item's saved messages, one ``encode_line`` text each, in order; or ``None``."""
         _check_ids((item_id,))
-        sql = self._sql("SELECT document FROM {s}.conversations WHERE item_id = %s")
-        row = self._read(lambda c: c.execute(sql, (item_id,)).fetchone(), "reading a conversation")
-        return None if row is None else str(row[0])
+        sql = self._sql("SELECT message FROM {s}.conversations WHERE item_id = %s ORDER BY seq")
+        rows = self._read(lambda c: c.execute(sql, (item_id,)).fetchall(), "reading a conversation")
+        return [str(row[0]) for row in rows] or None
 
-    def save_conversation(self, item_id: str, document: str) -> None:
-        """Replace the item's saved conversation in one statement (a retry writes the same)."""
+    def save_conversation(self, item_id: str, lines: Sequence[str], *, start: int = 0) -> None:
+        """Keep the first ``start`` saved messages and store ``lines`` after them, in one transaction.
+
+        Only the rows from ``start`` on are written; a retry after a lost
+        connection writes the same rows again.
+        """
+        check_start(start)
         self._writable()
         _check_ids((item_id,))
-        sql = self._sql(
-            "INSERT INTO {s}.conversations (item_id, ts, document) VALUES (%s, %s, %s) "
-            "ON CONFLICT (item_id) DO UPDATE SET ts = EXCLUDED.ts, document = EXCLUDED.document"
-        )
-        params = (item_id, int(time.time()), document)
-        self._run(lambda c: c.execute(sql, params), "saving a conversation")
+        drop = self._sql("DELETE FROM {s}.conversations WHERE item_id = %s AND seq >= %s")
+        add = self._sql("INSERT INTO {s}.conversations (item_id, seq, message) VALUES (%s, %s, %s)")
+        rows = [(item_id, start + i, line) for i, line in enumerate(lines)]
+
+        def write(c: Connection) -> None:
+            with c.transaction():
+                c.execute(drop, (item_id, start))
+                if rows:
+                    c.cursor().executemany(add, rows)
+
+        self._run(write, "saving a conversation")
 
     def delete_conversation(self, item_id: str) -> None:
         """Forget the item's saved conversation."""

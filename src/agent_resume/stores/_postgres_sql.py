@@ -34,11 +34,12 @@ TABLES: Final = (
         record jsonb)""",
 )
 
-# The items' saved conversations (a JSON document each, kept as text).
+# The items' saved conversations: one row per message (its `encode_line` text), in order.
 CONVERSATIONS: Final = """CREATE TABLE IF NOT EXISTS {s}.conversations (
-        item_id text PRIMARY KEY,
-        ts bigint NOT NULL,
-        document text NOT NULL)"""
+        item_id text NOT NULL,
+        seq integer NOT NULL,
+        message text NOT NULL,
+        PRIMARY KEY (item_id, seq))"""
 
 # Lease the oldest claimable rows; rows another worker is claiming are skipped.
 # The chosen IDs are an array (an InitPlan), so the update finds its rows by the

@@ -14,6 +14,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal, Protocol, runtime_checkable
 
+from agent_resume._errors import ArgumentValueError
 from agent_resume._records import JobState
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "SharedStore",
     "Store",
     "StoreDescription",
+    "check_start",
     "default_max_attempts",
 ]
 
@@ -316,12 +318,20 @@ class ConversationStore(Protocol):
     beside the session's calls, so they must be thread-safe.
     """
 
-    def load_conversation(self, item_id: str) -> str | None:
-        """The conversation document last saved for this item, or ``None``."""
+    def load_conversation(self, item_id: str) -> list[str] | None:
+        """The item's saved messages, one ``encode_line`` text each, in order; or ``None``."""
         ...
 
-    def save_conversation(self, item_id: str, document: str) -> None:
-        """Replace the item's saved conversation with ``document`` (a JSON text), atomically."""
+    def save_conversation(self, item_id: str, lines: Sequence[str], *, start: int = 0) -> None:
+        """Keep the first ``start`` saved messages and store ``lines`` after them, atomically.
+
+        Messages saved after the first ``start`` are dropped in the same
+        transaction: ``start=0`` replaces the conversation, ``start`` equal to
+        the number saved appends (writing only the new messages).
+
+        Raises:
+            ArgumentValueError: ``start`` is not an int >= 0.
+        """
         ...
 
     def delete_conversation(self, item_id: str) -> None:
@@ -336,3 +346,14 @@ class ConversationDirStore(Protocol):
     def conversation_dir(self) -> str:
         """The directory for the items' saved conversations (it need not exist yet)."""
         ...
+
+
+def check_start(start: object) -> int:
+    """Check a ``save_conversation`` ``start``: an int >= 0 (not a bool).
+
+    Raises:
+        ArgumentValueError: It is not.
+    """
+    if isinstance(start, bool) or not isinstance(start, int) or start < 0:
+        raise ArgumentValueError("start", start, f"`start` must be an int >= 0 (got {start!r})")
+    return start

@@ -28,7 +28,12 @@ from agent_resume._errors import (
     UnsupportedFormatError,
 )
 from agent_resume._records import FailureInfo, JobState, dumps, failure_record
-from agent_resume.stores._protocol import Durability, StoreDescription, default_max_attempts
+from agent_resume.stores._protocol import (
+    Durability,
+    StoreDescription,
+    check_start,
+    default_max_attempts,
+)
 from agent_resume.stores._sql import (
     SCHEMA_VERSION,
     GroupCommit,
@@ -655,27 +660,33 @@ class SqliteStore:
 
     # -- conversations -------------------------------------------------------------
 
-    def load_conversation(self, item_id: str) -> str | None:
-        """The conversation document last saved for this item, or ``None``."""
-        row = self._run(
+    def load_conversation(self, item_id: str) -> list[str] | None:
+        """The item's saved messages, one ``encode_line`` text each, in order; or ``None``."""
+        rows = self._run(
             lambda c: c.execute(
-                "SELECT document FROM conversations WHERE item_id = ?", (item_id,)
-            ).fetchone(),
+                "SELECT message FROM conversations WHERE item_id = ? ORDER BY seq", (item_id,)
+            ).fetchall(),
             "reading a conversation",
             write=False,
         )
-        return None if row is None else str(row[0])
+        return [str(row[0]) for row in rows] or None
 
-    def save_conversation(self, item_id: str, document: str) -> None:
-        """Replace the item's saved conversation, in one transaction."""
-        self._run(
-            lambda c: c.execute(
-                "INSERT INTO conversations (item_id, ts, document) VALUES (?, ?, ?) "
-                "ON CONFLICT (item_id) DO UPDATE SET ts = excluded.ts, document = excluded.document",
-                (item_id, int(time.time()), document),
-            ),
-            "saving a conversation",
-        )
+    def save_conversation(self, item_id: str, lines: Sequence[str], *, start: int = 0) -> None:
+        """Keep the first ``start`` saved messages and store ``lines`` after them, in one transaction.
+
+        Only the rows from ``start`` on are written: appending costs the new
+        messages, not the conversation.
+        """
+        check_start(start)
+        rows = [(item_id, start + i, line) for i, line in enumerate(lines)]
+
+        def write(c: sqlite3.Connection) -> None:
+            c.execute("DELETE FROM conversations WHERE item_id = ? AND seq >= ?", (item_id, start))
+            c.executemany(
+                "INSERT INTO conversations (item_id, seq, message) VALUES (?, ?, ?)", rows
+            )
+
+        self._run(write, "saving a conversation")
 
     def delete_conversation(self, item_id: str) -> None:
         """Forget the item's saved conversation."""

@@ -36,7 +36,8 @@ CREATE TABLE IF NOT EXISTS events (
     ts INTEGER,
     record TEXT);
 CREATE TABLE IF NOT EXISTS conversations (
-    item_id TEXT PRIMARY KEY,
-    ts INTEGER NOT NULL,
-    document TEXT NOT NULL);
+    item_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    message TEXT NOT NULL,
+    PRIMARY KEY (item_id, seq));
 """
