@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from agent_resume._codec import CorruptConversationError
 from agent_resume._errors import ArgumentValueError
 from agent_resume._run._conversations import StoreConversations
 from agent_resume.stores import (
@@ -237,5 +238,18 @@ def test_saving_message_500_writes_one_row_not_500(
         assert count() - before == 0
         store.write_done("a", 1, None, None)
         assert store.load_conversation("a") is None
+    finally:
+        store.close()
+
+
+def test_a_save_replaces_a_stored_conversation_with_an_unreadable_row(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "job.db")
+    store.open("job")
+    try:
+        store.save_conversation("a", ['{"role":"user"}', "not json"])
+        with pytest.raises(CorruptConversationError):
+            StoreConversations(store).load("a")
+        StoreConversations(store).save("a", [{"role": "user"}, {"role": "assistant"}])
+        assert store.load_conversation("a") == ['{"role":"user"}', '{"role":"assistant"}']
     finally:
         store.close()

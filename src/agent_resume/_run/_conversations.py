@@ -23,7 +23,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from agent_resume._atomic import remove_with_leftovers
-from agent_resume._codec import ConversationCodec, ConversationLog, Message
+from agent_resume._codec import (
+    ConversationCodec,
+    ConversationLog,
+    CorruptConversationError,
+    Message,
+)
 from agent_resume.stores import ConversationDirStore, ConversationStore
 
 __all__ = [
@@ -163,7 +168,10 @@ class StoreConversations(Conversations):
         """Append the messages after the stored ones to the store, or replace them."""
         stored = self._stored.get(item_id)
         if stored is None:
-            stored = self._stored[item_id] = self.load(item_id)
+            try:
+                stored = self._stored[item_id] = self.load(item_id)
+            except CorruptConversationError:
+                stored = []  # an unreadable row is replaced, as a corrupt file is
         n = len(stored)
         head = messages[:n]
         if len(messages) >= n and (head if isinstance(head, list) else list(head)) == stored:
