@@ -4,7 +4,9 @@ SPEC section 11, row 8, and issue 15: PostgreSQL, 1, 2, 4 and 8 worker
 processes claim and complete the same items, with per-item commits
 (``durability="flush"``) and with ``durability="group"``; in the same run a
 hand-written ``SELECT ... FOR UPDATE SKIP LOCKED LIMIT 1`` queue (claim and
-complete one item per transaction, the usual pattern) is the baseline. Each
+complete one item per transaction, the usual pattern) is the baseline. The
+workers of a row start, set up (open the job, enqueue the items), then all
+begin claiming at one moment, so the figures are the steady state. Each
 row prints items/s, the duplicates (completions recorded twice: must be 0),
 the ratio to its own 1-worker rate and, for per-item commits, the ratio of
 time per item to the queue's with as many workers. Then SqliteStore's
@@ -41,20 +43,27 @@ N_DONE = 100_000
 N_TIMED = 3_000
 
 
-def worker(dsn: str, n_items: int, durability: str) -> None:
+def _wait_for(go: float) -> None:
+    """Start at the same moment as the other workers (after imports and set-up)."""
+    time.sleep(max(0.0, go - time.time()))
+
+
+def worker(dsn: str, n_items: int, durability: str, go: float = 0.0) -> None:
     from agent_resume import AgentResume
     from agent_resume.stores import PostgresStore
 
     store = PostgresStore(dsn, batch_size=200, durability=durability)  # type: ignore[arg-type]
     items = [f"item-{n:06d}" for n in range(n_items)]
     with AgentResume(store).resume_or_start("bench") as session:
+        store.enqueue(items)  # remaining() enqueues again: a no-op, timed
+        _wait_for(go)
         started = time.time()
         recorded = sum(session.mark_done(item) for item in session.remaining(items))
         ended = time.time()
     print(json.dumps({"started": started, "ended": ended, "recorded": recorded}))
 
 
-def queue_worker(dsn: str, schema: str, n_items: int) -> None:
+def queue_worker(dsn: str, schema: str, n_items: int, go: float = 0.0) -> None:
     """The baseline: a hand-written queue, one transaction per item (claim, record, delete)."""
     import psycopg
 
@@ -66,6 +75,7 @@ def queue_worker(dsn: str, schema: str, n_items: int) -> None:
         )
         conn.autocommit = False
         recorded = 0
+        _wait_for(go)
         started = time.time()
         while True:
             with conn.transaction():
@@ -103,10 +113,12 @@ def run_workers(dsn: str, schema: str, n_workers: int, durability: str, n_items:
                 f"CREATE TABLE {schema}.done (item_id text PRIMARY KEY, record jsonb NOT NULL)"
             )
     url = f"{dsn}{'&' if '?' in dsn else '?'}schema={schema}"
+    # All workers start claiming at one moment, once started and set up.
+    go = str(time.time() + 3.0 + 0.5 * n_workers)
     args = (
-        ["--queue-worker", dsn, schema, str(n_items)]
+        ["--queue-worker", dsn, schema, str(n_items), go]
         if durability == "queue"
-        else ["--worker", url, str(n_items), durability]
+        else ["--worker", url, str(n_items), durability, go]
     )
     procs = [
         subprocess.Popen([sys.executable, __file__, *args], stdout=subprocess.PIPE)
@@ -251,10 +263,10 @@ def bench_sqlite_job_size() -> None:
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
-        worker(sys.argv[2], int(sys.argv[3]), sys.argv[4])
+        worker(sys.argv[2], int(sys.argv[3]), sys.argv[4], float(sys.argv[5]))
         return
     if len(sys.argv) > 1 and sys.argv[1] == "--queue-worker":
-        queue_worker(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+        queue_worker(sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5]))
         return
     if len(sys.argv) > 1 and sys.argv[1] == "--postgres":
         bench_postgres()
