@@ -49,3 +49,28 @@ def test_usage_dict_of_a_usage() -> None:
         "calls": 1,
         "cost": 0.25,
     }
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"turns": 3, "seconds": 0.125, "stop": "max_turns", "usage": {"in": 1, "a": ""}},
+        {"seconds": 1e-07, "big": 10**30, "text": 'é "q" \\ \n', "neg": -0.0},
+        {"attempt": 2, "fp": "abc", "flag": True, "none": None},
+    ],
+)
+def test_completion_line_writes_plain_values_as_json_does(extra: dict[str, Any]) -> None:
+    import json
+
+    from agent_resume._records import completion_line
+
+    line = completion_line("x", 5, extra, None)
+    expected = json.dumps({"id": "x", "ts": 5, **extra}, ensure_ascii=False) + "\n"
+    assert line == expected and json.loads(line) == {"id": "x", "ts": 5, **extra}
+
+
+def test_completion_line_still_refuses_a_non_finite_float() -> None:
+    from agent_resume._records import completion_line
+
+    with pytest.raises(ValueError, match="not JSON compliant"):
+        completion_line("x", 5, {"seconds": math.nan}, None)

@@ -164,7 +164,17 @@ def completion_line(
     head = '{"id": ' + encode_basestring(item_id) + ', "ts": ' + str(ts)
     if extra:
         for key, value in extra.items():
-            head += ", " + encode_basestring(key) + ": " + _dumps(value)
+            # Plain numbers and text are written as the encoder would, without it.
+            kind = type(value)
+            if kind is int:
+                text = int.__repr__(value)
+            elif kind is float and math.isfinite(value):
+                text = float.__repr__(value)
+            elif kind is str:
+                text = encode_basestring(value)
+            else:
+                text = _dumps(value)
+            head += ", " + encode_basestring(key) + ": " + text
     if result_json is not None:
         head += ', "result": ' + result_json
     return head + "}\n"
