@@ -398,7 +398,7 @@ class PostgresStore:
         if stale:  # tried since the batch was claimed ahead: not for this pass
             self.release(stale)
             ids = [i for i in ids if i not in skip]
-        if ids or ahead is None:
+        if ids:  # after an empty claim nothing is claimed ahead (nothing to hoard)
             # Claim the next batch now, while this one runs.
             following = {**params, "exclude": [*exclude, *ids]}
             self._ahead = future = Future[list[str]]()
