@@ -11,7 +11,7 @@ import pytest
 from agent_resume._accounting._ledger import CSV_FIELDS, ItemUsage, Ledger
 from agent_resume._accounting._usage import Usage
 from agent_resume._errors import ArgumentTypeError, ArgumentValueError
-from agent_resume._records import completion_line, failure_line, release_line
+from agent_resume._records import completion_line, failure_line, retry_line
 
 GPT = {"model": "gpt-4o"}
 
@@ -170,7 +170,7 @@ def test_reads_the_lines_the_checkpoint_writes() -> None:
     lines = [
         failure_line("item-1", 10, "TimeoutError: slow", 1, True, usage=second.to_dict()),
         completion_line("item-1", 11, {"usage": first.to_dict()}),
-        release_line("item-2", 12),
+        retry_line("item-2", 12),
         completion_line("item-2", 13),
     ]
     ledger = Ledger.from_records(json.loads(line) for line in lines)
