@@ -161,7 +161,7 @@ def completion_line(
     The plain form ``{"id": "...", "ts": N}`` is the original format, and the
     loader reads it on a fast path.
     """
-    head = '{"id": ' + encode_basestring(item_id) + ', "ts": ' + str(ts)
+    parts = ['{"id": ', encode_basestring(item_id), ', "ts": ', str(ts)]
     if extra:
         for key, value in extra.items():
             # Plain numbers and text are written as the encoder would, without it.
@@ -173,11 +173,35 @@ def completion_line(
             elif kind is str:
                 text = encode_basestring(value)
             else:
-                text = _dumps(value)
-            head += ", " + encode_basestring(key) + ": " + text
+                text = (_flat_object(value) if kind is dict else None) or _dumps(value)
+            parts += (", ", encode_basestring(key), ": ", text)
     if result_json is not None:
-        head += ', "result": ' + result_json
-    return head + "}\n"
+        parts += (', "result": ', result_json)
+    parts.append("}\n")
+    return "".join(parts)
+
+
+def _flat_object(data: dict[Any, Any]) -> str | None:
+    """``data`` encoded as the encoder would, if it maps text to text and finite numbers.
+
+    A usage dict is such a dict and is written once per item; encoding it
+    here is cheaper than a call to the encoder. ``None`` for any other dict.
+    """
+    parts = []
+    for key, value in data.items():
+        if type(key) is not str:
+            return None
+        kind = type(value)
+        if kind is str:
+            text = encode_basestring(value)
+        elif kind is int:
+            text = int.__repr__(value)
+        elif kind is float and math.isfinite(value):
+            text = float.__repr__(value)
+        else:
+            return None
+        parts.append(encode_basestring(key) + ": " + text)
+    return "{" + ", ".join(parts) + "}"
 
 
 def failure_record(
@@ -341,10 +365,10 @@ def usage_dict(usage: Any) -> dict[str, Any]:
     Raises:
         ArgumentTypeError: The value is neither.
     """
-    to_dict = getattr(usage, "to_dict", None)
+    to_dict = None if type(usage) is dict else getattr(usage, "to_dict", None)
     if callable(to_dict):
         data = to_dict()
-    elif isinstance(usage, Mapping):
+    elif type(usage) is dict or isinstance(usage, Mapping):
         data = dict(usage)
     else:
         raise ArgumentTypeError(

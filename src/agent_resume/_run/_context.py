@@ -86,7 +86,8 @@ class ItemContext:
         self._token: str | None = None
         self._turn_at = deadline.created_at
         self._turn_seconds: list[float] = []
-        self._before = run.item_before(item_id)
+        spent = run.spent
+        self._before = None if spent is None else spent.item(item_id)
 
     def __repr__(self) -> str:
         return (
@@ -385,10 +386,6 @@ class ItemContext:
         self._conversation = self._run.conversations.save(self.item_id, messages)
         self._saved = True
 
-    def _forget_conversation(self) -> None:
-        """Delete the saved conversation (the item is done)."""
-        self._run.conversations.forget(self.item_id, saved_here=self._saved)
-
     # -- logging ---------------------------------------------------------------
 
     @property
@@ -403,7 +400,7 @@ class ItemContext:
 
 def forget_conversation(ctx: ItemContext) -> None:
     """Delete the conversation saved for the item (it is done): the run's side of ``ctx``."""
-    ctx._forget_conversation()
+    ctx._run.conversations.forget(ctx.item_id, saved_here=ctx._saved)
 
 
 def calls_recorded(ctx: ItemContext) -> bool:

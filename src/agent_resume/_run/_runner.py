@@ -9,8 +9,8 @@ import math
 import os
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
-from typing import Any, Literal, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Iterator
+from typing import Any, Literal, NoReturn, TypeVar
 
 from agent_resume._accounting._usage import Usage
 from agent_resume._errors import (
@@ -245,20 +245,52 @@ class ResumableRun:
     ) -> bool:
         ids = IdReader(key)
         requeue = state.requeue
-        for item in requeue.feed(it):
-            if isinstance(item, Wait):
+        if self.config.tracing is not None:
+            for item in requeue.feed(it):
+                if isinstance(item, Wait):
+                    if state.blocked():
+                        break
+                    time.sleep(requeue.delay())
+                    continue
                 if state.blocked():
+                    return False
+                ctx = self._begin(state, session, ids(item))
+                requeue.track(ctx.item_id, item)
+                try:
+                    self._one(process, item, ctx, state, session)
+                finally:
+                    state.left()
+            return True
+        # Untraced, the steps of one item are inlined: this loop runs once per item.
+        blocked = state.blocked
+        attempts = session.attempts
+        admit = state.admit
+        track = requeue.track
+        left = state.left
+        clock = state.clock
+        for item in requeue.feed(it):
+            if type(item) is Wait:
+                if blocked():
                     break
                 time.sleep(requeue.delay())
                 continue
-            if state.blocked():
+            if blocked():
                 return False
-            ctx = self._begin(state, session, ids(item))
-            requeue.track(ctx.item_id, item)
+            item_id = ids(item)
+            ctx = ItemContext(state, item_id, attempts(item_id) + 1, admit())
+            track(item_id, item)
             try:
-                self._one(process, item, ctx, state, session)
+                started = clock()
+                try:
+                    result = process(item, ctx)
+                except Exception as exc:
+                    self._failed(state, session, ctx, exc, clock() - started)
+                    continue
+                if result is not None and inspect.iscoroutine(result):
+                    _refuse_coroutine(process, result)
+                self._done(state, session, ctx, result, clock() - started)
             finally:
-                state.left()
+                left()
         return True
 
     def _one(
@@ -283,14 +315,8 @@ class ResumableRun:
         except Exception as exc:
             self._failed(state, session, ctx, exc, clock() - started)
         else:
-            if inspect.iscoroutine(result):
-                result.close()
-                raise ArgumentTypeError(
-                    "process",
-                    process,
-                    "`process` returned a coroutine; run async functions with "
-                    "`await ResumableRun(config).arun(aprocess, items)`",
-                )
+            if result is not None and inspect.iscoroutine(result):
+                _refuse_coroutine(process, result)
             self._done(state, session, ctx, result, clock() - started)
 
     def _threaded(
@@ -869,11 +895,24 @@ def _outcome_usage(ctx: ItemContext, usage: Usage, seconds: float | None) -> dic
     interrupted attempt keep counting beside it. ``seconds`` (``"s"``) is
     how long the attempt ran, for per-item limits over attempts.
     """
+    recorded = calls_recorded(ctx)
+    if usage is NO_USAGE and not recorded and seconds is None:
+        return {"a": ""}
     body = {} if usage is NO_USAGE else usage_dict(usage)
-    body["a"] = ctx.call_token if calls_recorded(ctx) else ""
+    body["a"] = ctx.call_token if recorded else ""
     if seconds is not None:
         body[SECONDS_KEY] = round(seconds, 3)
     return body
+
+
+def _refuse_coroutine(process: object, result: Coroutine[Any, Any, Any]) -> NoReturn:
+    result.close()
+    raise ArgumentTypeError(
+        "process",
+        process,
+        "`process` returned a coroutine; run async functions with "
+        "`await ResumableRun(config).arun(aprocess, items)`",
+    )
 
 
 def _check_sync_process(process: object) -> None:

@@ -235,7 +235,9 @@ class Session:
 
     def attempts(self, item_id: str | int) -> int:
         """The failed attempts of an item not done, since it was last released."""
-        failure = self._failures.get(normalize_id(item_id))
+        if type(item_id) is not str or not item_id or not item_id.isascii():
+            item_id = normalize_id(item_id)
+        failure = self._failures.get(item_id)
         return failure.attempts if failure else 0
 
     def quarantined(self) -> list[str]:
@@ -391,7 +393,7 @@ class Session:
             or self._fingerprinting
             or item_id in self._failures
         ):
-            extra = self._extra(item_id, usage, stop, _attempt_facts(turns, seconds))
+            extra = self._extra(item_id, usage, stop, turns, seconds)
         ts = int(_now())
         rules = self._rules
         with self._lock:
@@ -407,7 +409,12 @@ class Session:
             return True
 
     def _extra(
-        self, item_id: str, usage: Any, stop: str | None, facts: dict[str, Any]
+        self,
+        item_id: str,
+        usage: Any,
+        stop: str | None,
+        turns: int | None,
+        seconds: float | None,
     ) -> dict[str, Any]:
         extra: dict[str, Any] = {}
         failure = self._failures.get(item_id)
@@ -415,10 +422,16 @@ class Session:
             extra["attempt"] = failure.attempts + 1
         if stop is not None:
             extra["stop"] = str(stop)
-        extra.update(facts)
-        fp = self._rules.take_fingerprint(item_id)
-        if fp is not None:
-            extra["fp"] = fp
+        # A run's own values (an int and a finite float, both at least 0) skip the checks.
+        if turns is not None:
+            extra["turns"] = turns if type(turns) is int and turns >= 0 else _turns(turns)
+        if seconds is not None:
+            fine = type(seconds) is float and 0.0 <= seconds < math.inf
+            extra["seconds"] = seconds if fine else _seconds(seconds)
+        if self._fingerprinting:
+            fp = self._rules.take_fingerprint(item_id)
+            if fp is not None:
+                extra["fp"] = fp
         if usage is not None:
             extra["usage"] = usage_dict(usage)
         return extra
@@ -560,23 +573,33 @@ def _attempt_facts(turns: int | None, seconds: float | None) -> dict[str, Any]:
     """The ``turns`` and ``seconds`` fields of an attempt's record, checked."""
     facts: dict[str, Any] = {}
     if turns is not None:
-        if isinstance(turns, bool) or not isinstance(turns, int):
-            raise ArgumentTypeError(
-                "turns", turns, f"`turns` must be an int or None (got {type(turns).__name__})"
-            )
-        if turns < 0:
-            raise ArgumentValueError("turns", turns, f"`turns` must be at least 0 (got {turns})")
-        facts["turns"] = int(turns)
+        facts["turns"] = _turns(turns)
     if seconds is not None:
-        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
-            raise ArgumentTypeError(
-                "seconds",
-                seconds,
-                f"`seconds` must be a number or None (got {type(seconds).__name__})",
-            )
-        if not math.isfinite(seconds) or seconds < 0:
-            raise ArgumentValueError(
-                "seconds", seconds, f"`seconds` must be finite and at least 0 (got {seconds})"
-            )
-        facts["seconds"] = float(seconds)
+        facts["seconds"] = _seconds(seconds)
     return facts
+
+
+def _turns(turns: object) -> int:
+    """``turns`` checked: an int, at least 0."""
+    if isinstance(turns, bool) or not isinstance(turns, int):
+        raise ArgumentTypeError(
+            "turns", turns, f"`turns` must be an int or None (got {type(turns).__name__})"
+        )
+    if turns < 0:
+        raise ArgumentValueError("turns", turns, f"`turns` must be at least 0 (got {turns})")
+    return int(turns)
+
+
+def _seconds(seconds: object) -> float:
+    """``seconds`` checked: a finite number, at least 0, as a float."""
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+        raise ArgumentTypeError(
+            "seconds",
+            seconds,
+            f"`seconds` must be a number or None (got {type(seconds).__name__})",
+        )
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ArgumentValueError(
+            "seconds", seconds, f"`seconds` must be finite and at least 0 (got {seconds})"
+        )
+    return float(seconds)
