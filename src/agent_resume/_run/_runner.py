@@ -269,7 +269,7 @@ class ResumableRun:
         left = state.left
         clock = state.clock
         for item in requeue.feed(it):
-            if type(item) is Wait:
+            if isinstance(item, Wait):
                 if blocked():
                     break
                 time.sleep(requeue.delay())
