@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import re
 import sqlite3
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -67,7 +69,7 @@ def test_the_database_is_in_wal_mode_with_a_schema_version(tmp_path: Path) -> No
     conn = sqlite3.connect(tmp_path / "job.db")
     try:
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-        assert conn.execute("SELECT value FROM meta WHERE key = 'version'").fetchone() == ("1",)
+        assert conn.execute("SELECT value FROM meta WHERE key = 'version'").fetchone() == ("2",)
     finally:
         conn.close()
 
@@ -76,9 +78,9 @@ def test_a_newer_schema_version_is_refused(tmp_path: Path) -> None:
     opened(tmp_path / "job.db").close()
     conn = sqlite3.connect(tmp_path / "job.db")
     with conn:
-        conn.execute("UPDATE meta SET value = '2' WHERE key = 'version'")
+        conn.execute("UPDATE meta SET value = '3' WHERE key = 'version'")
     conn.close()
-    with pytest.raises(UnsupportedFormatError, match="version 2"):
+    with pytest.raises(UnsupportedFormatError, match="version 3"):
         SqliteStore(tmp_path / "job.db").open("job")
 
 
@@ -192,20 +194,49 @@ def test_reading_a_missing_database_yields_nothing(tmp_path: Path) -> None:
     assert not (tmp_path / "none.db").exists()
 
 
+def _statements_of(store: SqliteStore, action: Any) -> list[str]:
+    """The SQL statements (values bound) that ``action()`` runs on the store's connection."""
+    statements: list[str] = []
+    conn = store._conn
+    assert conn is not None
+    conn.set_trace_callback(statements.append)
+    try:
+        action()
+    finally:
+        conn.set_trace_callback(None)
+    return statements
+
+
 def test_recording_a_completion_reads_no_more_than_an_index_path(tmp_path: Path) -> None:
-    """Issue 15: ``write_done`` numbered new rows with a full scan of ``items`` (quadratic jobs)."""
+    """Issue 15: ``write_done`` numbered new rows with a full scan of ``items`` (quadratic jobs).
+
+    A completion is one statement, an ``INSERT`` run as a transaction of its
+    own (it was six: ``BEGIN``, four writes, ``COMMIT``); the ``INSERT`` and
+    the statements of the trigger it fires are explained, for an item claimed
+    first and for one never enqueued: none may scan a table.
+    """
     store = opened(tmp_path / "job.db")
     try:
-        store.write_done("a", 1, None, None)
+        store.enqueue(["a", "b"])
+        assert store.claim(1, 3) == ["a"]
+        statements = _statements_of(store, lambda: store.write_done("a", 1, {"n": 1}, "[1]"))
+        statements += _statements_of(store, lambda: store.write_done("new", 1, None, None))
+        # The trace repeats the top statement once per statement of the trigger it fires.
+        sent = [s for n, s in enumerate(statements) if n == 0 or s != statements[n - 1]]
+        assert [s.split()[0] for s in sent] == ["INSERT", "INSERT"], sent
+        (trigger,) = store._run(
+            lambda c: c.execute(
+                "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = 'completions_done'"
+            ).fetchone(),
+            "reading the trigger",
+            write=False,
+        )
+        body = trigger[trigger.index(" BEGIN") + 6 : trigger.rindex("END")]
+        queries = [*sent, *[q.replace("NEW.item_id", "'x'") for q in body.split(";") if q.strip()]]
         plans = store._run(
             lambda c: [
-                row[-1]
-                for sql in (
-                    "SELECT coalesce(max(seq), 0) + 1 FROM items",
-                    "INSERT INTO items (item_id, seq, done) VALUES "
-                    "('b', (SELECT coalesce(max(seq), 0) + 1 FROM items), 1) "
-                    "ON CONFLICT (item_id) DO UPDATE SET done = 1",
-                )
+                (sql, row[-1])
+                for sql in queries
                 for row in c.execute("EXPLAIN QUERY PLAN " + sql).fetchall()
             ],
             "explaining",
@@ -213,5 +244,39 @@ def test_recording_a_completion_reads_no_more_than_an_index_path(tmp_path: Path)
         )
     finally:
         store.close()
-    assert not [p for p in plans if p.startswith("SCAN")], plans
-    assert any("items_seq" in p for p in plans), plans
+    assert len(queries) == 4, queries
+    assert not [p for p in plans if p[1].startswith("SCAN")], plans
+    assert any("items_seq" in p[1] for p in plans), plans
+    conn = sqlite3.connect(tmp_path / "job.db")
+    try:
+        rows = conn.execute("SELECT item_id, done, leased_by FROM items ORDER BY seq").fetchall()
+    finally:
+        conn.close()
+    assert rows == [("a", 1, None), ("b", 0, None), ("new", 1, None)]
+
+
+def test_a_completion_writes_four_pages(tmp_path: Path) -> None:
+    """Issue 15: a completion wrote seven B-tree pages (a 'done' event, its sequence, a lease index).
+
+    Counted as frames added to the write-ahead log (checkpoints off), over
+    completions of claimed items: the completion row and its key, the item's
+    row and its entry in ``items_todo``; page splits add a few.
+    """
+    path = tmp_path / "job.db"
+    store = opened(path)
+    try:
+        items = [f"item-{n:04d}" for n in range(200)]
+        store.enqueue(items)
+        claimed = store.claim(200, 3)
+        assert claimed == items
+        conn = store._conn
+        assert conn is not None
+        conn.execute("PRAGMA wal_autocheckpoint=0")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        before = os.path.getsize(f"{path}-wal")
+        for n, item in enumerate(claimed):
+            assert store.write_done(item, 1, {"usage": {"calls": 1}}, f'{{"n": {n}}}')
+        frames = (os.path.getsize(f"{path}-wal") - max(before, 32)) / (4096 + 24)
+    finally:
+        store.close()
+    assert 4.0 <= frames / len(claimed) <= 4.5, frames / len(claimed)

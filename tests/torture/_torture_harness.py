@@ -274,12 +274,16 @@ def read_sqlite(path: str) -> Observed:
         try:
             rows = conn.execute("SELECT item_id FROM completions").fetchall()
             (events,) = conn.execute("SELECT count(*) FROM events WHERE kind = 'done'").fetchone()
+            (placed,) = conn.execute(
+                "SELECT count(*) FROM completions WHERE after_seq IS NOT NULL"
+            ).fetchone()
         except sqlite3.OperationalError:
             return seen  # killed before the schema was made
     finally:
         conn.close()
     seen.done.update(r[0] for r in rows)
-    seen.bad_middle = abs(events - len(rows))  # one 'done' event per completion
+    # One place among the records per completion: a 'done' event (schema version 1) or after_seq.
+    seen.bad_middle = abs(events + placed - len(rows))
     return seen
 
 

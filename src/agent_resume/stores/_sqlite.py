@@ -35,7 +35,6 @@ from agent_resume.stores._protocol import (
     default_max_attempts,
 )
 from agent_resume.stores._sql import (
-    SCHEMA_VERSION,
     GroupCommit,
     Heartbeat,
     LeaseSettings,
@@ -44,12 +43,27 @@ from agent_resume.stores._sql import (
     logger,
     new_worker_id,
 )
+from agent_resume.stores._sqlite_sql import DONE_TRIGGER as _DONE_TRIGGER
 from agent_resume.stores._sqlite_sql import NOW as _NOW
 from agent_resume.stores._sqlite_sql import SCHEMA as _SCHEMA
+from agent_resume.stores._sqlite_sql import UPGRADE as _UPGRADE
+from agent_resume.stores._sqlite_sql import VERSION as _VERSION
 
 __all__ = ["SqliteStore"]
 
 T = TypeVar("T")
+
+_INSERT_DONE: Final = (
+    "INSERT INTO completions (item_id, ts, worker, record, result, after_seq) "
+    "VALUES (?, ?, ?, ?, ?, (SELECT coalesce(max(seq), 0) FROM events)) "
+    "ON CONFLICT DO NOTHING"
+)
+"""A completion: its ``completions`` row, placed among the events by ``after_seq`` (the
+last event's ``seq``). The trigger ``completions_done`` does the rest in the same
+statement: it marks the item done (giving its lease back, or adding its row for an item
+never enqueued) and deletes its conversation. Four B-tree pages in all: the row, its
+key, the item's row, and its entry in ``items_todo`` taken out. A conflict (the item is
+done already) inserts nothing and fires nothing: a late completion."""
 
 _SYNCHRONOUS: Final = {"flush": "NORMAL", "fsync": "FULL", "group": "FULL"}
 _CORE_TABLES: Final = frozenset({"meta", "items", "completions", "events"})
@@ -247,18 +261,41 @@ class SqliteStore:
                     raise
                 conn.execute("COMMIT")
                 return value
-            except sqlite3.OperationalError as exc:
-                if "locked" in str(exc) or "busy" in str(exc):
-                    raise StoreError(
-                        f"{self.path}: {what} failed: the database stayed busy for more than "
-                        f"busy_timeout={self.busy_timeout}s (another process holds a long write)"
-                    ) from exc
-                raise StoreError(f"{self.path}: {what} failed: {exc}") from exc
             except sqlite3.Error as exc:
-                raise StoreError(f"{self.path}: {what} failed: {exc}") from exc
+                raise self._failed(what, exc) from exc
             finally:
                 if conn is not self._conn:
                     conn.close()
+
+    def _write_one(self, sql: str, parameters: tuple[Any, ...], what: str) -> int:
+        """Run one writing statement as a transaction of its own; the rows it changed.
+
+        No ``BEGIN``/``COMMIT`` around it: SQLite runs a lone statement in a
+        transaction of its own, taking the write lock when the statement
+        starts (waiting up to ``busy_timeout``, as ``BEGIN IMMEDIATE`` does)
+        and committing before ``execute`` returns, the statements of the
+        triggers it fires included. Queued completions are not drained: only
+        :meth:`write_done` calls it, and only without a group.
+        """
+        with self._lock:
+            conn = self._conn
+            if conn is None:
+                raise StoreClosedError(f"{self!r} is closed")
+            try:
+                return conn.execute(sql, parameters).rowcount
+            except sqlite3.Error as exc:
+                raise self._failed(what, exc) from exc
+
+    def _failed(self, what: str, exc: sqlite3.Error) -> StoreError:
+        """The error that says ``what`` failed, and why."""
+        if isinstance(exc, sqlite3.OperationalError) and (
+            "locked" in str(exc) or "busy" in str(exc)
+        ):
+            return StoreError(
+                f"{self.path}: {what} failed: the database stayed busy for more than "
+                f"busy_timeout={self.busy_timeout}s (another process holds a long write)"
+            )
+        return StoreError(f"{self.path}: {what} failed: {exc}")
 
     # -- opening -----------------------------------------------------------------
 
@@ -290,13 +327,16 @@ class SqliteStore:
     def _open_job(self, conn: sqlite3.Connection, job_id: str) -> JobState:
         conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
         version = _meta(conn, "version")
-        if version is not None and int(version) > SCHEMA_VERSION:
-            raise UnsupportedFormatError(self.path, int(version), SCHEMA_VERSION)
+        if version is not None and int(version) > _VERSION:
+            raise UnsupportedFormatError(self.path, int(version), _VERSION)
         for statement in _SCHEMA.split(";"):
             if statement.strip():
                 conn.execute(statement)
+        if version is not None and int(version) < _VERSION:
+            _upgrade(conn)
+        conn.execute(_DONE_TRIGGER)
         insert = "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT DO NOTHING"
-        conn.execute(insert, ("version", str(SCHEMA_VERSION)))
+        conn.execute(insert, ("version", str(_VERSION)))
         conn.execute(insert, ("job_id", job_id))
         conn.execute(insert, ("created", str(int(time.time()))))
         found = _meta(conn, "job_id") or job_id
@@ -426,12 +466,15 @@ class SqliteStore:
         if group is not None and self._conn is not None:
             group.add((item_id, ts, record, result_json))
             return True
-
-        def insert(conn: sqlite3.Connection) -> bool:
-            return self._insert_done(conn, item_id, ts, record, result_json)
-
         try:
-            recorded = self._run(insert, "recording a completion")
+            recorded = (
+                self._write_one(
+                    _INSERT_DONE,
+                    (item_id, ts, self.worker_id, record, result_json),
+                    "recording a completion",
+                )
+                == 1
+            )
         finally:
             # Recorded, late or failed: this worker renews the lease no more, so
             # that an item whose completion could not be written goes back to
@@ -444,23 +487,10 @@ class SqliteStore:
     def _insert_done(
         self, conn: sqlite3.Connection, item_id: str, ts: int, record: str, result: str | None
     ) -> bool:
-        """Insert one completion in the open transaction; whether it was the first."""
-        cur = conn.execute(
-            "INSERT INTO completions (item_id, ts, worker, record, result) "
-            "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            (item_id, ts, self.worker_id, record, result),
+        """Insert one completion in the open transaction (a group's); whether it was the first."""
+        return (
+            conn.execute(_INSERT_DONE, (item_id, ts, self.worker_id, record, result)).rowcount == 1
         )
-        if cur.rowcount != 1:
-            return False
-        conn.execute("INSERT INTO events (kind, item_id, ts) VALUES ('done', ?, ?)", (item_id, ts))
-        conn.execute("DELETE FROM conversations WHERE item_id = ?", (item_id,))
-        conn.execute(
-            "INSERT INTO items (item_id, seq, done) "
-            "VALUES (?, (SELECT coalesce(max(seq), 0) + 1 FROM items), 1) "
-            "ON CONFLICT (item_id) DO UPDATE SET done = 1, leased_by = NULL, leased_until = NULL",
-            (item_id,),
-        )
-        return True
 
     def _commit_group(self, batch: list[tuple[str, int, str, str | None]]) -> None:
         """Commit queued completions in one transaction; count the late ones."""
@@ -557,12 +587,14 @@ class SqliteStore:
         if not os.path.exists(self.path):
             return
         rows = self._run(
-            lambda c: _fetch_if_exists(
+            lambda c: _in_order(
                 c,
-                """SELECT e.kind, e.record, c.record, c.result
+                """SELECT e.seq, e.kind, e.record, c.record, c.result
                    FROM events e LEFT JOIN completions c
                      ON e.kind = 'done' AND c.item_id = e.item_id
                    ORDER BY e.seq""",
+                "SELECT after_seq, rowid, 'done', NULL, record, result FROM completions "
+                "WHERE after_seq IS NOT NULL",
             ),
             "reading records",
             write=False,
@@ -583,11 +615,13 @@ class SqliteStore:
         if not os.path.exists(self.path):
             return
         rows = self._run(
-            lambda c: _fetch_if_exists(
+            lambda c: _in_order(
                 c,
-                """SELECT c.item_id, c.result FROM completions c
+                """SELECT e.seq, c.item_id, c.result FROM completions c
                    JOIN events e ON e.kind = 'done' AND e.item_id = c.item_id
                    ORDER BY e.seq""",
+                "SELECT after_seq, rowid, item_id, result FROM completions "
+                "WHERE after_seq IS NOT NULL",
             ),
             "reading results",
             write=False,
@@ -626,8 +660,8 @@ class SqliteStore:
             ):
                 return empty
             version = _meta(conn, "version")
-            if version is not None and int(version) > SCHEMA_VERSION:
-                raise UnsupportedFormatError(self.path, int(version), SCHEMA_VERSION)
+            if version is not None and int(version) > _VERSION:
+                raise UnsupportedFormatError(self.path, int(version), _VERSION)
             limit = max_attempts
             if limit is None:
                 runs = [
@@ -739,8 +773,8 @@ class SqliteStore:
             try:
                 self._run(
                     lambda c: c.execute(
-                        "UPDATE items SET leased_by = NULL, leased_until = NULL "
-                        "WHERE leased_by = ? AND done = 0",
+                        "UPDATE items INDEXED BY items_todo SET leased_by = NULL, "
+                        "leased_until = NULL WHERE done = 0 AND leased_by = ?",
                         (self.worker_id,),
                     ),
                     "releasing leases",
@@ -771,14 +805,15 @@ def _take_back_from_the_dead(conn: sqlite3.Connection) -> bool:
     dead = [
         holder
         for (holder,) in conn.execute(
-            "SELECT DISTINCT leased_by FROM items WHERE leased_by IS NOT NULL AND done = 0"
+            "SELECT DISTINCT leased_by FROM items INDEXED BY items_todo "
+            "WHERE done = 0 AND leased_by IS NOT NULL"
         )
         if holder_is_dead(str(holder))
     ]
     for holder in dead:
         cur = conn.execute(
-            "UPDATE items SET leased_by = NULL, leased_until = NULL "
-            "WHERE leased_by = ? AND done = 0",
+            "UPDATE items INDEXED BY items_todo SET leased_by = NULL, leased_until = NULL "
+            "WHERE done = 0 AND leased_by = ?",
             (holder,),
         )
         logger.info(
@@ -787,6 +822,43 @@ def _take_back_from_the_dead(conn: sqlite3.Connection) -> bool:
             holder,
         )
     return bool(dead)
+
+
+def _upgrade(conn: sqlite3.Connection) -> None:
+    """Bring a file of an older schema to this version, in the opening transaction."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(completions)")}
+    for statement in _UPGRADE:
+        if "after_seq" in statement and "after_seq" in columns:
+            continue
+        conn.execute(statement)
+    conn.execute("UPDATE meta SET value = ? WHERE key = 'version'", (str(_VERSION),))
+
+
+def _in_order(conn: sqlite3.Connection, with_events: str, placed: str) -> list[tuple[Any, ...]]:
+    """Rows of a record per event and per completion, in the order they were written.
+
+    ``with_events`` selects the events (and the version 1 completions, which
+    have a ``'done'`` event), ordered by ``seq``, that first. ``placed``
+    selects the completions placed by ``after_seq``, its first two columns
+    ``after_seq`` and ``rowid``. A completion comes after the event whose
+    ``seq`` is its ``after_seq`` and before the next one; those after the
+    same event come in ``rowid`` order. A file of version 1 that no store has
+    opened since has no ``after_seq``: it has only the events.
+    """
+    events = _fetch_if_exists(conn, with_events)
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(completions)")}
+    if "after_seq" not in columns:
+        return [row[1:] for row in events]
+    done = sorted(conn.execute(placed).fetchall(), key=lambda row: (row[0], row[1]))
+    rows: list[tuple[Any, ...]] = []
+    k = 0
+    for event in events:
+        while k < len(done) and done[k][0] < event[0]:
+            rows.append(done[k][2:])
+            k += 1
+        rows.append(event[1:])
+    rows.extend(row[2:] for row in done[k:])
+    return rows
 
 
 def _fetch_if_exists(conn: sqlite3.Connection, sql: str) -> list[tuple[Any, ...]]:
