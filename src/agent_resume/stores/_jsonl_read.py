@@ -6,8 +6,12 @@ expression over a whole block of lines. So is a completion with usage or a
 result, by its head (``id``, ``ts``, then ``attempt``, ``stop``, ``fp`` in the
 writer's order): its usage and result are not decoded for a resume, and not
 checked either, except in strict mode, which checks a usage by a pattern of
-flat JSON and decodes a result. Any other line (failures, releases, run
-records, a line naming ``"status"``) is read with :func:`json.loads`.
+flat JSON and decodes a result. A ``call`` record (one LLM call's usage) is
+recognised by its head and skipped, since the job's state has no use for it
+(in strict mode its usage is checked by the same pattern; a call line naming
+``"id"`` anywhere is decoded, lest it hide a completion). Any other line
+(failures, releases, run records, a line naming ``"status"``) is read with
+:func:`json.loads`.
 
 A line longer than a block is gathered piece by piece and joined once, so
 reading it costs time linear in its length. Blank lines are skipped silently.
@@ -104,6 +108,30 @@ _LAZY_IDS = re.compile(
 _DONE_IDS = re.compile(
     rb"\n" + _DONE_BODY.replace(rb'"([^"\\\x00-\x1f]*"))?', rb'"[^"\\\x00-\x1f]*")?') + rb"(?=\n)"
 )
+# A ``call`` record (one LLM call's usage, written as ``ctx.call`` returns) as
+# this library writes it. The job's state ignores these records, so a resume
+# only has to recognise them: by their head in the default mode (the line must
+# not name an "id", which would make it a completion), in full in strict mode.
+# Each pattern has as many groups as the completion pattern it is joined with,
+# all empty for a call line, so one findall reads a block of both kinds.
+_CALL_HEAD = rb'\{"call": ' + _STR + rb'(?:, "a": ' + _STR + rb')?, "ts": ' + _INT + rb', "usage": '
+_CALL_LINE = re.compile(_CALL_HEAD + rb"\{[^\n]*\}")
+_CALL_STRICT_LINE = re.compile(_CALL_HEAD + _FLAT + rb"\}")
+_CALL_START: Final = b'{"call": '
+
+
+def _with_calls(pattern: re.Pattern[bytes], call: bytes, lookahead: bool) -> re.Pattern[bytes]:
+    """``pattern`` (which starts with a newline) or a call line, in one pattern."""
+    body = pattern.pattern[len(rb"\n") :]
+    if lookahead:
+        body = body[: -len(rb"(?=\n)")]
+    return re.compile(rb"\n(?:" + body + rb"|" + call + rb")" + (rb"(?=\n)" if lookahead else b""))
+
+
+_LAZY_CALLS = _with_calls(_LAZY, _CALL_HEAD + rb"\{", False)
+_LAZY_IDS_CALLS = _with_calls(_LAZY_IDS, _CALL_HEAD + rb"\{", False)
+_DONE_CALLS = _with_calls(_DONE, _CALL_HEAD + _FLAT + rb"\}", True)
+_DONE_IDS_CALLS = _with_calls(_DONE_IDS, _CALL_HEAD + _FLAT + rb"\}", True)
 _BLANK: Final = b" \t\r"
 # What a torn first write of this library (or of the original format) begins with.
 _OUR_STARTS: Final = (b'{"agent_resume": ', b'{"id": ', b'{"run": ')
@@ -257,7 +285,7 @@ class _Loader:
         if is_blank(raw):
             self.last_bad_at_end = False  # a bad line before a blank one is not a torn write
             return
-        if self._completion(raw):
+        if self._completion(raw) or self._call(raw):
             return
         record = parse_line(raw)
         if not isinstance(record, dict):
@@ -305,24 +333,34 @@ class _Loader:
             self.last_bad_at_end = False
             return
         fps = b', "fp": "' in data
+        calls = _CALL_START in data
         if self.strict:
             # Every line checked in full: the usage by pattern, a result decoded.
             skip = b', "result": '
-            pattern = _DONE if fps else _DONE_IDS
+            if fps:
+                pattern = _DONE_CALLS if calls else _DONE
+            else:
+                pattern = _DONE_IDS_CALLS if calls else _DONE_IDS
         else:
             # A completion's usage and result are neither decoded nor checked here:
             # the readers that need them do both (status, report, results(), repair).
             # A line naming a status anywhere is read in full, lest one hide after them.
             skip = b'"status"'
-            pattern = _LAZY if fps else _LAZY_IDS
+            if fps:
+                pattern = _LAZY_CALLS if calls else _LAZY
+            else:
+                pattern = _LAZY_IDS_CALLS if calls else _LAZY_IDS
         if len(ids) != count and skip not in data and (data.isascii() or _is_utf8(data)):
             found = pattern.findall(b"\n" + data)
-            whole = self.strict or data.count(b"}\n") == count
-            if (
-                len(found) == count
-                and whole
-                and self._add_done([m[0] for m in found] if fps else found)
-            ):
+            whole = len(found) == count and (self.strict or data.count(b"}\n") == count)
+            if whole and calls:
+                # Call lines matched with empty groups: the state has no use for them.
+                found = [m for m in found if m[0]] if fps else list(filter(None, found))
+                # In the default mode a call line is matched by its head only: one
+                # naming "id" anywhere (which could make it a completion) sends the
+                # block line by line. Each completion names "id" once, at its head.
+                whole = self.strict or data.count(b'"id"') == len(found)
+            if whole and self._add_done([m[0] for m in found] if fps else found):
                 if fps:
                     self._add_fingerprints(found)
                 self.line_number += count
@@ -355,6 +393,24 @@ class _Loader:
         if not self.known:
             self.known = True  # an ID with an integer "ts": a checkpoint record
             self.first_bad = None
+        return True
+
+    def _call(self, raw: bytes) -> bool:
+        """Recognise a ``call`` line by its pattern (see :meth:`block`); ``False`` if it is not one.
+
+        The job's state ignores call records, so one recognised is skipped.
+        Only once the file is known to be a checkpoint: a headerless file
+        must begin with a completion or a run record.
+        """
+        if not self.known or not raw.startswith(_CALL_START):
+            return False
+        if self.strict:
+            match = _CALL_STRICT_LINE.fullmatch(raw)
+        else:
+            match = None if b'"id"' in raw else _CALL_LINE.fullmatch(raw)
+        if match is None or not (raw.isascii() or _is_utf8(raw)):
+            return False
+        self.last_bad_at_end = False
         return True
 
     def _add_done(self, ids: list[bytes]) -> bool:
