@@ -55,27 +55,36 @@ def make(path: Path, lines: int, result: bool) -> None:
 
 def make_calls(path: Path, items: int) -> int:
     """Write a checkpoint as a run making two calls per item writes it; returns its lines."""
-    from agent_resume import JsonlStore
-    from agent_resume._records import usage_dict
+    from agent_resume import JsonlStore, Usage
 
     store = JsonlStore(path)
     store.open("bench")
     ts = 1748107200
+    priced = {
+        "model": "gpt-4o-mini",
+        "priced_as": "gpt-4o-mini",
+        "price_source": "genai-prices 0.2.3",
+    }
     try:
         for i in range(items):
             item_id, token = f"item-{i:07d}", f"{i:08x}"
-            spent = {"in": 0, "out": 0, "calls": 0, "cost": 0.0}
+            spent = Usage()
             for n in range(CALLS_PER_ITEM):
-                call = {"in": 1234 + i % 97, "out": 56 + n, "calls": 1, "cost": 0.0002187}
-                call.update(
-                    model="gpt-4o-mini", priced_as="gpt-4o-mini", price_source="genai-prices 0.2.3"
+                call = Usage(
+                    input_tokens=1234 + i % 97,
+                    output_tokens=56 + n,
+                    calls=1,
+                    cost_usd=0.0002187,
+                    **priced,
                 )
-                for key in ("in", "out", "calls", "cost"):
-                    spent[key] += call[key]
-                usage = {**usage_dict(call), "s": round(0.4 + n * 0.51, 3)}
+                spent = spent + call
+                usage = {**call.to_dict(), "s": round(0.4 + n * 0.51, 3)}
                 store.write_run({"call": item_id, "a": token, "ts": ts, "usage": usage})
-            total = {**call, **spent, "a": token}
-            extra = {"turns": CALLS_PER_ITEM, "seconds": 0.916, "usage": usage_dict(total)}
+            extra = {
+                "turns": CALLS_PER_ITEM,
+                "seconds": 0.916,
+                "usage": {**spent.to_dict(), "a": token},
+            }
             store.write_done(item_id, ts, extra, None)
     finally:
         store.close()

@@ -9,9 +9,9 @@ set operations done in C.
 from __future__ import annotations
 
 from collections.abc import Callable, Generator, Iterator, Sequence
-from itertools import chain, compress, filterfalse
-from operator import not_
-from typing import Any, TypeVar
+from itertools import chain, compress, filterfalse, islice
+from operator import lt, not_
+from typing import Any, TypeVar, cast
 
 from agent_resume._records import normalize_id
 from agent_resume._session._items import (
@@ -58,9 +58,16 @@ class Batched(Strategy[T]):
 
     Per batch of 16,384: the done filter over the raw IDs (an ID found done
     was valid when it was marked, so only the IDs kept are checked), the
-    duplicate check through one ``set.update``, then the kept items are
-    handed out through a C iterator (``chain.from_iterable`` over per-batch
-    filters), so that no Python frame runs per item.
+    duplicate check, then the kept items are handed out through a C iterator
+    (``chain.from_iterable`` over per-batch filters), so that no Python frame
+    runs per item.
+
+    The duplicate check costs one comparison per kept ID while the IDs found
+    to do are in strictly increasing order (IDs in increasing order cannot
+    repeat: zero-padded counters, keys read in order); at the first ID out of
+    order the pass builds the set of the IDs kept so far and checks every
+    later batch through one ``set.update``, which costs about three times as
+    much.
     """
 
     def __init__(self, rules: ItemRules, items: Sequence[T], key: KeyFunc | None) -> None:
@@ -77,9 +84,12 @@ class Batched(Strategy[T]):
         # marked after their batch was filtered, and a later repeat of one the
         # pass already handed out is still counted as a repeat.
         rules = self.rules
-        marked: set[str] = set()
-        is_marked = marked.__contains__
-        seen: set[str] = set()
+        marked: dict[str, bool] = {}
+        is_marked = marked.get  # a C method called per item: cheaper than set.__contains__
+        # `seen` is None while the IDs kept are strictly increasing (`last` is
+        # the greatest); `kept_ids` holds them, to build `seen` from when needed.
+        seen: set[str] | None = None
+        last: str | None = None
         kept_ids: list[list[str]] = []
         careful = False
         rules.watchers.append(marked)
@@ -88,12 +98,25 @@ class Batched(Strategy[T]):
                 rules.check_open()
                 todo, todo_ids, ids = self._split(chunk, raw, checked)
                 if marked:
-                    for item_id in filter(is_marked, ids):
-                        if item_id in seen:
-                            rules.duplicate(item_id)
+                    again = list(filter(is_marked, ids))
+                    if again:
+                        if seen is None:
+                            seen = set(chain.from_iterable(kept_ids))
+                        for item_id in again:
+                            if item_id in seen:
+                                rules.duplicate(item_id)
                 if careful:
+                    assert seen is not None  # built when the first repeat was found
                     todo, todo_ids = self._drop_duplicates(todo, todo_ids, seen)
+                elif seen is None and _increasing(todo_ids, last):
+                    if todo_ids:
+                        if not todo_ids[0]:  # the least of all: only ever first
+                            normalize_id("", "item ID")  # raises: no item is done under ""
+                        last = todo_ids[-1]
+                        kept_ids.append(todo_ids)
                 else:
+                    if seen is None:
+                        seen = set(chain.from_iterable(kept_ids))
                     before = len(seen)
                     seen.update(todo_ids)
                     if len(seen) - before != len(todo_ids):
@@ -106,8 +129,8 @@ class Batched(Strategy[T]):
                         todo, todo_ids = self._drop_duplicates(todo, todo_ids, seen)
                     else:
                         kept_ids.append(todo_ids)
-                if "" in seen:
-                    normalize_id("", "item ID")  # raises: no item can be done under ""
+                    if "" in seen:
+                        normalize_id("", "item ID")  # raises: no item can be done under ""
                 if rules.failures:
                     pairs = [
                         (item, item_id)
@@ -117,7 +140,7 @@ class Batched(Strategy[T]):
                     todo = [pair[0] for pair in pairs]
                     todo_ids = [pair[1] for pair in pairs]
                 if todo is todo_ids:
-                    yield filterfalse(is_marked, todo)
+                    yield cast("Iterator[T]", filterfalse(is_marked, todo_ids))
                 else:
                     yield compress(todo, map(not_, map(is_marked, todo_ids)))
         finally:
@@ -157,6 +180,15 @@ class Batched(Strategy[T]):
             kept.append(item)
             kept_ids.append(item_id)
         return kept, kept_ids
+
+
+def _increasing(ids: list[str], last: str | None) -> bool:
+    """Whether ``ids`` are in strictly increasing order, all above ``last``: none repeats."""
+    if not ids:
+        return True
+    if last is not None and not last < ids[0]:
+        return False
+    return all(map(lt, ids, islice(ids, 1, None)))
 
 
 def _not_done(

@@ -49,8 +49,9 @@ class ItemRules:
         failures: The failed attempts of the items not done.
         max_attempts: Failed attempts after which an item is quarantined.
         rerun: Items done earlier whose content changed, to run again.
-        watchers: Sets that every ID marked done is added to (one per
-            batched pass in progress).
+        watchers: Maps that every ID marked done is added to (as a key, to
+            ``True``; one per batched pass in progress, which asks them
+            through ``dict.get``, the cheapest membership test C offers).
         duplicates: Repeats counted so far.
         changed: Done items found changed so far.
         closed: Whether the session was closed.
@@ -90,7 +91,7 @@ class ItemRules:
         self._pending_fp: dict[str, str] = {}
         self._warned = False
         self.rerun: set[str] = set()
-        self.watchers: list[set[str]] = []
+        self.watchers: list[dict[str, bool]] = []
         self.duplicates = 0
         self.changed = 0
         self.closed = False
@@ -172,7 +173,7 @@ class ItemRules:
         """Note that the item is done (under the session's lock, once its record is written)."""
         self.done.add(item_id)
         for watcher in self.watchers:
-            watcher.add(item_id)
+            watcher[item_id] = True
         if self.rerun:
             self.rerun.discard(item_id)
         if self.failures:
