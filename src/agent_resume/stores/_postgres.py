@@ -1,7 +1,8 @@
 """The PostgreSQL store: many workers on many machines share one job.
 
 One job lives in one schema (``agent_resume`` unless told otherwise). Every
-worker enqueues the same items; claims take batches with ``FOR UPDATE SKIP
+worker gives the same items; the first to enqueue a batch of them adds it (with
+its digest), the others find the digest and skip it; claims take batches with ``FOR UPDATE SKIP
 LOCKED`` under a lease judged by the database clock; a heartbeat thread
 renews the leases this worker holds; a completion is one row in a table keyed
 by the item, so the first writer wins. Every statement runs in its own
@@ -12,6 +13,7 @@ a record.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 import threading
@@ -35,11 +37,20 @@ from agent_resume._records import FailureInfo, JobState, dumps, failure_record
 from agent_resume.stores._pg_link import PgLink
 from agent_resume.stores._postgres_sql import (
     CLAIM,
+    CLAIM_PLAN,
     COMPLETE,
     COMPLETE_MANY,
     CONVERSATIONS,
+    ENQUEUE,
+    ENQUEUED,
     FAIL,
+    MIGRATE_1,
+    RECORDS,
+    RECORDS_1,
     RELEASE,
+    RESULTS,
+    RESULTS_1,
+    SCHEMA_VERSION,
     TABLES,
 )
 from agent_resume.stores._protocol import (
@@ -49,7 +60,6 @@ from agent_resume.stores._protocol import (
     default_max_attempts,
 )
 from agent_resume.stores._sql import (
-    SCHEMA_VERSION,
     GroupCommit,
     Heartbeat,
     LeaseSettings,
@@ -178,7 +188,9 @@ class PostgresStore:
         self._link = PgLink(self._connect, repr(self), timeout, self._set_up)
         self._beat_link = PgLink(self._connect, repr(self) + " heartbeat", timeout, self._set_up)
         # Claims of a group worker run on their own connection, beside the commits.
-        self._claim_link = PgLink(self._connect, repr(self) + " claims", timeout, self._set_up)
+        self._claim_link = PgLink(
+            self._connect, repr(self) + " claims", timeout, self._set_up_claims
+        )
         self._held: set[str] = set()
         self._held_lock = threading.Lock()
         self._heartbeat: Heartbeat | None = None
@@ -221,6 +233,15 @@ class PostgresStore:
     def _set_up(self, conn: Connection) -> None:
         """Session settings of a new connection (run by the link, under its watchdog)."""
         conn.execute(f"SET statement_timeout = {self._timeout_ms()}")
+
+    def _set_up_claims(self, conn: Connection) -> None:
+        """A connection that only claims: the claim's plan for the whole session.
+
+        So that a claim is one round trip: a claim made ahead runs in a thread
+        that waits for the interpreter's lock before each round trip.
+        """
+        self._set_up(conn)
+        conn.execute(CLAIM_PLAN, {"local": False})
 
     def _run(self, fn: Callable[[Connection], T], what: str, *, watch: bool = True) -> T:
         return self._link.run(fn, what, watch=watch)
@@ -306,6 +327,13 @@ class PostgresStore:
                 raise UnsupportedFormatError(repr(self), int(version), SCHEMA_VERSION)
             for ddl in (*TABLES, CONVERSATIONS):
                 conn.execute(self._sql(ddl))
+            if version is not None and int(version) < SCHEMA_VERSION:
+                for ddl in MIGRATE_1:
+                    conn.execute(self._sql(ddl))
+                conn.execute(
+                    self._sql("UPDATE {s}.meta SET value = %s WHERE key = 'version'"),
+                    (str(SCHEMA_VERSION),),
+                )
             insert = self._sql(
                 "INSERT INTO {s}.meta (key, value) VALUES (%s, %s) ON CONFLICT DO NOTHING"
             )
@@ -348,21 +376,26 @@ class PostgresStore:
     def enqueue(self, item_ids: Sequence[str]) -> None:
         """Add the items in batches; items already known are left as they are.
 
+        Each batch of 5,000 IDs is kept with its digest: a batch whose digest
+        is there (another worker enqueued the same IDs) costs one lookup, not
+        an insert per ID, and a worker enqueueing it at the same moment as
+        another waits for that one's commit and adds nothing.
+
         Raises:
             ArgumentValueError: An ID holds a NUL character, which PostgreSQL
                 cannot keep (nothing is enqueued).
         """
         self._writable()
         _check_ids(item_ids)
-        sql = self._sql(
-            "INSERT INTO {s}.items (item_id) SELECT x FROM unnest(%s::text[]) "
-            "WITH ORDINALITY AS t(x, n) ORDER BY n ON CONFLICT DO NOTHING"
-        )
+        known = self._sql(ENQUEUED)
+        add = self._sql(ENQUEUE)
         for start in range(0, len(item_ids), _CHUNK):
             chunk = list(item_ids[start : start + _CHUNK])
+            params = {"d": _digest(chunk), "ids": chunk}
 
-            def insert(conn: Connection, chunk: list[str] = chunk) -> None:
-                conn.execute(sql, (chunk,))
+            def insert(conn: Connection, params: dict[str, Any] = params) -> None:
+                if conn.execute(known, params).fetchone() is None:
+                    conn.execute(add, params)
 
             self._run(insert, "enqueueing items")
 
@@ -376,7 +409,6 @@ class PostgresStore:
         """
         if not self._open:
             raise StoreClosedError(f"{self!r} is closed")
-        sql = self._sql(CLAIM)
         params = {
             "w": self.worker_id,
             "lease": self.lease_seconds,
@@ -385,7 +417,7 @@ class PostgresStore:
             "limit": limit,
         }
         if self._group is None:
-            rows = self._run(lambda c: c.execute(sql, params).fetchall(), "claiming items")
+            rows = self._run(lambda c: self._claim_rows(c, params), "claiming items")
             ids = [item_id for item_id, _ in sorted(rows, key=lambda r: r[1])]
             with self._held_lock:
                 self._held.update(ids)
@@ -411,6 +443,12 @@ class PostgresStore:
         if not ids and ahead is not None:
             return self.claim(limit, max_attempts, exclude)
         return ids
+
+    def _claim_rows(self, conn: Connection, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        """The claim, in a transaction whose plan walks the queue's index in order."""
+        with conn.transaction():
+            conn.execute(CLAIM_PLAN, {"local": True})
+            return conn.execute(self._sql(CLAIM), params).fetchall()
 
     def _claim_now(self, params: dict[str, Any]) -> list[str]:
         """Lease a batch on the claims' connection; the heartbeat renews it from now on."""
@@ -475,13 +513,20 @@ class PostgresStore:
             "recs": [r[3] for r in rows],
             "res": [r[4] for r in rows],
             "w": self.worker_id,
+            "again": False,
         }
         sql = self._sql(COMPLETE_MANY)
+
+        tries: list[int] = []
+
+        def commit(conn: Connection) -> set[str]:
+            # A retry looks for its tokens: the try before may have committed.
+            params["again"] = bool(tries)
+            tries.append(1)
+            return {row[0] for row in conn.execute(sql, params).fetchall()}
+
         try:
-            recorded = self._run(
-                lambda c: {row[0] for row in c.execute(sql, params).fetchall()},
-                "recording completions",
-            )
+            recorded = self._run(commit, "recording completions")
         finally:
             self._lost_group(batch)
         with self._held_lock:
@@ -628,34 +673,33 @@ class PostgresStore:
 
     # -- reading ---------------------------------------------------------------
 
+    def _by_version(self, conn: Connection, current: str, version_1: str) -> list[tuple[Any, ...]]:
+        """Read with the query for the schema's version (one not yet opened may be version 1)."""
+        found = conn.execute("SELECT to_regclass(%s)", (f"{self.schema}.meta",)).fetchone()
+        if found is None or found[0] is None:
+            return []
+        version = self._meta(conn, "version")
+        sql = version_1 if version is not None and int(version) < SCHEMA_VERSION else current
+        return _fetch_if_exists(conn, self._sql(sql))
+
     def iter_records(self) -> Iterator[dict[str, Any]]:
         """Yield every record of the job, oldest first (completions with their result)."""
-        sql = self._sql(
-            """SELECT e.kind, e.record, c.record, c.result
-               FROM {s}.events e LEFT JOIN {s}.completions c
-                 ON e.kind = 'done' AND c.item_id = e.item_id
-               ORDER BY e.seq"""
+        rows = self._read(
+            lambda c: self._by_version(c, RECORDS, RECORDS_1), "reading records", long=True
         )
-        rows = self._read(lambda c: _fetch_if_exists(c, sql), "reading records", long=True)
-        for kind, record, done_record, result in rows:
-            if kind == "done":
-                if done_record is None:
-                    continue
-                body = dict(done_record)
-                if result is not None:
-                    body["result"] = result
-                yield body
-            elif isinstance(record, dict):
-                yield record
+        for kind, record, result in rows:
+            if not isinstance(record, dict):
+                continue
+            if kind == "done" and result is not None:
+                record = {**record, "result": result}
+            yield record
 
     def iter_results(self) -> Iterator[tuple[str, Any]]:
         """Yield ``(item_id, result)`` for each item done, in the order they were done."""
-        sql = self._sql(
-            """SELECT c.item_id, c.result FROM {s}.completions c
-               JOIN {s}.events e ON e.kind = 'done' AND e.item_id = c.item_id
-               ORDER BY e.seq"""
+        rows = self._read(
+            lambda c: self._by_version(c, RESULTS, RESULTS_1), "reading results", long=True
         )
-        yield from self._read(lambda c: _fetch_if_exists(c, sql), "reading results", long=True)
+        yield from rows
 
     def describe(self, max_attempts: int | None = None) -> StoreDescription:
         """Describe the job read-only (a schema that does not exist is not created).
@@ -786,17 +830,18 @@ class PostgresStore:
         if heartbeat is not None:
             heartbeat.stop()
         was_open, self._open = self._open, False
-        if was_open:
+        with self._held_lock:
+            held, self._held = list(self._held), set()
+        if was_open and held:
+            # The leases it holds, by key: no index finds rows by their holder.
             sql = self._sql(
                 "UPDATE {s}.items SET leased_by = NULL, leased_until = NULL "
-                "WHERE leased_by = %s AND NOT done"
+                "WHERE leased_by = %s AND NOT done AND item_id = ANY(%s::text[])"
             )
             try:
-                self._run(lambda c: c.execute(sql, (self.worker_id,)), "releasing leases")
+                self._run(lambda c: c.execute(sql, (self.worker_id, held)), "releasing leases")
             except StoreError as exc:  # the leases expire on their own
                 logger.warning("%s", exc)
-        with self._held_lock:
-            self._held.clear()
         self._disconnect()
         if error is not None:
             raise error
@@ -827,6 +872,11 @@ def _check_ids(item_ids: Sequence[str]) -> None:
                 f"PostgresStore cannot keep an item ID with a NUL character (got {item_id!r}): "
                 "PostgreSQL text holds none; use a key= that maps it to another ID",
             )
+
+
+def _digest(chunk: list[str]) -> str:
+    """The digest of a batch of IDs (which hold no NUL: it separates them)."""
+    return hashlib.sha256("\0".join(chunk).encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _fetch_if_exists(conn: Connection, sql: str) -> list[tuple[Any, ...]]:
