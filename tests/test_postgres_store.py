@@ -260,3 +260,151 @@ def test_a_group_worker_claims_its_next_batch_ahead_and_gives_it_all_back_on_clo
         store.close()
     assert query(pg_dsn, leased) == []
     assert query(pg_dsn, "SELECT item_id FROM agent_resume.completions") == [("a",)]
+
+
+def claim_plan(dsn: str, *, planned: bool) -> str:
+    """The claim's plan as JSON text, with or without the claim's planner settings."""
+    import json
+
+    import psycopg
+
+    from agent_resume.stores._postgres_sql import CLAIM, CLAIM_PLAN
+
+    params = {"w": "x", "lease": 30, "max": 3, "exclude": [], "limit": 64}
+    with psycopg.connect(dsn) as conn:
+        if planned:
+            conn.execute(CLAIM_PLAN, {"local": True})
+        (plan,) = conn.execute(
+            "EXPLAIN (FORMAT JSON) " + CLAIM.replace("{s}", "agent_resume"), params
+        ).fetchone()  # type: ignore[misc]
+        conn.rollback()
+    return json.dumps(plan)
+
+
+def test_a_claim_walks_the_queue_in_order_instead_of_sorting_every_pending_row(
+    pg_dsn: str,
+) -> None:
+    # Issue 15: with statistics taken while most items were leased (as
+    # autovacuum takes them mid-run), the claim read every pending row and
+    # sorted them, on every claim.
+    store = opened(pg_dsn)
+    try:
+        store.enqueue([f"item-{n:05d}" for n in range(20_000)])
+        query(pg_dsn, "UPDATE agent_resume.items SET leased_until = now() + interval '1 hour'")
+        query(pg_dsn, "ANALYZE agent_resume.items")
+        query(pg_dsn, "UPDATE agent_resume.items SET leased_until = NULL WHERE seq > 2")
+        assert '"Sort"' in claim_plan(pg_dsn, planned=False)  # what the planner picks alone
+        plan = claim_plan(pg_dsn, planned=True)
+        assert '"Sort"' not in plan and '"Seq Scan"' not in plan, plan
+        assert '"Index Name": "items_todo"' in plan, plan
+        assert store.claim(3, 3) == ["item-00002", "item-00003", "item-00004"]
+    finally:
+        store.close()
+
+
+def test_a_claim_does_not_wait_for_the_disk_but_a_completion_does(pg_dsn: str) -> None:
+    def show(link: object, name: str) -> str:
+        row = link.run(lambda c: c.execute(f"SHOW {name}").fetchone(), "showing")  # type: ignore[attr-defined]
+        return str(row[0])
+
+    for durability in ("flush", "group"):
+        store = opened(pg_dsn, durability=durability, schema=f"sync_{durability}")
+        try:
+            store.enqueue(["a", "b"])
+            assert store.claim(1, 3) == ["a"]
+            assert store.write_done("a", 1, None, None)
+            store.flush()
+            # The claim's settings stay with the claim: completions wait for the
+            # disk (the server's synchronous_commit) and are planned as usual.
+            assert show(store._link, "synchronous_commit") == "on"
+            assert show(store._link, "enable_sort") == "on"
+            if durability == "group":  # its claims have a connection of their own
+                assert show(store._claim_link, "synchronous_commit") == "off"
+        finally:
+            store.close()
+
+
+def test_a_batch_already_enqueued_is_skipped_by_its_digest(pg_dsn: str) -> None:
+    # Issue 15: every worker inserted the whole item list at its start.
+    ids = [f"i{n:05d}" for n in range(12_000)]  # batches of 5,000, 5,000 and 2,000
+    first, second = opened(pg_dsn), opened(pg_dsn)
+    try:
+        first.enqueue(ids)
+        assert query(pg_dsn, "SELECT count(*) FROM agent_resume.enqueued") == [(3,)]
+        # A row removed behind the store's back shows that the second worker
+        # inserted nothing: its batches were known by their digests.
+        query(pg_dsn, "DELETE FROM agent_resume.items WHERE item_id = 'i00001'")
+        second.enqueue(ids)
+        assert query(pg_dsn, "SELECT count(*) FROM agent_resume.items") == [(11_999,)]
+        # A list that grew has a new last batch: its new items are added.
+        second.enqueue([*ids, "i99999"])
+        assert query(pg_dsn, "SELECT count(*) FROM agent_resume.items") == [(12_000,)]
+        assert second.claim(3, 3) == ["i00000", "i00002", "i00003"]
+    finally:
+        first.close()
+        second.close()
+
+
+def test_workers_enqueueing_the_same_items_at_once_add_each_once_in_order(pg_dsn: str) -> None:
+    import threading
+
+    ids = [f"i{(n * 7919) % 10_007:05d}" for n in range(10_007)]  # not in sorted order
+    stores = [opened(pg_dsn) for _ in range(4)]
+    gate = threading.Barrier(4)
+
+    def enqueue(store: PostgresStore) -> None:
+        gate.wait()
+        store.enqueue(ids)
+
+    threads = [threading.Thread(target=enqueue, args=(s,)) for s in stores]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        for s in stores:
+            s.close()
+    rows = query(pg_dsn, "SELECT item_id FROM agent_resume.items ORDER BY seq")
+    assert [r[0] for r in rows] == ids
+
+
+def test_a_group_commit_retried_after_an_unknown_commit_finds_its_own_completions(
+    pg_dsn: str,
+) -> None:
+    import psycopg
+
+    from agent_resume.stores._postgres_sql import COMPLETE_MANY
+
+    opened(pg_dsn).close()
+    sql = COMPLETE_MANY.replace("{s}", "agent_resume")
+    params = {
+        "ids": ["a", "b"],
+        "ts": [1, 1],
+        "toks": ["t-a", "t-b"],
+        "recs": ['{"id": "a", "ts": 1}', '{"id": "b", "ts": 1}'],
+        "res": [None, None],
+        "w": "w",
+    }
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        first = conn.execute(sql, {**params, "again": False}).fetchall()
+        assert sorted(first) == [("a",), ("b",)]
+        # The same batch again: a retry whose first try committed, or not a retry.
+        assert sorted(conn.execute(sql, {**params, "again": True}).fetchall()) == sorted(first)
+        assert conn.execute(sql, {**params, "again": False}).fetchall() == []
+
+
+def test_closing_gives_back_the_leases_of_the_items_not_done(pg_dsn: str) -> None:
+    for durability in ("flush", "group"):
+        schema = f"close_{durability}"
+        leaving = opened(pg_dsn, lease=30, durability=durability, schema=schema)
+        other = opened(pg_dsn, lease=30, schema=schema)
+        try:
+            leaving.enqueue(["a", "b", "c", "d"])
+            assert leaving.claim(3, 3) == ["a", "b", "c"]
+            leaving.write_done("b", 1, None, None)
+            leaving.close()
+            assert other.claim(5, 3) == ["a", "c", "d"]  # at once, not after 30 s
+        finally:
+            leaving.close()
+            other.close()
