@@ -125,3 +125,19 @@ def test_a_second_signal_aborts_at_once(tmp_path, mode, sig, code):
         ], err
     else:
         assert err == ""
+
+
+def test_a_signal_while_workers_rest_after_quick_items_records_every_started_item(tmp_path):
+    # Nine quick items in ten: the workers rest after them (issue 15) and are
+    # woken for the slow ones; the signal must still drain and record every
+    # item that started, and leave none in flight.
+    proc = start(tmp_path, "threads", concurrency=4, sleeps="0,0,0,0,0,0,0,0,0,0.5", items=2000)
+    started = wait_for_starts(proc, 60)
+    proc.send_signal(signal.SIGINT)
+    out, err = finish(proc)
+    assert proc.returncode == 0, err
+    report = report_of(out)
+    assert (report["stop_reason"], report["abandoned"]) == ("signal", 0)
+    starts = started + [line.split()[1] for line in out.splitlines() if line.startswith("START")]
+    assert sorted(done_ids(tmp_path)) == sorted(starts)
+    assert report["done"] == len(starts) and report["remaining"] == 2000 - len(starts)

@@ -31,6 +31,7 @@ from agent_resume._run._requeue import Requeue, Wait
 from agent_resume._run._signals import RunSignals
 from agent_resume._run._spent import SECONDS_KEY, JobSpent
 from agent_resume._run._state import RunState
+from agent_resume._run._threads import Feeder, Pool
 from agent_resume._run._tracing import item_scope, run_scope
 from agent_resume._session._agent import AgentResume
 from agent_resume._session._items import IdReader, KeyFunc
@@ -329,32 +330,36 @@ class ResumableRun:
     ) -> bool:
         # Each worker takes its own next item (under one lock) and runs it: no
         # hand-off through the main thread, which would cost two thread
-        # switches per item. The main thread only waits, so that it sees signals.
-        feeder = _Feeder(
+        # switches per item. Workers whose items are quick rest while another
+        # is free (see _threads). The main thread only waits, so that it sees signals.
+        feeder = Feeder(
             state,
             state.requeue.feed(it),
             IdReader(key),
             lambda item_id: self._begin(state, session, item_id),
         )
+        pool = Pool(self.config.concurrency, state, feeder)
 
-        def worker(job: tuple[Any, ItemContext] | Wait | None) -> None:
+        def worker(index: int, job: tuple[Any, ItemContext] | Wait | None) -> None:
             try:
-                while True:
-                    if job is None:
-                        return
+                while job is not None:
                     if isinstance(job, Wait):
                         state.wait_change(min(_POLL, state.requeue.delay()))
                     else:
                         item, ctx = job
+                        started = pool.started(index)
                         try:
                             self._one(process, item, ctx, state, session)
                         finally:
+                            pool.finished(index)
                             state.left()
+                        pool.rest(started)
                     job = feeder.take()
             except BaseException as exc:
                 state.escaped(exc)
+            finally:
+                pool.gone()
 
-        threads: list[threading.Thread] = []
         try:
             # The first items are admitted here, all before any starts, one per
             # worker: a signal that comes once an item has started finds them all in flight.
@@ -366,20 +371,18 @@ class ResumableRun:
                 firsts.append(first)
             for i, first in enumerate(firsts):
                 thread = threading.Thread(
-                    target=worker, args=(first,), name=f"agent-resume-{i}", daemon=True
+                    target=worker, args=(i, first), name=f"agent-resume-{i}", daemon=True
                 )
-                thread.start()
-                threads.append(thread)
-            for thread in threads:
-                while thread.is_alive():
-                    if state.aborted:
-                        break
-                    left = state.grace_at - state.clock()
-                    if left <= 0:
-                        break
-                    thread.join(min(_POLL, left))
+                pool.live += 1
+                try:
+                    thread.start()
+                except BaseException:
+                    pool.live -= 1
+                    raise
+            pool.watch()
         finally:
             feeder.ended = True
+            pool.wake_all()
             state.abandon()
         state.raise_escaped()
         return feeder.exhausted
@@ -759,55 +762,6 @@ class ResumableRun:
         if state.fail_fast_error is not None:
             raise state.fail_fast_error
         return report
-
-
-class _Feeder:
-    """The threaded run's input: each worker takes its next item, admitted, under one lock."""
-
-    __slots__ = ("_begin", "_feed", "_ids", "_lock", "_state", "ended", "exhausted")
-
-    def __init__(
-        self,
-        state: RunState,
-        feed: Iterator[Any],
-        ids: IdReader,
-        begin: Callable[[str], ItemContext],
-    ) -> None:
-        self._state = state
-        self._feed = feed
-        self._ids = ids
-        self._begin = begin
-        self._lock = threading.Lock()
-        self.ended = False
-        """Set when no more items are handed out (the input ended, a stop, the run's end)."""
-        self.exhausted = True
-        """Whether the input was read to its end (``False`` when a stop cut it)."""
-
-    def take(self) -> tuple[Any, ItemContext] | Wait | None:
-        """The next item with its context (admitted), a `Wait` to wait, ``None`` at the end."""
-        state = self._state
-        with self._lock:
-            if self.ended or state.aborted:
-                return None
-            item = next(self._feed, _END)
-            if item is _END:
-                self.ended = True
-                return None
-            if isinstance(item, Wait):
-                if state.blocked():
-                    self.ended = True
-                    return None
-                return item
-            if state.blocked():
-                self.ended = True
-                self.exhausted = False
-                return None
-            ctx = self._begin(self._ids(item))
-            state.requeue.track(ctx.item_id, item)
-            return item, ctx
-
-
-_END = object()
 
 
 class _GiveUp:
