@@ -39,7 +39,7 @@ def test_every_public_name_is_importable_and_says_it_lives_in_agent_resume() -> 
 def test_the_stores_and_testing_subpackages() -> None:
     assert set(agent_resume.stores.__all__) == {
         "CheckpointWarning", "ConversationDirStore", "ConversationStore", "Durability",
-        "InMemoryStore", "JsonlStore", "PostgresStore", "ResultJsonlStore", "SharedStore",
+        "InMemoryStore", "JsonlStore", "OnePassStore", "PostgresStore", "ResultJsonlStore", "SharedStore",
         "SqliteStore", "Store", "StoreDescription", "open_store",
     }  # fmt: skip
     for name in agent_resume.stores.__all__:

@@ -24,7 +24,7 @@ from agent_resume._cli._exits import CliError
 from agent_resume._cli._output import STDIO
 from agent_resume._errors import AgentResumeError, StoreError
 from agent_resume._records import JobState
-from agent_resume.stores import Store, StoreDescription, open_store
+from agent_resume.stores import OnePassStore, Store, StoreDescription, open_store
 
 __all__ = [
     "StoreView",
@@ -181,23 +181,46 @@ def inspect_store(
 
     The records are read once, as a stream: each is folded into the state
     and handed to every function of ``also`` (a ledger's ``add``, say), so
-    that a command needs no second pass and no list of every record.
+    that a command needs no second pass and no list of every record. A store
+    that reads its records to describe itself (an ``OnePassStore``: a JSONL
+    file) does both in the same read.
 
     Raises:
         StoreError: The store does not exist or cannot be read.
         UnsupportedFormatError: The store was written by a newer version.
     """
-    store, description = open_described(target)
-    state = JobState(job_id=description.job_id or "", created=description.created)
+    state = JobState(job_id="")
     apply = state.apply
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the view counts bad lines itself
-        for record in records_of(store):
-            apply(record)
-            for consume in also:
-                consume(record)
+
+    def fold(record: dict[str, Any]) -> None:
+        apply(record)
+        for consume in also:
+            consume(record)
+
+    store, description = _described_reading(target, fold)
+    state.job_id = description.job_id or ""
+    state.created = description.created
     state.bad_lines = description.bad_lines
     return StoreView(target, store, description.job_id, state, description.torn_tail)
+
+
+def _described_reading(
+    target: str, fold: Callable[[dict[str, Any]], None]
+) -> tuple[Store, StoreDescription]:
+    """Describe a store and fold every record, in one read where the store can (a JSONL file)."""
+    url = store_url(target)
+    check_store_file(target)
+    store = open_store(url)
+    if isinstance(store, OnePassStore):
+        with reading(store), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the view counts bad lines itself
+            return store, store.describe_records(fold)
+    store, description = open_described(target)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for record in records_of(store):
+            fold(record)
+    return store, description
 
 
 def _unreadable(store: Store, exc: BaseException) -> StoreError:

@@ -326,11 +326,26 @@ class JsonlStore:
 
     def describe(self, max_attempts: int | None = None) -> StoreDescription:
         """Describe the job read-only: the file is read, never locked or created."""
+        return self._describe(max_attempts, None)
+
+    def describe_records(
+        self, consume: Callable[[dict[str, Any]], object], max_attempts: int | None = None
+    ) -> StoreDescription:
+        """Describe the job and hand every record to ``consume``, in one read of the file.
+
+        ``consume`` gets what :meth:`iter_records` yields, in the same order;
+        the description is what :meth:`describe` returns.
+        """
+        return self._describe(max_attempts, consume)
+
+    def _describe(
+        self, max_attempts: int | None, consume: Callable[[dict[str, Any]], object] | None
+    ) -> StoreDescription:
         state = JobState(job_id="")
         torn_tail = False
         try:
             with open(self.path, "rb") as f:
-                loaded = load(f, self.path, strict=self.strict)
+                loaded = load(f, self.path, strict=self.strict, consume=consume)
             state, torn_tail = loaded.state, loaded.torn_tail
         except FileNotFoundError:
             pass

@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 import re
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any, Final
 
@@ -265,9 +265,15 @@ def _check_unknown_content(path: str, first_bad: bytes | None, tail: bytes) -> N
 class _Loader:
     """Folds a checkpoint's lines into a :class:`LoadResult`."""
 
-    def __init__(self, path: str, strict: bool = False) -> None:
+    def __init__(
+        self,
+        path: str,
+        strict: bool = False,
+        consume: Callable[[dict[str, Any]], object] | None = None,
+    ) -> None:
         self.path = path
         self.strict = strict
+        self.consume = consume
         self.state = JobState(job_id="")
         self.result = LoadResult(header=None, state=self.state)
         self.line_number = 0
@@ -285,7 +291,7 @@ class _Loader:
         if is_blank(raw):
             self.last_bad_at_end = False  # a bad line before a blank one is not a torn write
             return
-        if self._completion(raw) or self._call(raw):
+        if self.consume is None and (self._completion(raw) or self._call(raw)):
             return
         record = parse_line(raw)
         if not isinstance(record, dict):
@@ -311,6 +317,8 @@ class _Loader:
             self.known = True
             self.first_bad = None
         self.state.apply(record)
+        if self.consume is not None and "agent_resume" not in record:
+            self.consume(record)
 
     def block(self, data: bytes) -> None:
         """Read a run of whole lines, ``data`` ending in a newline."""
@@ -324,6 +332,11 @@ class _Loader:
             if start == len(data):
                 return
             data = data[start:]
+        if self.consume is not None:
+            # Every record is decoded for the consumer: no pattern to skip any.
+            for raw in data.split(b"\n")[:-1]:
+                self.line(raw)
+            return
         count = data.count(b"\n")
         plain = b', "usage": ' not in data and b', "result": ' not in data
         ids = _PLAIN.findall(b"\n" + data) if plain else []
@@ -500,15 +513,30 @@ def iter_blocks(f: IO[bytes], tail: list[bytes]) -> Iterator[tuple[bytes | None,
     tail.append(b"".join(pieces))
 
 
-def load(f: IO[bytes], path: str, *, strict: bool = False) -> LoadResult:
+def load(
+    f: IO[bytes],
+    path: str,
+    *,
+    strict: bool = False,
+    consume: Callable[[dict[str, Any]], object] | None = None,
+) -> LoadResult:
     """Load a checkpoint's state from a binary file positioned at its start.
+
+    Args:
+        f: The file.
+        path: Its path, for messages.
+        strict: Raise on a corrupt line instead of skipping it with a warning.
+        consume: Called with every record :func:`read_records` would give a
+            reader (each decoded in full; not the header, a bad line or a
+            torn tail), in file order, as the state is folded: one read
+            serves both. An error it raises ends the load.
 
     Raises:
         CorruptCheckpointError: A middle line is bad and ``strict`` is true.
         UnsupportedFormatError: The header names a newer format.
         NotACheckpointError: The file is not a checkpoint (see the module docstring).
     """
-    loader = _Loader(path, strict)
+    loader = _Loader(path, strict, consume)
     tail: list[bytes] = []
     for long_line, data in iter_blocks(f, tail):
         if long_line is not None:

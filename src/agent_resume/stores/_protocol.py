@@ -10,7 +10,7 @@ items and claims batches of them under a lease.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal, Protocol, runtime_checkable
 
@@ -22,6 +22,7 @@ __all__ = [
     "ConversationDirStore",
     "ConversationStore",
     "Durability",
+    "OnePassStore",
     "SharedStore",
     "Store",
     "StoreDescription",
@@ -302,6 +303,27 @@ class SharedStore(Store, Protocol):
 
     def release(self, item_ids: Sequence[str]) -> None:
         """Give back leases on items this worker will not process."""
+        ...
+
+
+@runtime_checkable
+class OnePassStore(Protocol):
+    """A store that can describe its job and hand over its records in one read.
+
+    Readers that need both (``agent-resume status`` and ``report``) use it
+    where a store has it, and else :meth:`Store.describe` then
+    :meth:`Store.iter_records`. The JSONL stores have it (one read of the
+    file instead of two); the SQL stores answer a description from indexes.
+    """
+
+    def describe_records(
+        self, consume: Callable[[dict[str, Any]], object], max_attempts: int | None = None
+    ) -> StoreDescription:
+        """Describe the job as :meth:`Store.describe` does, in the read that gives the records.
+
+        ``consume`` is called with every record :meth:`Store.iter_records`
+        would yield, in the same order; an error it raises ends the read.
+        """
         ...
 
 
