@@ -178,3 +178,60 @@ def test_records_come_back_in_the_order_written(tmp_path: Path, durability: str)
     assert [r for _, _, r in expected if isinstance(r, int)] == [
         r for _, r in SqliteStore(path).iter_results()
     ]
+
+
+@pytest.mark.parametrize("made_by", ["version 1", "version 2"])
+def test_an_item_is_recorded_once_whatever_the_file(tmp_path: Path, made_by: str) -> None:
+    """A file made by version 2 has no key on completions: the item's flag keeps the first."""
+    path = _v1_file(tmp_path / "job.db") if made_by == "version 1" else tmp_path / "job.db"
+    first, second = SqliteStore(path), SqliteStore(path, durability="group")
+    first.open("job")
+    second.open("job")
+    try:
+        assert first.write_done("x", 1, None, '"first"')
+        assert not first.write_done("x", 2, None, '"again"')
+        assert second.write_done("x", 3, None, '"queued"')  # acknowledged once committed ...
+        assert second.write_done("y", 3, None, '"y1"')
+        assert second.write_done("y", 4, None, '"y2"')  # ... twice in one batch
+        second.flush()
+        assert second.late_completions == 2
+        assert first.late_completions == 1
+    finally:
+        second.close()
+        first.close()
+    results = dict(SqliteStore(path).iter_results())
+    assert (results["x"], results["y"]) == ("first", "y1")
+    conn = sqlite3.connect(path)
+    try:
+        rows = conn.execute(
+            "SELECT item_id, count(*) FROM completions WHERE item_id IN ('x', 'y') GROUP BY item_id"
+        ).fetchall()
+    finally:
+        conn.close()
+    assert sorted(rows) == [("x", 1), ("y", 1)]
+
+
+def test_reading_a_new_file_finds_version_1_completions_by_index(tmp_path: Path) -> None:
+    """The join for 'done' events must not scan ``completions`` (a file made by version 2 has no key).
+
+    The statements that ``iter_records`` and ``iter_results`` run are traced
+    and explained.
+    """
+    store = SqliteStore(tmp_path / "job.db")
+    with AgentResume(store).resume_or_start("job") as session:
+        session.mark_done("a", result=1)
+        session.mark_failed("b", "no")
+        conn = store._conn
+        assert conn is not None
+        statements: list[str] = []
+        conn.set_trace_callback(statements.append)
+        try:
+            assert len(list(store.iter_records())) == 2
+            assert list(store.iter_results()) == [("a", 1)]
+        finally:
+            conn.set_trace_callback(None)
+        joins = [s for s in statements if "JOIN" in s]
+        assert len(joins) == 2, statements
+        plans = [row[-1] for sql in joins for row in conn.execute("EXPLAIN QUERY PLAN " + sql)]
+    assert sum("completions_v1" in p for p in plans) == 2, plans
+    assert not [p for p in plans if p.startswith("SCAN c")], plans

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["DONE_TRIGGER", "NOW", "SCHEMA", "UPGRADE", "VERSION"]
+__all__ = ["DONE_TRIGGER", "INSERT_DONE", "NEW_FILE", "NOW", "SCHEMA", "UPGRADE", "VERSION"]
 
 # Unix seconds by SQLite's clock, with fractions (julianday works on every version).
 NOW: Final = "((julianday('now') - 2440587.5) * 86400.0)"
@@ -12,20 +12,33 @@ NOW: Final = "((julianday('now') - 2440587.5) * 86400.0)"
 VERSION: Final = 2
 """The version of the SQLite schema this library writes; a newer one is refused.
 
-Version 2 (this one) records a completion as its ``completions`` row alone:
-``after_seq`` places it among the records of ``events`` (after the event of
-that ``seq``, before the next; completions with the same ``after_seq`` in the
-order of their ``rowid``), where version 1 also wrote a ``'done'`` event row.
-It also drops the index ``items_leased`` (the leases of items not done are
-found through ``items_todo``), so that a completion writes four B-tree pages,
-not seven; and the trigger ``completions_done`` does the rest of a completion
-(the item's flag, its conversation deleted) inside the ``INSERT``, so that a
-completion is three statements (``BEGIN``, ``INSERT``, ``COMMIT``), not six.
-The trigger fires only for rows with ``after_seq``: a worker of version 1
-still attached to an upgraded file writes its ``'done'`` event and its flag
-itself, as before. A version 1 file is upgraded when a store opens it
-(:data:`UPGRADE`); its ``'done'`` events, and completions without
-``after_seq``, are read as before.
+Version 2 (this one) records a completion as one ``INSERT`` of its
+``completions`` row, run as a transaction of its own:
+
+- ``after_seq`` places the completion among the records of ``events`` (after
+  the event of that ``seq``, before the next; completions with the same
+  ``after_seq`` in the order of their ``rowid``), where version 1 also wrote
+  a ``'done'`` event row (and, with it, the ``AUTOINCREMENT`` counter);
+- the trigger ``completions_done`` does the rest of a completion (the item's
+  ``done`` flag, its lease given back, its conversation deleted) inside that
+  ``INSERT``, where version 1 ran five more statements;
+- the index ``items_leased`` is gone (the leases of items not done are found
+  through ``items_todo``);
+- in a file made by version 2, ``completions`` has no key of its own: the
+  first completion of an item wins because the ``INSERT`` checks the item's
+  ``done`` flag (:data:`INSERT_DONE`), which the same statement sets. The
+  partial index ``completions_v1`` finds the completions of version 1 (none
+  in such a file) for their ``'done'`` events.
+
+So a completion writes three B-tree pages (the row, the item's row, its entry
+in ``items_todo`` taken out) where version 1 wrote seven. A version 1 file is
+upgraded when a store opens it (:data:`UPGRADE`: a column added, an index
+dropped; nothing rewritten), keeps its ``completions`` key (four pages per
+completion), and its ``'done'`` events and completions without ``after_seq``
+are read as before. The trigger fires only for rows with ``after_seq``: a
+worker of version 1 still attached to an upgraded file writes its ``'done'``
+event and the item's flag itself, as before, and the flag keeps it from
+recording an item that a version 2 worker recorded.
 """
 
 SCHEMA: Final = """
@@ -42,7 +55,7 @@ CREATE TABLE IF NOT EXISTS items (
 CREATE INDEX IF NOT EXISTS items_todo ON items (seq) WHERE done = 0;
 CREATE INDEX IF NOT EXISTS items_seq ON items (seq);
 CREATE TABLE IF NOT EXISTS completions (
-    item_id TEXT PRIMARY KEY,
+    item_id TEXT NOT NULL,
     ts INTEGER NOT NULL,
     worker TEXT NOT NULL,
     record TEXT NOT NULL,
@@ -76,3 +89,20 @@ WHEN NEW.after_seq IS NOT NULL BEGIN
     ON CONFLICT (item_id) DO UPDATE SET done = 1, leased_by = NULL, leased_until = NULL;
 END"""
 """The rest of a completion, done by SQLite inside its ``INSERT`` (created after :data:`UPGRADE`)."""
+
+NEW_FILE: Final = (
+    "CREATE INDEX IF NOT EXISTS completions_v1 ON completions (item_id) WHERE after_seq IS NULL"
+)
+"""Made with the tables of a new file only (a version 1 file has its key on ``item_id``)."""
+
+INSERT_DONE: Final = """
+INSERT INTO completions (item_id, ts, worker, record, result, after_seq)
+SELECT ?1, ?2, ?3, ?4, ?5, (SELECT coalesce(max(seq), 0) FROM events)
+WHERE NOT EXISTS (SELECT 1 FROM items WHERE item_id = ?1 AND done = 1)
+ON CONFLICT DO NOTHING"""
+"""A completion, unless the item is done already (a late one: nothing inserted, nothing fired).
+
+The trigger ``completions_done`` does the rest in the same statement. The
+``ON CONFLICT`` clause matters only in a version 1 file, whose key on
+``item_id`` would otherwise raise where the flag already says no.
+"""
