@@ -222,8 +222,8 @@ def test_job_spent_counts_killed_attempts_once_and_starts_afresh_after_done_or_r
     # k1 killed (its call counts); k2's call is covered by the failure.
     assert (a.usage.calls, a.usage.input_tokens, a.attempts, a.seconds) == (2, 20, 2, 5.0)
     assert found.item("b") is None and found.item("c") is None
-    # As the Ledger counts: b's completion (no usage here) covers its call.
-    assert found.total.calls == 3 and found.total.cost_usd == pytest.approx(1.5)
+    # As the Ledger counts: b's completion has no usage, so it covers no call: k3 counts.
+    assert found.total.calls == 4 and found.total.cost_usd == pytest.approx(2.0)
 
 
 def test_budget_exhausted_pickles_with_its_reason() -> None:

@@ -230,3 +230,31 @@ def test_a_malformed_usage_is_refused_naming_the_item(usage: dict[str, Any]) -> 
         Ledger.from_records([{"id": "item-7", "ts": 1, "usage": usage}])
     with pytest.raises(ArgumentValueError, match="a call of item 'item-7'"):
         Ledger.from_records([{"call": "item-7", "a": "t", "usage": usage}])
+
+
+def test_an_outcome_without_usage_covers_no_call() -> None:
+    # A killed attempt made a call; the next one made none and recorded no usage:
+    # the call still counts, once.
+    call = {"in": 40, "out": 4, "calls": 1, "cost": 0.3}
+    records = [
+        {"call": "x", "a": "killed", "ts": 1, "usage": call},
+        {"id": "x", "ts": 2, "turns": 0, "seconds": 0.0},
+    ]
+    ledger = Ledger.from_records(records)
+    assert ledger.total.calls == 1
+    assert ledger.total.cost_usd == pytest.approx(0.3)
+    # A usage without "a" (written by hand) still covers the item's latest calls.
+    by_hand = [records[0], {"id": "x", "ts": 2, "usage": call}]
+    assert Ledger.from_records(by_hand).total.calls == 1
+
+
+def test_a_no_op_run_writes_completions_without_usage(tmp_path: Any) -> None:
+    from agent_resume import JsonlStore, ResumableRun, RunConfig
+
+    path = tmp_path / "j.jsonl"
+    config = RunConfig(job_id="j", store=JsonlStore(path), progress=False)
+    report = ResumableRun(config).run(lambda item, ctx: None, ["a", "b"])
+    assert report.done == 2
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    done = [line for line in lines if "id" in line]
+    assert [sorted(line) for line in done] == [["id", "seconds", "ts", "turns"]] * 2

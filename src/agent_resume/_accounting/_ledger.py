@@ -11,8 +11,8 @@ Calls made through ``ctx.call``/``ctx.acall`` are also recorded one by one as
 they return (``{"call": item_id, "a": token, "usage": ...}``, ``a`` naming the
 attempt). Once the attempt records its outcome, that outcome's usage covers
 them (the outcome's usage names its attempt in ``"a"``, ``""`` when it made
-no ``call`` record; an outcome without ``"a"`` covers the item's latest
-calls); the calls of an attempt that never recorded one (killed, or cut off at
+no ``call`` record; a usage without ``"a"`` covers the item's latest calls,
+and an outcome without usage covers none); the calls of an attempt that never recorded one (killed, or cut off at
 the end of a run) count on their own, so money spent is never lost from the
 totals. Calls in flight when a process died were never recorded: while a run
 has a start record and no end record, `Ledger.lower_bound` is true.
@@ -150,10 +150,11 @@ class Ledger:
         raw = record.get("usage")
         if self._pending:
             # An outcome covers the calls of its own attempt: the one its usage names
-            # ("a", "" for none), else (records written before "a") the latest calls.
+            # ("a", "" for none), else (a usage written without "a") the latest
+            # calls. An outcome without usage covers none: its calls count on their own.
             latest = self._latest.pop(item_id, None)
             named = raw.get("a") if isinstance(raw, Mapping) else None
-            token = named if isinstance(named, str) else latest
+            token = named if isinstance(named, str) else None if raw is None else latest
             if token is not None:
                 pending = self._pending.get(item_id)
                 if pending is not None:

@@ -841,17 +841,19 @@ def _first_in_line(items: Iterable[T], session: Session, key: KeyFunc | None) ->
     return first + rest if first else items
 
 
-def _outcome_usage(ctx: ItemContext, usage: Usage, seconds: float | None) -> dict[str, Any]:
+def _outcome_usage(ctx: ItemContext, usage: Usage, seconds: float | None) -> dict[str, Any] | None:
     """The usage of an attempt's outcome record, naming the attempt (``"a"``).
 
     The ledger lets an outcome cover the ``call`` records of its own attempt
     only (``""``: it wrote none), so calls of an earlier, killed or
     interrupted attempt keep counting beside it. ``seconds`` (``"s"``) is
-    how long the attempt ran, for per-item limits over attempts.
+    how long the attempt ran, for per-item limits over attempts. A
+    completion that used nothing has no usage (``None``), which covers no
+    call either.
     """
     recorded = calls_recorded(ctx)
     if usage is NO_USAGE and not recorded and seconds is None:
-        return {"a": ""}
+        return None
     body = {} if usage is NO_USAGE else usage_dict(usage)
     body["a"] = ctx.call_token if recorded else ""
     if seconds is not None:

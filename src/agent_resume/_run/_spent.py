@@ -135,7 +135,10 @@ class JobSpent:
         usage, seconds = _usage(raw)
         named = raw.get("a") if isinstance(raw, Mapping) else None
         # The outcome covers its own attempt's calls (as the Ledger counts).
-        covered = named if isinstance(named, str) else next(reversed(item.pending), None)
+        if isinstance(named, str):
+            covered: str | None = named
+        else:
+            covered = None if raw is None else next(reversed(item.pending), None)
         if covered is not None and covered in item.pending:
             _, spent = item.pending.pop(covered)
             seconds = max(seconds, spent)
