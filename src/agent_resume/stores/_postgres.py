@@ -14,8 +14,10 @@ a record.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 import re
+import secrets
 import threading
 import time
 import uuid
@@ -191,6 +193,10 @@ class PostgresStore:
         self._claim_link = PgLink(
             self._connect, repr(self) + " claims", timeout, self._set_up_claims
         )
+        # Completion tokens: unique to this store object, without a system call each
+        # (uuid4 reads the system's random source and lets other threads run).
+        self._token_prefix = secrets.token_hex(8) + "-"
+        self._tokens = itertools.count()
         self._held: set[str] = set()
         self._held_lock = threading.Lock()
         self._heartbeat: Heartbeat | None = None
@@ -479,7 +485,7 @@ class PostgresStore:
         self._drain()
         sql = self._sql(
             "SELECT count(*) FROM {s}.items WHERE NOT done AND retryable AND attempts < %s "
-            "AND NOT (item_id = ANY(%s::text[]))"
+            "AND NOT (item_id = ANY(%b::text[]))"
         )
         row = self._read(
             lambda c: c.execute(sql, (max_attempts, list(exclude))).fetchone(), "counting items"
@@ -493,7 +499,7 @@ class PostgresStore:
         self._drain()
         sql = self._sql(
             "UPDATE {s}.items SET leased_by = NULL, leased_until = NULL "
-            "WHERE leased_by = %s AND item_id = ANY(%s::text[])"
+            "WHERE leased_by = %s AND item_id = ANY(%b::text[])"
         )
         ids = list(item_ids)
         self._run(lambda c: c.execute(sql, (self.worker_id, ids)), "releasing leases")
@@ -544,7 +550,7 @@ class PostgresStore:
             return
         sql = self._sql(
             "UPDATE {s}.items SET leased_until = now() + %s * interval '1 second' "
-            "WHERE leased_by = %s AND NOT done AND item_id = ANY(%s::text[])"
+            "WHERE leased_by = %s AND NOT done AND item_id = ANY(%b::text[])"
         )
         self._beat_link.run_once(
             lambda conn: conn.execute(sql, (self.lease_seconds, self.worker_id, held))
@@ -577,7 +583,7 @@ class PostgresStore:
             ``False`` for a late completion (counted in :attr:`late_completions`).
         """
         _check_ids((item_id,))
-        token = token or uuid.uuid4().hex
+        token = token or f"{self._token_prefix}{next(self._tokens)}"
         record = dumps(completion_record(item_id, ts, extra), "extra")
         group = self._group
         if group is not None and self._open:
@@ -836,7 +842,7 @@ class PostgresStore:
             # The leases it holds, by key: no index finds rows by their holder.
             sql = self._sql(
                 "UPDATE {s}.items SET leased_by = NULL, leased_until = NULL "
-                "WHERE leased_by = %s AND NOT done AND item_id = ANY(%s::text[])"
+                "WHERE leased_by = %s AND NOT done AND item_id = ANY(%b::text[])"
             )
             try:
                 self._run(lambda c: c.execute(sql, (self.worker_id, held)), "releasing leases")
