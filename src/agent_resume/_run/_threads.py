@@ -10,9 +10,10 @@ item, and a no-op item cost three times as much in 8 threads as in one.
 
 So a worker whose item was quick (it waited for nothing: no call, no sleep)
 rests while another worker is free to take the next item, and the main thread
-wakes a resting worker as soon as no active worker is free: when every active
-worker's item has been running for a couple of milliseconds (it waits for
-the network, a sleep, a lock, or computes at length). Items that wait run
+wakes a resting worker once no active worker is free: when every active
+worker's item has been running for 2 ms (it waits for the network, a sleep,
+a lock, or computes at length). The main thread looks within 0.1 s, and every
+5 ms while it keeps finding workers to wake. Items that wait run
 ``concurrency`` at a time as before; quick items run in turn on one worker.
 The first items are still admitted all at once, one per worker, before any
 starts.
@@ -41,10 +42,16 @@ _QUICK = 0.0002
 # An item running longer than this is waiting (or computing at length): a
 # resting worker is woken to take the next item meanwhile.
 _BUSY = 0.002
-# How often the main thread looks at the items in flight while workers rest.
+# How often the main thread looks at the items in flight while workers rest:
+# every 5 ms after it woke a worker, twice as long after each look that found
+# nothing to do, up to _POLL. Each look costs the running worker the GIL for a
+# moment (and a wake-up at each record it writes while the main thread waits
+# for it), so a run of quick items is looked at ten times a second.
 _WATCH = 0.005
-# How often a waiting thread looks up when nothing wakes it (signals, stops).
+# How often the main thread looks up when no worker rests (signals, the grace period).
 _POLL = 0.1
+# A resting worker is woken by the others and the main thread; this is a safety net.
+_REST_POLL = 1.0
 
 
 class Feeder:
@@ -176,7 +183,7 @@ class Pool:
                 while not self._wakes:
                     if feeder.ended or state.stopping or state.aborted:
                         return
-                    self._resting.wait(_POLL)
+                    self._resting.wait(_REST_POLL)
                 self._wakes -= 1
             finally:
                 self.rested -= 1
@@ -201,10 +208,11 @@ class Pool:
 
         Returns when every worker has ended, the run was aborted (a second
         signal), or the grace period after a stop or an escaped exception
-        has passed. Wakes up at least every 0.1 s, so that signals are handled.
+        has passed. Looks at least every 0.1 s.
         """
         state = self._state
         feeder = self._feeder
+        period = _WATCH
         with self._lock:
             while self.live > 0 and not state.aborted:
                 left = state.grace_at - state.clock()
@@ -220,4 +228,7 @@ class Pool:
                     ):
                         self._wakes += 1  # no active worker is free: wake one
                         self._resting.notify()
-                self._watching.wait(min(_WATCH if self.rested else _POLL, left))
+                        period = _WATCH
+                    else:
+                        period = min(period * 2, _POLL)
+                self._watching.wait(min(period if self.rested else _POLL, left))
