@@ -203,3 +203,49 @@ def test_a_job_budget_on_resume_counts_the_call_records_of_a_killed_attempt(
     config = RunConfig(job_id="job", store=path, progress=False, job_max_cost_usd=cap + killed)
     report = ResumableRun(config).run(work, items)
     assert (report.stop_reason, report.done, ran) == ("completed", 2, ["killed", "new"])
+
+
+def test_a_block_of_call_records_only_marks_nothing_done(tmp_path: Path) -> None:
+    # A run of lines with no completion among them (a long item's calls) adds no
+    # ID at all to the done set, not even an empty one.
+    path = tmp_path / "calls.jsonl"
+    calls = "".join(call_line(f"c{n % 7}", f"k{n}") for n in range(20_000))
+    path.write_text(HEADER + done_line("a") + calls + done_line("b") + calls)
+    assert loaded(path).done == {"a", "b"} == reference(path).done
+    with AgentResume(JsonlStore(path)).resume_or_start("job") as s:
+        assert s.stats.already_done == 2
+
+
+def test_failures_among_calls_and_completions_are_read_alone_the_rest_by_pattern(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A run with retries writes a failure every so often among its calls and
+    # completions: only those lines are read one by one, in their place.
+    path = tmp_path / "retries.jsonl"
+    lines = [HEADER]
+    for n in range(6000):
+        lines += [call_line(f"i{n}", f"a{n}"), call_line(f"i{n}", f"a{n}")]
+        if n % 10 == 0:
+            failed = {"id": f"i{n}", "ts": 3, "status": "failed", "error": "E: x", "attempt": 1}
+            lines.append(json.dumps(failed) + "\n")
+        if n % 20 != 0:  # every other failed item stays failed
+            lines.append(done_line(f"i{n}", turns=2, seconds=0.5))
+    path.write_text("".join(lines))
+    read_alone: list[bytes] = []
+    real_line = _jsonl_read._Loader.line
+
+    def line(loader: Any, raw: bytes) -> None:
+        read_alone.append(raw)
+        real_line(loader, raw)
+
+    monkeypatch.setattr(_jsonl_read._Loader, "line", line)
+    state = loaded(path)
+    want = reference(path)
+    assert (state.done, state.failures) == (want.done, want.failures)
+    assert len(state.failures) == 300
+    failures = [raw for raw in read_alone if b'"status": "failed"' in raw]
+    others = [raw for raw in read_alone if b'"status": "failed"' not in raw]
+    assert len(failures) == 600
+    # Besides the header, only a line cut by the boundary of a 1 MiB read.
+    blocks = path.stat().st_size // (1 << 20) + 1
+    assert others[0].startswith(b'{"agent_resume"') and len(others) <= 1 + blocks

@@ -11,7 +11,8 @@ recognised by its head and skipped, since the job's state has no use for it
 (in strict mode its usage is checked by the same pattern; a call line naming
 ``"id"`` anywhere is decoded, lest it hide a completion). Any other line
 (failures, releases, run records, a line naming ``"status"``) is read with
-:func:`json.loads`.
+:func:`json.loads`, in its place: a block holding a few such lines among
+completions and calls reads the runs of lines between them on the fast path.
 
 A line longer than a block is gathered piece by piece and joined once, so
 reading it costs time linear in its length. Blank lines are skipped silently.
@@ -118,6 +119,9 @@ _CALL_HEAD = rb'\{"call": ' + _STR + rb'(?:, "a": ' + _STR + rb')?, "ts": ' + _I
 _CALL_LINE = re.compile(_CALL_HEAD + rb"\{[^\n]*\}")
 _CALL_STRICT_LINE = re.compile(_CALL_HEAD + _FLAT + rb"\}")
 _CALL_START: Final = b'{"call": '
+# A line that begins as neither a completion nor a call record (the block is searched with
+# a newline prepended, so a match's start is the line's offset in the block).
+_OTHER_START = re.compile(rb'\n(?!\{"id": |\{"call": )')
 
 
 def _with_calls(pattern: re.Pattern[bytes], call: bytes, lookahead: bool) -> re.Pattern[bytes]:
@@ -337,6 +341,34 @@ class _Loader:
             for raw in data.split(b"\n")[:-1]:
                 self.line(raw)
             return
+        if self._fast(data):
+            return
+        if not self.strict:
+            others = _other_lines(data)
+            if len(others) * 4 <= data.count(b"\n"):
+                # A few lines of other kinds (failures, run records) among
+                # completions and calls: each is read in full in its place, and
+                # the runs of lines between them on the fast path, in file order.
+                start = 0
+                for begin in others:
+                    if begin > start:
+                        self._segment(data[start:begin])
+                    end = data.index(b"\n", begin)
+                    self.line(data[begin:end])
+                    start = end + 1
+                if start < len(data):
+                    self._segment(data[start:])
+                return
+        for raw in data.split(b"\n")[:-1]:
+            self.line(raw)
+
+    def _segment(self, data: bytes) -> None:
+        if not self._fast(data):
+            for raw in data.split(b"\n")[:-1]:
+                self.line(raw)
+
+    def _fast(self, data: bytes) -> bool:
+        """Read whole lines all on a fast path (see the module docstring); ``False`` if one is not."""
         count = data.count(b"\n")
         plain = b', "usage": ' not in data and b', "result": ' not in data
         ids = _PLAIN.findall(b"\n" + data) if plain else []
@@ -344,7 +376,7 @@ class _Loader:
             self.line_number += count
             self.offset += len(data)
             self.last_bad_at_end = False
-            return
+            return True
         fps = b', "fp": "' in data
         calls = _CALL_START in data
         if self.strict:
@@ -379,9 +411,8 @@ class _Loader:
                 self.line_number += count
                 self.offset += len(data)
                 self.last_bad_at_end = False
-                return
-        for raw in data.split(b"\n")[:-1]:
-            self.line(raw)
+                return True
+        return False
 
     def _completion(self, raw: bytes) -> bool:
         """Read a completion line by its pattern (see :meth:`block`); ``False`` if it is not one."""
@@ -428,6 +459,8 @@ class _Loader:
 
     def _add_done(self, ids: list[bytes]) -> bool:
         """Mark raw IDs done; ``False`` (nothing changed) if one is not UTF-8."""
+        if not ids:
+            return True  # a run of call records only
         try:
             # One decode for the whole block: IDs hold no newline, so split is exact.
             text = b"\n".join(ids).decode("utf-8")
@@ -478,6 +511,23 @@ class _Loader:
         _report_bad(bad, self.path, strict)
         self.state.bad_lines = len(bad)
         return result
+
+
+def _other_lines(data: bytes) -> list[int]:
+    """Where the lines of ``data`` that no fast path reads begin, in order.
+
+    Those are lines that begin as neither a completion nor a call record, and
+    lines naming ``"status"`` anywhere (read in full, lest a status hide in them).
+    """
+    size = len(data)
+    starts = {m.start() for m in _OTHER_START.finditer(b"\n" + data)}
+    at = data.find(b'"status"')
+    while at != -1:
+        begin = data.rfind(b"\n", 0, at) + 1
+        starts.add(begin)
+        end = data.find(b"\n", at)
+        at = data.find(b'"status"', end)
+    return sorted(start for start in starts if start < size)
 
 
 def iter_blocks(f: IO[bytes], tail: list[bytes]) -> Iterator[tuple[bytes | None, bytes]]:
