@@ -111,6 +111,14 @@ class RunState:
         if config.max_items is not None:
             budgets.append(MaxItems(config.max_items))
         self._budget = AnyOf(*budgets) if budgets else None
+        # Whether anything but a stop, an escape or an unknown price can block the
+        # next item: without a deadline or a budget, `blocked` checks nothing more.
+        self._watching = (
+            deadline.at != math.inf
+            or self._budget is not None
+            or config.job_max_tokens is not None
+            or config.job_max_cost_usd is not None
+        )
         self._job_before = Usage() if spent is None else spent.total
         # Earlier runs' unpriced models matter to the job's cost budget only.
         self._unpriced: list[str] = (
@@ -249,8 +257,10 @@ class RunState:
 
     def blocked(self) -> bool:
         """Whether the next item must not be admitted; sets the stop reason if newly so."""
-        if self.stopping:
+        if self._stop_name is not None or self._escaped is not None:
             return True
+        if not self._watching and not self._unpriced:
+            return False  # this runs once per item: nothing to check is the common case
         at = self.deadline.at
         if at != math.inf:
             now = self.clock()
