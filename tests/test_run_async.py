@@ -1,4 +1,5 @@
 import asyncio
+import sys
 
 import pytest
 
@@ -170,3 +171,88 @@ def test_a_deadline_raised_inside_acall_is_not_retried_as_a_timeout(tmp_path):
     assert calls == ["a"]
     failure = next(r for r in records(tmp_path) if r.get("status") == "failed")
     assert failure["error"].startswith(DeadlineExceeded.__name__)
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="Task.cancelling and asyncio.timeout")
+def test_an_item_cut_at_its_deadline_leaves_no_cancellation_to_the_next_item(tmp_path):
+    # arun's tasks run item after item: the timeout's cancellation of one item
+    # (whether the item let it through or swallowed it) must be taken back, or
+    # the next item's own asyncio.timeout would not turn into a TimeoutError.
+    seen = {}
+
+    async def process(item, ctx):
+        if item == "slow":
+            await asyncio.sleep(30)
+        if item == "swallows":
+            try:
+                await asyncio.sleep(30)
+            except asyncio.CancelledError:
+                return "kept going"
+        seen[item] = asyncio.current_task().cancelling()
+        try:
+            async with asyncio.timeout(0.01):
+                await asyncio.sleep(5)
+        except TimeoutError:
+            return "own timeout"
+        return "no timeout"
+
+    cfg = config(tmp_path, item_timeout=0.3, concurrency=1)
+    report = asyncio.run(ResumableRun(cfg).arun(process, ["slow", "after-slow", "swallows", "last"]))
+    assert (report.done, report.failed) == (3, 1)
+    assert seen == {"after-slow": 0, "last": 0}
+    results = {r["id"]: r.get("result") for r in records(tmp_path) if r.get("status") is None and "id" in r}
+    assert results == {"after-slow": "own timeout", "swallows": "kept going", "last": "own timeout"}
+
+
+def test_a_cancelled_error_an_item_raises_does_not_end_the_run(tmp_path):
+    # As when each item had its own task: the item is left (not recorded), the others run.
+    async def process(item, ctx):
+        await asyncio.sleep(0)
+        if item == "a":
+            raise asyncio.CancelledError
+        if item == "b":
+            asyncio.current_task().cancel()
+            await asyncio.sleep(1)
+        return item
+
+    cfg = config(tmp_path, concurrency=1)
+    report = asyncio.run(ResumableRun(cfg).arun(process, ["a", "b", "c", "d"]))
+    assert report.done == 2
+    done = [r["id"] for r in records(tmp_path) if "id" in r and r.get("status") is None]
+    assert done == ["c", "d"]
+    again = asyncio.run(ResumableRun(cfg).arun(lambda item, ctx: asyncio.sleep(0), ["a", "b", "c", "d"]))
+    assert (again.done, again.already_done, again.remaining) == (2, 2, 0)
+
+
+def test_items_run_in_at_most_concurrency_tasks(tmp_path):
+    # No task per item: each of arun's tasks takes its next item itself.
+    tasks = set()
+
+    async def process(item, ctx):
+        tasks.add(asyncio.current_task())
+        await asyncio.sleep(0)
+        return item
+
+    report = asyncio.run(ResumableRun(config(tmp_path, concurrency=4)).arun(process, ITEMS))
+    assert report.done == len(ITEMS)
+    assert 1 <= len(tasks) <= 4
+
+
+def test_a_bad_id_in_the_input_is_raised_after_the_items_in_flight_are_recorded(tmp_path):
+    # As in the threaded run: the input's error stops admitting, the items
+    # started finish and are recorded, then arun raises it.
+    from agent_resume import ArgumentTypeError
+
+    def items():
+        yield "a"
+        yield "b"
+        yield 1.5  # not an ID
+
+    async def process(item, ctx):
+        await asyncio.sleep(0.05)
+        return item
+
+    with pytest.raises(ArgumentTypeError):
+        asyncio.run(ResumableRun(config(tmp_path, concurrency=2)).arun(process, items()))
+    done = sorted(r["id"] for r in records(tmp_path) if "id" in r and r.get("status") is None)
+    assert done == ["a", "b"]

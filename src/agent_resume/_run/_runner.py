@@ -10,6 +10,7 @@ import os
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Iterator
+from types import CoroutineType
 from typing import Any, Literal, NoReturn, TypeVar
 
 from agent_resume._accounting._usage import Usage
@@ -417,14 +418,7 @@ class ResumableRun:
         _check_callable("aprocess", aprocess)
         session, state = self._open()
         loop = asyncio.get_running_loop()
-        wake = asyncio.Event()
-        tasks: set[asyncio.Task[None]] = set()
-        limit = self.config.concurrency
-
-        def task_done(task: asyncio.Task[None]) -> None:
-            tasks.discard(task)
-            state.left()
-            wake.set()
+        wake = asyncio.Event()  # set when a worker ends, and by a signal
 
         def on_signal() -> None:
             loop.call_soon_threadsafe(wake.set)
@@ -435,88 +429,139 @@ class ResumableRun:
             RunSignals(state, on_signal),
             open_progress(state, session, items),
         ):
-            # Waiting for items other workers hold must not block the loop.
             gave_up = _GiveUp(state)
-            it = session.aremaining(_first_in_line(items, session, key), key=key, give_up=gave_up)
-            ids = IdReader(key)
-            exhausted = True
+            source = _first_in_line(items, session, key)
             requeue = state.requeue
+            if isinstance(session.store, SharedStore):
+                # Waiting for items other workers hold must not block the loop.
+                shared = session.aremaining(source, key=key, give_up=gave_up)
+                feeder = _TaskFeeder(
+                    state, session, self._begin, IdReader(key), None, requeue.afeed(shared), wake
+                )
+            else:
+                # Nothing to wait for but our own items: a plain iterator, no coroutine per item.
+                it = session.remaining(source, key=key, give_up=gave_up)
+                feeder = _TaskFeeder(
+                    state, session, self._begin, IdReader(key), requeue.feed(it), None, wake
+                )
+                shared = None
+            workers: list[asyncio.Task[None]] = []
             try:
-                async for item in requeue.afeed(it):
-                    if isinstance(item, Wait):
-                        if state.blocked():
-                            break
-                        wake.clear()
-                        with contextlib.suppress(asyncio.TimeoutError):
-                            await asyncio.wait_for(wake.wait(), requeue.delay())
-                        continue
-                    while state.in_flight >= limit and not state.stopping:
-                        wake.clear()
-                        await wake.wait()
-                    if state.blocked():
-                        exhausted = False
-                        break
-                    ctx = self._begin(state, session, ids(item))
-                    requeue.track(ctx.item_id, item)
-                    task = loop.create_task(self._aone(aprocess, item, ctx, state, session))
-                    tasks.add(task)
-                    task.add_done_callback(task_done)
-                async for _ in _drain(tasks, wake, state):
-                    pass
+                await self._start_workers(aprocess, feeder, workers)
+                await _drain(feeder, wake, state)
             finally:
+                feeder.closing = True
                 state.abandon()
-                for task in list(tasks):
+                for task in workers:
                     task.cancel()
-                if tasks:
-                    await asyncio.wait(list(tasks), timeout=1.0)
-                await it.aclose()  # gives back the claimed items not handed out
+                if feeder.live:
+                    await asyncio.wait(workers, timeout=1.0)
+                if shared is not None and not feeder.taking:
+                    await shared.aclose()  # gives back the claimed items not handed out
             state.raise_escaped()
+            # Workers cancelled from outside may have left the input unread.
+            exhausted = feeder.ended and feeder.exhausted
             return self._close(state, session, items, key, exhausted, gave_up.fired)
 
-    async def _aone(
+    async def _start_workers(
         self,
         aprocess: AsyncProcess[T],
-        item: T,
-        ctx: ItemContext,
-        state: RunState,
-        session: Session,
+        feeder: _TaskFeeder,
+        workers: list[asyncio.Task[None]],
     ) -> None:
-        # Nothing but our own cancellation leaves this task: whatever else escapes
-        # the item's bookkeeping goes to the run, which raises it to arun's caller.
+        """Take the first items and start one worker task for each, up to ``concurrency``.
+
+        Each worker runs its item, then takes the next one itself: no task
+        per item, no hand-off. With a plain input every first item is
+        admitted before any starts (the tasks start when this returns).
+        """
+        loop = asyncio.get_running_loop()
+        state = feeder.state
         try:
-            tracing = self.config.tracing
-            if tracing is None:
-                await self._aone_recorded(aprocess, item, ctx, state, session)
-            else:
-                with item_scope(tracing, ctx.item_id, ctx.attempt):
-                    await self._aone_recorded(aprocess, item, ctx, state, session)
+            while len(workers) < self.config.concurrency:
+                job = feeder.take() if feeder.feed is not None else await feeder.atake()
+                if job is None:
+                    return
+                worker = self._aworker(aprocess, feeder, job)
+                feeder.live += 1
+                workers.append(loop.create_task(worker))
+                if isinstance(job, Wait):
+                    return  # the input has ended: only retries are left, which the workers take
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            # The input raised (a bad ID, a store error): the items started
+            # finish first, as when an item's bookkeeping raises.
+            state.escaped(exc)
+
+    async def _aworker(self, aprocess: AsyncProcess[T], feeder: _TaskFeeder, job: Any) -> None:
+        """Run items one after another until the input ends or the run stops admitting.
+
+        Nothing but our own cancellation leaves this task: whatever else
+        escapes an item's bookkeeping goes to the run, which raises it to
+        ``arun``'s caller.
+        """
+        state = feeder.state
+        session = feeder.session
+        tracing = self.config.tracing
+        task = asyncio.current_task()
+        assert task is not None  # a coroutine run as a task
+        sync = feeder.feed is not None
+        try:
+            while job is not None:
+                if isinstance(job, Wait):
+                    await feeder.wait_change(state.requeue.delay())
+                else:
+                    item, ctx = job
+                    try:
+                        if tracing is None:
+                            # No scope at all when untraced: this runs once per item.
+                            await self._aattempt(aprocess, item, ctx, state, session, task)
+                        else:
+                            with item_scope(tracing, ctx.item_id, ctx.attempt):
+                                await self._aattempt(aprocess, item, ctx, state, session, task)
+                    except asyncio.CancelledError:
+                        if feeder.closing:
+                            raise  # the run's end
+                        # Not the run's (the item raised it, or cancelled its own
+                        # task): the item is left unrecorded, as when each item had
+                        # its own task, and the worker goes on (the run's end cancels it again).
+                        _uncancel(task)
+                    finally:
+                        state.left()
+                        if feeder.waiting:
+                            feeder.changed()
+                job = feeder.take() if sync else await feeder.atake()
         except asyncio.CancelledError:
             raise
         except BaseException as exc:
             state.escaped(exc)
+        finally:
+            feeder.ended_worker()
 
-    async def _aone_recorded(
+    async def _aattempt(
         self,
         aprocess: AsyncProcess[T],
         item: T,
         ctx: ItemContext,
         state: RunState,
         session: Session,
+        task: asyncio.Task[None],
     ) -> None:
         clock = state.clock
         started = clock()
-        timeout = ctx.deadline.remaining_seconds()
-        if timeout <= 0:
-            error = DeadlineExceeded(ctx.deadline, 0.0)
-            self._failed(state, session, ctx, error, 0.0)
-            return
+        deadline = ctx.deadline
         timer = None
-        if timeout != math.inf:
+        if deadline.at != math.inf:
+            timeout = deadline.remaining_seconds()
+            if timeout <= 0:
+                self._failed(state, session, ctx, DeadlineExceeded(deadline, 0.0), 0.0)
+                return
             # Cheaper than wait_for (no second task): cancel this task at the deadline.
-            timer = _Timer(timeout)
+            timer = _Timer(task, timeout)
         try:
             pending = aprocess(item, ctx)
-            if not inspect.isawaitable(pending):
+            if type(pending) is not CoroutineType and not inspect.isawaitable(pending):
                 raise _NotAwaitable(
                     "aprocess",
                     aprocess,
@@ -527,7 +572,6 @@ class ResumableRun:
         except asyncio.CancelledError as exc:
             if timer is None or not timer.fired:
                 raise
-            timer.uncancel()
             self._failed(state, session, ctx, _deadline_error(ctx, exc), clock() - started)
         except _NotAwaitable:
             raise
@@ -785,29 +829,154 @@ class _GiveUp:
 
 
 class _Timer:
-    """Cancels the current task after ``seconds``, and remembers that it did."""
+    """Cancels a task after ``seconds``; closing it takes that cancellation back."""
 
     __slots__ = ("fired", "handle", "task")
 
-    def __init__(self, seconds: float) -> None:
+    def __init__(self, task: asyncio.Task[None], seconds: float) -> None:
         self.fired = False
-        self.task = asyncio.current_task()
-        self.handle = asyncio.get_running_loop().call_later(seconds, self._fire)
+        self.task = task
+        self.handle = task.get_loop().call_later(seconds, self._fire)
 
     def _fire(self) -> None:
         self.fired = True
-        if self.task is not None:
-            self.task.cancel()
-
-    def uncancel(self) -> None:
-        """Take back the cancellation this timer made (Python 3.11+ counts them)."""
-        uncancel = getattr(self.task, "uncancel", None)
-        if uncancel is not None:
-            uncancel()
+        self.task.cancel()
 
     def close(self) -> None:
-        """Stop the timer."""
+        """Stop the timer; if it fired, take back its cancellation.
+
+        A worker task runs item after item: a cancellation left counted
+        (Python 3.11+ counts them) would be seen by the next items'
+        ``asyncio.timeout`` and task groups.
+        """
         self.handle.cancel()
+        if self.fired:
+            self.fired = False
+            uncancel = getattr(self.task, "uncancel", None)
+            if uncancel is not None:
+                uncancel()
+
+
+_END = object()  # what the async run's feeders read at the end of their input
+
+
+class _TaskFeeder:
+    """The async run's input, shared by its worker tasks.
+
+    All of them run on one event loop, so taking a plain input's next item
+    needs no lock (and no ``await``); an async input (a shared store's
+    claims) is read by one worker at a time. Also counts the live workers,
+    and wakes the workers waiting for a retry when an item ends.
+    """
+
+    __slots__ = (
+        "_afeed",
+        "_begin",
+        "_change",
+        "_ids",
+        "_lock",
+        "_wake",
+        "closing",
+        "ended",
+        "exhausted",
+        "feed",
+        "live",
+        "session",
+        "state",
+        "taking",
+        "waiting",
+    )
+
+    def __init__(
+        self,
+        state: RunState,
+        session: Session,
+        begin: Callable[[RunState, Session, str], ItemContext],
+        ids: IdReader,
+        feed: Iterator[Any] | None,
+        afeed: AsyncIterator[Any] | None,
+        wake: asyncio.Event,
+    ) -> None:
+        self.state = state
+        self.session = session
+        self._begin = begin
+        self._ids = ids
+        self.feed = feed
+        """The plain input (``Requeue.feed``), or ``None`` for an async one."""
+        self._afeed = afeed
+        self._lock = asyncio.Lock()
+        self._wake = wake
+        self._change: asyncio.Future[None] | None = None
+        self.waiting = 0
+        """Workers waiting for a retry to be ready (or for an item to end)."""
+        self.live = 0
+        """Workers started and not ended."""
+        self.taking = False
+        """Whether a worker is reading the async input now."""
+        self.closing = False
+        """Set when the run ends: its cancellations of the workers are meant."""
+        self.ended = False
+        """Set when no more items are handed out (the input ended, a stop, the run's end)."""
+        self.exhausted = True
+        """Whether the input was read to its end (``False`` when a stop cut it)."""
+
+    def take(self) -> tuple[Any, ItemContext] | Wait | None:
+        """The plain input's next item with its context (admitted), a `Wait`, or ``None``."""
+        if self.ended or self.state.aborted:
+            return None
+        return self._admit(next(self.feed, _END))  # type: ignore[arg-type]
+
+    async def atake(self) -> tuple[Any, ItemContext] | Wait | None:
+        """`take` for an async input, one worker at a time."""
+        async with self._lock:
+            if self.ended or self.state.aborted:
+                return None
+            self.taking = True
+            try:
+                item = await anext(self._afeed, _END)  # type: ignore[arg-type]
+            finally:
+                self.taking = False
+            return self._admit(item)
+
+    def _admit(self, item: Any) -> tuple[Any, ItemContext] | Wait | None:
+        state = self.state
+        if item is _END:
+            self.ended = True
+            return None
+        if isinstance(item, Wait):
+            if state.blocked():
+                self.ended = True
+                return None
+            return item
+        if state.blocked():
+            self.ended = True
+            self.exhausted = False
+            return None
+        ctx = self._begin(state, self.session, self._ids(item))
+        state.requeue.track(ctx.item_id, item)
+        return item, ctx
+
+    async def wait_change(self, seconds: float) -> None:
+        """Wait up to ``seconds``, or until an item ends (it may have been queued for a retry)."""
+        change = self._change
+        if change is None or change.done():
+            change = self._change = asyncio.get_running_loop().create_future()
+        self.waiting += 1
+        try:
+            await asyncio.wait((change,), timeout=seconds)
+        finally:
+            self.waiting -= 1
+
+    def changed(self) -> None:
+        """An item ended: wake the workers waiting in `wait_change`."""
+        change = self._change
+        if change is not None and not change.done():
+            change.set_result(None)
+
+    def ended_worker(self) -> None:
+        """A worker ended: the run's drain looks again."""
+        self.live -= 1
+        self._wake.set()
 
 
 class _NotAwaitable(ArgumentTypeError):
@@ -897,16 +1066,22 @@ def _deadline_error(ctx: ItemContext, cause: BaseException) -> DeadlineExceeded:
     return error
 
 
-async def _drain(
-    tasks: set[asyncio.Task[None]], wake: asyncio.Event, state: RunState
-) -> AsyncIterator[None]:
-    """Wait for the tasks in flight, until the grace period ends after a signal."""
-    while tasks:
+async def _drain(feeder: _TaskFeeder, wake: asyncio.Event, state: RunState) -> None:
+    """Wait for the workers to end, until the grace period ends after a stop (or an abort)."""
+    while feeder.live and not state.aborted:
         wake.clear()
         left = state.grace_at - state.clock()
         if left <= 0:
             return
-        waiter = asyncio.ensure_future(wake.wait())
-        await asyncio.wait({waiter}, timeout=None if left == math.inf else left)
-        waiter.cancel()
-        yield
+        if left == math.inf:
+            await wake.wait()
+        else:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(wake.wait(), left)
+
+
+def _uncancel(task: asyncio.Task[None]) -> None:
+    """Take back the cancellations counted on ``task`` (Python 3.11+ counts them)."""
+    cancelling = getattr(task, "cancelling", None)
+    while cancelling is not None and cancelling() > 0:
+        task.uncancel()  # type: ignore[attr-defined]
