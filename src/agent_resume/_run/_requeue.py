@@ -77,7 +77,15 @@ class Requeue(Generic[T]):
         self.retried = 0
         """Items done in this run after a failed attempt in this run."""
         self.input_done = False
-        """Whether `feed` has gone through the whole input (it may still be retrying)."""
+        """Whether `feed` has gone through the whole input (it may still be retrying).
+
+        Kept only while retries are enabled: without them `feed` is the input
+        itself, and the run knows the input ended when its loop did."""
+
+    @property
+    def enabled(self) -> bool:
+        """Whether failed items are retried in this run (else `track` keeps nothing)."""
+        return self._enabled
 
     def track(self, item_id: str, item: T) -> None:
         """Remember an admitted item, in case it has to go back to the queue."""
@@ -171,13 +179,17 @@ class Requeue(Generic[T]):
         fail; the caller waits (`delay`) and asks again. Ends when the queue is
         empty and nothing is in flight, or when the run stops admitting.
         """
+        if not self._enabled:
+            # Nothing can be queued: the input itself, without a generator around each item.
+            return it
+        return self._feed(it)
+
+    def _feed(self, it: Iterator[T]) -> Iterator[T | Wait]:
         # Not `yield from`: closing this generator must not close the input,
         # which the run still counts from when it stopped early.
         for given in it:  # noqa: UP028
             yield given
         self.input_done = True
-        if not self._enabled:
-            return
         while True:
             item = self._next_queued()
             if item is None:

@@ -267,7 +267,7 @@ class ResumableRun:
         blocked = state.blocked
         attempts = session.attempts
         admit = state.admit
-        track = requeue.track
+        track = requeue.track if requeue.enabled else None
         left = state.left
         clock = state.clock
         for item in requeue.feed(it):
@@ -280,7 +280,8 @@ class ResumableRun:
                 return False
             item_id = ids(item)
             ctx = ItemContext(state, item_id, attempts(item_id) + 1, admit())
-            track(item_id, item)
+            if track is not None:
+                track(item_id, item)
             try:
                 started = clock()
                 try:
@@ -643,7 +644,9 @@ class ResumableRun:
             recorded = session.mark_done(
                 ctx.item_id,
                 result,
-                usage=_outcome_usage(ctx, usage, None),
+                usage=None
+                if usage is NO_USAGE and not calls_recorded(ctx)
+                else _outcome_usage(ctx, usage, None),
                 stop=None if stop is None else stop.name,
                 turns=ctx.turns,
                 seconds=max(0.0, round(duration, 3)),
