@@ -11,7 +11,6 @@ SQLite's clock (the machine's), renewed by a heartbeat thread.
 from __future__ import annotations
 
 import json
-import json.encoder
 import os
 import pathlib
 import sqlite3
@@ -454,7 +453,7 @@ class SqliteStore:
         Returns:
             ``False`` for a late completion (counted in :attr:`late_completions`).
         """
-        record = _record_json(completion_record(item_id, ts, extra))
+        record = dumps(completion_record(item_id, ts, extra), "extra")
         group = self._group
         if group is not None and self._conn is not None:
             group.add((item_id, ts, record, result_json))
@@ -777,38 +776,6 @@ class SqliteStore:
                 self._held.clear()
                 self._conn.close()
                 self._conn = None
-
-
-def _not_json(value: object) -> Any:
-    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
-
-
-# The C encoder that json.dumps builds anew for every call, built once: a completion's
-# record is encoded in about half the time. No cycle check (markers=None): a cyclic
-# value recurses until RecursionError, and dumps() then says what is wrong.
-_MAKE_ENCODER: Final[Any] = getattr(json.encoder, "c_make_encoder", None)
-_ENCODE: Final[Any] = (
-    None
-    if _MAKE_ENCODER is None
-    else _MAKE_ENCODER(
-        None, _not_json, json.encoder.encode_basestring, None, ": ", ", ", False, False, False
-    )
-)
-
-
-def _record_json(record: dict[str, Any]) -> str:
-    """The JSON of a completion record, as ``dumps(record, "extra")`` writes it.
-
-    Raises:
-        ArgumentTypeError: A value of ``extra`` cannot be encoded.
-        ArgumentValueError: It holds NaN or an infinity, or is nested too deeply.
-    """
-    if _ENCODE is not None:
-        try:
-            return "".join(_ENCODE(record, 0))
-        except (TypeError, ValueError, RecursionError):
-            pass  # dumps() raises the typed error
-    return dumps(record, "extra")
 
 
 def _meta(conn: sqlite3.Connection, key: str) -> str | None:
