@@ -137,7 +137,7 @@ def test_a_signal_while_workers_rest_after_quick_items_records_every_started_ite
     out, err = finish(proc)
     assert proc.returncode == 0, err
     report = report_of(out)
-    assert (report["stop_reason"], report["abandoned"]) == ("signal", 0)
+    assert (report["stop_reason"], report["abandoned"]) == ("signal", 0), (report, err)
     starts = started + [line.split()[1] for line in out.splitlines() if line.startswith("START")]
-    assert sorted(done_ids(tmp_path)) == sorted(starts)
-    assert report["done"] == len(starts) and report["remaining"] == 2000 - len(starts)
+    assert sorted(done_ids(tmp_path)) == sorted(starts), (report, err)
+    assert (report["done"], report["remaining"]) == (len(starts), 2000 - len(starts)), report

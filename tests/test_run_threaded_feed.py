@@ -104,7 +104,7 @@ def test_a_worker_rests_after_a_quick_item_while_another_is_free() -> None:
     pool.live = 2
     thread, back = _resting(pool)
     assert pool.rested == 1 and not back.is_set()
-    state.stop("signal", StopReason("signal", "test"))  # a stop wakes it (its poll, at most 0.1 s)
+    state.stop("signal", StopReason("signal", "test"))  # seen at its safety poll (1 s)
     assert back.wait(5) and pool.rested == 0
     thread.join(5)
 
@@ -115,7 +115,7 @@ def test_a_worker_does_not_rest_when_it_is_the_only_free_one() -> None:
     pool.rest(time.monotonic())  # the only worker: returns at once
     pool.live = 2
     pool.rest(time.monotonic() - 1.0)  # a slow item (it waited for something): no rest
-    pool.started(1)
+    pool.since[1] = time.monotonic()
     time.sleep(0.01)  # the other worker's item has run for a while: it is busy
     pool.rest(time.monotonic())
     assert pool.rested == 0
@@ -126,11 +126,11 @@ def test_the_main_thread_wakes_a_resting_worker_when_every_active_one_is_busy() 
     pool.live = 2
     resting, back = _resting(pool)
     assert pool.rested == 1
-    pool.started(0)  # the other worker's item now waits (for the network, say)
+    pool.since[0] = time.monotonic()  # the other worker's item now waits (for the network, say)
     watcher = threading.Thread(target=pool.watch, daemon=True)
     watcher.start()
     assert back.wait(5), "the resting worker was not woken"
-    pool.finished(0)
+    pool.since[0] = 0.0
     pool.gone()
     pool.gone()
     watcher.join(5)

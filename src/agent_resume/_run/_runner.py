@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import inspect
 import math
 import os
@@ -338,25 +339,32 @@ class ResumableRun:
             state,
             state.requeue.feed(it),
             IdReader(key),
-            lambda item_id: self._begin(state, session, item_id),
+            functools.partial(self._begin, state, session),
         )
         pool = Pool(self.config.concurrency, state, feeder)
 
         def worker(index: int, job: tuple[Any, ItemContext] | Wait | None) -> None:
+            # Once per item: names looked up once, the pool's slot set in place.
+            since = pool.since
+            monotonic = time.monotonic
+            take = feeder.take
+            one = self._one
+            left = state.left
             try:
                 while job is not None:
                     if isinstance(job, Wait):
                         state.wait_change(min(_POLL, state.requeue.delay()))
                     else:
                         item, ctx = job
-                        started = pool.started(index)
+                        started = since[index] = monotonic()
                         try:
-                            self._one(process, item, ctx, state, session)
+                            one(process, item, ctx, state, session)
                         finally:
-                            pool.finished(index)
-                            state.left()
-                        pool.rest(started)
-                    job = feeder.take()
+                            since[index] = 0.0
+                            left()
+                        if pool.live - pool.rested > 1:
+                            pool.rest(started)
+                    job = take()
             except BaseException as exc:
                 state.escaped(exc)
             finally:

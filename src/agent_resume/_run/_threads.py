@@ -110,9 +110,9 @@ class Feeder:
 class Pool:
     """The threaded run's workers: which run, which rest, and when the run's wait is over.
 
-    A worker calls `started` and `finished` around each item, `rest` after
-    it (it returns at once unless the item was quick and another worker is
-    free), and `gone` when it ends. The main thread calls `watch`, which
+    A worker sets its slot of `since` around each item (the moment it
+    started, ``time.monotonic()``; ``0.0`` once done), calls `rest` after a
+    quick item while another worker is active, and `gone` when it ends. The main thread calls `watch`, which
     returns when every worker has ended, the run was aborted or the grace
     period after a stop has passed, and wakes resting workers meanwhile.
 
@@ -126,20 +126,22 @@ class Pool:
         "_feeder",
         "_lock",
         "_resting",
-        "_since",
         "_state",
         "_wakes",
         "_watching",
         "live",
         "rested",
+        "since",
     )
 
     def __init__(self, size: int, state: RunState, feeder: Feeder) -> None:
         self._state = state
         self._feeder = feeder
-        # When each worker's item started (time.monotonic), 0.0 when it runs none.
-        # The real clock, even when a test gives the run a mock one: these are real waits.
-        self._since = [0.0] * size
+        self.since = [0.0] * size
+        """When each worker's item started (``time.monotonic()``), ``0.0`` while it runs none.
+
+        The real clock, even when a test gives the run a mock one: these are real waits.
+        """
         self._lock = threading.Lock()
         self._resting = threading.Condition(self._lock)  # resting workers wait here
         self._watching = threading.Condition(self._lock)  # the main thread waits here
@@ -149,18 +151,9 @@ class Pool:
         self.live = 0
         """Workers started and not yet ended (set by the runner before it starts them)."""
 
-    def started(self, index: int) -> float:
-        """Worker ``index`` starts an item; returns the moment, for `rest`."""
-        now = self._since[index] = time.monotonic()
-        return now
-
-    def finished(self, index: int) -> None:
-        """Worker ``index`` is done with its item, however it ended."""
-        self._since[index] = 0.0
-
     def _busy(self, now: float) -> int:
         # Workers whose item has run longer than _BUSY (lock not needed: floats are swapped whole).
-        return sum(1 for since in self._since if since and now - since > _BUSY)
+        return sum(1 for since in self.since if since and now - since > _BUSY)
 
     def rest(self, started: float) -> None:
         """After an item that started at ``started``: wait aside if it was quick and another worker is free.
