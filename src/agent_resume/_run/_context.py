@@ -64,13 +64,14 @@ class ItemContext:
         "usage",
     )
 
-    def __init__(self, run: RunState, item_id: str, attempt: int, deadline: Deadline) -> None:
+    def __init__(self, run: RunState, item_id: str, attempt: int, started: float) -> None:
         self._run = run
         self.item_id = item_id
         self.attempt = attempt
-        self._deadline = deadline
-        self._started = deadline.created_at
-        self._progress_at = deadline.created_at
+        # Made when first asked for: most items never look at their deadline.
+        self._deadline: Deadline | None = None
+        self._started = started
+        self._progress_at = started
         self.usage = NO_USAGE
         """The usage recorded for this item so far (in this attempt)."""
         self.last_stop: StopReason | None = None
@@ -84,7 +85,7 @@ class ItemContext:
         self._saved = False
         self._logger: logging.LoggerAdapter[logging.Logger] | None = None
         self._token: str | None = None
-        self._turn_at = deadline.created_at
+        self._turn_at = started
         self._turn_seconds: list[float] = []
         spent = run.spent
         self._before = None if spent is None else spent.item(item_id)
@@ -104,10 +105,14 @@ class ItemContext:
         After SIGINT or SIGTERM it is tightened to the end of the grace period,
         so an item that checks it stops in time to be recorded.
         """
-        grace = self._run.grace_at
-        if grace < self._deadline.at:
-            return Deadline(at=grace, created_at=self._started, clock=self._run.clock)
-        return self._deadline
+        run = self._run
+        deadline = self._deadline
+        if deadline is None:
+            deadline = self._deadline = run.item_deadline(self._started)
+        grace = run.grace_at
+        if grace < deadline.at:
+            return Deadline(at=grace, created_at=self._started, clock=run.clock)
+        return deadline
 
     def time_left(self) -> float:
         """Seconds left before the item's deadline (``math.inf`` for none, ``0.0`` once passed)."""

@@ -280,11 +280,11 @@ class ResumableRun:
             if blocked():
                 return False
             item_id = ids(item)
-            ctx = ItemContext(state, item_id, attempts(item_id) + 1, admit())
+            started = admit()
+            ctx = ItemContext(state, item_id, attempts(item_id) + 1, started)
             if track is not None:
                 track(item_id, item)
             try:
-                started = clock()
                 try:
                     result = process(item, ctx)
                 except Exception as exc:

@@ -425,18 +425,25 @@ class RunState:
 
     # -- items -------------------------------------------------------------------
 
-    def admit(self) -> Deadline:
-        """Count an item as started and return its deadline.
+    def admit(self) -> float:
+        """Count an item as started and return when it started, on ``clock``.
 
-        The deadline is the item timeout intersected with the run's soft
-        deadline: the run's deadline plus the grace period.
+        Its deadline is :meth:`item_deadline` of that moment, made only
+        when the item asks for it.
         """
         with self._lock:
             self._admitted += 1
             self._in_flight += 1
+        return self.clock()
+
+    def item_deadline(self, started: float) -> Deadline:
+        """The deadline of an item started at ``started``.
+
+        The item timeout intersected with the run's soft deadline: the run's
+        deadline plus the grace period.
+        """
         clock = self.clock
-        now = clock()
-        return trusted_deadline(min(now + self._item_timeout, self.cut_at), now, clock)
+        return trusted_deadline(min(started + self._item_timeout, self.cut_at), started, clock)
 
     def left(self) -> None:
         """Count an admitted item as no longer in flight, however it ended."""
