@@ -1,9 +1,10 @@
 """The PostgreSQL store: many workers on many machines share one job.
 
 One job lives in one schema (``agent_resume`` unless told otherwise). Every
-worker gives the same items; the first to enqueue a batch of them adds it (with
-its digest), the others find the digest and skip it; claims take batches with ``FOR UPDATE SKIP
-LOCKED`` under a lease judged by the database clock; a heartbeat thread
+worker gives the same items; the first to enqueue a batch of them adds it
+(with its digest), the others find the digest and skip it; claims take batches
+with ``FOR UPDATE SKIP LOCKED`` under a lease judged by the database clock,
+without waiting for the disk; a heartbeat thread
 renews the leases this worker holds; a completion is one row in a table keyed
 by the item, so the first writer wins. Every statement runs in its own
 transaction and is retried on a new connection when the connection is lost;
