@@ -12,11 +12,10 @@ So a worker whose item was quick (it waited for nothing: no call, no sleep)
 rests while another worker is free to take the next item, and the main thread
 wakes a resting worker once no active worker is free: when every active
 worker's item has been running for 2 ms (it waits for the network, a sleep,
-a lock, or computes at length). The main thread looks within 0.1 s, and every
-5 ms while it keeps finding workers to wake. Items that wait run
-``concurrency`` at a time as before; quick items run in turn on one worker.
-The first items are still admitted all at once, one per worker, before any
-starts.
+a lock, or computes at length); the main thread looks every 0.1 s and wakes
+one worker per look. Items that wait run ``concurrency`` at a time as
+before; quick items run in turn on one worker. The first items are still
+admitted all at once, one per worker, before any starts.
 """
 
 from __future__ import annotations
@@ -42,13 +41,12 @@ _QUICK = 0.0002
 # An item running longer than this is waiting (or computing at length): a
 # resting worker is woken to take the next item meanwhile.
 _BUSY = 0.002
-# How often the main thread looks at the items in flight while workers rest:
-# every 5 ms after it woke a worker, twice as long after each look that found
-# nothing to do, up to _POLL. Each look costs the running worker the GIL for a
-# moment (and a wake-up at each record it writes while the main thread waits
-# for it), so a run of quick items is looked at ten times a second.
-_WATCH = 0.005
-# How often the main thread looks up when no worker rests (signals, the grace period).
+# How often the main thread looks at the items in flight (and at the grace
+# period, signals, the workers' end). Each look takes the GIL from the running
+# worker for a moment (and makes it wake the main thread at each record it
+# writes while the main thread waits for it), so it is not done more often:
+# a resting worker is woken within 0.1 s of the last free worker's item
+# starting to wait, one worker per look.
 _POLL = 0.1
 # A resting worker is woken by the others and the main thread; this is a safety net.
 _REST_POLL = 1.0
@@ -103,7 +101,9 @@ class Feeder:
                 self.exhausted = False
                 return None
             ctx = self._begin(self._ids(item))
-            state.requeue.track(ctx.item_id, item)
+            requeue = state.requeue
+            if requeue.enabled:
+                requeue.track(ctx.item_id, item)
             return item, ctx
 
 
@@ -171,8 +171,6 @@ class Pool:
                 return  # every other active worker is busy: this one is needed
             self.rested += 1
             try:
-                if self.rested == 1:
-                    self._watching.notify()  # the main thread now watches more often
                 while not self._wakes:
                     if feeder.ended or state.stopping or state.aborted:
                         return
@@ -205,7 +203,6 @@ class Pool:
         """
         state = self._state
         feeder = self._feeder
-        period = _WATCH
         with self._lock:
             while self.live > 0 and not state.aborted:
                 left = state.grace_at - state.clock()
@@ -221,7 +218,4 @@ class Pool:
                     ):
                         self._wakes += 1  # no active worker is free: wake one
                         self._resting.notify()
-                        period = _WATCH
-                    else:
-                        period = min(period * 2, _POLL)
-                self._watching.wait(min(period if self.rested else _POLL, left))
+                self._watching.wait(min(_POLL, left))
