@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from typing import Any
 
 import pytest
 
@@ -262,6 +263,12 @@ def test_a_group_worker_claims_its_next_batch_ahead_and_gives_it_all_back_on_clo
     assert query(pg_dsn, "SELECT item_id FROM agent_resume.completions") == [("a",)]
 
 
+def psycopg_connect(dsn: str) -> Any:
+    import psycopg
+
+    return psycopg.connect(dsn, autocommit=True)
+
+
 def claim_plan(dsn: str, *, planned: bool) -> str:
     """The claim's plan as JSON text, with or without the claim's planner settings."""
     import json
@@ -273,7 +280,7 @@ def claim_plan(dsn: str, *, planned: bool) -> str:
     params = {"w": "x", "lease": 30, "max": 3, "exclude": [], "limit": 64}
     with psycopg.connect(dsn) as conn:
         if planned:
-            conn.execute(CLAIM_PLAN, {"local": True})
+            conn.execute(CLAIM_PLAN)
         (plan,) = conn.execute(
             "EXPLAIN (FORMAT JSON) " + CLAIM.replace("{s}", "agent_resume"), params
         ).fetchone()  # type: ignore[misc]
@@ -303,9 +310,12 @@ def test_a_claim_walks_the_queue_in_order_instead_of_sorting_every_pending_row(
 
 
 def test_a_claim_does_not_wait_for_the_disk_but_a_completion_does(pg_dsn: str) -> None:
-    def show(link: object, name: str) -> str:
-        row = link.run(lambda c: c.execute(f"SHOW {name}").fetchone(), "showing")  # type: ignore[attr-defined]
-        return str(row[0])
+    from agent_resume.stores._postgres import _with_claim_settings
+
+    def show(link: object) -> tuple[str, str]:
+        sql = "SELECT current_setting('synchronous_commit'), current_setting('enable_sort')"
+        row = link.run(lambda c: c.execute(sql).fetchone(), "showing")  # type: ignore[attr-defined]
+        return row[0], row[1]
 
     for durability in ("flush", "group"):
         store = opened(pg_dsn, durability=durability, schema=f"sync_{durability}")
@@ -314,14 +324,17 @@ def test_a_claim_does_not_wait_for_the_disk_but_a_completion_does(pg_dsn: str) -
             assert store.claim(1, 3) == ["a"]
             assert store.write_done("a", 1, None, None)
             store.flush()
-            # The claim's settings stay with the claim: completions wait for the
-            # disk (the server's synchronous_commit) and are planned as usual.
-            assert show(store._link, "synchronous_commit") == "on"
-            assert show(store._link, "enable_sort") == "on"
-            if durability == "group":  # its claims have a connection of their own
-                assert show(store._claim_link, "synchronous_commit") == "off"
+            # The claim's settings stay in its transaction: completions wait for
+            # the disk (the server's synchronous_commit) and are planned as usual,
+            # and no setting stays on a connection a pooler could hand on.
+            assert show(store._link) == ("on", "on")
+            assert show(store._claim_link) == ("on", "on")
         finally:
             store.close()
+    with psycopg_connect(pg_dsn) as conn:
+        sql = "SELECT current_setting('synchronous_commit'), current_setting('enable_sort')"
+        assert _with_claim_settings(conn, sql, {}) == [("off", "off")]
+        assert conn.execute(sql).fetchone() == ("on", "on")
 
 
 def test_a_batch_already_enqueued_is_skipped_by_its_digest(pg_dsn: str) -> None:

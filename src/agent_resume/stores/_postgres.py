@@ -191,9 +191,7 @@ class PostgresStore:
         self._link = PgLink(self._connect, repr(self), timeout, self._set_up)
         self._beat_link = PgLink(self._connect, repr(self) + " heartbeat", timeout, self._set_up)
         # Claims of a group worker run on their own connection, beside the commits.
-        self._claim_link = PgLink(
-            self._connect, repr(self) + " claims", timeout, self._set_up_claims
-        )
+        self._claim_link = PgLink(self._connect, repr(self) + " claims", timeout, self._set_up)
         # Completion tokens: unique to this store object, without a system call each
         # (uuid4 reads the system's random source and lets other threads run).
         self._token_prefix = secrets.token_hex(8) + "-"
@@ -240,15 +238,6 @@ class PostgresStore:
     def _set_up(self, conn: Connection) -> None:
         """Session settings of a new connection (run by the link, under its watchdog)."""
         conn.execute(f"SET statement_timeout = {self._timeout_ms()}")
-
-    def _set_up_claims(self, conn: Connection) -> None:
-        """A connection that only claims: the claim's plan for the whole session.
-
-        So that a claim is one round trip: a claim made ahead runs in a thread
-        that waits for the interpreter's lock before each round trip.
-        """
-        self._set_up(conn)
-        conn.execute(CLAIM_PLAN, {"local": False})
 
     def _run(self, fn: Callable[[Connection], T], what: str, *, watch: bool = True) -> T:
         return self._link.run(fn, what, watch=watch)
@@ -452,15 +441,12 @@ class PostgresStore:
         return ids
 
     def _claim_rows(self, conn: Connection, params: dict[str, Any]) -> list[tuple[Any, ...]]:
-        """The claim, in a transaction whose plan walks the queue's index in order."""
-        with conn.transaction():
-            conn.execute(CLAIM_PLAN, {"local": True})
-            return conn.execute(self._sql(CLAIM), params).fetchall()
+        """The claim, with its settings (:data:`CLAIM_PLAN`), in one transaction."""
+        return _with_claim_settings(conn, self._sql(CLAIM), params)
 
     def _claim_now(self, params: dict[str, Any]) -> list[str]:
         """Lease a batch on the claims' connection; the heartbeat renews it from now on."""
-        sql = self._sql(CLAIM)
-        rows = self._claim_link.run(lambda c: c.execute(sql, params).fetchall(), "claiming items")
+        rows = self._claim_link.run(lambda c: self._claim_rows(c, params), "claiming items")
         ids = [item_id for item_id, _ in sorted(rows, key=lambda r: r[1])]
         with self._held_lock:
             self._held.update(ids)
@@ -879,6 +865,22 @@ def _check_ids(item_ids: Sequence[str]) -> None:
                 f"PostgresStore cannot keep an item ID with a NUL character (got {item_id!r}): "
                 "PostgreSQL text holds none; use a key= that maps it to another ID",
             )
+
+
+def _with_claim_settings(
+    conn: Connection, sql: str, params: dict[str, Any]
+) -> list[tuple[Any, ...]]:
+    """Run ``sql`` in a transaction with the claim's settings, in one round trip.
+
+    The settings are the transaction's own (``set_config(..., true)``), so
+    that none stays on a connection a pooler may hand to another client; the
+    pipeline sends the four statements at once (a claim made ahead runs in a
+    thread that waits for the interpreter's lock at each round trip).
+    """
+    with conn.pipeline(), conn.transaction():
+        conn.execute(CLAIM_PLAN)
+        cursor = conn.execute(sql, params)
+    return cursor.fetchall()
 
 
 def _digest(chunk: list[str]) -> str:

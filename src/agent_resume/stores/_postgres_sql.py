@@ -120,19 +120,19 @@ CLAIM: Final = """UPDATE {s}.items SET leased_by = %(w)s,
                    FOR UPDATE SKIP LOCKED))
                RETURNING item_id, seq"""
 
-# Set before a claim (in its transaction, or for the session of a connection
-# that only claims). The plan: the claim walks `items_todo` in order and stops
-# after `limit` rows; left to its estimates (which a job's leases and
-# completions make stale within seconds), the planner read every pending row
-# and sorted them on every claim (issue 15). The commit: a claim does not wait
-# for the disk. A lease lost in a crash of the server (the last fraction of a
-# second of claims) lets another worker run the item too; its completion, which
-# always waits for the disk, is then late and ignored: at least once, recorded once.
+# Set at the start of a claim's transaction, for that transaction alone. The
+# plan: the claim walks `items_todo` in order and stops after `limit` rows;
+# left to its estimates (which a job's leases and completions make stale within
+# seconds), the planner read every pending row and sorted them on every claim
+# (issue 15). The commit: a claim does not wait for the disk. A lease lost in a
+# crash of the server (the last fraction of a second of claims) lets another
+# worker run the item too; its completion, which always waits for the disk, is
+# then late and ignored: at least once, recorded once.
 CLAIM_PLAN: Final = (
-    "SELECT set_config('enable_seqscan', 'off', %(local)s), "
-    "set_config('enable_sort', 'off', %(local)s), "
-    "set_config('enable_bitmapscan', 'off', %(local)s), "
-    "set_config('synchronous_commit', 'off', %(local)s)"
+    "SELECT set_config('enable_seqscan', 'off', true), "
+    "set_config('enable_sort', 'off', true), "
+    "set_config('enable_bitmapscan', 'off', true), "
+    "set_config('synchronous_commit', 'off', true)"
 )
 
 # First writer wins; the token lets a retry after an unknown commit see that it won.
