@@ -191,15 +191,13 @@ def completion_line(
         for key, value in extra.items():
             # Plain numbers and text are written as the encoder would, without it.
             kind = type(value)
-            if kind is int:
-                text = int.__repr__(value)
-            elif kind is float and math.isfinite(value):
-                text = float.__repr__(value)
+            if kind is int or (kind is float and math.isfinite(value)):
+                text = repr(value)
             elif kind is str:
                 text = encode_basestring(value)
             else:
                 text = (_flat_object(value) if kind is dict else None) or _dumps(value)
-            parts += (", ", encode_basestring(key), ": ", text)
+            parts.append(f", {encode_basestring(key)}: {text}")
     if result_json is not None:
         parts += (', "result": ', result_json)
     parts.append("}\n")

@@ -90,15 +90,16 @@ class Requeue(Generic[T]):
     def track(self, item_id: str, item: T) -> None:
         """Remember an admitted item, in case it has to go back to the queue."""
         if self._enabled:
-            with self._lock:
-                self._in_flight[item_id] = item
+            # One dict store needs no lock: it is atomic, and only the thread
+            # running the item touches its key.
+            self._in_flight[item_id] = item
 
     def done(self, item_id: str) -> None:
         """An item was recorded done."""
-        if not self._enabled and not self._failed:
-            return  # nothing tracked, nothing failed: no lock to take
+        self._in_flight.pop(item_id, None)  # atomic, as in `track`
+        if not self._failed:
+            return  # nothing failed in this run: no lock to take
         with self._lock:
-            self._in_flight.pop(item_id, None)
             if item_id in self._failed:
                 self._failed.discard(item_id)
                 self.retried += 1

