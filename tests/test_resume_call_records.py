@@ -18,6 +18,7 @@ import pytest
 
 from agent_resume import (
     AgentResume,
+    CheckpointWarning,
     CorruptCheckpointError,
     JsonlStore,
     NotACheckpointError,
@@ -249,3 +250,16 @@ def test_failures_among_calls_and_completions_are_read_alone_the_rest_by_pattern
     # Besides the header, only a line cut by the boundary of a 1 MiB read.
     blocks = path.stat().st_size // (1 << 20) + 1
     assert others[0].startswith(b'{"agent_resume"') and len(others) <= 1 + blocks
+
+
+def test_a_corrupt_line_among_calls_is_named_by_its_own_line_number(tmp_path: Path) -> None:
+    # The runs of lines around it are read by pattern: the count must still be exact.
+    body = [call_line(f"c{n}", f"k{n}") if n % 3 else done_line(f"d{n}") for n in range(3000)]
+    body.insert(1234, "{garbage\n")
+    path = tmp_path / "bad.jsonl"
+    path.write_text(HEADER + "".join(body))
+    with pytest.warns(CheckpointWarning, match=r"bad\.jsonl:1236: skipped a corrupt line"):
+        with open(path, "rb") as f:
+            result = load(f, str(path))
+    assert result.state.bad_lines == 1 and result.lines == 3002
+    assert result.state.done == reference(path).done
