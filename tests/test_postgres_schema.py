@@ -169,3 +169,54 @@ def test_a_new_schema_is_created_at_version_2(pg_dsn: str) -> None:
     store.close()
     assert query(pg_dsn, "SELECT value FROM agent_resume.meta WHERE key = 'version'") == [("2",)]
     assert store.describe().format_version == 2
+
+
+def test_workers_opening_a_version_1_schema_at_once_migrate_it_once(pg_dsn: str) -> None:
+    import threading
+
+    make_v1_job(pg_dsn)
+    gate = threading.Barrier(4)
+    states: list[set[str]] = []
+    errors: list[BaseException] = []
+
+    def open_job() -> None:
+        store = PostgresStore(pg_dsn)
+        gate.wait()
+        try:
+            states.append(set(store.open("job").done))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+        finally:
+            store.close()
+
+    threads = [threading.Thread(target=open_job) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert states == [{"a", "b"}] * 4
+    assert kinds(PostgresStore(pg_dsn)) == V1_ORDER
+
+
+def test_a_read_that_overlaps_the_migration_sees_the_records_of_one_version(
+    pg_dsn: str,
+) -> None:
+    import threading
+
+    make_v1_job(pg_dsn)
+
+    class Racing(PostgresStore):
+        """Lets another worker open (and migrate) the job right after the version is read."""
+
+        def _meta(self, conn: object, key: str) -> str | None:
+            value = super()._meta(conn, key)  # type: ignore[arg-type]
+            if key == "version" and value == "1":
+                other = PostgresStore(pg_dsn)
+                opener = threading.Thread(target=lambda: (other.open("job"), other.close()))
+                opener.start()
+                opener.join(30)
+            return value
+
+    assert kinds(Racing(pg_dsn)) == V1_ORDER
+    assert query(pg_dsn, "SELECT value FROM agent_resume.meta WHERE key = 'version'") == [("2",)]

@@ -667,7 +667,13 @@ class PostgresStore:
     # -- reading ---------------------------------------------------------------
 
     def _by_version(self, conn: Connection, current: str, version_1: str) -> list[tuple[Any, ...]]:
-        """Read with the query for the schema's version (one not yet opened may be version 1)."""
+        """Read with the query for the schema's version (one not yet opened may be version 1).
+
+        The version and the rows are read from one snapshot, so that a worker
+        migrating the schema meanwhile cannot pair version 1's query with
+        version 2's rows.
+        """
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         found = conn.execute("SELECT to_regclass(%s)", (f"{self.schema}.meta",)).fetchone()
         if found is None or found[0] is None:
             return []
