@@ -12,6 +12,7 @@ each turn and prints ``SAVED <turn>``; ``hang_at=N`` sleeps after turn N),
 
 import asyncio
 import json
+import os
 import sys
 import time
 
@@ -42,8 +43,8 @@ def main() -> None:
     run = ResumableRun(cfg)
 
     def begin(item, ctx):
-        sys.stdout.write(f"START {item}\n")
-        sys.stdout.flush()
+        # One write(2) per line: text-file writes from several threads can drop one.
+        os.write(sys.stdout.fileno(), f"START {item}\n".encode())
         if opts.get("usage") == "1":
             ctx.record_usage(Usage(input_tokens=100, output_tokens=10, cost_usd=0.01))
         return sleeps[int(item[1:]) % len(sleeps)]
