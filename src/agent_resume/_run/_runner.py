@@ -516,6 +516,7 @@ class ResumableRun:
         task = asyncio.current_task()
         assert task is not None  # a coroutine run as a task
         sync = feeder.feed is not None
+        clock = state.clock
         try:
             while job is not None:
                 if isinstance(job, Wait):
@@ -523,12 +524,39 @@ class ResumableRun:
                 else:
                     item, ctx = job
                     try:
-                        if tracing is None:
-                            # No scope at all when untraced: this runs once per item.
-                            await self._aattempt(aprocess, item, ctx, state, session, task)
-                        else:
+                        if tracing is not None:
                             with item_scope(tracing, ctx.item_id, ctx.attempt):
                                 await self._aattempt(aprocess, item, ctx, state, session, task)
+                        else:
+                            # Untraced, the steps of `_aattempt` are inlined: no
+                            # scope, and one coroutine level less each time the item resumes.
+                            started = clock()
+                            deadline = ctx.deadline
+                            timer = None
+                            try:
+                                if deadline.at != math.inf:
+                                    timeout = deadline.remaining_seconds()
+                                    if timeout <= 0:  # it passed before the item started
+                                        raise DeadlineExceeded(deadline, 0.0)
+                                    timer = _Timer(task, timeout)
+                                pending = aprocess(item, ctx)
+                                if type(pending) is not CoroutineType:
+                                    _check_awaitable(aprocess, pending)
+                                result = await pending
+                            except asyncio.CancelledError as exc:
+                                if timer is None or not timer.fired:
+                                    raise
+                                error = _deadline_error(ctx, exc)
+                                self._failed(state, session, ctx, error, clock() - started)
+                            except _NotAwaitable:
+                                raise
+                            except Exception as exc:
+                                self._failed(state, session, ctx, exc, clock() - started)
+                            else:
+                                self._done(state, session, ctx, result, clock() - started)
+                            finally:
+                                if timer is not None:
+                                    timer.close()
                     except asyncio.CancelledError:
                         if feeder.closing:
                             raise  # the run's end
@@ -557,26 +585,21 @@ class ResumableRun:
         session: Session,
         task: asyncio.Task[None],
     ) -> None:
+        """One attempt at an item, recorded (the worker inlines the same steps when untraced)."""
         clock = state.clock
         started = clock()
         deadline = ctx.deadline
         timer = None
-        if deadline.at != math.inf:
-            timeout = deadline.remaining_seconds()
-            if timeout <= 0:
-                self._failed(state, session, ctx, DeadlineExceeded(deadline, 0.0), 0.0)
-                return
-            # Cheaper than wait_for (no second task): cancel this task at the deadline.
-            timer = _Timer(task, timeout)
         try:
+            if deadline.at != math.inf:
+                timeout = deadline.remaining_seconds()
+                if timeout <= 0:  # it passed before the item started
+                    raise DeadlineExceeded(deadline, 0.0)
+                # Cheaper than wait_for (no second task): cancel this task at the deadline.
+                timer = _Timer(task, timeout)
             pending = aprocess(item, ctx)
-            if type(pending) is not CoroutineType and not inspect.isawaitable(pending):
-                raise _NotAwaitable(
-                    "aprocess",
-                    aprocess,
-                    f"`aprocess` must return an awaitable (got {type(pending).__name__}); "
-                    "run plain functions with `ResumableRun(config).run(process, items)`",
-                )
+            if type(pending) is not CoroutineType:
+                _check_awaitable(aprocess, pending)
             result = await pending
         except asyncio.CancelledError as exc:
             if timer is None or not timer.fired:
@@ -992,6 +1015,16 @@ class _TaskFeeder:
 
 class _NotAwaitable(ArgumentTypeError):
     """``aprocess`` returned something that cannot be awaited: a mistake, not a failed item."""
+
+
+def _check_awaitable(aprocess: object, pending: object) -> None:
+    if not inspect.isawaitable(pending):
+        raise _NotAwaitable(
+            "aprocess",
+            aprocess,
+            f"`aprocess` must return an awaitable (got {type(pending).__name__}); "
+            "run plain functions with `ResumableRun(config).run(process, items)`",
+        )
 
 
 def _first_in_line(items: Iterable[T], session: Session, key: KeyFunc | None) -> Iterable[T]:
