@@ -517,6 +517,9 @@ class ResumableRun:
         assert task is not None  # a coroutine run as a task
         sync = feeder.feed is not None
         clock = state.clock
+        # No item timeout and no run deadline: an item's deadline is made
+        # (it is lazy) only once a signal or an escape sets the grace period.
+        untimed = self.config.item_timeout == math.inf and state.cut_at == math.inf
         try:
             while job is not None:
                 if isinstance(job, Wait):
@@ -531,14 +534,15 @@ class ResumableRun:
                             # Untraced, the steps of `_aattempt` are inlined: no
                             # scope, and one coroutine level less each time the item resumes.
                             started = clock()
-                            deadline = ctx.deadline
                             timer = None
                             try:
-                                if deadline.at != math.inf:
-                                    timeout = deadline.remaining_seconds()
-                                    if timeout <= 0:  # it passed before the item started
-                                        raise DeadlineExceeded(deadline, 0.0)
-                                    timer = _Timer(task, timeout)
+                                if not untimed or state.grace_at != math.inf:
+                                    deadline = ctx.deadline
+                                    if deadline.at != math.inf:
+                                        timeout = deadline.remaining_seconds()
+                                        if timeout <= 0:  # it passed before the item started
+                                            raise DeadlineExceeded(deadline, 0.0)
+                                        timer = _Timer(task, timeout)
                                 pending = aprocess(item, ctx)
                                 if type(pending) is not CoroutineType:
                                     _check_awaitable(aprocess, pending)
