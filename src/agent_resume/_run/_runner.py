@@ -404,9 +404,10 @@ class ResumableRun:
     ) -> RunReport:
         """Process every item not yet done with ``await aprocess(item, ctx)``.
 
-        Up to ``concurrency`` items run as tasks at once. An item still
-        running at its deadline is cancelled and recorded as a retryable
-        failure.
+        Up to ``concurrency`` items run at once, in as many worker tasks,
+        each taking its next item as it finishes one (the items of one task
+        share its context). An item still running at its deadline is
+        cancelled and recorded as a retryable failure.
 
         Args:
             aprocess: The coroutine function to run on each item.
