@@ -304,8 +304,20 @@ def read_postgres(url: str) -> Observed:
         events = conn.execute(
             f"SELECT count(*) FROM {schema}.events WHERE kind = 'done'"
         ).fetchone()
+        has_seq = conn.execute(
+            "SELECT count(*) FROM information_schema.columns "
+            "WHERE table_schema = %s AND table_name = 'completions' AND column_name = 'seq'",
+            (schema,),
+        ).fetchone()
+        placed = (
+            conn.execute(f"SELECT count(DISTINCT seq) FROM {schema}.completions").fetchone()
+            if has_seq and has_seq[0]
+            else None
+        )
     seen.done.update(r[0] for r in rows)
-    seen.bad_middle = abs((events[0] if events else 0) - len(rows))
+    # One place among the records per completion: a 'done' event (schema version 1)
+    # or its own distinct seq (schema version 2).
+    seen.bad_middle = abs((events[0] if events else 0) + (placed[0] if placed else 0) - len(rows))
     return seen
 
 
