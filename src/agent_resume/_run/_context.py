@@ -79,14 +79,15 @@ class ItemContext:
         self._turns = 0
         self._errors = 0
         self._last_text = ""
-        self._tool_calls: list[ToolCall] = []
-        self._recent: list[str] = []
+        # Tuples, replaced as calls come: most items make no call, and need no list.
+        self._tool_calls: tuple[ToolCall, ...] = ()
+        self._recent: tuple[str, ...] = ()
         self._conversation: list[Message] | None = None
         self._saved = False
         self._logger: logging.LoggerAdapter[logging.Logger] | None = None
         self._token: str | None = None
         self._turn_at = started
-        self._turn_seconds: list[float] = []
+        self._turn_seconds: tuple[float, ...] = ()
         spent = run.spent
         self._before = None if spent is None else spent.item(item_id)
 
@@ -149,8 +150,8 @@ class ItemContext:
             cost_usd=u.cost_usd if self._turns else 0.0,
             elapsed_seconds=now - self._started,
             last_text=self._last_text,
-            tool_calls=tuple(self._tool_calls),
-            recent_outputs=tuple(self._recent),
+            tool_calls=self._tool_calls,
+            recent_outputs=self._recent,
             consecutive_errors=self._errors,
             idle_seconds=now - self._progress_at,
             attempt=self.attempt,
@@ -249,8 +250,7 @@ class ItemContext:
         now = run.clock()
         turn = now - self._turn_at
         self._turn_at = now
-        self._turn_seconds.append(turn)
-        del self._turn_seconds[:-_RECENT_TURNS]
+        self._turn_seconds = (*self._turn_seconds, turn)[-_RECENT_TURNS:]
         run.note_turn(turn)
         found_text, found_calls = text_and_tools(response_or_usage)
         if text is None:
@@ -259,9 +259,9 @@ class ItemContext:
             tool_calls = found_calls
         if text is not None:
             self._last_text = text
-            self._recent.append(text)
-            del self._recent[:-_RECENT_OUTPUTS]
-        self._tool_calls.extend(tool_calls)
+            self._recent = (*self._recent, text)[-_RECENT_OUTPUTS:]
+        if tool_calls:
+            self._tool_calls = (*self._tool_calls, *tool_calls)
         run.add_usage(usage)
         hook = run.config.on_usage
         if hook is not None:
@@ -413,7 +413,7 @@ def calls_recorded(ctx: ItemContext) -> bool:
     return ctx._token is not None
 
 
-def _p90(values: list[float]) -> float:
+def _p90(values: Sequence[float]) -> float:
     """The 90th percentile (nearest rank) of ``values``, ``0.0`` for none."""
     if not values:
         return 0.0
