@@ -1,5 +1,4 @@
 import asyncio
-import sys
 
 import pytest
 
@@ -173,7 +172,6 @@ def test_a_deadline_raised_inside_acall_is_not_retried_as_a_timeout(tmp_path):
     assert failure["error"].startswith(DeadlineExceeded.__name__)
 
 
-@pytest.mark.skipif(sys.version_info < (3, 11), reason="Task.cancelling and asyncio.timeout")
 def test_an_item_cut_at_its_deadline_leaves_no_cancellation_to_the_next_item(tmp_path):
     # arun's tasks run item after item: the timeout's cancellation of one item
     # (whether the item let it through or swallowed it) must be taken back, or
@@ -188,11 +186,13 @@ def test_an_item_cut_at_its_deadline_leaves_no_cancellation_to_the_next_item(tmp
                 await asyncio.sleep(30)
             except asyncio.CancelledError:
                 return "kept going"
-        seen[item] = asyncio.current_task().cancelling()
+        # Python 3.11+ counts a task's cancellations (3.10 has nothing to take back).
+        cancelling = getattr(asyncio.current_task(), "cancelling", None)
+        seen[item] = 0 if cancelling is None else cancelling()
         try:
-            async with asyncio.timeout(0.01):
-                await asyncio.sleep(5)
-        except TimeoutError:
+            # On 3.12+ wait_for is asyncio.timeout, which a leftover count would break.
+            await asyncio.wait_for(asyncio.sleep(5), 0.01)
+        except asyncio.TimeoutError:
             return "own timeout"
         return "no timeout"
 
