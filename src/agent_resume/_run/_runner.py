@@ -248,23 +248,8 @@ class ResumableRun:
     ) -> bool:
         ids = IdReader(key)
         requeue = state.requeue
-        if self.config.tracing is not None:
-            for item in requeue.feed(it):
-                if isinstance(item, Wait):
-                    if state.blocked():
-                        break
-                    time.sleep(requeue.delay())
-                    continue
-                if state.blocked():
-                    return False
-                ctx = self._begin(state, session, ids(item))
-                requeue.track(ctx.item_id, item)
-                try:
-                    self._one(process, item, ctx, state, session)
-                finally:
-                    state.left()
-            return True
-        # Untraced, the steps of one item are inlined: this loop runs once per item.
+        # Untraced, an item's attempt is inlined: this loop runs once per item.
+        traced = self.config.tracing is not None
         blocked = state.blocked
         attempts = session.attempts
         admit = state.admit
@@ -285,6 +270,9 @@ class ResumableRun:
             if track is not None:
                 track(item_id, item)
             try:
+                if traced:
+                    self._one(process, item, ctx, state, session)
+                    continue
                 try:
                     result = process(item, ctx)
                 except Exception as exc:
