@@ -61,81 +61,81 @@ _PLAIN = re.compile(rb'\n\{"id": "([^"\\\x00-\x1f]+)", "ts": -?(?:0|[1-9]\d*)\}(
 # not decoded (the state needs the ID and the fingerprint only). Strings
 # allow JSON's escapes; numbers are JSON's. Anything else (a result, a
 # failure, a release) takes the careful path.
+#
+# Written for the speed of the standard ``re`` engine, each the same language as
+# the plain form: an optional part is ``(?:X|)``, not ``(?:X)?`` (a branch with
+# an empty alternative is cheaper than a repeat), and an integer is
+# ``(?!0\d)\d+``, not ``(?:0|[1-9]\d*)`` (``\d`` is ASCII in a bytes pattern).
 _STR = rb'"[^"\\\x00-\x1f]*(?:\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})[^"\\\x00-\x1f]*)*"'
-_NUM = rb"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][-+]?\d+)?"
-_INT = rb"-?(?:0|[1-9]\d*)"
+_INT = rb"-?(?!0\d)\d+"
+_NUM = _INT + rb"(?:\.\d+|)(?:[eE][-+]?\d+|)"
 _SCALAR = rb"(?:" + _STR + rb"|" + _NUM + rb"|true|false|null)"
-_FLAT = rb"\{(?:" + _STR + rb": " + _SCALAR + rb"(?:, " + _STR + rb": " + _SCALAR + rb")*)?\}"
+_FLAT = rb"\{(?:" + _STR + rb": " + _SCALAR + rb"(?:, " + _STR + rb": " + _SCALAR + rb")*|)\}"
 # The optional fields a completion carries before its fingerprint, in the writer's order.
 _EXTRA = (
     rb'(?:, "attempt": '
     + _INT
-    + rb')?(?:, "stop": '
+    + rb'|)(?:, "stop": '
     + _STR
-    + rb')?(?:, "turns": '
+    + rb'|)(?:, "turns": '
     + _INT
-    + rb')?(?:, "seconds": '
+    + rb'|)(?:, "seconds": '
     + _NUM
-    + rb")?"
+    + rb"|)"
 )
-_DONE_BODY = (
-    rb'\{"id": "([^"\\\x00-\x1f]+)", "ts": '
-    + _INT
-    + _EXTRA
-    + rb'(?:, "fp": "([^"\\\x00-\x1f]*"))?(?:, "usage": '
-    + _FLAT
-    + rb")?\}"
-)
-_DONE = re.compile(rb"\n" + _DONE_BODY + rb"(?=\n)")
+# A completion's head: its ID (no escapes), time and optional fields, in the writer's order.
+_HEAD = rb'\{"id": "([^"\\\x00-\x1f]+)", "ts": ' + _INT + _EXTRA
+_FP = rb'(?:, "fp": "([^"\\\x00-\x1f]*")|)'
+_DONE_TAIL = rb'(?:, "usage": ' + _FLAT + rb"|)\}"
+_DONE_BODY = _HEAD + _FP + _DONE_TAIL
 _DONE_LINE = re.compile(_DONE_BODY)
-# The same prefix, then a usage or a result left undecoded up to the line's
+# The same head, then a usage or a result left undecoded up to the line's
 # closing brace: what the default (not strict) mode reads at resume.
-_LAZY_BODY = (
-    rb'\{"id": "([^"\\\x00-\x1f]+)", "ts": '
-    + _INT
-    + _EXTRA
-    + rb'(?:, "fp": "([^"\\\x00-\x1f]*"))?, "(?:usage|result)": [^\n]*\}'
-)
+_LAZY_TAIL = rb'(?:, "(?:usage|result)": [^\n]*\}|\})'
+_LAZY_BODY = _HEAD + _FP + _LAZY_TAIL
 _LAZY_LINE = re.compile(_LAZY_BODY)
-# Over a block, only each line's head is matched: when every line starts with
-# it and as many lines end in "}", every line is such a completion (a line can
-# hold only one head, which begins after a newline, and "}\n" only at its end).
-_LAZY_HEAD = _LAZY_BODY[: -len(rb"[^\n]*\}")]
-_LAZY = re.compile(rb"\n" + _LAZY_HEAD)
-# For blocks without a fingerprint: one group, so findall gives the IDs alone.
-_LAZY_IDS = re.compile(
-    rb"\n" + _LAZY_HEAD.replace(rb'"([^"\\\x00-\x1f]*"))?', rb'"[^"\\\x00-\x1f]*")?')
-)
-_DONE_IDS = re.compile(
-    rb"\n" + _DONE_BODY.replace(rb'"([^"\\\x00-\x1f]*"))?', rb'"[^"\\\x00-\x1f]*")?') + rb"(?=\n)"
-)
 # A ``call`` record (one LLM call's usage, written as ``ctx.call`` returns) as
 # this library writes it. The job's state ignores these records, so a resume
 # only has to recognise them: by their head in the default mode (the line must
 # not name an "id", which would make it a completion), in full in strict mode.
-# Each pattern has as many groups as the completion pattern it is joined with,
-# all empty for a call line, so one findall reads a block of both kinds.
-_CALL_HEAD = rb'\{"call": ' + _STR + rb'(?:, "a": ' + _STR + rb')?, "ts": ' + _INT + rb', "usage": '
+_CALL_HEAD = rb'\{"call": ' + _STR + rb'(?:, "a": ' + _STR + rb'|), "ts": ' + _INT + rb', "usage": '
 _CALL_LINE = re.compile(_CALL_HEAD + rb"\{[^\n]*\}")
 _CALL_STRICT_LINE = re.compile(_CALL_HEAD + _FLAT + rb"\}")
 _CALL_START: Final = b'{"call": '
+
+
+def _block_pattern(strict: bool, fps: bool, calls: bool) -> re.Pattern[bytes]:
+    """The pattern of a whole line of a block read on the fast path, of one shape.
+
+    Each match is one whole line: it begins at the newline before the line (the
+    block is searched with one prepended) and ends before the newline after it,
+    so a block is all such lines exactly when it has as many matches as lines.
+    ``fps``: completions may carry a fingerprint, captured in a second group
+    (empty when absent); without it a line with a fingerprint does not match.
+    ``calls``: ``call`` lines match too, with every group empty.
+    """
+    head = _HEAD + (_FP if fps else b"")
+    if strict:
+        line = head + _DONE_TAIL
+        call = _CALL_HEAD + _FLAT + rb"\}"
+    else:
+        line = head + _LAZY_TAIL
+        call = _CALL_HEAD + rb"\{[^\n]*\}"
+    if calls:
+        line = rb"(?:" + line + rb"|" + call + rb")"
+    return re.compile(rb"\n" + line + rb"(?=\n)")
+
+
+# Indexed by (strict, fps, calls).
+_BLOCK_PATTERNS: Final = {
+    (strict, fps, calls): _block_pattern(strict, fps, calls)
+    for strict in (False, True)
+    for fps in (False, True)
+    for calls in (False, True)
+}
 # A line that begins as neither a completion nor a call record (the block is searched with
 # a newline prepended, so a match's start is the line's offset in the block).
 _OTHER_START = re.compile(rb'\n(?!\{"id": |\{"call": )')
-
-
-def _with_calls(pattern: re.Pattern[bytes], call: bytes, lookahead: bool) -> re.Pattern[bytes]:
-    """``pattern`` (which starts with a newline) or a call line, in one pattern."""
-    body = pattern.pattern[len(rb"\n") :]
-    if lookahead:
-        body = body[: -len(rb"(?=\n)")]
-    return re.compile(rb"\n(?:" + body + rb"|" + call + rb")" + (rb"(?=\n)" if lookahead else b""))
-
-
-_LAZY_CALLS = _with_calls(_LAZY, _CALL_HEAD + rb"\{", False)
-_LAZY_IDS_CALLS = _with_calls(_LAZY_IDS, _CALL_HEAD + rb"\{", False)
-_DONE_CALLS = _with_calls(_DONE, _CALL_HEAD + _FLAT + rb"\}", True)
-_DONE_IDS_CALLS = _with_calls(_DONE_IDS, _CALL_HEAD + _FLAT + rb"\}", True)
 _BLANK: Final = b" \t\r"
 # What a torn first write of this library (or of the original format) begins with.
 _OUR_STARTS: Final = (b'{"agent_resume": ', b'{"id": ', b'{"run": ')
@@ -286,6 +286,8 @@ class _Loader:
         self.known = False  # a header or a checkpoint record was seen
         self.first_bad: bytes | None = None
         self.last_bad_at_end = False
+        # What the lines of the last block read by pattern held: fingerprints, call records.
+        self.shape: tuple[bool, bool] | None = None
 
     def line(self, raw: bytes) -> None:
         """Read one whole line (without its newline)."""
@@ -370,49 +372,54 @@ class _Loader:
     def _fast(self, data: bytes) -> bool:
         """Read whole lines all on a fast path (see the module docstring); ``False`` if one is not."""
         count = data.count(b"\n")
-        plain = b', "usage": ' not in data and b', "result": ' not in data
-        ids = _PLAIN.findall(b"\n" + data) if plain else []
-        if len(ids) == count and self._add_done(ids):
-            self.line_number += count
-            self.offset += len(data)
-            self.last_bad_at_end = False
-            return True
-        fps = b', "fp": "' in data
-        calls = _CALL_START in data
-        if self.strict:
-            # Every line checked in full: the usage by pattern, a result decoded.
-            skip = b', "result": '
-            if fps:
-                pattern = _DONE_CALLS if calls else _DONE
-            else:
-                pattern = _DONE_IDS_CALLS if calls else _DONE_IDS
-        else:
-            # A completion's usage and result are neither decoded nor checked here:
-            # the readers that need them do both (status, report, results(), repair).
-            # A line naming a status anywhere is read in full, lest one hide after them.
-            skip = b'"status"'
-            if fps:
-                pattern = _LAZY_CALLS if calls else _LAZY
-            else:
-                pattern = _LAZY_IDS_CALLS if calls else _LAZY_IDS
-        if len(ids) != count and skip not in data and (data.isascii() or _is_utf8(data)):
-            found = pattern.findall(b"\n" + data)
-            whole = len(found) == count and (self.strict or data.count(b"}\n") == count)
-            if whole and calls:
-                # Call lines matched with empty groups: the state has no use for them.
-                found = [m for m in found if m[0]] if fps else list(filter(None, found))
-                # In the default mode a call line is matched by its head only: one
-                # naming "id" anywhere (which could make it a completion) sends the
-                # block line by line. Each completion names "id" once, at its head.
-                whole = self.strict or data.count(b'"id"') == len(found)
-            if whole and self._add_done([m[0] for m in found] if fps else found):
-                if fps:
-                    self._add_fingerprints(found)
-                self.line_number += count
-                self.offset += len(data)
-                self.last_bad_at_end = False
-                return True
-        return False
+        buf = b"\n" + data
+        if b', "usage": ' not in data and b', "result": ' not in data:
+            ids = _PLAIN.findall(buf)
+            if len(ids) == count:
+                return self._add_done(ids) and self._skipped(count, len(data))
+        # In the default mode a completion's usage and result are neither decoded
+        # nor checked here: the readers that need them do both (status, report,
+        # results(), repair). A line naming a status anywhere is read in full, lest
+        # one hide after them. Strict mode checks every line in full: the usage by
+        # pattern, a result decoded (on the careful path).
+        if (b', "result": ' if self.strict else b'"status"') in data or not (
+            data.isascii() or _is_utf8(data)
+        ):
+            return False
+        # The block is matched with the shape of the last block read this way (a
+        # file's blocks are alike); only when that fails is this block searched
+        # for what its lines may hold, and matched again if it holds more.
+        shape = self.shape
+        found = _BLOCK_PATTERNS[(self.strict, *shape)].findall(buf) if shape else []
+        if len(found) != count:
+            fps, calls = b', "fp": "' in data, _CALL_START in data
+            if shape and (shape[0] or not fps) and (shape[1] or not calls):
+                return False  # the pattern tried already allows all that
+            found = _BLOCK_PATTERNS[self.strict, fps, calls].findall(buf)
+            if len(found) != count:
+                return False
+            self.shape = shape = (fps, calls)
+        fps, calls = shape
+        if calls:
+            # Call lines matched with empty groups: the state has no use for them.
+            found = [m for m in found if m[0]] if fps else list(filter(None, found))
+            # In the default mode a call line is matched by its head only: one
+            # naming "id" anywhere (which could make it a completion) sends the
+            # block line by line. Each completion names "id" once, at its head.
+            if len(found) != count and not self.strict and data.count(b'"id"') != len(found):
+                return False
+        if not self._add_done([m[0] for m in found] if fps else found):
+            return False
+        if fps:
+            self._add_fingerprints(found)
+        return self._skipped(count, len(data))
+
+    def _skipped(self, lines: int, size: int) -> bool:
+        """Count ``lines`` whole lines of ``size`` bytes read on a fast path; ``True``."""
+        self.line_number += lines
+        self.offset += size
+        self.last_bad_at_end = False
+        return True
 
     def _completion(self, raw: bytes) -> bool:
         """Read a completion line by its pattern (see :meth:`block`); ``False`` if it is not one."""
