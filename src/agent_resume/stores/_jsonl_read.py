@@ -286,8 +286,8 @@ class _Loader:
         self.known = False  # a header or a checkpoint record was seen
         self.first_bad: bytes | None = None
         self.last_bad_at_end = False
-        # What the lines of the last block read by pattern held: fingerprints, call records.
-        self.shape: tuple[bool, bool] | None = None
+        # What the lines of the last block read by pattern may hold: fingerprints, call records.
+        self.shape = (False, False)
 
     def line(self, raw: bytes) -> None:
         """Read one whole line (without its newline)."""
@@ -389,17 +389,17 @@ class _Loader:
         # The block is matched with the shape of the last block read this way (a
         # file's blocks are alike); only when that fails is this block searched
         # for what its lines may hold, and matched again if it holds more.
-        shape = self.shape
-        found = _BLOCK_PATTERNS[(self.strict, *shape)].findall(buf) if shape else []
+        fps, calls = self.shape
+        found = _BLOCK_PATTERNS[self.strict, fps, calls].findall(buf)
         if len(found) != count:
-            fps, calls = b', "fp": "' in data, _CALL_START in data
-            if shape and (shape[0] or not fps) and (shape[1] or not calls):
+            more_fps, more_calls = b', "fp": "' in data, _CALL_START in data
+            if (fps or not more_fps) and (calls or not more_calls):
                 return False  # the pattern tried already allows all that
+            fps, calls = more_fps, more_calls
             found = _BLOCK_PATTERNS[self.strict, fps, calls].findall(buf)
             if len(found) != count:
                 return False
-            self.shape = shape = (fps, calls)
-        fps, calls = shape
+            self.shape = (fps, calls)
         if calls:
             # Call lines matched with empty groups: the state has no use for them.
             found = [m for m in found if m[0]] if fps else list(filter(None, found))
