@@ -137,6 +137,7 @@ ODD_LINES = [
     "\n",
     "   \t\n",
     '{"id": "odd-bytes\udcff", "ts": 1}\n',  # 0xff, not UTF-8, once encoded
+    '{"id": "odd-body-bytes", "ts": 1, "usage": {"model": "\udcff"}}\n',
     "not json at all\n",
 ]
 # Lines whose head is a completion's or a call record's, in the writer's order,

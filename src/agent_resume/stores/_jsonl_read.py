@@ -2,11 +2,16 @@
 
 Lines are split on ``\\n`` only. The plain completion line
 ``{"id": "...", "ts": N}`` (the original format) is recognised by one regular
-expression over a whole block of lines. So is a completion with usage or a
-result, by its head (``id``, ``ts``, then ``attempt``, ``stop``, ``fp`` in the
-writer's order): its usage and result are not decoded for a resume, and not
-checked either, except in strict mode, which checks a usage by a pattern of
-flat JSON and decodes a result. A ``call`` record (one LLM call's usage) is
+expression over a whole block of lines. So is any other completion, by its
+head (``id``, ``ts``, then ``attempt``, ``stop``, ``turns``, ``seconds``, ``fp``
+in the writer's order) and a line that ends in ``}``: its usage and result are
+not decoded for a resume, and not checked either, except in strict mode, which
+checks a usage by a pattern of flat JSON and decodes a result. The pattern
+matches each whole line, newline to newline, so a block is read this way only
+when it has as many matches as lines; it is built for the block's shape (with
+fingerprints or without, with call records or without), the shape of the block
+before it first, so each byte of a block is scanned by one pattern and a few
+substring searches. A ``call`` record (one LLM call's usage) is
 recognised by its head and skipped, since the job's state has no use for it
 (in strict mode its usage is checked by the same pattern; a call line naming
 ``"id"`` anywhere is decoded, lest it hide a completion). Any other line
