@@ -188,43 +188,38 @@ def completion_line(
     """
     parts = ['{"id": ', encode_basestring(item_id), ', "ts": ', str(ts)]
     if extra:
+        heads = _KEY_HEADS
         for key, value in extra.items():
-            # Plain numbers and text are written as the encoder would, without it.
+            head = heads.get(key)
+            if head is None:
+                head = _key_head(key)
+            # Plain numbers and text are written as the encoder would, without
+            # it; anything else (a usage dict) by the C encoder, in one call.
             kind = type(value)
             if kind is int or (kind is float and math.isfinite(value)):
                 text = repr(value)
             elif kind is str:
                 text = encode_basestring(value)
             else:
-                text = (_flat_object(value) if kind is dict else None) or _dumps(value)
-            parts.append(f", {encode_basestring(key)}: {text}")
+                text = _dumps(value)
+            parts += (head, text)
     if result_json is not None:
         parts += (', "result": ', result_json)
     parts.append("}\n")
     return "".join(parts)
 
 
-def _flat_object(data: dict[Any, Any]) -> str | None:
-    """``data`` encoded as the encoder would, if it maps text to text and finite numbers.
+# `, "key": ` for the keys a completion carries, made once: most lines carry the same few.
+_KEY_HEADS: dict[str, str] = {}
+_KEY_HEADS_MAX = 64
 
-    A usage dict is such a dict and is written once per item; encoding it
-    here is cheaper than a call to the encoder. ``None`` for any other dict.
-    """
-    parts = []
-    for key, value in data.items():
-        if type(key) is not str:
-            return None
-        kind = type(value)
-        if kind is str:
-            text = encode_basestring(value)
-        elif kind is int:
-            text = int.__repr__(value)
-        elif kind is float and math.isfinite(value):
-            text = float.__repr__(value)
-        else:
-            return None
-        parts.append(encode_basestring(key) + ": " + text)
-    return "{" + ", ".join(parts) + "}"
+
+def _key_head(key: str) -> str:
+    """``, "key": `` for one key of a record, kept for the next line while there are few."""
+    head = f", {encode_basestring(key)}: "
+    if len(_KEY_HEADS) < _KEY_HEADS_MAX:
+        _KEY_HEADS[key] = head
+    return head
 
 
 def failure_record(

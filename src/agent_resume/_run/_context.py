@@ -41,53 +41,34 @@ class ItemContext:
         attempt: Which attempt this is, from 1 (earlier failed attempts + 1).
     """
 
-    __slots__ = (
-        "_before",
-        "_conversation",
-        "_deadline",
-        "_errors",
-        "_last_text",
-        "_logger",
-        "_progress_at",
-        "_recent",
-        "_run",
-        "_saved",
-        "_started",
-        "_token",
-        "_tool_calls",
-        "_turn_at",
-        "_turn_seconds",
-        "_turns",
-        "attempt",
-        "item_id",
-        "last_stop",
-        "usage",
-    )
+    # No __slots__: the fields most items never change are class-level
+    # defaults, so that a context costs only the few set below (one is made
+    # per item); an item that changes one gets its own.
+    usage: Usage = NO_USAGE
+    """The usage recorded for this item so far (in this attempt)."""
+    last_stop: StopReason | None = None
+    """The latest reason ``should_stop()`` gave, recorded with the item's completion."""
+    # Made when first asked for: most items never look at their deadline.
+    _deadline: Deadline | None = None
+    _turns = 0
+    _errors = 0
+    _last_text = ""
+    # Tuples, replaced as calls come: most items make no call, and need no list.
+    _tool_calls: tuple[ToolCall, ...] = ()
+    _recent: tuple[str, ...] = ()
+    _turn_seconds: tuple[float, ...] = ()
+    _conversation: list[Message] | None = None
+    _saved = False
+    _logger: logging.LoggerAdapter[logging.Logger] | None = None
+    _token: str | None = None
 
     def __init__(self, run: RunState, item_id: str, attempt: int, started: float) -> None:
         self._run = run
         self.item_id = item_id
         self.attempt = attempt
-        # Made when first asked for: most items never look at their deadline.
-        self._deadline: Deadline | None = None
         self._started = started
         self._progress_at = started
-        self.usage = NO_USAGE
-        """The usage recorded for this item so far (in this attempt)."""
-        self.last_stop: StopReason | None = None
-        """The latest reason ``should_stop()`` gave, recorded with the item's completion."""
-        self._turns = 0
-        self._errors = 0
-        self._last_text = ""
-        # Tuples, replaced as calls come: most items make no call, and need no list.
-        self._tool_calls: tuple[ToolCall, ...] = ()
-        self._recent: tuple[str, ...] = ()
-        self._conversation: list[Message] | None = None
-        self._saved = False
-        self._logger: logging.LoggerAdapter[logging.Logger] | None = None
-        self._token: str | None = None
         self._turn_at = started
-        self._turn_seconds: tuple[float, ...] = ()
         spent = run.spent
         self._before = None if spent is None else spent.item(item_id)
 

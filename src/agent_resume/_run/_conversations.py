@@ -220,6 +220,8 @@ class MemoryConversations(Conversations):
 
     def forget(self, item_id: str, *, saved_here: bool) -> None:
         """Drop the item's messages."""
+        if not self._kept:
+            return  # nothing kept at all, the common case: no lock to take
         with self._lock:
             self._kept.pop(item_id, None)
 

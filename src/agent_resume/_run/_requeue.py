@@ -183,16 +183,25 @@ class Requeue(Generic[T]):
         if not self._enabled:
             # Nothing can be queued: the input itself, without a generator around each item.
             return it
-        return self._feed(it)
+        # A C iterator over the input, then over the queue: no Python frame per
+        # input item. It never closes the input, which the run still counts
+        # from when it stopped early.
+        tail: _Queued[T] = _Queued(self)
+        return itertools.chain(it, tail)
 
-    def _feed(self, it: Iterator[T]) -> Iterator[T | Wait]:
-        # Not `yield from`: closing this generator must not close the input,
-        # which the run still counts from when it stopped early.
-        for given in it:  # noqa: UP028
-            yield given
+    def queued_after_input(self) -> Iterator[T | Wait]:
+        """The queued items, as `feed` gives them once the input has ended."""
         self.input_done = True
-        while True:
-            item = self._next_queued()
-            if item is None:
-                return
-            yield item
+        return iter(self._next_queued, None)
+
+
+class _Queued(Generic[T]):
+    """The tail of `Requeue.feed`: made an iterator only when the input has ended."""
+
+    __slots__ = ("_requeue",)
+
+    def __init__(self, requeue: Requeue[T]) -> None:
+        self._requeue = requeue
+
+    def __iter__(self) -> Iterator[T | Wait]:
+        return self._requeue.queued_after_input()

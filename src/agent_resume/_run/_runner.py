@@ -664,17 +664,15 @@ class ResumableRun:
             return
         usage = ctx.usage
         stop = ctx.last_stop
+        # The record's facts, made here and so not checked again (Session.record_done),
+        # in the writer's order; `_milliseconds` inlined: this runs once per item.
+        facts: dict[str, Any] = {} if stop is None else {"stop": str(stop.name)}
+        facts["turns"] = ctx.turns
+        facts["seconds"] = int(duration * 1000.0 + 0.5) / 1000 if duration > 0.0 else 0.0
+        if usage is not NO_USAGE or calls_recorded(ctx):
+            facts["usage"] = _outcome_usage(ctx, usage, None)
         try:
-            recorded = session.mark_done(
-                ctx.item_id,
-                result,
-                usage=None
-                if usage is NO_USAGE and not calls_recorded(ctx)
-                else _outcome_usage(ctx, usage, None),
-                stop=None if stop is None else stop.name,
-                turns=ctx.turns,
-                seconds=_milliseconds(duration),
-            )
+            recorded = session.record_done(ctx.item_id, result, facts)
         except StoreClosedError:
             if state.aborted:
                 return

@@ -383,17 +383,47 @@ class Session:
         """
         if type(item_id) is not str or not item_id or not item_id.isascii():
             item_id = normalize_id(item_id)
+        facts: dict[str, Any] = {}
+        if stop is not None:
+            facts["stop"] = str(stop)
+        if turns is not None or seconds is not None:
+            facts.update(_attempt_facts(turns, seconds))
+        if usage is not None:
+            facts["usage"] = usage_dict(usage)
+        return self.record_done(item_id, result, facts)
+
+    def record_done(self, item_id: str, result: Any, facts: dict[str, Any]) -> bool:
+        """:meth:`mark_done` from values already checked: what a run calls once per item.
+
+        Args:
+            item_id: The item's normalised ID.
+            result: A JSON-able result, kept by stores that keep results.
+            facts: The record's ``stop`` (a name), ``turns``, ``seconds`` and
+                ``usage`` (a usage dict), each only when present and in that
+                order, made by the caller from values it checked or made
+                itself: they are written as they are. The attempt number
+                and the item's fingerprint are added here.
+
+        Returns:
+            As for :meth:`mark_done`.
+
+        Raises:
+            ArgumentTypeError: The result is of a type that cannot be stored.
+            ArgumentValueError: The result holds NaN or infinity.
+            StoreClosedError: The session is closed.
+            StoreWriteError: The write failed; nothing was recorded.
+        """
         result_json = None if result is None else check_json(result, "result")
-        extra = None
-        if (
-            usage is not None
-            or stop is not None
-            or turns is not None
-            or seconds is not None
-            or self._fingerprinting
-            or item_id in self._failures
-        ):
-            extra = self._extra(item_id, usage, stop, turns, seconds)
+        failure = self._failures.get(item_id)
+        if failure is not None or self._fingerprinting:
+            # The writer's key order: the attempt first, the fingerprint before the usage.
+            fp = self._rules.take_fingerprint(item_id) if self._fingerprinting else None
+            facts = {
+                **({} if failure is None else {"attempt": failure.attempts + 1}),
+                **{k: v for k, v in facts.items() if k != "usage"},
+                **({} if fp is None else {"fp": fp}),
+                **({} if "usage" not in facts else {"usage": facts["usage"]}),
+            }
         ts = int(_now())
         rules = self._rules
         lock = self._lock
@@ -403,7 +433,7 @@ class Session:
                 raise StoreClosedError(f"the session for job {self.job_id!r} is closed")
             if item_id in self._done and item_id not in rules.rerun:
                 return False
-            recorded = self.store.write_done(item_id, ts, extra, result_json)
+            recorded = self.store.write_done(item_id, ts, facts or None, result_json)
             rules.completed(item_id)
             if not recorded:
                 return False
@@ -411,34 +441,6 @@ class Session:
             return True
         finally:
             lock.release()
-
-    def _extra(
-        self,
-        item_id: str,
-        usage: Any,
-        stop: str | None,
-        turns: int | None,
-        seconds: float | None,
-    ) -> dict[str, Any]:
-        extra: dict[str, Any] = {}
-        failure = self._failures.get(item_id)
-        if failure is not None:
-            extra["attempt"] = failure.attempts + 1
-        if stop is not None:
-            extra["stop"] = str(stop)
-        # A run's own values (an int and a finite float, both at least 0) skip the checks.
-        if turns is not None:
-            extra["turns"] = turns if type(turns) is int and turns >= 0 else _turns(turns)
-        if seconds is not None:
-            fine = type(seconds) is float and 0.0 <= seconds < math.inf
-            extra["seconds"] = seconds if fine else _seconds(seconds)
-        if self._fingerprinting:
-            fp = self._rules.take_fingerprint(item_id)
-            if fp is not None:
-                extra["fp"] = fp
-        if usage is not None:
-            extra["usage"] = usage_dict(usage)
-        return extra
 
     def mark_failed(
         self,
