@@ -22,6 +22,7 @@ from agent_resume._errors import (
     StoreClosedError,
 )
 from agent_resume._records import usage_dict
+from agent_resume._run._admission import END, Admission
 from agent_resume._run._batch import BatchEngine, combine_reports, fallback_config
 from agent_resume._run._calls import CallGate
 from agent_resume._run._config import DEFAULT_RETRY, RunConfig
@@ -430,17 +431,18 @@ class ResumableRun:
             gave_up = _GiveUp(state)
             source = _first_in_line(items, session, key)
             requeue = state.requeue
+            begin = functools.partial(self._begin, state, session)
             if isinstance(session.store, SharedStore):
                 # Waiting for items other workers hold must not block the loop.
                 shared = session.aremaining(source, key=key, give_up=gave_up)
                 feeder = _TaskFeeder(
-                    state, session, self._begin, IdReader(key), None, requeue.afeed(shared), wake
+                    state, session, begin, IdReader(key), None, requeue.afeed(shared), wake
                 )
             else:
                 # Nothing to wait for but our own items: a plain iterator, no coroutine per item.
                 it = session.remaining(source, key=key, give_up=gave_up)
                 feeder = _TaskFeeder(
-                    state, session, self._begin, IdReader(key), requeue.feed(it), None, wake
+                    state, session, begin, IdReader(key), requeue.feed(it), None, wake
                 )
                 shared = None
             workers: list[asyncio.Task[None]] = []
@@ -882,10 +884,7 @@ class _Timer:
                 uncancel()
 
 
-_END = object()  # what the async run's feeders read at the end of their input
-
-
-class _TaskFeeder:
+class _TaskFeeder(Admission):
     """The async run's input, shared by its worker tasks.
 
     All of them run on one event loop, so taking a plain input's next item
@@ -896,18 +895,13 @@ class _TaskFeeder:
 
     __slots__ = (
         "_afeed",
-        "_begin",
         "_change",
-        "_ids",
         "_lock",
         "_wake",
         "closing",
-        "ended",
-        "exhausted",
         "feed",
         "live",
         "session",
-        "state",
         "taking",
         "waiting",
     )
@@ -916,16 +910,14 @@ class _TaskFeeder:
         self,
         state: RunState,
         session: Session,
-        begin: Callable[[RunState, Session, str], ItemContext],
+        begin: Callable[[str], ItemContext],
         ids: IdReader,
         feed: Iterator[Any] | None,
         afeed: AsyncIterator[Any] | None,
         wake: asyncio.Event,
     ) -> None:
-        self.state = state
+        super().__init__(state, ids, begin)
         self.session = session
-        self._begin = begin
-        self._ids = ids
         self.feed = feed
         """The plain input (``Requeue.feed``), or ``None`` for an async one."""
         self._afeed = afeed
@@ -940,16 +932,12 @@ class _TaskFeeder:
         """Whether a worker is reading the async input now."""
         self.closing = False
         """Set when the run ends: its cancellations of the workers are meant."""
-        self.ended = False
-        """Set when no more items are handed out (the input ended, a stop, the run's end)."""
-        self.exhausted = True
-        """Whether the input was read to its end (``False`` when a stop cut it)."""
 
     def take(self) -> tuple[Any, ItemContext] | Wait | None:
         """The plain input's next item with its context (admitted), a `Wait`, or ``None``."""
         if self.ended or self.state.aborted:
             return None
-        return self._admit(next(self.feed, _END))  # type: ignore[arg-type]
+        return self.admit(next(self.feed, END))  # type: ignore[arg-type]
 
     async def atake(self) -> tuple[Any, ItemContext] | Wait | None:
         """`take` for an async input, one worker at a time."""
@@ -958,28 +946,10 @@ class _TaskFeeder:
                 return None
             self.taking = True
             try:
-                item = await anext(self._afeed, _END)  # type: ignore[arg-type]
+                item = await anext(self._afeed, END)  # type: ignore[arg-type]
             finally:
                 self.taking = False
-            return self._admit(item)
-
-    def _admit(self, item: Any) -> tuple[Any, ItemContext] | Wait | None:
-        state = self.state
-        if item is _END:
-            self.ended = True
-            return None
-        if isinstance(item, Wait):
-            if state.blocked():
-                self.ended = True
-                return None
-            return item
-        if state.blocked():
-            self.ended = True
-            self.exhausted = False
-            return None
-        ctx = self._begin(state, self.session, self._ids(item))
-        state.requeue.track(ctx.item_id, item)
-        return item, ctx
+            return self.admit(item)
 
     async def wait_change(self, seconds: float) -> None:
         """Wait up to ``seconds``, or until an item ends (it may have been queued for a retry)."""

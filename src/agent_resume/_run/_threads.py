@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from agent_resume._run._admission import END, Admission
 from agent_resume._run._requeue import Wait
 
 if TYPE_CHECKING:
@@ -34,7 +35,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Feeder", "Pool"]
 
-_END = object()
 # An item that took less than this (with its bookkeeping) waited for nothing:
 # its worker may rest.
 _QUICK = 0.0002
@@ -52,7 +52,7 @@ _POLL = 0.1
 _REST_POLL = 1.0
 
 
-class Feeder:
+class Feeder(Admission):
     """The threaded run's input: each worker takes its next item, admitted, under one lock.
 
     Args:
@@ -62,7 +62,7 @@ class Feeder:
         begin: Admits an item: returns its context (``ResumableRun._begin``).
     """
 
-    __slots__ = ("_begin", "_feed", "_ids", "_lock", "_state", "ended", "exhausted")
+    __slots__ = ("_feed", "_lock")
 
     def __init__(
         self,
@@ -71,40 +71,16 @@ class Feeder:
         ids: IdReader,
         begin: Callable[[str], ItemContext],
     ) -> None:
-        self._state = state
+        super().__init__(state, ids, begin)
         self._feed = feed
-        self._ids = ids
-        self._begin = begin
         self._lock = threading.Lock()
-        self.ended = False
-        """Set when no more items are handed out (the input ended, a stop, the run's end)."""
-        self.exhausted = True
-        """Whether the input was read to its end (``False`` when a stop cut it)."""
 
     def take(self) -> tuple[Any, ItemContext] | Wait | None:
         """The next item with its context (admitted), a `Wait` to wait, ``None`` at the end."""
-        state = self._state
         with self._lock:
-            if self.ended or state.aborted:
+            if self.ended or self.state.aborted:
                 return None
-            item = next(self._feed, _END)
-            if item is _END:
-                self.ended = True
-                return None
-            if isinstance(item, Wait):
-                if state.blocked():
-                    self.ended = True
-                    return None
-                return item
-            if state.blocked():
-                self.ended = True
-                self.exhausted = False
-                return None
-            ctx = self._begin(self._ids(item))
-            requeue = state.requeue
-            if requeue.enabled:
-                requeue.track(ctx.item_id, item)
-            return item, ctx
+            return self.admit(next(self._feed, END))
 
 
 class Pool:
