@@ -34,12 +34,14 @@ class Admission:
         begin: Admits an item by its ID and returns its context (``ResumableRun._begin``).
     """
 
-    __slots__ = ("_begin", "_ids", "ended", "exhausted", "state")
+    __slots__ = ("_begin", "_ids", "_track", "ended", "exhausted", "state")
 
     def __init__(self, state: RunState, ids: IdReader, begin: Callable[[str], ItemContext]) -> None:
         self.state = state
         self._ids = ids
         self._begin = begin
+        requeue = state.requeue
+        self._track = requeue.track if requeue.enabled else None
         self.ended = False
         """Set when no more items are handed out (the input ended, a stop, the run's end)."""
         self.exhausted = True
@@ -65,7 +67,7 @@ class Admission:
             self.exhausted = False
             return None
         ctx = self._begin(self._ids(item))
-        requeue = state.requeue
-        if requeue.enabled:
-            requeue.track(ctx.item_id, item)
+        track = self._track
+        if track is not None:
+            track(ctx.item_id, item)
         return item, ctx

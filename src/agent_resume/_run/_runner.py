@@ -272,7 +272,7 @@ class ResumableRun:
                 track(item_id, item)
             try:
                 if traced:
-                    self._one(process, item, ctx, state, session)
+                    self._traced(process, item, ctx, state, session)
                     continue
                 try:
                     result = process(item, ctx)
@@ -286,17 +286,18 @@ class ResumableRun:
                 left()
         return True
 
-    def _one(
+    def _traced(
         self, process: Process[T], item: T, ctx: ItemContext, state: RunState, session: Session
     ) -> None:
-        """Run ``process`` on one item and record the outcome, in the item's tracing scope."""
+        """Run ``process`` on one item and record the outcome, in the item's tracing scope.
+
+        Untraced runs call `_attempt` (or its steps inlined) instead: no
+        scope at all, not even an empty one, once per item.
+        """
         tracing = self.config.tracing
-        if tracing is None:
-            # No scope at all when untraced: this runs once per item.
+        assert tracing is not None  # called for traced runs only
+        with item_scope(tracing, ctx.item_id, ctx.attempt):
             self._attempt(process, item, ctx, state, session)
-        else:
-            with item_scope(tracing, ctx.item_id, ctx.attempt):
-                self._attempt(process, item, ctx, state, session)
 
     def _attempt(
         self, process: Process[T], item: T, ctx: ItemContext, state: RunState, session: Session
@@ -337,7 +338,7 @@ class ResumableRun:
             since = pool.since
             monotonic = time.monotonic
             take = feeder.take
-            one = self._one
+            one = self._attempt if self.config.tracing is None else self._traced
             left = state.left
             try:
                 while job is not None:
