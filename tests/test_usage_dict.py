@@ -57,6 +57,8 @@ def test_usage_dict_of_a_usage() -> None:
         {"turns": 3, "seconds": 0.125, "stop": "max_turns", "usage": {"in": 1, "a": ""}},
         {"seconds": 1e-07, "big": 10**30, "text": 'é "q" \\ \n', "neg": -0.0},
         {"attempt": 2, "fp": "abc", "flag": True, "none": None},
+        {"turns": 1, "usage": {"in": 5, "cost": 0.00123, "model": "gpt-é\n\u2028", "a": "t"}},
+        {"usage": {"nested": {"list": [1, 2.5, "x"], "none": None}}},
     ],
 )
 def test_completion_line_writes_plain_values_as_json_does(extra: dict[str, Any]) -> None:
