@@ -13,6 +13,7 @@ each turn and prints ``SAVED <turn>``; ``hang_at=N`` sleeps after turn N),
 import asyncio
 import json
 import os
+import signal
 import sys
 import time
 
@@ -23,6 +24,10 @@ from agent_resume.testing import Crash, SimulatedLLM, reply_text
 
 
 def main() -> None:
+    # As a job started from a terminal: a test suite run in the background
+    # (`pytest &` in a shell without job control) hands its children SIGINT
+    # ignored, and Python then leaves it ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     mode, path = sys.argv[1], sys.argv[2]
     opts = dict(arg.split("=", 1) for arg in sys.argv[3:])
     sleep = float(opts.get("sleep", "0.2"))
