@@ -5,6 +5,7 @@ import json
 import math
 import urllib.request
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import anthropic
@@ -29,21 +30,40 @@ from llm_server import (
 MESSAGES = [{"role": "user", "content": "hi"}]
 
 
+# Every SDK client a test makes is closed after it: a dropped one keeps its
+# connection open until the collector frees it, and warns there.
+_CLIENTS: list[Any] = []
+
+
+def _kept(client: Any) -> Any:
+    _CLIENTS.append(client)
+    return client
+
+
+@pytest.fixture(autouse=True)
+def _close_clients() -> Iterator[None]:
+    yield
+    while _CLIENTS:
+        _CLIENTS.pop().close()
+
+
 def unpriced(usage: Usage) -> Usage:
     """The usage without the names of its price entry and source, to compare counts and cost."""
     return dataclasses.replace(usage, priced_as=None, price_source=None)
 
 
 def openai_client(server: LLMServer) -> openai.OpenAI:
-    return openai.OpenAI(base_url=server.openai_url, api_key="test", max_retries=0)
+    return _kept(openai.OpenAI(base_url=server.openai_url, api_key="test", max_retries=0))
 
 
 def anthropic_client(server: LLMServer) -> anthropic.Anthropic:
-    return anthropic.Anthropic(base_url=server.url, api_key="test", max_retries=0)
+    return _kept(anthropic.Anthropic(base_url=server.url, api_key="test", max_retries=0))
 
 
 def gemini_client(server: LLMServer) -> genai.Client:
-    return genai.Client(api_key="test", http_options=genai_types.HttpOptions(base_url=server.url))
+    return _kept(
+        genai.Client(api_key="test", http_options=genai_types.HttpOptions(base_url=server.url))
+    )
 
 
 # ---- the Usage value -----------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 import types
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import anthropic
@@ -30,8 +31,25 @@ BUILTIN = PriceTable(genai_prices=False)
 MESSAGES = [{"role": "user", "content": "hi"}]
 
 
+# Every SDK client a test makes is closed after it: a dropped one keeps its
+# connection open until the collector frees it, and warns there.
+_CLIENTS: list[Any] = []
+
+
+def _kept(client: Any) -> Any:
+    _CLIENTS.append(client)
+    return client
+
+
+@pytest.fixture(autouse=True)
+def _close_clients() -> Iterator[None]:
+    yield
+    while _CLIENTS:
+        _CLIENTS.pop().close()
+
+
 def openai_client(server: LLMServer) -> openai.OpenAI:
-    return openai.OpenAI(base_url=server.openai_url, api_key="test", max_retries=0)
+    return _kept(openai.OpenAI(base_url=server.openai_url, api_key="test", max_retries=0))
 
 
 def test_with_raw_response_is_parsed(llm_server: LLMServer) -> None:
@@ -42,7 +60,7 @@ def test_with_raw_response_is_parsed(llm_server: LLMServer) -> None:
     usage = usage_from(raw, prices=BUILTIN)
     assert (usage.input_tokens, usage.output_tokens, usage.model) == (1_000, 100, "gpt-4o-mini")
     assert usage.cost_usd == pytest.approx((1_000 * 0.15 + 100 * 0.60) / 1e6)
-    client = anthropic.Anthropic(base_url=llm_server.url, api_key="test", max_retries=0)
+    client = _kept(anthropic.Anthropic(base_url=llm_server.url, api_key="test", max_retries=0))
     raw_message = client.messages.with_raw_response.create(
         model="claude-haiku-4-5", max_tokens=10, messages=MESSAGES
     )
