@@ -40,7 +40,14 @@ from typing import Any
 
 import pytest
 
-__all__ = ["LLMServer", "RecordedRequest", "Reply", "llm_server_fixture"]
+__all__ = [
+    "LLMServer",
+    "RecordedRequest",
+    "Reply",
+    "close_clients_fixture",
+    "closed_after_test",
+    "llm_server_fixture",
+]
 
 
 @dataclass
@@ -138,6 +145,27 @@ def llm_server_fixture() -> Iterator[LLMServer]:
     # collected here, an unclosed connection warns in this test, not in
     # whichever later test the collector happens to run in.
     gc.collect()
+
+
+_CLIENTS: list[Any] = []
+
+
+def closed_after_test(client: Any) -> Any:
+    """Return ``client``, to be closed when the test ends (with ``close_clients_fixture``).
+
+    A dropped SDK client keeps its connection open until the collector frees
+    it, and warns then, in whichever test is running.
+    """
+    _CLIENTS.append(client)
+    return client
+
+
+@pytest.fixture(name="close_clients", autouse=True)
+def close_clients_fixture() -> Iterator[None]:
+    """Close the clients given to `closed_after_test` (autouse where imported)."""
+    yield
+    while _CLIENTS:
+        _CLIENTS.pop().close()
 
 
 # ---- response bodies -------------------------------------------------------

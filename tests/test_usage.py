@@ -5,7 +5,6 @@ import json
 import math
 import urllib.request
 import warnings
-from collections.abc import Iterator
 from typing import Any
 
 import anthropic
@@ -24,27 +23,12 @@ from agent_resume._errors import AgentResumeError, ArgumentTypeError, ArgumentVa
 from llm_server import (
     LLMServer,
     Reply,
+    close_clients_fixture,  # noqa: F401
+    closed_after_test,
     llm_server_fixture,  # noqa: F401
 )
 
 MESSAGES = [{"role": "user", "content": "hi"}]
-
-
-# Every SDK client a test makes is closed after it: a dropped one keeps its
-# connection open until the collector frees it, and warns there.
-_CLIENTS: list[Any] = []
-
-
-def _kept(client: Any) -> Any:
-    _CLIENTS.append(client)
-    return client
-
-
-@pytest.fixture(autouse=True)
-def _close_clients() -> Iterator[None]:
-    yield
-    while _CLIENTS:
-        _CLIENTS.pop().close()
 
 
 def unpriced(usage: Usage) -> Usage:
@@ -53,15 +37,19 @@ def unpriced(usage: Usage) -> Usage:
 
 
 def openai_client(server: LLMServer) -> openai.OpenAI:
-    return _kept(openai.OpenAI(base_url=server.openai_url, api_key="test", max_retries=0))
+    return closed_after_test(
+        openai.OpenAI(base_url=server.openai_url, api_key="test", max_retries=0)
+    )
 
 
 def anthropic_client(server: LLMServer) -> anthropic.Anthropic:
-    return _kept(anthropic.Anthropic(base_url=server.url, api_key="test", max_retries=0))
+    return closed_after_test(
+        anthropic.Anthropic(base_url=server.url, api_key="test", max_retries=0)
+    )
 
 
 def gemini_client(server: LLMServer) -> genai.Client:
-    return _kept(
+    return closed_after_test(
         genai.Client(api_key="test", http_options=genai_types.HttpOptions(base_url=server.url))
     )
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import sys
 import types
 import warnings
-from collections.abc import Iterator
 from typing import Any
 
 import anthropic
@@ -25,31 +24,22 @@ from agent_resume import (
     UnknownModelWarning,
     usage_from,
 )
-from llm_server import LLMServer, Reply, llm_server_fixture  # noqa: F401
+from llm_server import (
+    LLMServer,
+    Reply,
+    close_clients_fixture,  # noqa: F401
+    closed_after_test,
+    llm_server_fixture,  # noqa: F401
+)
 
 BUILTIN = PriceTable(genai_prices=False)
 MESSAGES = [{"role": "user", "content": "hi"}]
 
 
-# Every SDK client a test makes is closed after it: a dropped one keeps its
-# connection open until the collector frees it, and warns there.
-_CLIENTS: list[Any] = []
-
-
-def _kept(client: Any) -> Any:
-    _CLIENTS.append(client)
-    return client
-
-
-@pytest.fixture(autouse=True)
-def _close_clients() -> Iterator[None]:
-    yield
-    while _CLIENTS:
-        _CLIENTS.pop().close()
-
-
 def openai_client(server: LLMServer) -> openai.OpenAI:
-    return _kept(openai.OpenAI(base_url=server.openai_url, api_key="test", max_retries=0))
+    return closed_after_test(
+        openai.OpenAI(base_url=server.openai_url, api_key="test", max_retries=0)
+    )
 
 
 def test_with_raw_response_is_parsed(llm_server: LLMServer) -> None:
@@ -60,7 +50,9 @@ def test_with_raw_response_is_parsed(llm_server: LLMServer) -> None:
     usage = usage_from(raw, prices=BUILTIN)
     assert (usage.input_tokens, usage.output_tokens, usage.model) == (1_000, 100, "gpt-4o-mini")
     assert usage.cost_usd == pytest.approx((1_000 * 0.15 + 100 * 0.60) / 1e6)
-    client = _kept(anthropic.Anthropic(base_url=llm_server.url, api_key="test", max_retries=0))
+    client = closed_after_test(
+        anthropic.Anthropic(base_url=llm_server.url, api_key="test", max_retries=0)
+    )
     raw_message = client.messages.with_raw_response.create(
         model="claude-haiku-4-5", max_tokens=10, messages=MESSAGES
     )
