@@ -319,6 +319,10 @@ class JobState:
         job_id: The job's ID.
         created: When the job was created (Unix seconds), if known.
         done: The IDs of the items done.
+        done_order: The same IDs in the order their completions were read or
+            recorded (an ID done twice may appear twice). Whatever adds an ID
+            to ``done`` appends it here too; ``remaining()`` reads it to find
+            the done IDs of a range of input without probing a large set.
         fingerprints: The fingerprint stored with each completion that has one.
         failures: The failed attempts of the items not done.
         runs: The run records, oldest first.
@@ -331,6 +335,7 @@ class JobState:
     job_id: str
     created: int | None = None
     done: set[str] = field(default_factory=set)
+    done_order: list[str] = field(default_factory=list)
     fingerprints: dict[str, str] = field(default_factory=dict)
     failures: dict[str, FailureInfo] = field(default_factory=dict)
     runs: list[dict[str, Any]] = field(default_factory=list)
@@ -357,6 +362,7 @@ class JobState:
         item_id: str = record["id"]
         if kind == "done":
             self.done.add(item_id)
+            self.done_order.append(item_id)
             self.failures.pop(item_id, None)
             fp = record.get("fp")
             if isinstance(fp, str):

@@ -46,6 +46,9 @@ class ItemRules:
 
     Attributes:
         done: The IDs done (the session's set, updated as items are marked).
+        done_order: The same IDs in the order they were read or marked
+            (:attr:`JobState.done_order`); an ID is appended before the
+            watchers hear of it.
         failures: The failed attempts of the items not done.
         max_attempts: Failed attempts after which an item is quarantined.
         rerun: Items done earlier whose content changed, to run again.
@@ -66,6 +69,7 @@ class ItemRules:
         "changed",
         "closed",
         "done",
+        "done_order",
         "duplicates",
         "failures",
         "job_id",
@@ -83,6 +87,7 @@ class ItemRules:
     ) -> None:
         self.job_id = state.job_id
         self.done = state.done
+        self.done_order = state.done_order
         self.failures = state.failures
         self.max_attempts = max_attempts
         self._fingerprints = state.fingerprints
@@ -172,6 +177,7 @@ class ItemRules:
     def completed(self, item_id: str) -> None:
         """Note that the item is done (under the session's lock, once its record is written)."""
         self.done.add(item_id)
+        self.done_order.append(item_id)  # before the watchers: see Batched
         for watcher in self.watchers:
             watcher[item_id] = True
         if self.rerun:

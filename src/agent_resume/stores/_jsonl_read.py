@@ -441,6 +441,7 @@ class _Loader:
         state = self.state
         item_id = match[1].decode("utf-8")
         state.done.add(item_id)
+        state.done_order.append(item_id)
         state.failures.pop(item_id, None)
         if match[2] is not None:
             state.fingerprints[item_id] = match[2][:-1].decode("utf-8")
@@ -480,6 +481,7 @@ class _Loader:
             return False
         done = text.split("\n")
         self.state.done.update(done)
+        self.state.done_order += done
         failures = self.state.failures
         if failures:
             for item_id in done:

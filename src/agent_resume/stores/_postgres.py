@@ -346,6 +346,7 @@ class PostgresStore:
             self._sql("SELECT item_id, record->>'fp' FROM {s}.completions")
         ):
             state.done.add(item_id)
+            state.done_order.append(item_id)
             if fp is not None:
                 state.fingerprints[item_id] = fp
         for item_id, attempts, error, retryable in conn.execute(

@@ -340,6 +340,7 @@ class SqliteStore:
             "SELECT item_id, json_extract(record, '$.fp') FROM completions"
         ):
             state.done.add(item_id)
+            state.done_order.append(item_id)
             if isinstance(fp, str):
                 state.fingerprints[item_id] = fp
         for item_id, attempts, error, retryable in conn.execute(
