@@ -114,20 +114,18 @@ def test_the_cut_gives_what_the_done_set_gives(
         finished = set(done)
         expected = [i for i in dict.fromkeys(items) if i not in finished]
         assert batched[0] == expected
-    if seed % 6 in (0, 1, 2):  # in order: every batch is cut (kind 2 until its repeat)
-        assert cuts and cuts[0]
+    if seed % 6 in (0, 1):  # in order: every batch is cut
+        assert cuts and all(cuts)
 
 
-def test_an_input_in_no_order_stops_asking_after_the_first_batch(
-    tmp_path: Path, cuts: list[bool]
-) -> None:
+def test_an_input_in_no_order_is_never_cut(tmp_path: Path, cuts: list[bool]) -> None:
     ids = [f"k{n:06d}" for n in range(60_000)]
     _write_done(tmp_path / "s.jsonl", ids[::2])
     items = ids[:]
     random.Random(3).shuffle(items)
     out, _ = _pass(tmp_path / "s.jsonl", items, 3, marks=False)
     assert out == [i for i in items if int(i[1:]) % 2]
-    assert len(cuts) == 1  # the first batch is not cut soundly: the rest are not asked
+    assert cuts == []  # the first batch does not increase: no batch is asked
 
 
 def test_ids_of_other_types_take_the_careful_path(tmp_path: Path, cuts: list[bool]) -> None:
@@ -269,3 +267,30 @@ def test_an_item_marked_ahead_of_the_loop_is_skipped_and_its_repeat_not_counted(
         assert s.stats.duplicates == 0
     assert out == [i for i in ids[::2] if i != ids[20_000]]
     assert cuts[:2] == [True, True]
+
+
+_IDS = [f"k{n:05d}" for n in range(40_000)]
+
+
+@pytest.mark.parametrize(
+    "items",
+    [
+        # The second batch begins with a done ID, then one done long before.
+        [*_IDS[:16_384], _IDS[20_000], _IDS[2], *_IDS[16_384:]],
+        # The second batch ends with one done far ahead, then a done ID.
+        [*_IDS[:32_766], _IDS[39_998], _IDS[32_766], *_IDS[32_766:]],
+    ],
+    ids=["below", "above"],
+)
+def test_a_done_id_outside_its_batch_range_is_not_handed_out(
+    tmp_path: Path, cuts: list[bool], items: list[str]
+) -> None:
+    # The IDs kept still increase, but one done lies outside the range the
+    # batch's first and last IDs span, so it is not among the done IDs cut.
+    ids = _IDS
+    _write_done(tmp_path / "b.jsonl", ids[::2])
+    with AgentResume(JsonlStore(tmp_path / "b.jsonl")).resume_or_start("job") as s:
+        out = list(s.remaining(items))
+        assert s.stats.duplicates == 0
+    assert out == ids[1::2]
+    assert cuts[0]

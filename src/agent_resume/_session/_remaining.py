@@ -82,6 +82,7 @@ class Batched(Strategy[T]):
         super().__init__(rules, items, key)
         self.sequence = items
         self.ranges: _DoneRanges | None = None
+        self.first = True
 
     def iterate(self) -> Iterator[T]:
         """Yield the items still to do, in input order, lazily."""
@@ -102,9 +103,6 @@ class Batched(Strategy[T]):
         kept_ids: list[list[str]] = []
         careful = False
         rules.watchers.append(marked)
-        # Taken once `marked` hears of new IDs: an ID is done before this
-        # pass began (in the ranges) or marked during it (in `marked`).
-        self.ranges = _DoneRanges.of(rules.done, rules.done_order)
         try:
             for chunk, raw, checked in raw_id_batches(self.sequence, self.key):
                 rules.check_open()
@@ -194,6 +192,13 @@ class Batched(Strategy[T]):
         (a done ID out of the range would be kept, and break that). Then the
         last value is true: the IDs kept were found to increase.
         """
+        if self.first:
+            # Taken after `marked` was set up: an ID is either done before
+            # now (in the ranges) or marked after (in `marked`). Only an
+            # input whose first batch increases can be cut.
+            self.first = False
+            if _increasing(raw, None):
+                self.ranges = _DoneRanges.of(self.rules.done, self.rules.done_order)
         ranges = self.ranges
         if ranges is not None:
             near = ranges.around(raw)
