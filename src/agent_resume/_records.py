@@ -322,7 +322,9 @@ class JobState:
         done_order: The same IDs in the order their completions were read or
             recorded (an ID done twice may appear twice). Whatever adds an ID
             to ``done`` appends it here too; ``remaining()`` reads it to find
-            the done IDs of a range of input without probing a large set.
+            the done IDs of a range of input without probing a large set. A
+            state whose ``done_order`` is shorter than ``done`` (a store that
+            fills ``done`` alone) is read through ``done`` only.
         fingerprints: The fingerprint stored with each completion that has one.
         failures: The failed attempts of the items not done.
         runs: The run records, oldest first.
