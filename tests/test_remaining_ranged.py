@@ -30,8 +30,10 @@ from agent_resume import (
     JsonlStore,
     SqliteStore,
 )
+from agent_resume._records import JobState
 from agent_resume._session import _remaining
 from agent_resume._session._remaining import _DoneRanges
+from agent_resume._session._rules import ItemRules
 
 
 @pytest.fixture
@@ -143,7 +145,7 @@ def test_a_large_job_in_order_is_cut_at_the_real_size(tmp_path: Path) -> None:
     assert len(ids[::2]) >= _remaining._RANGED_MIN
     _write_done(tmp_path / "big.jsonl", ids[::2])
     with AgentResume(JsonlStore(tmp_path / "big.jsonl")).resume_or_start("job") as s:
-        assert _DoneRanges.of(set(ids[::2]), ids[::2]) is not None
+        assert _DoneRanges.of(_rules(ids[::2])) is not None
         out = []
         skipped = set()
         for item in s.remaining(ids):
@@ -157,33 +159,54 @@ def test_a_large_job_in_order_is_cut_at_the_real_size(tmp_path: Path) -> None:
     assert out == expected
 
 
-def test_ranges_of_ids_done_in_order_cut_exactly() -> None:
+def _rules(done_order: list[str], done: set[str] | None = None) -> ItemRules:
+    state = JobState(
+        job_id="job", done=set(done_order) if done is None else done, done_order=done_order
+    )
+    return ItemRules(state, max_attempts=3, fingerprinter=None, on_change="rerun")
+
+
+def test_ranges_of_ids_done_in_order_cut_exactly(monkeypatch: pytest.MonkeyPatch) -> None:
     done_order = [f"k{n:04d}" for n in range(0, 1000, 3)]
     done = set(done_order)
-    ranges = _DoneRanges.of(done, done_order)
-    assert ranges is None  # below the size where a probe waits on memory
-    original = _remaining._RANGED_MIN
-    try:
-        _remaining._RANGED_MIN = 1
-        ranges = _DoneRanges.of(done, done_order)
-        assert ranges is not None
-        batch = [f"k{n:04d}" for n in range(100, 200)]
-        assert ranges.around(batch) == done & set(batch)
-        assert ranges.around(["k0001", "k0002"]) == set()
-        # Too wide a range for the batch: the caller uses the done set.
-        assert ranges.around(["k0000", "k0999"]) is None
-        # Done in no order, or an order that misses IDs: no ranges.
-        shuffled = done_order[:]
-        random.Random(1).shuffle(shuffled)
-        assert _DoneRanges.of(done, shuffled) is None
-        assert _DoneRanges.of(done, done_order[:-1]) is None
-        # A few out of order: sorted once.
-        swapped = done_order[:]
-        swapped[10], swapped[11] = swapped[11], swapped[10]
-        nearly = _DoneRanges.of(done, swapped)
-        assert nearly is not None and nearly.around(batch) == done & set(batch)
-    finally:
-        _remaining._RANGED_MIN = original
+    assert _DoneRanges.of(_rules(done_order)) is None  # below the size where a probe waits
+    monkeypatch.setattr(_remaining, "_RANGED_MIN", 1)
+    ranges = _DoneRanges.of(_rules(done_order))
+    assert ranges is not None
+    batch = [f"k{n:04d}" for n in range(100, 200)]
+    assert ranges.around(batch) == done & set(batch)
+    assert ranges.around(["k0001", "k0002"]) == set()
+    # Too wide a range for the batch: the caller uses the done set.
+    assert ranges.around(["k0000", "k0999"]) is None
+    # Done in no order, or an order that misses IDs: no ranges.
+    shuffled = done_order[:]
+    random.Random(1).shuffle(shuffled)
+    assert _DoneRanges.of(_rules(shuffled)) is None
+    assert _DoneRanges.of(_rules(done_order[:-1], done)) is None
+    # A few out of order: sorted once.
+    swapped = done_order[:]
+    swapped[10], swapped[11] = swapped[11], swapped[10]
+    nearly = _DoneRanges.of(_rules(swapped))
+    assert nearly is not None and nearly.around(batch) == done & set(batch)
+
+
+def test_a_pass_compares_only_the_ids_done_since_the_last(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_remaining, "_RANGED_MIN", 1)
+    done_order = [f"k{n:04d}" for n in range(0, 1000, 3)]
+    rules = _rules(done_order)
+    assert _DoneRanges.of(rules) is not None
+    assert rules.sorted_upto == len(done_order)
+    rules.completed("k1000")  # after the last: still in order
+    assert _DoneRanges.of(rules) is not None
+    assert rules.sorted_upto == len(done_order)
+    # One below the last: the order is checked across the seam and sorted.
+    rules.completed("k0001")
+    ranges = _DoneRanges.of(rules)
+    assert rules.sorted_upto == len(done_order) - 1
+    assert ranges is not None
+    assert ranges.around(["k0000", "k0001", "k0002"]) == {"k0000", "k0001"}
 
 
 @pytest.mark.parametrize("kind", ["jsonl", "memory", "sqlite"])

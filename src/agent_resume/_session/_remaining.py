@@ -198,7 +198,7 @@ class Batched(Strategy[T]):
             # input whose first batch increases can be cut.
             self.first = False
             if _increasing(raw, None):
-                self.ranges = _DoneRanges.of(self.rules.done, self.rules.done_order)
+                self.ranges = _DoneRanges.of(self.rules)
         ranges = self.ranges
         if ranges is not None:
             near = ranges.around(raw)
@@ -277,18 +277,23 @@ class _DoneRanges:
         self._top = top
 
     @classmethod
-    def of(cls, done: set[str], done_order: list[str]) -> _DoneRanges | None:
+    def of(cls, rules: ItemRules) -> _DoneRanges | None:
         """The ranges of the IDs done so far, or ``None`` where the done set serves as well.
 
-        ``done_order`` is only appended to (by other threads too): the IDs
-        below its current length stay as they are, so when they already
-        increase it is read in place, up to that length.
+        ``rules.done_order`` is only appended to (by other threads too): the
+        IDs below its current length stay as they are, so when they already
+        increase it is read in place, up to that length, and the session
+        remembers how many were found in order (``rules.sorted_upto``): a
+        later pass compares only the IDs done since.
         """
+        done_order = rules.done_order
         top = len(done_order)
-        if len(done) < _RANGED_MIN or top < len(done):
+        if len(rules.done) < _RANGED_MIN or top < len(rules.done):
             return None  # few done, or an order that does not cover them all
-        descents = sum(map(gt, done_order, islice(done_order, 1, top)))
+        tail = done_order[max(rules.sorted_upto - 1, 0) : top]
+        descents = sum(map(gt, tail, islice(tail, 1, None)))
         if descents == 0:
+            rules.sorted_upto = top
             return cls(done_order, top)
         if descents > top >> 6:
             return None  # done in no particular order: sorting would cost more than it saves

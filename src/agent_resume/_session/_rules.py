@@ -49,6 +49,8 @@ class ItemRules:
         done_order: The same IDs in the order they were read or marked
             (:attr:`JobState.done_order`); an ID is appended before the
             watchers hear of it.
+        sorted_upto: How many of the first IDs of ``done_order`` a pass of
+            ``remaining()`` found in increasing order (it only grows).
         failures: The failed attempts of the items not done.
         max_attempts: Failed attempts after which an item is quarantined.
         rerun: Items done earlier whose content changed, to run again.
@@ -75,6 +77,7 @@ class ItemRules:
         "job_id",
         "max_attempts",
         "rerun",
+        "sorted_upto",
         "watchers",
     )
 
@@ -97,6 +100,7 @@ class ItemRules:
         self._warned = False
         self.rerun: set[str] = set()
         self.watchers: list[dict[str, bool]] = []
+        self.sorted_upto = 0
         self.duplicates = 0
         self.changed = 0
         self.closed = False
