@@ -234,6 +234,7 @@ class ResumableRun:
             gave_up = _GiveUp(state)
             it = session.remaining(_first_in_line(items, session, key), key=key, give_up=gave_up)
             if self.config.concurrency == 1:
+                state.alone = True
                 exhausted = self._serial(process, it, state, session, key)
             else:
                 exhausted = self._threaded(process, it, state, session, key)
@@ -417,6 +418,7 @@ class ResumableRun:
         """
         _check_callable("aprocess", aprocess)
         session, state = self._open()
+        state.alone = True  # the worker tasks all run in this loop's thread
         loop = asyncio.get_running_loop()
         wake = asyncio.Event()  # set when a worker ends, and by a signal
 

@@ -135,6 +135,12 @@ class RunState:
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         self._waiting = 0
+        self.alone = False
+        """Whether one thread alone admits, ends and counts items (a serial run,
+        or ``arun``'s event loop): :meth:`admit`, :meth:`left` and
+        :meth:`item_done` then take no lock. Other threads only read those
+        counts (whole ints), and a signal handler runs in that same thread,
+        where the re-entrant lock never kept it out anyway."""
         self._item_timeout = config.item_timeout
         self._usage = Usage()
         self._admitted = 0
@@ -431,7 +437,12 @@ class RunState:
         Its deadline is :meth:`item_deadline` of that moment, made only
         when the item asks for it.
         """
-        # These three run once per item: acquire and release cost half a `with` block.
+        # These three run once per item: acquire and release cost half a `with` block,
+        # and with one thread counting, nothing (a thousand instructions less each).
+        if self.alone:
+            self._admitted += 1
+            self._in_flight += 1
+            return self.clock()
         lock = self._lock
         lock.acquire()
         try:
@@ -452,6 +463,9 @@ class RunState:
 
     def left(self) -> None:
         """Count an admitted item as no longer in flight, however it ended."""
+        if self.alone and not self._waiting:
+            self._in_flight -= 1
+            return
         lock = self._lock
         lock.acquire()
         try:
@@ -463,6 +477,12 @@ class RunState:
 
     def item_done(self, duration: float, recorded: bool) -> None:
         """Count an item done (``recorded``: by this run, not before it by another worker)."""
+        if self.alone:
+            if recorded:
+                self._done += 1
+            if self.deadline.at != math.inf:
+                self._learn(duration)
+            return
         lock = self._lock
         lock.acquire()
         try:
