@@ -439,17 +439,15 @@ class RunState:
         """
         # These three run once per item: acquire and release cost half a `with` block,
         # and with one thread counting, nothing (a thousand instructions less each).
-        if self.alone:
-            self._admitted += 1
-            self._in_flight += 1
-            return self.clock()
-        lock = self._lock
-        lock.acquire()
+        lock = None if self.alone else self._lock
+        if lock is not None:
+            lock.acquire()
         try:
             self._admitted += 1
             self._in_flight += 1
         finally:
-            lock.release()
+            if lock is not None:
+                lock.release()
         return self.clock()
 
     def item_deadline(self, started: float) -> Deadline:
@@ -463,35 +461,31 @@ class RunState:
 
     def left(self) -> None:
         """Count an admitted item as no longer in flight, however it ended."""
-        if self.alone and not self._waiting:
-            self._in_flight -= 1
-            return
-        lock = self._lock
-        lock.acquire()
+        # Alone, the lock is still taken when a thread waits: to notify it.
+        lock = None if self.alone and not self._waiting else self._lock
+        if lock is not None:
+            lock.acquire()
         try:
             self._in_flight -= 1
-            if self._waiting:
+            if lock is not None and self._waiting:
                 self._changed.notify_all()
         finally:
-            lock.release()
+            if lock is not None:
+                lock.release()
 
     def item_done(self, duration: float, recorded: bool) -> None:
         """Count an item done (``recorded``: by this run, not before it by another worker)."""
-        if self.alone:
-            if recorded:
-                self._done += 1
-            if self.deadline.at != math.inf:
-                self._learn(duration)
-            return
-        lock = self._lock
-        lock.acquire()
+        lock = None if self.alone else self._lock
+        if lock is not None:
+            lock.acquire()
         try:
             if recorded:
                 self._done += 1
             if self.deadline.at != math.inf:
                 self._learn(duration)
         finally:
-            lock.release()
+            if lock is not None:
+                lock.release()
 
     def item_failed(self, item_id: str, duration: float) -> None:
         """Count a failed attempt at an item."""

@@ -166,8 +166,8 @@ class Batched(Strategy[T]):
         An ID found done is a valid one (it was checked when marked), so only
         the IDs kept are checked; if one is not a plain ASCII ``str``, the
         whole batch is normalised and filtered again. The last value is true
-        when the batch's IDs were found strictly increasing, and above the
-        batch before (then so are the IDs kept: none repeats).
+        when the batch was cut by the done IDs in its range, whose check found
+        the IDs kept in strictly increasing order (none repeats within it).
         """
         done = self.rules.done
         if not checked:
@@ -178,7 +178,7 @@ class Batched(Strategy[T]):
             except TypeError:  # an unhashable or uncomparable ID: checked_ids names it
                 pass
             raw = checked_ids(raw)
-        self.ranges = None
+        self.ranges = None  # a batch not cut: the next ones are not either
         todo, todo_ids = _not_done(chunk, raw, done)
         return todo, todo_ids, raw, False
 

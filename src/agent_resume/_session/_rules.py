@@ -47,8 +47,7 @@ class ItemRules:
     Attributes:
         done: The IDs done (the session's set, updated as items are marked).
         done_order: The same IDs in the order they were read or marked
-            (:attr:`JobState.done_order`); an ID is appended before the
-            watchers hear of it.
+            (:attr:`JobState.done_order`).
         sorted_upto: How many of the first IDs of ``done_order`` a pass of
             ``remaining()`` found in increasing order (it only grows).
         failures: The failed attempts of the items not done.
@@ -181,7 +180,7 @@ class ItemRules:
     def completed(self, item_id: str) -> None:
         """Note that the item is done (under the session's lock, once its record is written)."""
         self.done.add(item_id)
-        self.done_order.append(item_id)  # before the watchers: see Batched
+        self.done_order.append(item_id)
         for watcher in self.watchers:
             watcher[item_id] = True
         if self.rerun:
