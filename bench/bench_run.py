@@ -10,6 +10,12 @@ the same process and interleaved, with its baseline on the same kind of store:
   minus this (targets: at most 8 / 12 / 15 us serial / threads 8 / async 100);
 - for ``arun``, also a hand-written ``asyncio.Semaphore(100)`` loop, one task
   per item, writing through the same store (target: at most 1.0x);
+- and, since an async item that suspends pays for the event loop's round
+  trip whoever runs it, ``arun`` twice more: with no-op items that never
+  suspend (``return None``: the run's own overhead over the bare loop, and
+  against the same Semaphore loop over those items), and with the items
+  that suspend once over a bare async loop that suspends once per item
+  (one coroutine: ``await asyncio.sleep(0)``, then ``store.write_done``);
 - and the same serial run with every control on (time budget, item
   timeout, stop conditions, cost/token/item budgets, hooks).
 
@@ -66,7 +72,44 @@ def semaphore_loop(path: Path, items: list[str], concurrency: int = 100) -> floa
         return time.perf_counter() - start
 
 
+def bare_async_loop(path: Path, items: list[str]) -> float:
+    """The floor for async items that suspend once: one coroutine, one suspension and one line per item."""
+    with AgentResume(_store(path)).resume_or_start("bench") as session:
+        store = session.store
+
+        async def main() -> None:
+            for item in items:
+                await asyncio.sleep(0)  # the no-op item's one suspension
+                store.write_done(item, int(time.time()), None, None)
+
+        start = time.perf_counter()
+        asyncio.run(main())
+        return time.perf_counter() - start
+
+
+def semaphore_plain_loop(path: Path, items: list[str], concurrency: int = 100) -> float:
+    """The hand-written Semaphore loop over items that do not suspend."""
+    with AgentResume(_store(path)).resume_or_start("bench") as session:
+        store = session.store
+
+        async def one(item: str, gate: asyncio.Semaphore) -> None:
+            async with gate:
+                store.write_done(item, int(time.time()), None, None)
+
+        async def main() -> None:
+            gate = asyncio.Semaphore(concurrency)
+            await asyncio.gather(*(one(item, gate) for item in items))
+
+        start = time.perf_counter()
+        asyncio.run(main())
+        return time.perf_counter() - start
+
+
 def _noop(item: str, ctx: object) -> None:
+    return None
+
+
+async def _anoop_plain(item: str, ctx: object) -> None:
     return None
 
 
@@ -81,11 +124,18 @@ def run_noop(path: Path, items: list[str], concurrency: int = 1) -> float:
     return time.perf_counter() - start
 
 
-def arun_noop(path: Path, items: list[str], concurrency: int = 100) -> float:
+def arun_noop(
+    path: Path, items: list[str], concurrency: int = 100, *, suspend: bool = True
+) -> float:
     config = RunConfig(job_id="bench", store=_store(path), concurrency=concurrency, progress=False)
     start = time.perf_counter()
-    asyncio.run(ResumableRun(config).arun(_anoop, items))
+    asyncio.run(ResumableRun(config).arun(_anoop if suspend else _anoop_plain, items))
     return time.perf_counter() - start
+
+
+def arun_plain(path: Path, items: list[str]) -> float:
+    """``arun`` at concurrency 100 over no-op items that never suspend."""
+    return arun_noop(path, items, suspend=False)
 
 
 def run_all_controls(path: Path, items: list[str]) -> float:
@@ -117,6 +167,9 @@ def overhead_rows(n: int, repeats: int) -> None:
         "threads8": lambda p, i: run_noop(p, i, concurrency=8),
         "async100": arun_noop,
         "controls": run_all_controls,
+        "bare_async": bare_async_loop,
+        "semaphore_plain": semaphore_plain_loop,
+        "async100_plain": arun_plain,
     }
     times: dict[str, list[float]] = {name: [] for name in cases}
     with tempfile.TemporaryDirectory() as tmp:
@@ -140,6 +193,25 @@ def overhead_rows(n: int, repeats: int) -> None:
         )
     ratio = med["async100"] / med["semaphore"]
     print(f"  arun / Semaphore loop           {ratio:7.2f}x (target <= 1.0)")
+    plain, bare_async = med["async100_plain"], med["bare_async"]
+    print("  arun with no-op items that never suspend (no event-loop round trip per item):")
+    print(
+        f"    arun, concurrency 100         {plain:7.2f} us/item, overhead over the bare loop "
+        f"{plain - bare:6.2f} us (target <= 15)"
+    )
+    print(
+        f"    Semaphore loop, same items    {med['semaphore_plain']:7.2f} us/item; "
+        f"arun / it {plain / med['semaphore_plain']:.2f}x (target <= 1.0)"
+    )
+    print("  arun with the items above (one suspension each), over a loop that suspends as often:")
+    print(
+        f"    bare async loop               {bare_async:7.2f} us/item "
+        f"(one coroutine: sleep(0), then the line)"
+    )
+    print(
+        f"    arun, concurrency 100         overhead over it "
+        f"{med['async100'] - bare_async:6.2f} us (target <= 15)"
+    )
     controls = med["controls"]
     print(
         f"  serial, every control on        {controls:7.2f} us/item, "
