@@ -53,14 +53,20 @@ def bare_loop(path: Path, items: list[str]) -> float:
         return time.perf_counter() - start
 
 
-def semaphore_loop(path: Path, items: list[str], concurrency: int = 100) -> float:
-    """A hand-written asyncio loop: a semaphore, one task per item, the same store."""
+def semaphore_loop(
+    path: Path, items: list[str], concurrency: int = 100, *, suspend: bool = True
+) -> float:
+    """A hand-written asyncio loop: a semaphore, one task per item, the same store.
+
+    ``suspend``: whether each item suspends once, as ``arun``'s no-op item does.
+    """
     with AgentResume(_store(path)).resume_or_start("bench") as session:
         store = session.store
 
         async def one(item: str, gate: asyncio.Semaphore) -> None:
             async with gate:
-                await asyncio.sleep(0)  # the no-op item's one suspension, as in arun's
+                if suspend:
+                    await asyncio.sleep(0)  # the no-op item's one suspension, as in arun's
                 store.write_done(item, int(time.time()), None, None)
 
         async def main() -> None:
@@ -81,24 +87,6 @@ def bare_async_loop(path: Path, items: list[str]) -> float:
             for item in items:
                 await asyncio.sleep(0)  # the no-op item's one suspension
                 store.write_done(item, int(time.time()), None, None)
-
-        start = time.perf_counter()
-        asyncio.run(main())
-        return time.perf_counter() - start
-
-
-def semaphore_plain_loop(path: Path, items: list[str], concurrency: int = 100) -> float:
-    """The hand-written Semaphore loop over items that do not suspend."""
-    with AgentResume(_store(path)).resume_or_start("bench") as session:
-        store = session.store
-
-        async def one(item: str, gate: asyncio.Semaphore) -> None:
-            async with gate:
-                store.write_done(item, int(time.time()), None, None)
-
-        async def main() -> None:
-            gate = asyncio.Semaphore(concurrency)
-            await asyncio.gather(*(one(item, gate) for item in items))
 
         start = time.perf_counter()
         asyncio.run(main())
@@ -168,7 +156,7 @@ def overhead_rows(n: int, repeats: int) -> None:
         "async100": arun_noop,
         "controls": run_all_controls,
         "bare_async": bare_async_loop,
-        "semaphore_plain": semaphore_plain_loop,
+        "semaphore_plain": lambda p, i: semaphore_loop(p, i, suspend=False),
         "async100_plain": arun_plain,
     }
     times: dict[str, list[float]] = {name: [] for name in cases}
