@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from _marking import take_marking
 from agent_resume import AgentResume, ArgumentValueError, DuplicateItemWarning, JsonlStore
 
 
@@ -26,16 +27,7 @@ def _pass(path: Path, items: Iterable[str], seed: int) -> tuple[list[str], int]:
             s.mark_done(f"k{n:06d}")
         for n in range(3, 40_000, 101):
             s.mark_failed(f"k{n:06d}", "boom", retryable=n % 2 == 0)
-        out = []
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DuplicateItemWarning)
-            for item in s.remaining(items):
-                out.append(item)
-                roll = rng.random()
-                if roll < 0.3:
-                    s.mark_done(item)
-                elif roll < 0.31:
-                    s.mark_done(f"k{rng.randrange(40_000):06d}")  # ahead of the loop
+        out = take_marking(s, items, rng, mark=0.3, ahead=0.01, ahead_ids=40_000)
         return out, s.stats.duplicates
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from _marking import take_marking
 from agent_resume import (
     AgentResume,
     CheckpointWarning,
@@ -62,18 +63,9 @@ def _write_done(path: Path, done: Iterable[str]) -> None:
 def _pass(path: Path, items: Iterable[str], seed: int, marks: bool) -> tuple[list[str], int]:
     """Resume the job at ``path`` and take one pass, marking some items inside the loop."""
     rng = random.Random(seed)
-    out: list[str] = []
     with AgentResume(JsonlStore(path)).resume_or_start("job") as s:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DuplicateItemWarning)
-            for item in s.remaining(items):
-                out.append(item)
-                if marks:
-                    roll = rng.random()
-                    if roll < 0.3:
-                        s.mark_done(item)
-                    elif roll < 0.32:
-                        s.mark_done(f"k{rng.randrange(60_000):06d}")  # ahead of the loop
+        mark, ahead = (0.3, 0.02) if marks else (0.0, 0.0)
+        out = take_marking(s, items, rng, mark=mark, ahead=ahead, ahead_ids=60_000)
         return out, s.stats.duplicates
 
 
