@@ -19,6 +19,8 @@ from typing import Any
 
 import pytest
 
+from _sqlite_rows import completion_rows
+
 WORKER = str(Path(__file__).with_name("_shared_worker.py"))
 LEASE = 1.0
 
@@ -81,15 +83,9 @@ def sqlite_completions(path: Path) -> list[tuple[str, str]]:
 
     conn = sqlite3.connect(path)
     try:
-        rows = conn.execute("SELECT item_id, worker FROM completions").fetchall()
-        (events,) = conn.execute("SELECT count(*) FROM events WHERE kind = 'done'").fetchone()
-        (placed,) = conn.execute(
-            "SELECT count(*) FROM completions WHERE after_seq IS NOT NULL"
-        ).fetchone()
+        return completion_rows(conn)  # each with one place among the records
     finally:
         conn.close()
-    assert events + placed == len(rows)  # each completion has one place among the records
-    return [(r[0], r[1]) for r in rows]
 
 
 def check_killed_worker_run(url: str, completions: Any, n_workers: int, n_items: int) -> None:

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from _sqlite_rows import completion_rows
 from agent_resume import AgentResume, ItemContext, ResumableRun, RunConfig
 from agent_resume.stores import PostgresStore, SqliteStore
 
@@ -186,7 +187,7 @@ def test_arun_on_a_shared_sqlite_file_with_several_workers_does_not_deadlock(
     def done_ids() -> list[str]:
         conn = sqlite3.connect(path)
         try:
-            return [r[0] for r in conn.execute("SELECT item_id FROM completions")]
+            return [item_id for item_id, _ in completion_rows(conn)]
         finally:
             conn.close()
 

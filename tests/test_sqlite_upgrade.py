@@ -1,15 +1,17 @@
-"""SqliteStore schema version 2: completions placed among the events, version 1 files upgraded.
+"""SqliteStore schema version 3: completions in the item's row, older files upgraded.
 
 Version 1 wrote a ``'done'`` event row with every completion; version 2
-places the completion by ``after_seq`` and writes no event (issue 15: fewer
-pages per completion). ``tests/data/sqlite_v1.sql`` is a job written by the
-previous version of the library.
+wrote a ``completions`` row placed by ``after_seq`` and no event; version 3
+writes the completion into the item's own row (issue 15: fewer pages per
+completion). ``tests/data/sqlite_v1.sql`` and ``sqlite_v2.sql`` are the same
+job written by the two previous schemas of the library.
 """
 
 from __future__ import annotations
 
 import hashlib
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,17 +20,29 @@ import pytest
 from agent_resume import AgentResume
 from agent_resume.stores import SqliteStore
 
-V1_DUMP = Path(__file__).parent / "data" / "sqlite_v1.sql"
+DATA = Path(__file__).parent / "data"
+OLD = [1, 2]
+
+# What a worker of version 2 runs to record a completion (its INSERT_DONE).
+V2_INSERT_DONE = """
+INSERT INTO completions (item_id, ts, worker, record, result, after_seq)
+SELECT ?1, ?2, ?3, ?4, ?5, (SELECT coalesce(max(seq), 0) FROM events)
+WHERE NOT EXISTS (SELECT 1 FROM items WHERE item_id = ?1 AND done = 1)
+ON CONFLICT DO NOTHING"""
 
 
-def _v1_file(path: Path) -> Path:
+def _old_file(path: Path, version: int) -> Path:
     conn = sqlite3.connect(path)
     try:
-        conn.executescript(V1_DUMP.read_text(encoding="utf-8"))
+        conn.executescript((DATA / f"sqlite_v{version}.sql").read_text(encoding="utf-8"))
         conn.execute("PRAGMA journal_mode=WAL")
     finally:
         conn.close()
     return path
+
+
+def _v1_file(path: Path) -> Path:
+    return _old_file(path, 1)
 
 
 def _strip(records: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
@@ -48,10 +62,15 @@ V1_RECORDS = [
 
 
 def _schema(path: Path) -> tuple[str, set[str], set[str]]:
+    """The version, the columns of ``completions`` and ``items`` (as ``table.column``), indexes and triggers."""
     conn = sqlite3.connect(path)
     try:
         (version,) = conn.execute("SELECT value FROM meta WHERE key = 'version'").fetchone()
-        columns = {row[1] for row in conn.execute("PRAGMA table_info(completions)")}
+        columns = {
+            f"{table}.{row[1]}"
+            for table in ("completions", "items")
+            for row in conn.execute(f"PRAGMA table_info({table})")
+        }
         indexes = {
             row[0]
             for row in conn.execute(
@@ -63,38 +82,50 @@ def _schema(path: Path) -> tuple[str, set[str], set[str]]:
     return str(version), columns, indexes
 
 
-def test_a_version_1_file_is_read_without_being_changed(tmp_path: Path) -> None:
-    path = _v1_file(tmp_path / "v1.db")
+@pytest.mark.parametrize("version", OLD)
+def test_an_old_file_is_read_without_being_changed(tmp_path: Path, version: int) -> None:
+    path = _old_file(tmp_path / "old.db", version)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     store = SqliteStore(path)
     assert _strip(list(store.iter_records())) == V1_RECORDS
     assert list(store.iter_results()) == [("a", {"answer": 1}), ("c", [1, 2])]
     description = store.describe()
-    assert (description.format_version, description.done) == (1, 2)
+    assert (description.format_version, description.done) == (version, 2)
     assert hashlib.sha256(path.read_bytes()).hexdigest() == digest
-    assert _schema(path)[0] == "1"
-    assert "completions_done" not in _schema(path)[2]
+    version_read, columns, indexes = _schema(path)
+    assert version_read == str(version)
+    assert "items.record" not in columns
+    assert "items_done" not in indexes
 
 
-def test_opening_a_version_1_file_upgrades_it_and_keeps_the_job(tmp_path: Path) -> None:
-    path = _v1_file(tmp_path / "v1.db")
+@pytest.mark.parametrize("version", OLD)
+def test_opening_an_old_file_upgrades_it_and_keeps_the_job(tmp_path: Path, version: int) -> None:
+    path = _old_file(tmp_path / "old.db", version)
     with AgentResume(SqliteStore(path)).resume_or_start("job") as session:
         assert session.is_done("a") and session.is_done("c")
         assert not session.is_done("b")
         assert session.state == {"cursor": 7}
         assert list(session.remaining(["a", "b", "c", "d", "e"])) == ["b", "d", "e"]
-    version, columns, indexes = _schema(path)
-    assert version == "2"
-    assert "after_seq" in columns
+    version_read, columns, indexes = _schema(path)
+    assert version_read == "3"
+    assert {"completions.after_seq", "items.record", "items.after_seq", "items.done_at"} <= columns
     assert "items_leased" not in indexes
-    assert {"items_todo", "items_seq", "completions_done"} <= indexes
+    assert {
+        "items_todo",
+        "items_seq",
+        "completions_done",
+        "items_done",
+        "items_done_new",
+    } <= indexes
     store = SqliteStore(path)
     assert _strip(list(store.iter_records())) == V1_RECORDS
     assert store.load_conversation("d") == ['{"role":"user","content":"hi"}']
+    assert store.describe().done == 2
 
 
-def test_new_records_follow_the_old_ones_in_the_order_written(tmp_path: Path) -> None:
-    path = _v1_file(tmp_path / "v1.db")
+@pytest.mark.parametrize("version", OLD)
+def test_new_records_follow_the_old_ones_in_the_order_written(tmp_path: Path, version: int) -> None:
+    path = _old_file(tmp_path / "old.db", version)
     store = SqliteStore(path)
     with AgentResume(store).resume_or_start("job") as session:
         assert list(session.remaining(["b", "d", "e"])) == ["b", "d", "e"]
@@ -118,7 +149,8 @@ def test_new_records_follow_the_old_ones_in_the_order_written(tmp_path: Path) ->
         done_events = conn.execute("SELECT count(*) FROM events WHERE kind = 'done'").fetchone()
     finally:
         conn.close()
-    assert done_events == (2,)  # the version 1 ones; new completions write no event
+    assert done_events == ((2,) if version == 1 else (0,))  # new completions write no event
+    assert SqliteStore(path).describe().done == 5
 
 
 def test_a_completion_written_the_version_1_way_after_the_upgrade_is_read_in_its_place(
@@ -157,6 +189,44 @@ def test_a_completion_written_the_version_1_way_after_the_upgrade_is_read_in_its
         reopened.close()
 
 
+def test_a_version_2_worker_still_attached_after_the_upgrade_is_read_in_its_place(
+    tmp_path: Path,
+) -> None:
+    """A worker of the previous version writes ``completions`` rows; the flag stops double records."""
+    path = _old_file(tmp_path / "v2.db", 2)
+    store = SqliteStore(path)
+    old = sqlite3.connect(path, isolation_level=None)  # the version 2 worker, already attached
+    try:
+        with AgentResume(store).resume_or_start("job") as session:
+            assert list(session.remaining(["b", "d", "e"])) == ["b", "d", "e"]
+            assert session.mark_done("d", result="D")
+            store.save_conversation("e", ['{"role":"user","content":"e"}'])
+            time.sleep(0.002)  # SQLite's clock counts milliseconds: "e" is done after "d"
+            inserted = old.execute(
+                V2_INSERT_DONE, ("e", 1, "old", '{"id": "e", "ts": 1}', '"E"')
+            ).rowcount
+            assert inserted == 1
+            assert store.load_conversation("e") is None  # the completion deleted it
+            again = old.execute(V2_INSERT_DONE, ("d", 1, "old", '{"id": "d", "ts": 1}', "null"))
+            assert again.rowcount == 0  # done by this version: not recorded twice
+            assert not session.mark_done("e")  # done by the old worker: late here
+            assert session.mark_done("b", result="B")
+    finally:
+        old.close()
+    assert _strip(list(SqliteStore(path).iter_records()))[len(V1_RECORDS) :] == [
+        ("d", "done", "D"),
+        ("e", "done", "E"),
+        ("b", "done", "B"),
+    ]
+    reopened = SqliteStore(path)
+    state = reopened.open("job")
+    try:
+        assert state.done == {"a", "b", "c", "d", "e"}
+        assert reopened.describe().done == 5
+    finally:
+        reopened.close()
+
+
 @pytest.mark.parametrize("durability", ["flush", "group"])
 def test_records_come_back_in_the_order_written(tmp_path: Path, durability: str) -> None:
     """Completions between events, several after the same event (a group commits many at once)."""
@@ -180,10 +250,12 @@ def test_records_come_back_in_the_order_written(tmp_path: Path, durability: str)
     ]
 
 
-@pytest.mark.parametrize("made_by", ["version 1", "version 2"])
-def test_an_item_is_recorded_once_whatever_the_file(tmp_path: Path, made_by: str) -> None:
-    """A file made by version 2 has no key on completions: the item's flag keeps the first."""
-    path = _v1_file(tmp_path / "job.db") if made_by == "version 1" else tmp_path / "job.db"
+@pytest.mark.parametrize("made_by", [*OLD, 3])
+def test_an_item_is_recorded_once_whatever_the_file(tmp_path: Path, made_by: int) -> None:
+    """The item's flag keeps the first completion (a file made by version 2 or 3 has no key for it)."""
+    path = tmp_path / "job.db"
+    if made_by in OLD:
+        _old_file(path, made_by)
     first, second = SqliteStore(path), SqliteStore(path, durability="group")
     first.open("job")
     second.open("job")
@@ -204,7 +276,9 @@ def test_an_item_is_recorded_once_whatever_the_file(tmp_path: Path, made_by: str
     conn = sqlite3.connect(path)
     try:
         rows = conn.execute(
-            "SELECT item_id, count(*) FROM completions WHERE item_id IN ('x', 'y') GROUP BY item_id"
+            "SELECT item_id, count(*) FROM (SELECT item_id FROM completions UNION ALL "
+            "SELECT item_id FROM items WHERE record IS NOT NULL) "
+            "WHERE item_id IN ('x', 'y') GROUP BY item_id"
         ).fetchall()
     finally:
         conn.close()

@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from _sqlite_rows import COMPLETIONS
+
 CHILD = str(Path(__file__).with_name("_torture_child.py"))
 JOB = "torture-job"
 GARBAGE = b"#torture-garbage#"
@@ -272,17 +274,15 @@ def read_sqlite(path: str) -> Observed:
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
         try:
-            rows = conn.execute("SELECT item_id FROM completions").fetchall()
+            rows = conn.execute(COMPLETIONS).fetchall()
             (events,) = conn.execute("SELECT count(*) FROM events WHERE kind = 'done'").fetchone()
-            (placed,) = conn.execute(
-                "SELECT count(*) FROM completions WHERE after_seq IS NOT NULL"
-            ).fetchone()
         except sqlite3.OperationalError:
             return seen  # killed before the schema was made
     finally:
         conn.close()
     seen.done.update(r[0] for r in rows)
     # One place among the records per completion: a 'done' event (schema version 1) or after_seq.
+    placed = sum(r[2] is not None for r in rows)
     seen.bad_middle = abs(events + placed - len(rows))
     return seen
 

@@ -43,11 +43,12 @@ from agent_resume.stores._sql import (
     logger,
     new_worker_id,
 )
-from agent_resume.stores._sqlite_sql import DONE_TRIGGER as _DONE_TRIGGER
+from agent_resume.stores._sqlite_sql import DROPPED as _DROPPED
 from agent_resume.stores._sqlite_sql import INSERT_DONE as _INSERT_DONE
 from agent_resume.stores._sqlite_sql import NEW_FILE as _NEW_FILE
 from agent_resume.stores._sqlite_sql import NOW as _NOW
 from agent_resume.stores._sqlite_sql import SCHEMA as _SCHEMA
+from agent_resume.stores._sqlite_sql import TRIGGERS as _TRIGGERS
 from agent_resume.stores._sqlite_sql import UPGRADE as _UPGRADE
 from agent_resume.stores._sqlite_sql import VERSION as _VERSION
 
@@ -326,7 +327,8 @@ class SqliteStore:
             conn.execute(_NEW_FILE)
         elif int(version) < _VERSION:
             _upgrade(conn)
-        conn.execute(_DONE_TRIGGER)
+        for trigger in _TRIGGERS:
+            conn.execute(trigger)
         insert = "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT DO NOTHING"
         conn.execute(insert, ("version", str(_VERSION)))
         conn.execute(insert, ("job_id", job_id))
@@ -337,7 +339,8 @@ class SqliteStore:
         created = _meta(conn, "created")
         state = JobState(job_id=job_id, created=int(created) if created else None)
         for item_id, fp in conn.execute(
-            "SELECT item_id, json_extract(record, '$.fp') FROM completions"
+            "SELECT item_id, json_extract(record, '$.fp') FROM completions UNION ALL "
+            "SELECT item_id, json_extract(record, '$.fp') FROM items WHERE record IS NOT NULL"
         ):
             state.done.add(item_id)
             state.done_order.append(item_id)
@@ -586,8 +589,7 @@ class SqliteStore:
                    FROM events e LEFT JOIN completions c
                      ON e.kind = 'done' AND c.item_id = e.item_id {version_1}
                    ORDER BY e.seq""",
-                "SELECT after_seq, rowid, 'done', NULL, record, result FROM completions "
-                "WHERE after_seq IS NOT NULL",
+                "'done', NULL, record, result",
             ),
             "reading records",
             write=False,
@@ -613,8 +615,7 @@ class SqliteStore:
                 """SELECT e.seq, c.item_id, c.result FROM completions c
                    JOIN events e ON e.kind = 'done' AND e.item_id = c.item_id {version_1}
                    ORDER BY e.seq""",
-                "SELECT after_seq, rowid, item_id, result FROM completions "
-                "WHERE after_seq IS NOT NULL",
+                "item_id, result",
             ),
             "reading results",
             write=False,
@@ -664,7 +665,12 @@ class SqliteStore:
                     )
                 ]
                 limit = default_max_attempts(runs)
-            (done,) = conn.execute("SELECT count(*) FROM completions").fetchone()
+            (done,) = conn.execute(
+                "SELECT count(*) FROM completions"
+                if "record" not in _columns(conn, "items")
+                else "SELECT (SELECT count(*) FROM completions) + "
+                "(SELECT count(*) FROM items WHERE record IS NOT NULL)"
+            ).fetchone()
             failed, quarantined = conn.execute(
                 "SELECT count(*), coalesce(sum(retryable = 0 OR attempts >= ?), 0) "
                 "FROM items WHERE attempts > 0 AND done = 0",
@@ -817,12 +823,17 @@ def _take_back_from_the_dead(conn: sqlite3.Connection) -> bool:
     return bool(dead)
 
 
+def _columns(conn: sqlite3.Connection, table: str) -> set[str]:
+    """The names of the table's columns (none for a table that does not exist)."""
+    return {str(row[1]) for row in conn.execute(f"PRAGMA table_info({table})")}
+
+
 def _upgrade(conn: sqlite3.Connection) -> None:
     """Bring a file of an older schema to this version, in the opening transaction."""
-    columns = {row[1] for row in conn.execute("PRAGMA table_info(completions)")}
-    for statement in _UPGRADE:
-        if "after_seq" in statement and "after_seq" in columns:
-            continue
+    for table, column, kind in _UPGRADE:
+        if column not in _columns(conn, table):
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+    for statement in _DROPPED:
         conn.execute(statement)
     conn.execute("UPDATE meta SET value = ? WHERE key = 'version'", (str(_VERSION),))
 
@@ -834,26 +845,36 @@ def _in_order(conn: sqlite3.Connection, with_events: str, placed: str) -> list[t
     have a ``'done'`` event), ordered by ``seq``, that first; its join on
     ``completions`` ends with ``{version_1}``, which this fills in so that it
     reads the version 1 completions only (through their key, or the index
-    ``completions_v1``). ``placed`` selects the completions placed by
-    ``after_seq``, its first two columns ``after_seq`` and ``rowid``. A
+    ``completions_v1``). ``placed`` names the columns to read of each
+    completion placed by ``after_seq``: those of version 2 (rows of
+    ``completions``) and of version 3 (rows of ``items`` with a record). A
     completion comes after the event whose ``seq`` is its ``after_seq`` and
-    before the next one; those after the same event come in ``rowid`` order.
-    A file of version 1 that no store has opened since has no ``after_seq``:
-    it has only the events.
+    before the next one; those after the same event in ``done_at`` order
+    (those written before version 3 have none: first, in ``rowid`` order).
+    A file of version 1 that no store has opened since has no
+    ``after_seq``: it has only the events.
     """
-    columns = {row[1] for row in conn.execute("PRAGMA table_info(completions)")}
-    if "after_seq" not in columns:
+    if "after_seq" not in _columns(conn, "completions"):
         return [row[1:] for row in _fetch_if_exists(conn, with_events.format(version_1=""))]
     events = _fetch_if_exists(conn, with_events.format(version_1="AND c.after_seq IS NULL"))
-    done = sorted(conn.execute(placed).fetchall(), key=lambda row: (row[0], row[1]))
+    upgraded = "record" in _columns(conn, "items")
+    sources = [
+        f"SELECT after_seq, {'coalesce(done_at, 0)' if upgraded else '0'}, 0, rowid, {placed} "
+        "FROM completions WHERE after_seq IS NOT NULL"
+    ]
+    if upgraded:
+        sources.append(
+            f"SELECT after_seq, done_at, 1, rowid, {placed} FROM items WHERE record IS NOT NULL"
+        )
+    done = sorted(conn.execute(" UNION ALL ".join(sources)).fetchall(), key=lambda r: r[:4])
     rows: list[tuple[Any, ...]] = []
     k = 0
     for event in events:
         while k < len(done) and done[k][0] < event[0]:
-            rows.append(done[k][2:])
+            rows.append(done[k][4:])
             k += 1
         rows.append(event[1:])
-    rows.extend(row[2:] for row in done[k:])
+    rows.extend(row[4:] for row in done[k:])
     return rows
 
 
