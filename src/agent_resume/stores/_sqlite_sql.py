@@ -29,11 +29,12 @@ lease given back; an item never enqueued gets a new row. The columns
 ``events``: after the event of that ``seq`` and before the next, completions
 with the same ``after_seq`` in the order of ``done_at`` (SQLite's clock, to
 the millisecond; one written before version 3 has none and comes first),
-then of their row. The trigger ``items_done`` deletes the
-item's conversation inside that statement. A completion writes two B-tree
-pages (the item's row, its entry in ``items_todo`` taken out; an item never
-enqueued: its row and its entry in ``items_seq``), where version 2 wrote
-three and version 1 seven.
+then of their row. The trigger ``items_done`` deletes the item's
+conversation inside that statement. A completion of an item enqueued (as a
+shared run's are) writes two B-tree pages, the item's row and its entry in
+``items_todo`` taken out, where version 2 wrote three and version 1 seven;
+one of an item never enqueued writes its new row and its entries in the
+key and ``items_seq``.
 
 The first completion of an item wins because the statement changes a row
 only while its ``done`` flag is 0, and sets it.
@@ -48,8 +49,8 @@ table ``completions`` and are read as before:
   ``after_seq``.
 
 A worker of version 1 or 2 still attached to an upgraded file goes on
-writing its completions the old way (the trigger ``completions_done`` stays
-for it); the flag keeps each version from recording an item another one
+writing its completions the old way (the trigger ``completions_done`` is made
+again for it, setting ``done_at``); the flag keeps each version from recording an item another one
 recorded. Completions are read from both tables.
 """
 
