@@ -204,12 +204,12 @@ def test_an_item_cut_at_its_deadline_leaves_no_cancellation_to_the_next_item(tmp
     assert results == {"after-slow": "own timeout", "swallows": "kept going", "last": "own timeout"}
 
 
-def test_a_cancelled_error_an_item_raises_does_not_end_the_run(tmp_path):
-    # As when each item had its own task: the item is left (not recorded), the others run.
+def test_a_cancelled_error_an_item_raises_is_a_failed_attempt_and_the_run_goes_on(tmp_path):
+    # It used to leave the item unrecorded and the report said "completed", 0 remaining.
     async def process(item, ctx):
         await asyncio.sleep(0)
         if item == "a":
-            raise asyncio.CancelledError
+            raise asyncio.CancelledError("stray")
         if item == "b":
             asyncio.current_task().cancel()
             await asyncio.sleep(1)
@@ -217,10 +217,21 @@ def test_a_cancelled_error_an_item_raises_does_not_end_the_run(tmp_path):
 
     cfg = config(tmp_path, concurrency=1)
     report = asyncio.run(ResumableRun(cfg).arun(process, ["a", "b", "c", "d"]))
-    assert report.done == 2
+    assert (report.done, report.failed, report.remaining) == (2, 2, 2)
+    assert report.stop_reason == "failures"
     done = [r["id"] for r in records(tmp_path) if "id" in r and r.get("status") is None]
     assert done == ["c", "d"]
-    again = asyncio.run(ResumableRun(cfg).arun(lambda item, ctx: asyncio.sleep(0), ["a", "b", "c", "d"]))
+    failed = {r["id"]: r for r in records(tmp_path) if r.get("status") == "failed"}
+    assert sorted(failed) == ["a", "b"]
+    assert all(f["retryable"] and f["attempt"] == 1 for f in failed.values())
+    assert "CancelledError('stray')" in failed["a"]["error"]
+    assert "cancelled its own task" in failed["b"]["error"]
+
+    async def again_process(item, ctx):
+        assert ctx.attempt == 2
+        return item
+
+    again = asyncio.run(ResumableRun(cfg).arun(again_process, ["a", "b", "c", "d"]))
     assert (again.done, again.already_done, again.remaining) == (2, 2, 0)
 
 

@@ -520,6 +520,7 @@ class ResumableRun:
                     await feeder.wait_change(state.requeue.delay())
                 else:
                     item, ctx = job
+                    started = clock()
                     try:
                         if tracing is not None:
                             with item_scope(tracing, ctx.item_id, ctx.attempt):
@@ -527,7 +528,6 @@ class ResumableRun:
                         else:
                             # Untraced, the steps of `_aattempt` are inlined: no
                             # scope, and one coroutine level less each time the item resumes.
-                            started = clock()
                             timer = None
                             try:
                                 if not untimed or state.grace_at != math.inf:
@@ -555,13 +555,14 @@ class ResumableRun:
                             finally:
                                 if timer is not None:
                                     timer.close()
-                    except asyncio.CancelledError:
+                    except asyncio.CancelledError as exc:
                         if feeder.closing:
                             raise  # the run's end
-                        # Not the run's (the item raised it, or cancelled its own
-                        # task): the item is left unrecorded, as when each item had
-                        # its own task, and the worker goes on (the run's end cancels it again).
+                        # Not the run's: the item raised it, or cancelled its own
+                        # task. A failed attempt, and the worker goes on (the run's
+                        # end cancels it again).
                         _uncancel(task)
+                        self._failed(state, session, ctx, _stray_cancel(exc), clock() - started)
                     finally:
                         state.left()
                         if feeder.waiting:
@@ -1070,6 +1071,16 @@ def _check_callable(name: str, value: object) -> None:
         raise ArgumentTypeError(
             name, value, f"`{name}` must be callable (got {type(value).__name__})"
         )
+
+
+def _stray_cancel(cause: asyncio.CancelledError) -> RuntimeError:
+    """The failure an item's own ``CancelledError`` is recorded as (the run did not cancel it)."""
+    error = RuntimeError(
+        f"the item raised asyncio.CancelledError({', '.join(map(repr, cause.args))}) "
+        "or cancelled its own task; the run did not cancel it"
+    )
+    error.__cause__ = cause
+    return error
 
 
 def _deadline_error(ctx: ItemContext, cause: BaseException) -> DeadlineExceeded:
