@@ -34,7 +34,9 @@ conversation inside that statement. A completion of an item enqueued (as a
 shared run's are) writes two B-tree pages, the item's row and its entry in
 ``items_todo`` taken out, where version 2 wrote three and version 1 seven;
 one of an item never enqueued writes its new row and its entries in the
-key and ``items_seq``.
+key and ``items_seq``. A row that grew past its page's room makes SQLite
+spread the page's rows over its neighbours, a few pages more in some
+commits (2.4 pages per completion on average, against 3.06 for version 2).
 
 The first completion of an item wins because the statement changes a row
 only while its ``done`` flag is 0, and sets it.
