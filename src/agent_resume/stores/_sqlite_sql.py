@@ -41,8 +41,9 @@ commits (2.4 pages per completion on average, against 3.06 for version 2).
 The first completion of an item wins because the statement changes a row
 only while its ``done`` flag is 0, and sets it.
 
-Older files are upgraded when a store opens them (:data:`UPGRADE`: columns
-added, an index dropped; nothing rewritten). Their completions stay in the
+Older files are upgraded when a store opens them (:data:`UPGRADE` and
+:data:`DROPPED`: columns added, an index dropped, a trigger made again;
+nothing rewritten). Their completions stay in the
 table ``completions`` and are read as before:
 
 - version 2 wrote a ``completions`` row placed by its ``after_seq`` (then by
@@ -51,9 +52,10 @@ table ``completions`` and are read as before:
   ``after_seq``.
 
 A worker of version 1 or 2 still attached to an upgraded file goes on
-writing its completions the old way (the trigger ``completions_done`` is made
-again for it, setting ``done_at``); the flag keeps each version from recording an item another one
-recorded. Completions are read from both tables.
+writing its completions the old way (the trigger ``completions_done`` is
+made again for it, setting ``done_at``); the flag keeps each version from
+recording an item another one recorded. Completions are read from both
+tables.
 """
 
 SCHEMA: Final = """
