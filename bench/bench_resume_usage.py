@@ -15,6 +15,12 @@ written through the store's own write API (``write_run`` for the call
 records, as ``Session.record_call`` does, ``write_done`` for completions):
 1,000,000 items, 3,000,000 lines.
 
+The ``open`` row (no target) times a run's open over the usage row's file,
+every item done, in a child process: plain, with per-item ``stop``
+conditions (which read each item's failures and calls, and skim the
+completions: ``JsonlStore.skim_records``), and with a job budget (which sums
+every record's usage, as ``agent-resume report`` does).
+
 The resume reads a completion's ID and fingerprint without decoding its
 usage (the line is still checked to be valid JSON); a line with a result is
 decoded in full and its result dropped at once, so results are never held.
@@ -33,7 +39,7 @@ import time
 from pathlib import Path
 
 TARGETS = {"usage": 0.35, "usage_mb": 110.0, "results": 0.35, "calls": 0.5}
-KINDS = ("usage", "results", "calls")
+KINDS = ("usage", "results", "calls", "open")
 CALLS_PER_ITEM = 2
 
 USAGE = {"in": 1234, "out": 567, "calls": 1, "cost": 0.00123, "model": "gpt-4o-mini"}
@@ -120,6 +126,35 @@ CHILD = textwrap.dedent(
 )
 
 
+# A run's open over the same job, every item done: the resume, and the read of
+# what was spent where the run needs it (per-item `stop` conditions; a job budget).
+RUN_CHILD = textwrap.dedent(
+    """
+    import sys, time
+    from agent_resume import JsonlStore, MaxTurns, ResumableRun, RunConfig
+    lines, how = int(sys.argv[2]), sys.argv[3]
+    items = [f"item-{i:07d}" for i in range(lines)]
+    extra = {"stop": {"stop": MaxTurns(8)}, "budget": {"job_max_cost_usd": 1e9}}.get(how, {})
+    config = RunConfig(job_id="bench", store=JsonlStore(sys.argv[1]), progress=False, **extra)
+    start = time.perf_counter()
+    report = ResumableRun(config).run(lambda item, ctx: None, items)
+    print(report.already_done, time.perf_counter() - start)
+    """
+)
+OPENS = ("plain", "stop", "budget")
+
+
+def run_open(path: Path, lines: int, how: str) -> tuple[int, float]:
+    proc = subprocess.run(
+        [sys.executable, "-c", RUN_CHILD, str(path), str(lines), how],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    n, elapsed = proc.stdout.split()
+    return int(n), float(elapsed)
+
+
 def ours(path: Path, kind: str, traced: bool = False) -> tuple[int, float, int]:
     proc = subprocess.run(
         [sys.executable, "-c", CHILD, str(path), kind, "traced" if traced else "timed"],
@@ -146,9 +181,20 @@ def main() -> int:
             if kind == "calls":
                 size = make_calls(path, lines)
             else:
-                make(path, lines, result=kind == "results")
+                make(path, lines, result=kind == "results")  # "open": the usage row's file
                 size = lines
             base = statistics.median(naive(path) for _ in range(args.repeats))
+            if kind == "open":
+                for how in OPENS:
+                    opens = [run_open(path, lines, how) for _ in range(args.repeats)]
+                    assert all(n == lines for n, _ in opens)
+                    took = statistics.median(t for _, t in opens)
+                    print(
+                        f"a run's open over {lines:,} done items with usage ({how}): {took:.3f} s, "
+                        f"json.loads loader {base:.3f} s, ratio {took / base:.3f} (no target)"
+                    )
+                path.unlink()
+                continue
             runs = [ours(path, kind) for _ in range(args.repeats)]
             assert all(n == lines for n, _, _ in runs)
             mine = statistics.median(t for _, t, _ in runs)

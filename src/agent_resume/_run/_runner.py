@@ -40,7 +40,7 @@ from agent_resume._session._agent import AgentResume
 from agent_resume._session._items import IdReader, KeyFunc
 from agent_resume._session._session import Session
 from agent_resume._stop import StopReason
-from agent_resume.stores import SharedStore
+from agent_resume.stores import SharedStore, SkimmingStore
 from agent_resume.stores._shared_limits import shared_buckets
 
 __all__ = ["ResumableRun"]
@@ -627,13 +627,17 @@ class ResumableRun:
         )
         try:
             spent = None
-            if (
-                config.job_max_cost_usd is not None
-                or config.job_max_tokens is not None
-                or config.stop is not None
-            ):
-                # One read of the checkpoint: the job's spending, each item's over attempts.
-                spent = JobSpent(session.store.iter_records(), config.prices)
+            job_budget = config.job_max_cost_usd is not None or config.job_max_tokens is not None
+            if job_budget or config.stop is not None:
+                # One read of the checkpoint: each item's spending over its attempts,
+                # and the job's (summed only for a job budget).
+                store = session.store
+                records = (
+                    store.skim_records()
+                    if not job_budget and isinstance(store, SkimmingStore)
+                    else store.iter_records()
+                )
+                spent = JobSpent(records, config.prices, job_total=job_budget)
             state = RunState(config, conversations_for(config.conversation_dir, agent.store), spent)
             limit = config.rate_limit
             buckets = shared_buckets(agent.store) if limit is not None and limit.shared else None

@@ -5,9 +5,11 @@ Read once when a run opens, from the checkpoint's records, when a job budget
 need it. The job total is the `Ledger`'s (completions, failed attempts, and
 the ``call`` records of attempts that never recorded an outcome: killed or
 interrupted ones), so a budget counts exactly what ``agent-resume report``
-shows. An item's totals are summed the same way over the records since its
-last completion or release: a changed item run again, or a released one,
-starts a fresh allowance.
+shows; it is summed only for a job budget (per-item conditions need only
+the items' totals, and the ledger is most of the cost of the read). An
+item's totals are summed the same way over the records since its last
+completion or release: a changed item run again, or a released one, starts
+a fresh allowance.
 
 Each failure and ``call`` record may carry ``"s"`` in its usage: the seconds
 the attempt had run when it was written. An attempt's seconds are the
@@ -24,6 +26,7 @@ from typing import Any
 from agent_resume._accounting._ledger import Ledger
 from agent_resume._accounting._prices import PriceTable
 from agent_resume._accounting._usage import Usage
+from agent_resume._records import kind_of
 
 __all__ = ["ItemSpent", "JobSpent", "SECONDS_KEY"]
 
@@ -81,6 +84,22 @@ def _usage(raw: object) -> tuple[Usage, float]:
     return usage, 0.0
 
 
+def _refused(record: Mapping[str, Any]) -> bool:
+    """Whether the record is a failure or a call whose usage `Ledger.add` refuses (malformed).
+
+    Such a record is not counted. A completion always is: the item was done,
+    whatever its usage says, so its allowance starts afresh.
+    """
+    raw = record.get("usage")
+    if raw is None or kind_of(record) not in ("failed", "call"):
+        return False
+    try:
+        Usage.from_dict(raw)
+    except (TypeError, ValueError):
+        return True
+    return False
+
+
 class JobSpent:
     """The job's spending before a run, read from its records.
 
@@ -88,25 +107,44 @@ class JobSpent:
         records: The checkpoint's records, oldest first.
         prices: The run's price table: records whose cost was unknown are
             priced with it (as `Ledger` does), so a price added since counts.
+        job_total: Whether to sum the job's total (for a job budget); without
+            it ``total`` is the empty `Usage` and ``unpriced`` is empty.
 
     Attributes:
-        total: Everything the job spent, in every run.
+        total: Everything the job spent, in every run (when summed).
     """
 
-    def __init__(self, records: Iterable[Mapping[str, Any]], prices: PriceTable | None) -> None:
-        ledger = Ledger(prices=prices)
+    def __init__(
+        self,
+        records: Iterable[Mapping[str, Any]],
+        prices: PriceTable | None,
+        *,
+        job_total: bool = True,
+    ) -> None:
+        ledger = Ledger(prices=prices) if job_total else None
         items: dict[str, _Item] = {}
         for record in records:
-            if not isinstance(record, Mapping):
-                continue
-            try:
-                ledger.add(record)
-            except (TypeError, ValueError):
-                continue  # a malformed usage counts nothing (the ledger says so in report)
-            self._fold(items, record)
-        self.total = ledger.total
-        self.unpriced = sorted(
-            {str(model) for model, usage in ledger.by_model().items() if usage.cost_usd is None}
+            if type(record) is not dict and not isinstance(record, Mapping):
+                continue  # (a dict is checked first: this runs once per record)
+            if ledger is None:
+                refused = _refused(record)
+            else:
+                try:
+                    ledger.add(record)
+                    refused = False
+                except (TypeError, ValueError):
+                    # A malformed usage counts nothing (the ledger says so in report);
+                    # a completion still ends what its item had spent.
+                    refused = kind_of(record) != "done"
+            if not refused:
+                self._fold(items, record)
+        self.total = Usage() if ledger is None else ledger.total
+        self.unpriced = (
+            []
+            if ledger is None
+            else sorted(
+                {str(model) for model, usage in ledger.by_model().items() if usage.cost_usd is None}
+            )
         )
         """Models of earlier calls no price table knows (``"mixed"`` for an item of several)."""
         self._items = {item_id: item.total() for item_id, item in items.items()}

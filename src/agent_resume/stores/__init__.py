@@ -14,6 +14,7 @@ from agent_resume.stores._protocol import (
     Durability,
     OnePassStore,
     SharedStore,
+    SkimmingStore,
     Store,
     StoreDescription,
 )
@@ -33,6 +34,7 @@ __all__ = [
     "PostgresStore",
     "ResultJsonlStore",
     "SharedStore",
+    "SkimmingStore",
     "SqliteStore",
     "Store",
     "StoreDescription",

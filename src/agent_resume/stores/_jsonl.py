@@ -301,12 +301,25 @@ class JsonlStore:
 
     def iter_records(self) -> Iterator[dict[str, Any]]:
         """Yield every valid record, header excluded; bad lines are skipped."""
+        return self._records(bodies=True)
+
+    def skim_records(self) -> Iterator[dict[str, Any]]:
+        """Yield what :meth:`iter_records` yields, completions read as a resume reads them.
+
+        A completion line that the resume reads by its pattern comes as
+        ``{"id": ...}`` alone: its usage, result and other fields are not
+        decoded (nor checked; a resume counts such a line done). Other
+        completions, and every other record, come whole.
+        """
+        return self._records(bodies=False)
+
+    def _records(self, *, bodies: bool) -> Iterator[dict[str, Any]]:
         try:
             f = open(self.path, "rb")  # noqa: SIM115
         except FileNotFoundError:
             return
         with f:
-            for _, record, _ in read_records(f, self.path):
+            for _, record, _ in read_records(f, self.path, bodies=bodies):
                 if isinstance(record, dict) and "agent_resume" not in record:
                     yield record
 

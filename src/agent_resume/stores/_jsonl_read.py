@@ -428,15 +428,15 @@ class _Loader:
 
     def _completion(self, raw: bytes) -> bool:
         """Read a completion line by its pattern (see :meth:`block`); ``False`` if it is not one."""
-        if self.strict:
-            if b', "result": ' in raw:
-                return False
-            match = _DONE_LINE.fullmatch(raw)
+        if not self.strict:
+            match = _lazy_completion(raw)
+        elif b', "result": ' in raw:
+            return False
         else:
-            if b'"status"' in raw:
+            match = _DONE_LINE.fullmatch(raw)
+            if match is not None and not (raw.isascii() or _is_utf8(raw)):
                 return False
-            match = _LAZY_LINE.fullmatch(raw)
-        if match is None or not (raw.isascii() or _is_utf8(raw)):
+        if match is None:
             return False
         state = self.state
         item_id = match[1].decode("utf-8")
@@ -631,11 +631,34 @@ def _report_bad(bad: list[BadLine], path: str, strict: bool) -> None:
         )
 
 
-def read_records(f: IO[bytes], path: str) -> Iterator[tuple[int, dict[str, Any] | str, bytes]]:
+def _lazy_completion(raw: bytes) -> re.Match[bytes] | None:
+    """A completion line matched as the default (not strict) mode reads it, else ``None``.
+
+    Its head is matched (the ID, without escapes, in the first group; the
+    fingerprint with its closing quote, if any, in the second); its usage or
+    result is neither decoded nor checked. A line naming ``"status"``
+    anywhere is never one.
+    """
+    if b'"status"' in raw:
+        return None
+    match = _LAZY_LINE.fullmatch(raw)
+    if match is None or not (raw.isascii() or _is_utf8(raw)):
+        return None
+    return match
+
+
+def read_records(
+    f: IO[bytes], path: str, *, bodies: bool = True
+) -> Iterator[tuple[int, dict[str, Any] | str, bytes]]:
     """Yield ``(line_number, record or reason, raw line)`` for every non-blank line, torn tail included.
 
     Blank lines are counted but not yielded. A torn last line (no ``\\n``) is
     yielded with the reason ``"torn last line"``.
+
+    With ``bodies`` false, a completion line that a resume reads by its
+    pattern (its ID without escapes, its usage or result undecoded) is given
+    as ``{"id": ...}`` alone, without decoding the line: for readers that
+    need to know an item was done, not what it spent.
 
     Raises:
         NotACheckpointError: The file has no header and its first record is not a
@@ -657,6 +680,12 @@ def read_records(f: IO[bytes], path: str) -> Iterator[tuple[int, dict[str, Any] 
             if is_blank(raw):
                 last_bad = False
                 continue
+            if not bodies and known:
+                match = _lazy_completion(raw)
+                if match is not None:
+                    last_bad = False
+                    yield line_number, {"id": match[1].decode("utf-8")}, raw
+                    continue
             record = parse_line(raw)
             last_bad = not isinstance(record, dict)
             if not known:

@@ -328,6 +328,26 @@ class OnePassStore(Protocol):
 
 
 @runtime_checkable
+class SkimmingStore(Protocol):
+    """A store that can hand over its records without decoding its completions' bodies.
+
+    For readers that need each item's failures and calls, and only the fact
+    that an item was done (a run's per-item ``stop`` conditions, which count
+    an item's spending since its last completion). The JSONL stores have it:
+    their completions are most of the file and most of the time a full read
+    takes. Other stores are read with :meth:`Store.iter_records`.
+    """
+
+    def skim_records(self) -> Iterator[dict[str, Any]]:
+        """Yield the records :meth:`Store.iter_records` yields, a completion perhaps as its ID alone.
+
+        In the same order; a completion may come as ``{"id": ...}``, without
+        its other fields.
+        """
+        ...
+
+
+@runtime_checkable
 class ConversationStore(Protocol):
     """A store that keeps its items' saved conversations itself (capability ``"conversations"``).
 
