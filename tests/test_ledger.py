@@ -180,26 +180,32 @@ def test_reads_the_lines_the_checkpoint_writes() -> None:
     assert ledger.total == second + first
 
 
-def test_sums_are_those_of_usage_addition_in_record_order() -> None:
+@pytest.mark.parametrize(
+    ("seed", "spread", "costed"), [(12, 9, False), (13, 99, True), (14, 999, True), (15, 2, False)]
+)
+def test_sums_are_those_of_usage_addition_in_record_order(
+    seed: int, spread: int, costed: bool
+) -> None:
     # The ledger keeps counters, not Usage values: its figures must still be exactly
-    # the left fold of Usage addition (float order, mixed texts, unknown costs, empties).
-    rng = random.Random(12)
+    # the left fold of Usage addition (float order, mixed texts, unknown costs, empties),
+    # over items of many records each and of one (the total is summed column by column).
+    rng = random.Random(seed)
     records: list[dict[str, Any]] = []
-    for _ in range(400):
+    for _ in range(400 if spread < 100 else 3000):
         usage: dict[str, Any] = {}
         for key in ("in", "out", "cache_read", "calls", "reasoning", "web_searches"):
             if rng.random() < 0.6:
                 usage[key] = rng.choice([0, 1, 7, 123456])
-        if rng.random() < 0.85:
+        if costed or rng.random() < 0.85:  # costed: every cost known, so the total's is a float
             usage["cost"] = rng.choice([0.0, 0.1, 0.2, 1e-7, 3, 0.30000000000000004])
         if rng.random() < 0.7:
             usage["model"] = rng.choice(["a", "b", ""])
         if rng.random() < 0.2:
             usage["tier"] = "batch"
-        record: dict[str, Any] = {"id": str(rng.randint(0, 9)), "ts": 1}
+        record: dict[str, Any] = {"id": str(rng.randint(0, spread)), "ts": 1}
         if rng.random() < 0.3:
             record["status"] = "failed"
-        if rng.random() < 0.9:
+        if costed or rng.random() < 0.9:
             record["usage"] = usage
         records.append(record)
     expected: dict[str, Usage] = {}
@@ -212,6 +218,7 @@ def test_sums_are_those_of_usage_addition_in_record_order() -> None:
     total = sum(expected.values(), Usage())
     assert ledger.total == total
     assert ledger.total.cost_usd == total.cost_usd  # the same float, not merely close
+    assert (total.cost_usd is not None) == costed
     by_model: dict[str | None, Usage] = {}
     for usage_of_item in expected.values():
         model = usage_of_item.model

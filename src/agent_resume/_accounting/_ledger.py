@@ -23,6 +23,8 @@ from __future__ import annotations
 import csv
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import reduce
+from operator import add, attrgetter, itemgetter
 from typing import Any, TextIO
 
 from agent_resume._accounting._prices import MIXED_MODEL, PriceTable
@@ -133,7 +135,7 @@ class Ledger:
             ArgumentTypeError: ``record`` is not a mapping.
             ArgumentValueError: The record's ``usage`` field is malformed.
         """
-        if not isinstance(record, Mapping):
+        if type(record) is not dict and not isinstance(record, Mapping):  # a dict: the common case
             raise ArgumentTypeError(
                 "record", record, f"a record must be a mapping (got {type(record).__name__})"
             )
@@ -164,13 +166,14 @@ class Ledger:
         usage = None if raw is None else self._parse(raw, record, "the usage of item")
         found = self._items.get(item_id)
         if found is None:
-            found = self._items[item_id] = _Item(kind)
-        elif kind == "done":
-            # A completion is final: a failure recorded after it does not undo it.
-            found.status = "done"
+            found = self._items[item_id] = _Item(kind, usage)
+        else:
+            if kind == "done":
+                # A completion is final: a failure recorded after it does not undo it.
+                found.status = "done"
+            if usage is not None:
+                found.add(usage)
         found.records += 1
-        if usage is not None:
-            found.add(usage)
         return True
 
     def _parse(self, raw: Any, record: Mapping[str, Any], what: str) -> _Parsed | None:
@@ -263,23 +266,19 @@ class Ledger:
     @property
     def total(self) -> Usage:
         """The run total: the sum over all items (its cost is ``None`` if any is unknown)."""
-        total = _Item("total")
-        for found in self._view().values():
-            total.merge(found)
-        return total.usage()
+        return _summed([found for found in self._view().values() if found.texts is not None])
 
     def by_model(self) -> dict[str | None, Usage]:
         """The usage per item model (``"mixed"`` for items that used several), sorted."""
-        out: dict[str | None, _Item] = {}
+        groups: dict[str | None, list[_Item]] = {}
         for found in self._view().values():
-            model = found.texts[0] if found.texts is not None else None
-            group = out.get(model)
-            if group is None:
-                group = out[model] = _Item("total")
-            group.merge(found)
+            texts = found.texts
+            group = groups.setdefault(None if texts is None else texts[0], [])
+            if texts is not None:  # an empty usage adds nothing to its group
+                group.append(found)
         return {
-            model: group.usage()
-            for model, group in sorted(out.items(), key=lambda p: (p[0] is None, p[0] or ""))
+            model: _summed(group)
+            for model, group in sorted(groups.items(), key=lambda p: (p[0] is None, p[0] or ""))
         }
 
     def rows(self) -> list[dict[str, Any]]:
@@ -395,12 +394,18 @@ class _Item:
 
     __slots__ = ("cost", "counts", "records", "status", "texts")
 
-    def __init__(self, status: str) -> None:
+    def __init__(self, status: str, parsed: _Parsed | None = None) -> None:
+        """An empty sum, or one that takes a freshly parsed usage (its lists kept, not copied)."""
         self.status = status
         self.records = 0
-        self.counts = [0] * 9
-        self.cost: float | None = None
-        self.texts: list[str | None] | None = None
+        self.cost: float | None
+        self.texts: list[str | None] | None
+        if parsed is None:
+            self.counts = [0] * 9
+            self.cost = None
+            self.texts = None
+        else:
+            self.counts, self.cost, self.texts = parsed
 
     def add(self, parsed: _Parsed) -> None:
         counts, cost, texts = parsed
@@ -433,6 +438,28 @@ class _Item:
 
     def item_usage(self, item_id: str) -> ItemUsage:
         return ItemUsage(item_id, self.status, self.usage(), self.records)
+
+
+def _summed(items: list[_Item]) -> Usage:
+    """The sum of non-empty items' usage, exactly as adding them one by one in order gives.
+
+    Each column is summed in C: counts are integers (any order gives the
+    same sum), costs are added left to right as `_Item.add` adds them, and a
+    text is kept where every item has the same, else it becomes ``"mixed"``.
+    """
+    total = _Item("total")
+    if items:
+        counts = list(map(attrgetter("counts"), items))
+        total.counts = [sum(map(itemgetter(index), counts)) for index in range(9)]
+        costs = list(map(attrgetter("cost"), items))
+        total.cost = None if None in costs else reduce(add, costs)
+        texts = list(map(attrgetter("texts"), items))
+        total.texts = []
+        for index in range(4):
+            column = list(map(itemgetter(index), texts))
+            first = column[0]
+            total.texts.append(first if column.count(first) == len(column) else MIXED_MODEL)
+    return total.usage()
 
 
 def _reprice(usage: Usage, table: PriceTable) -> Usage:
