@@ -40,6 +40,7 @@ def test_the_stores_and_testing_subpackages() -> None:
     assert set(agent_resume.stores.__all__) == {
         "CheckpointWarning", "ConversationDirStore", "ConversationStore", "Durability",
         "InMemoryStore", "JsonlStore", "OnePassStore", "PostgresStore", "ResultJsonlStore", "SharedStore",
+        "SkimmingStore",
         "SqliteStore", "Store", "StoreDescription", "open_store",
     }  # fmt: skip
     for name in agent_resume.stores.__all__:
