@@ -440,3 +440,46 @@ def test_a_completion_with_turns_and_seconds_stays_on_the_fast_path(path: Path) 
     assert done[0].startswith(b'{"id": "a", "ts": ') and b'"turns": 3, "seconds": 1.25' in done[0]
     assert all(_DONE_LINE.fullmatch(line) for line in done)
     assert _LAZY_LINE.fullmatch(done[0])
+
+
+def test_a_line_decodes_as_json_loads_decodes_it() -> None:
+    # parse_line calls the decoder's scanner itself and json.loads for anything else:
+    # the record, or the error's message, must be what json.loads gives, for any line.
+    import random
+
+    from agent_resume.stores._jsonl_read import parse_line
+
+    rng = random.Random(3)
+    valid = [
+        '{"x": 1, "usage": {"in": 5, "cost": 0.25, "model": "m"}}',
+        '{"x": [1, 2.5e3, true, null], "s": "t\\u00e9\\n"}',
+        '{"x": {"y": {"z": []}}}',
+        '{"x": NaN, "y": -Infinity}',
+        '{}',
+    ]
+    noise = [" ", "\t", "\r", "x", "}", "{", ",", '"', "1", "[", "]", ":"]
+    lines = list(valid) + ["", " ", "[1]", '"s"', "3", "null"]
+    for _ in range(2000):
+        line = list(rng.choice(valid))
+        for _ in range(rng.randint(1, 3)):
+            at = rng.randint(0, len(line))
+            if rng.random() < 0.5 and line:
+                del line[min(at, len(line) - 1)]
+            else:
+                line.insert(at, rng.choice(noise))
+        lines.append("".join(line))
+    outcomes = {"record": 0, "error": 0}
+    for text in lines:
+        found = parse_line(text.encode("utf-8"))
+        try:
+            expected = json.loads(text)
+        except ValueError as exc:
+            assert found == f"not JSON: {exc}", text
+            outcomes["error"] += 1
+            continue
+        if isinstance(expected, dict):
+            assert found == expected, text
+            outcomes["record"] += 1
+        else:
+            assert found == f"not a JSON object but {type(expected).__name__}", text
+    assert outcomes["record"] > 100 and outcomes["error"] > 100
