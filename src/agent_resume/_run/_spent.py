@@ -66,14 +66,18 @@ class _Item:
         return ItemSpent(usage, seconds, attempts)
 
 
-def _usage(raw: object) -> tuple[Usage, float]:
-    if not isinstance(raw, Mapping):
+def _usage(raw: object) -> tuple[Usage, float] | None:
+    """A record's usage and seconds; ``None`` when the usage is malformed.
+
+    `Ledger.add` refuses such a record, and it is not counted here either.
+    """
+    if raw is None:
         return Usage(), 0.0
     try:
-        usage = Usage.from_dict(raw)
+        usage = Usage.from_dict(raw)  # type: ignore[arg-type]  # it checks the type itself
     except (TypeError, ValueError):
-        return Usage(), 0.0
-    seconds = raw.get(SECONDS_KEY)
+        return None
+    seconds = raw.get(SECONDS_KEY)  # type: ignore[attr-defined]  # a mapping: from_dict took it
     if (
         isinstance(seconds, (int, float))
         and not isinstance(seconds, bool)
@@ -82,22 +86,6 @@ def _usage(raw: object) -> tuple[Usage, float]:
     ):
         return usage, float(seconds)
     return usage, 0.0
-
-
-def _refused(record: Mapping[str, Any]) -> bool:
-    """Whether the record is a failure or a call whose usage `Ledger.add` refuses (malformed).
-
-    Such a record is not counted. A completion always is: the item was done,
-    whatever its usage says, so its allowance starts afresh.
-    """
-    raw = record.get("usage")
-    if raw is None or kind_of(record) not in ("failed", "call"):
-        return False
-    try:
-        Usage.from_dict(raw)
-    except (TypeError, ValueError):
-        return True
-    return False
 
 
 class JobSpent:
@@ -126,18 +114,15 @@ class JobSpent:
         for record in records:
             if type(record) is not dict and not isinstance(record, Mapping):
                 continue  # (a dict is checked first: this runs once per record)
-            if ledger is None:
-                refused = _refused(record)
-            else:
+            if ledger is not None:
                 try:
                     ledger.add(record)
-                    refused = False
                 except (TypeError, ValueError):
                     # A malformed usage counts nothing (the ledger says so in report);
                     # a completion still ends what its item had spent.
-                    refused = kind_of(record) != "done"
-            if not refused:
-                self._fold(items, record)
+                    if kind_of(record) != "done":
+                        continue
+            self._fold(items, record)
         self.total = Usage() if ledger is None else ledger.total
         self.unpriced = (
             []
@@ -154,9 +139,12 @@ class JobSpent:
         call = record.get("call")
         item_id = record.get("id")
         if call is not None and item_id is None:
+            parsed = _usage(record.get("usage"))
+            if parsed is None:
+                return  # a malformed usage: not counted, as by the ledger
+            usage, seconds = parsed
             item = items.setdefault(str(call), _Item())
             token = str(record.get("a", ""))
-            usage, seconds = _usage(record.get("usage"))
             before, spent = item.pending.pop(token, (Usage(), 0.0))
             item.pending[token] = (before + usage, max(spent, seconds))  # latest last
             return
@@ -168,9 +156,12 @@ class JobSpent:
             return
         if status != "failed":
             return
-        item = items.setdefault(str(item_id), _Item())
         raw = record.get("usage")
-        usage, seconds = _usage(raw)
+        parsed = _usage(raw)
+        if parsed is None:
+            return  # a malformed usage: not counted, as by the ledger
+        usage, seconds = parsed
+        item = items.setdefault(str(item_id), _Item())
         named = raw.get("a") if isinstance(raw, Mapping) else None
         # The outcome covers its own attempt's calls (as the Ledger counts).
         if isinstance(named, str):
