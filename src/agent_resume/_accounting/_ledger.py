@@ -447,19 +447,24 @@ def _summed(items: list[_Item]) -> Usage:
     same sum), costs are added left to right as `_Item.add` adds them, and a
     text is kept where every item has the same, else it becomes ``"mixed"``.
     """
-    total = _Item("total")
-    if items:
-        counts = list(map(attrgetter("counts"), items))
-        total.counts = [sum(map(itemgetter(index), counts)) for index in range(9)]
-        costs = list(map(attrgetter("cost"), items))
-        total.cost = None if None in costs else reduce(add, costs)
-        texts = list(map(attrgetter("texts"), items))
-        total.texts = []
-        for index in range(4):
-            column = list(map(itemgetter(index), texts))
-            first = column[0]
-            total.texts.append(first if column.count(first) == len(column) else MIXED_MODEL)
-    return total.usage()
+    if not items:
+        return Usage()
+    counts = list(map(attrgetter("counts"), items))
+    costs = list(map(attrgetter("cost"), items))
+    texts = list(map(attrgetter("texts"), items))
+    summed: list[str | None] = []
+    for index in range(4):
+        column = list(map(itemgetter(index), texts))
+        first = column[0]
+        summed.append(first if column.count(first) == len(column) else MIXED_MODEL)
+    return _Item(
+        "total",
+        (
+            [sum(map(itemgetter(index), counts)) for index in range(9)],
+            None if None in costs else reduce(add, costs),
+            summed,
+        ),
+    ).usage()
 
 
 def _reprice(usage: Usage, table: PriceTable) -> Usage:
