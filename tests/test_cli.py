@@ -187,6 +187,56 @@ def test_status_reports_bad_lines(capsys: pytest.CaptureFixture[str], checkpoint
     assert "done         4" in out
 
 
+@pytest.mark.parametrize(
+    "bad_usage",
+    ['{"in": -7, "calls": "x"}', '[1, 2]', '"lots"', '{"cost": "free"}'],
+)
+def test_status_and_report_count_a_malformed_usage_as_unknown_and_say_so(
+    capsys: pytest.CaptureFixture[str], checkpoint: Path, bad_usage: str
+) -> None:
+    # A hand-damaged record that is still JSON: its item is done, its usage is
+    # not counted, the totals are a lower bound and each command names the item.
+    with open(checkpoint, "a", encoding="utf-8") as f:
+        f.write(f'{{"id": "item-8", "ts": 1, "usage": {bad_usage}}}\n')
+        f.write(f'{{"id": "item-9", "ts": 1, "status": "failed", "error": "e", "usage": {bad_usage}}}\n')
+        f.write(f'{{"call": "item-9", "a": "t", "ts": 1, "usage": {bad_usage}}}\n')
+    warning = "the usage of 3 record(s) is malformed and not counted (item 'item-8', 'item-9')"
+    code, out, err = cli(capsys, "status", str(checkpoint))
+    assert code == 0
+    assert "done         4" in out
+    assert "700 tokens in / 70 out, $0.007" in out  # the sound records' usage, all of it
+    assert "at least: the usage of 3 record(s) is malformed" in out
+    assert warning in err
+    code, out, err = cli(capsys, "status", str(checkpoint), "--json")
+    data = json.loads(out)
+    assert (data["done"], data["total_is_lower_bound"]) == (4, True)
+    assert (data["total"]["input_tokens"], data["total"]["cost_usd"]) == (700, 0.007)
+    assert warning in err
+    code, out, err = cli(capsys, "report", str(checkpoint), "--format", "json")
+    assert code == 0
+    data = json.loads(out)
+    rows = {row["item_id"]: row for row in data["items"]}
+    assert (rows["item-8"]["status"], rows["item-8"]["input_tokens"]) == ("done", 0)
+    assert (rows["item-9"]["status"], rows["item-9"]["attempts"]) == ("failed", 1)
+    assert (data["total"]["items"], data["total"]["input_tokens"]) == (7, 700)
+    assert warning in err
+    code, out, err = cli(capsys, "report", str(checkpoint))
+    assert code == 0
+    assert out.splitlines()[-1] == "(the total is a lower bound: some records' usage is malformed)"
+    assert warning in err
+
+
+def test_status_of_a_sound_checkpoint_warns_of_nothing(
+    capsys: pytest.CaptureFixture[str], checkpoint: Path
+) -> None:
+    code, out, err = cli(capsys, "status", str(checkpoint), "--json")
+    assert (code, err) == (0, "")
+    assert json.loads(out)["total_is_lower_bound"] is False
+    code, out, err = cli(capsys, "report", str(checkpoint))
+    assert (code, err) == (0, "")
+    assert "lower bound" not in out
+
+
 def test_status_of_an_original_format_file(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

@@ -278,6 +278,61 @@ def test_on_unknown_price_warn_logs_once_per_model_and_goes_on(
     ]
 
 
+def test_a_job_budget_over_a_malformed_usage_counts_the_rest_and_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "j.jsonl"
+    spend = Usage(input_tokens=400, output_tokens=100, calls=1, cost_usd=0.4, model="m")
+    ran: list[str] = []
+
+    def process(item: str, ctx: Any) -> None:
+        ran.append(item)
+        ctx.record_usage(spend)
+
+    first = RunConfig(job_id="j", store=str(path), progress=False)
+    ResumableRun(first).run(process, ["a", "b"])
+    with open(path, "a", encoding="utf-8") as f:  # a hand-damaged record, still JSON
+        f.write('{"id": "c", "ts": 1, "usage": {"in": -9, "cost": 100.0}}\n')
+    config = RunConfig(job_id="j", store=str(path), job_max_cost_usd=1.0, progress=False)
+    ran.clear()
+    with caplog.at_level("WARNING", logger="agent_resume.run"):
+        report = ResumableRun(config).run(process, ["a", "b", "c", "d", "e", "f"])
+    # $0.80 counted from a and b (c's damaged $100 is not, and c is done): d runs,
+    # which reaches the cap.
+    assert ran == ["d"]
+    assert (report.stop_reason, report.usage.cost_usd) == ("cost_budget", 0.4)
+    lines = [r.getMessage() for r in caplog.records if "malformed" in r.getMessage()]
+    assert lines == [
+        "the usage of 1 earlier record(s) is malformed and not counted (item 'c' first): "
+        "the job budget counts the rest"
+    ]
+
+
+def test_earlier_items_that_recorded_no_usage_leave_a_job_cost_budget_working(
+    tmp_path: Path,
+) -> None:
+    # Items whose process called no model record no usage: they cost nothing,
+    # and are no model without a price (which would stop the run at once).
+    path = tmp_path / "j.jsonl"
+    ResumableRun(RunConfig(job_id="j", store=str(path), progress=False)).run(
+        lambda item, ctx: None, ["a", "b"]
+    )
+    spend = Usage(input_tokens=4, output_tokens=1, calls=1, cost_usd=0.4, model="m")
+    ran: list[str] = []
+
+    def process(item: str, ctx: Any) -> None:
+        ran.append(item)
+        ctx.record_usage(spend)
+
+    config = RunConfig(job_id="j", store=str(path), job_max_cost_usd=1.0, progress=False)
+    report = ResumableRun(config).run(process, ["a", "b", "c", "d", "e", "f"])
+    assert ran == ["c", "d", "e"]
+    assert report.stop_reason == "cost_budget"
+    # A usage with tokens but neither model nor cost is unpriced, named as the live check names it.
+    spent = JobSpent([{"id": "x", "ts": 1, "usage": {"in": 5}}, {"id": "y", "ts": 1}], None)
+    assert spent.unpriced == ["(no model name)"]
+
+
 def test_on_unknown_price_stop_in_process_names_the_model_to_on_stop(tmp_path: Path) -> None:
     seen: list[Any] = []
     config = RunConfig(

@@ -239,6 +239,41 @@ def test_a_malformed_usage_is_refused_naming_the_item(usage: dict[str, Any]) -> 
         Ledger.from_records([{"call": "item-7", "a": "t", "usage": usage}])
 
 
+@pytest.mark.parametrize(
+    "usage",
+    [{"in": True}, {"in": -1}, {"in": 1.5}, {"cost": "x"}, {"cost": float("nan")}, [1], "x"],
+)
+def test_a_ledger_that_skips_malformed_usage_counts_the_record_without_it(usage: Any) -> None:
+    sound = {"in": 10, "out": 2, "calls": 1, "cost": 0.5, "model": "m"}
+    records = [
+        {"id": "a", "ts": 1, "usage": sound},
+        {"id": "b", "ts": 1, "status": "failed", "error": "e", "usage": sound},
+        {"id": "b", "ts": 2, "usage": usage},
+        {"call": "c", "a": "t", "ts": 3, "usage": usage},
+        {"id": "d", "ts": 4, "status": "failed", "error": "e", "usage": usage},
+    ]
+    ledger = Ledger(skip_malformed=True)
+    for record in records:
+        assert ledger.add(record) is True
+    assert ledger.malformed == ["b", "c", "d"]
+    strict = Ledger.from_records(records[:2])
+    assert ledger.total == strict.total == Usage(input_tokens=20, output_tokens=4, calls=2, cost_usd=1.0, model="m")
+    assert ledger.item("b") == ItemUsage(
+        "b", "done", Usage(input_tokens=10, output_tokens=2, calls=1, cost_usd=0.5, model="m"), 2
+    )
+    assert ledger.item("c") == ItemUsage("c", "interrupted", Usage(), 1)
+    assert ledger.item("d") == ItemUsage("d", "failed", Usage(), 1)
+    assert not ledger.lower_bound  # that is about runs; `malformed` says the rest
+    with pytest.raises(ArgumentValueError, match="'b'"):
+        Ledger.from_records(records)  # the default refuses, as before
+    assert Ledger.from_records(records[:2]).malformed == []
+
+
+def test_skip_malformed_must_be_a_bool() -> None:
+    with pytest.raises(ArgumentTypeError, match="`skip_malformed` must be a bool"):
+        Ledger(skip_malformed=1)  # type: ignore[arg-type]
+
+
 def test_an_outcome_without_usage_covers_no_call() -> None:
     # A killed attempt made a call; the next one made none and recorded no usage:
     # the call still counts, once.

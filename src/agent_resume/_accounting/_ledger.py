@@ -31,6 +31,7 @@ from agent_resume._accounting._prices import MIXED_MODEL, PriceTable
 from agent_resume._accounting._usage import Usage
 from agent_resume._errors import ArgumentTypeError, ArgumentValueError
 from agent_resume._records import kind_of
+from agent_resume._validate import boolean
 
 __all__ = ["CSV_FIELDS", "ItemUsage", "Ledger"]
 
@@ -74,7 +75,8 @@ class Ledger:
     records with `add` as they are written.
 
     Each record's usage is checked as `Usage.from_dict` checks it (a
-    malformed one is refused with the same error), then added into plain
+    malformed one is refused with the same error, or with
+    ``skip_malformed=True`` counted without its usage), then added into plain
     integer and float counters; `Usage` values are built only when asked for
     (`item`, `items`, `total`, `by_model`, `rows`). The sums are the ones
     `Usage` addition gives, in the same order, so every figure is the same.
@@ -82,9 +84,14 @@ class Ledger:
     Args:
         prices: A table to re-price records with, as the module docstring
             describes; ``None`` keeps every recorded cost.
+        skip_malformed: Count a record whose usage is malformed without that
+            usage (its item still counts it: a completion with a malformed
+            usage is done), and list its item in `malformed`, instead of
+            raising. What the CLI's reports do: a hand-damaged record does
+            not hide the rest of the bill.
     """
 
-    def __init__(self, *, prices: PriceTable | None = None) -> None:
+    def __init__(self, *, prices: PriceTable | None = None, skip_malformed: bool = False) -> None:
         if prices is not None and not isinstance(prices, PriceTable):
             raise ArgumentTypeError(
                 "prices",
@@ -92,6 +99,8 @@ class Ledger:
                 f"`prices` must be a PriceTable or None (got {type(prices).__name__})",
             )
         self._prices = prices
+        self._skip_malformed = boolean("skip_malformed", skip_malformed)
+        self._malformed: list[str] = []
         self._items: dict[str, _Item] = {}
         # Call records of attempts with no outcome yet: item -> attempt token -> (usage, calls).
         self._pending: dict[str, dict[str, _Item]] = {}
@@ -133,7 +142,8 @@ class Ledger:
 
         Raises:
             ArgumentTypeError: ``record`` is not a mapping.
-            ArgumentValueError: The record's ``usage`` field is malformed.
+            ArgumentValueError: The record's ``usage`` field is malformed
+                (unless the ledger skips such usage).
         """
         if type(record) is not dict and not isinstance(record, Mapping):  # a dict: the common case
             raise ArgumentTypeError(
@@ -177,7 +187,10 @@ class Ledger:
         return True
 
     def _parse(self, raw: Any, record: Mapping[str, Any], what: str) -> _Parsed | None:
-        """A record's usage as counters (``None`` for the empty usage), checked as `Usage` checks it."""
+        """A record's usage as counters, checked as `Usage` checks it.
+
+        ``None`` for the empty usage, and for a malformed one the ledger skips.
+        """
         prices = self._prices
         if prices is None and type(raw) is dict:
             parsed = _parse_plain(raw)
@@ -187,6 +200,9 @@ class Ledger:
             usage = Usage.from_dict(raw)
         except (TypeError, ValueError) as error:
             item_id = record.get("id", record.get("call"))
+            if self._skip_malformed:
+                self._malformed.append(str(item_id))
+                return None
             raise ArgumentValueError(
                 "record", record, f"{what} {str(item_id)!r} is malformed: {error}"
             ) from error
@@ -229,6 +245,15 @@ class Ledger:
                 joined.records = found.records + extra.records
                 view[item_id] = joined
         return view
+
+    @property
+    def malformed(self) -> list[str]:
+        """The items of the records counted without their malformed usage, in record order.
+
+        Empty unless the ledger was made with ``skip_malformed=True``; an
+        item appears once per such record.
+        """
+        return list(self._malformed)
 
     @property
     def lower_bound(self) -> bool:

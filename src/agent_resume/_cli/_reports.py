@@ -3,10 +3,17 @@
 Both commands fold the store's records into the documents of
 :data:`agent_resume._schema.SCHEMA` here; their JSON output is these
 documents, and their tables and CSV are renderings of the same values.
+
+A record whose usage is malformed (a hand-edited or damaged line that is
+still valid JSON) is counted without that usage: its item is still done or
+failed, the totals are then a lower bound, and the command warns, naming the
+items (:func:`warn_malformed`). One damaged record does not hide the rest of
+the bill.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -29,6 +36,7 @@ __all__ = [
     "RunFolder",
     "report_document",
     "run_documents",
+    "warn_malformed",
 ]
 
 ITEM_COLUMNS = (
@@ -43,6 +51,24 @@ ITEM_COLUMNS = (
 """The fields of an item row, in order: the CSV columns of ``report``."""
 
 KILLED_MESSAGE = "no end record: the run was killed, or is still running"
+
+
+# How many items a warning about malformed usage names.
+_NAMED = 5
+
+
+def warn_malformed(ledger: Ledger) -> None:
+    """Warn once about the records the ledger counted without their malformed usage."""
+    items = ledger.malformed
+    if not items:
+        return
+    named = ", ".join(repr(i) for i in dict.fromkeys(items[:_NAMED]))
+    more = f" and {len(items) - _NAMED:,} more" if len(items) > _NAMED else ""
+    warnings.warn(
+        f"the usage of {len(items):,} record(s) is malformed and not counted (item {named}"
+        f"{more}): the totals are a lower bound",
+        stacklevel=2,
+    )
 
 
 def _is_item(record: Mapping[str, Any]) -> bool:
@@ -65,7 +91,7 @@ class RunFolder:
     def __init__(self) -> None:
         self.runs: list[dict[str, Any]] = []
         self._start: Mapping[str, Any] | None = None
-        self._ledger = Ledger()
+        self._ledger = Ledger(skip_malformed=True)
         self._done = 0
         self._failed = 0
 
@@ -96,7 +122,7 @@ class RunFolder:
 
     def _reset(self) -> None:
         self._start = None
-        self._ledger = Ledger()
+        self._ledger = Ledger(skip_malformed=True)
         self._done = self._failed = 0
 
     def _close_killed(self) -> None:
@@ -192,7 +218,7 @@ class ItemFolder:
     """
 
     def __init__(self, *, prices: PriceTable | None = None) -> None:
-        self.ledger = Ledger(prices=prices)
+        self.ledger = Ledger(prices=prices, skip_malformed=True)
         self._facts: dict[str, _ItemFacts] = {}
 
     def add(self, record: Mapping[str, Any]) -> None:

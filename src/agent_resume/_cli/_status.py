@@ -14,7 +14,13 @@ from agent_resume._accounting._ledger import Ledger
 from agent_resume._accounting._prices import PriceTable
 from agent_resume._cli._exits import CliError
 from agent_resume._cli._output import open_output
-from agent_resume._cli._reports import ITEM_COLUMNS, ItemFolder, RunFolder, report_document
+from agent_resume._cli._reports import (
+    ITEM_COLUMNS,
+    ItemFolder,
+    RunFolder,
+    report_document,
+    warn_malformed,
+)
 from agent_resume._cli._targets import (
     StoreView,
     inspect_store,
@@ -155,8 +161,9 @@ def _compare(view: StoreView, items: list[Any], key_field: str | None) -> dict[s
 
 def status(args: argparse.Namespace) -> int:
     """``agent-resume status STORE``."""
-    ledger, folder = Ledger(), RunFolder()
+    ledger, folder = Ledger(skip_malformed=True), RunFolder()
     view = inspect_store(args.store, also=(ledger.add, folder.add))
+    warn_malformed(ledger)
     state = view.state
     quarantined = quarantined_ids(state, job_max_attempts(state, args.max_attempts))
     runs = folder.finish()
@@ -173,7 +180,7 @@ def status(args: argparse.Namespace) -> int:
         "torn_tail": view.torn_tail,
         "runs": len(runs),
         "total": usage_json(total),
-        "total_is_lower_bound": ledger.lower_bound,
+        "total_is_lower_bound": ledger.lower_bound or bool(ledger.malformed),
     }
     comparison = None
     if args.items is not None:
@@ -216,6 +223,10 @@ def status(args: argparse.Namespace) -> int:
                 "at least: a run has not ended (it died, or is running); calls it had "
                 "in flight are not recorded",
             )
+        )
+    if ledger.malformed:
+        rows.append(
+            ("", f"at least: the usage of {len(ledger.malformed):,} record(s) is malformed")
         )
     _table(out, rows)
     if runs and args.runs > 0:
@@ -278,6 +289,7 @@ def report(args: argparse.Namespace) -> int:
         ) from None
     items = ItemFolder(prices=prices)
     view = inspect_store(args.store, also=(items.add,))
+    warn_malformed(items.ledger)
     order = None
     if args.items is not None:
         key = item_key(args.key)
@@ -321,6 +333,8 @@ def report(args: argparse.Namespace) -> int:
             "(the total is a lower bound: a run has not ended, and calls it had in flight "
             "are not recorded)\n"
         )
+    if not args.no_total and items.ledger.malformed:
+        out.write("(the total is a lower bound: some records' usage is malformed)\n")
     return 0
 
 

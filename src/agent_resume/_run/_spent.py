@@ -14,10 +14,17 @@ a fresh allowance.
 Each failure and ``call`` record may carry ``"s"`` in its usage: the seconds
 the attempt had run when it was written. An attempt's seconds are the
 largest such figure among its records.
+
+A record whose usage is malformed (a hand-damaged line that is still valid
+JSON) counts nothing, in the job's total or in its item's; a completion with
+one still ends its item's spending. The run warns once when the job's total
+skipped such records: the budget then counts at least what the job spent
+less theirs.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -26,12 +33,16 @@ from typing import Any
 from agent_resume._accounting._ledger import Ledger
 from agent_resume._accounting._prices import PriceTable
 from agent_resume._accounting._usage import Usage
-from agent_resume._records import kind_of
 
-__all__ = ["ItemSpent", "JobSpent", "SECONDS_KEY"]
+__all__ = ["NO_MODEL", "SECONDS_KEY", "ItemSpent", "JobSpent"]
+
+logger = logging.getLogger("agent_resume.run")
 
 SECONDS_KEY = "s"
 """The key of an attempt's seconds in the usage of failure and ``call`` records."""
+
+NO_MODEL = "(no model name)"
+"""How an unknown price names a usage that gives no model."""
 
 
 @dataclass(frozen=True)
@@ -69,7 +80,7 @@ class _Item:
 def _usage(raw: object) -> tuple[Usage, float] | None:
     """A record's usage and seconds; ``None`` when the usage is malformed.
 
-    `Ledger.add` refuses such a record, and it is not counted here either.
+    The job's ledger counts such a record without its usage; it is not counted here either.
     """
     if raw is None:
         return Usage(), 0.0
@@ -109,29 +120,39 @@ class JobSpent:
         *,
         job_total: bool = True,
     ) -> None:
-        ledger = Ledger(prices=prices) if job_total else None
+        ledger = Ledger(prices=prices, skip_malformed=True) if job_total else None
         items: dict[str, _Item] = {}
         for record in records:
             if type(record) is not dict and not isinstance(record, Mapping):
                 continue  # (a dict is checked first: this runs once per record)
             if ledger is not None:
-                try:
-                    ledger.add(record)
-                except (TypeError, ValueError):
-                    # A malformed usage counts nothing (the ledger says so in report);
-                    # a completion still ends what its item had spent.
-                    if kind_of(record) != "done":
-                        continue
+                ledger.add(record)
             self._fold(items, record)
+        malformed = [] if ledger is None else ledger.malformed
+        if malformed:
+            logger.warning(
+                "the usage of %d earlier record(s) is malformed and not counted (item %r first): "
+                "the job budget counts the rest",
+                len(malformed),
+                malformed[0],
+            )
         self.total = Usage() if ledger is None else ledger.total
         self.unpriced = (
             []
             if ledger is None
             else sorted(
-                {str(model) for model, usage in ledger.by_model().items() if usage.cost_usd is None}
+                {
+                    NO_MODEL if model is None else str(model)
+                    for model, usage in ledger.by_model().items()
+                    if usage.cost_usd is None and not usage.is_empty()
+                }
             )
         )
-        """Models of earlier calls no price table knows (``"mixed"`` for an item of several)."""
+        """Models of earlier calls no price table knows (``"mixed"`` for an item of several).
+
+        Items that recorded no usage (a process that called no model) cost
+        nothing and are not among them.
+        """
         self._items = {item_id: item.total() for item_id, item in items.items()}
 
     @staticmethod

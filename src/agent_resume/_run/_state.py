@@ -22,7 +22,7 @@ from agent_resume._deadline import Deadline, trusted_deadline
 from agent_resume._run._config import DEFAULT_RETRY, RunConfig
 from agent_resume._run._conversations import Conversations
 from agent_resume._run._requeue import Requeue
-from agent_resume._run._spent import ItemSpent, JobSpent
+from agent_resume._run._spent import NO_MODEL, ItemSpent, JobSpent
 from agent_resume._stop import (
     AnyOf,
     LoopState,
@@ -540,7 +540,7 @@ class RunState:
         A call whose model has no price is handled per ``on_unknown_price``.
         """
         unpriced = usage.cost_usd is None and not usage.is_empty()
-        model = str(usage.model) if usage.model is not None else "(no model name)"
+        model = str(usage.model) if usage.model is not None else NO_MODEL
         with self._changed:
             self._usage = self._usage + usage
             if unpriced and model not in self._unpriced:
