@@ -315,6 +315,7 @@ def test_report_csv_and_json(capsys: pytest.CaptureFixture[str], checkpoint: Pat
         "cost_usd": 0.007,
     }
     assert data["by_model"]["m"]["input_tokens"] == 700
+    assert list(data["by_model"]) == ["m"]  # item-5 used nothing: no "None" model
     assert [row["item_id"] for row in data["items"]] == [f"item-{n}" for n in range(1, 6)]
     assert data["items"][4]["status"] == "quarantined"
     assert data["items"][3]["cost_usd"] == 0.001

@@ -269,11 +269,16 @@ class ItemFolder:
 def report_document(
     job_id: str | None, rows: list[dict[str, Any]], ledger: Ledger
 ) -> dict[str, Any]:
-    """The ``report --format json`` document: the items, the total and the usage by model."""
+    """The ``report --format json`` document: the items, the total and the usage by model.
+
+    Items that recorded no usage are in no model's group: they used none.
+    """
     return {
         "schema_version": SCHEMA_VERSION,
         "job_id": job_id,
         "items": rows,
         "total": {"items": len(rows), **usage_json(ledger.total)},
-        "by_model": {str(model): usage_json(u) for model, u in ledger.by_model().items()},
+        "by_model": {
+            str(model): usage_json(u) for model, u in ledger.by_model().items() if not u.is_empty()
+        },
     }
