@@ -25,6 +25,7 @@ from agent_resume import (
     ResultJsonlStore,
     ResumableRun,
     RunConfig,
+    UnknownModelWarning,
     Usage,
 )
 from agent_resume._run._spent import JobSpent
@@ -269,7 +270,10 @@ def test_on_unknown_price_warn_logs_once_per_model_and_goes_on(
         ctx.record_usage(Usage(input_tokens=5, output_tokens=1))  # no model, no cost: not tracked
         return item
 
-    with caplog.at_level("WARNING", logger="agent_resume.run"):
+    with (
+        caplog.at_level("WARNING", logger="agent_resume.run"),
+        pytest.warns(UnknownModelWarning, match="'house-1'"),  # the table's own, as for a response
+    ):
         report = ResumableRun(config).run(process, ["a", "b", "c"])
     assert (report.done, report.stop_reason, report.usage.cost_usd) == (3, "completed", None)
     lines = [r.getMessage() for r in caplog.records if "no price" in r.getMessage()]

@@ -229,6 +229,29 @@ def test_cost_budget_stops_admission_and_the_report_names_it(tmp_path):
     assert [s.name for s in stops] == ["max_cost"]
 
 
+def test_a_usage_naming_its_model_without_a_cost_is_priced_by_the_runs_table(tmp_path):
+    # Built by hand (a provider the SDK readers do not know): priced as a response is.
+    priced = []
+
+    def process(item, ctx):
+        usage = Usage(input_tokens=1_000_000, output_tokens=100_000, model="gpt-4o-mini")
+        priced.append(ctx.record_usage(usage))
+        ctx.record_usage(Usage(input_tokens=1, cost_usd=0.25, model="gpt-4o-mini"))  # kept
+
+    report = ResumableRun(config(tmp_path, max_cost_usd=1.0)).run(process, ["a", "b"])
+    assert (report.done, report.stop_reason) == (2, "completed")
+    # $0.15 / $0.60 per million, from genai-prices or the built-in table.
+    assert [u.cost_usd for u in priced] == [pytest.approx(0.21), pytest.approx(0.21)]
+    assert all(u.price_source is not None for u in priced)
+    assert report.usage.cost_usd == pytest.approx(2 * (0.21 + 0.25))
+    own = {"gpt-4o-mini": {"input": 1.0, "output": 10.0}}
+    priced.clear()
+    own_config = RunConfig(job_id="own", store=str(tmp_path / "own.jsonl"), prices=own, progress=False)
+    ResumableRun(own_config).run(process, ["a"])
+    assert priced[0].cost_usd == pytest.approx(2.0)
+    assert priced[0].price_source == "own prices"
+
+
 def test_token_budget_stops_admission(tmp_path):
     def process(item, ctx):
         ctx.record_usage(Usage(input_tokens=60, output_tokens=40, cost_usd=0.0))

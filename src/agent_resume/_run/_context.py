@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from agent_resume._accounting._prices import default_prices
 from agent_resume._accounting._responses import text_and_tools, usage_from
 from agent_resume._accounting._usage import Usage
 from agent_resume._codec import ConversationCodec, Message
@@ -212,7 +213,9 @@ class ItemContext:
 
         Args:
             response_or_usage: An SDK response (OpenAI, Anthropic, Gemini,
-                LiteLLM, LangChain, or a dict of those shapes) or a ``Usage``.
+                LiteLLM, LangChain, or a dict of those shapes) or a ``Usage``;
+                a ``Usage`` that names its model and has no cost is priced
+                like a response (one with a cost keeps it).
             text: The model's text, for ``StopPhrase`` and ``RepeatedOutput``;
                 read from OpenAI-chat and Anthropic responses when not given.
             tool_calls: The tool calls the model asked for, for
@@ -222,7 +225,10 @@ class ItemContext:
             The usage of this call, priced with the run's price table.
         """
         run = self._run
-        usage = usage_from(response_or_usage, prices=run.config.prices)
+        prices = run.config.prices
+        usage = usage_from(response_or_usage, prices=prices)
+        if usage is response_or_usage and usage.cost_usd is None and usage.model is not None:
+            usage = (prices if prices is not None else default_prices()).price(usage)
         if usage.calls == 0:
             usage = replace(usage, calls=1)
         self.usage = self.usage + usage
