@@ -251,6 +251,15 @@ def test_a_usage_naming_its_model_without_a_cost_is_priced_by_the_runs_table(tmp
     assert priced[0].cost_usd == pytest.approx(2.0)
     assert priced[0].price_source == "own prices"
 
+    def several_calls(item, ctx):
+        # A sum of three calls: whether each was above the context tier is unknown.
+        several = Usage(input_tokens=300_000, calls=3, model="gemini-2.5-pro")
+        priced.append(ctx.record_usage(several))
+
+    priced.clear()
+    ResumableRun(own_config).run(several_calls, ["b"])
+    assert (priced[0].cost_usd, priced[0].calls) == (None, 3)
+
 
 def test_token_budget_stops_admission(tmp_path):
     def process(item, ctx):

@@ -214,8 +214,10 @@ class ItemContext:
         Args:
             response_or_usage: An SDK response (OpenAI, Anthropic, Gemini,
                 LiteLLM, LangChain, or a dict of those shapes) or a ``Usage``;
-                a ``Usage`` that names its model and has no cost is priced
-                like a response (one with a cost keeps it).
+                a ``Usage`` of one call that names its model and has no cost
+                is priced like a response (one with a cost keeps it, and a
+                sum of several calls keeps its unknown cost: a context
+                tier's price depends on each call's input).
             text: The model's text, for ``StopPhrase`` and ``RepeatedOutput``;
                 read from OpenAI-chat and Anthropic responses when not given.
             tool_calls: The tool calls the model asked for, for
@@ -227,7 +229,12 @@ class ItemContext:
         run = self._run
         prices = run.config.prices
         usage = usage_from(response_or_usage, prices=prices)
-        if usage is response_or_usage and usage.cost_usd is None and usage.model is not None:
+        if (
+            usage is response_or_usage
+            and usage.cost_usd is None
+            and usage.model is not None
+            and usage.calls <= 1
+        ):
             usage = (prices if prices is not None else default_prices()).price(usage)
         if usage.calls == 0:
             usage = replace(usage, calls=1)
