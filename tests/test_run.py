@@ -255,10 +255,13 @@ def test_a_usage_naming_its_model_without_a_cost_is_priced_by_the_runs_table(tmp
         # A sum of three calls: whether each was above the context tier is unknown.
         several = Usage(input_tokens=300_000, calls=3, model="gemini-2.5-pro")
         priced.append(ctx.record_usage(several))
+        # A sum of two models, without calls: no model to price.
+        two = Usage(input_tokens=5, model="gpt-4o") + Usage(input_tokens=5, model="gpt-4o-mini")
+        priced.append(ctx.record_usage(two))
 
     priced.clear()
     ResumableRun(own_config).run(several_calls, ["b"])
-    assert (priced[0].cost_usd, priced[0].calls) == (None, 3)
+    assert [(u.cost_usd, u.calls) for u in priced] == [(None, 3), (None, 1)]
 
 
 def test_token_budget_stops_admission(tmp_path):

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from agent_resume._accounting._prices import default_prices
+from agent_resume._accounting._prices import MIXED_MODEL, default_prices
 from agent_resume._accounting._responses import text_and_tools, usage_from
 from agent_resume._accounting._usage import Usage
 from agent_resume._codec import ConversationCodec, Message
@@ -232,7 +232,7 @@ class ItemContext:
         if (
             usage is response_or_usage
             and usage.cost_usd is None
-            and usage.model is not None
+            and usage.model not in (None, MIXED_MODEL)
             and usage.calls <= 1
         ):
             usage = (prices if prices is not None else default_prices()).price(usage)
