@@ -463,3 +463,96 @@ def test_call_and_acall_refuse_what_they_cannot_call(tmp_path: Path) -> None:
     assert "ctx.acall's `fn` must be callable" in messages[2]
     assert "must return an awaitable (got int); call sync functions with ctx.call" in messages[3]
     assert all(getattr(e, "parameter", None) == "fn" for e in errors)
+
+
+@pytest.mark.parametrize(
+    ("sdk", "status", "concurrency"),
+    [("openai", 401, 1), ("openai", 403, 4), ("anthropic", 401, 1), ("anthropic", 403, 4)],
+)
+def test_a_refused_key_stops_the_run_after_the_items_in_flight(
+    tmp_path: Path, sdk: str, status: int, concurrency: int
+) -> None:
+    # A wrong API key fails every item alike: the run stops admitting at the
+    # first refusal, instead of spending an attempt of every item of the job.
+    from llm_server import LLMServer, Reply
+
+    stops: list[object] = []
+    with LLMServer(Reply(status=status)) as server:
+        if sdk == "openai":
+            client: object = openai.OpenAI(api_key="bad", base_url=server.openai_url, max_retries=0)
+            create = client.chat.completions.create  # type: ignore[attr-defined]
+        else:
+            client = anthropic.Anthropic(api_key="bad", base_url=server.url, max_retries=0)
+            create = client.messages.create  # type: ignore[attr-defined]
+
+        def process(item: str, ctx: object) -> None:
+            ctx.call(  # type: ignore[attr-defined]
+                create, model="gpt-4o-mini", max_tokens=10, messages=_message(item)
+            )
+
+        path = tmp_path / "ck.jsonl"
+        config = RunConfig(
+            job_id="k",
+            store=path,
+            concurrency=concurrency,
+            retry=FAST,
+            on_stop=stops.append,
+            progress=False,
+        )
+        items = [f"item-{n}" for n in range(40)]
+        report = ResumableRun(config).run(process, items)
+        client.close()  # type: ignore[attr-defined]
+        served = len(server.requests)
+    failed = [r for r in _records(path) if r.get("status") == "failed"]
+    assert 1 <= len(failed) == served <= concurrency  # tried once each: a permanent error
+    assert (report.done, report.failed, report.stop_reason) == (0, len(failed), "failures")
+    assert report.remaining == 40
+    assert "the provider refused access" in report.stop_message
+    assert f"HTTP {status}" in report.stop_message
+    assert [getattr(s, "name", None) for s in stops] == ["access_refused"]
+    # The items tried keep their other attempts for the run after the key is fixed.
+    assert {r["attempt"] for r in failed} == {1}
+
+
+def test_an_items_own_403_from_another_library_is_an_items_failure(tmp_path: Path) -> None:
+    class HTTPError(Exception):  # what `requests` raises for a page that refuses access
+        def __init__(self) -> None:
+            super().__init__("403 Client Error: Forbidden for url: https://example.com/x")
+            self.response = type("Response", (), {"status_code": 403})()
+
+    def process(item: str, ctx: object) -> None:
+        if item == "b":
+            raise HTTPError()
+
+    config = RunConfig(job_id="w", store=tmp_path / "w.jsonl", progress=False)
+    report = ResumableRun(config).run(process, ["a", "b", "c", "d"])
+    assert (report.done, report.failed, report.stop_reason) == (3, 1, "failures")
+    assert "1 failed items are left" in report.stop_message
+
+
+def test_a_refused_key_stops_an_async_run_too(tmp_path: Path) -> None:
+    from llm_server import LLMServer, Reply
+
+    with LLMServer(Reply(status=401)) as server:
+
+        async def main() -> object:
+            client = openai.AsyncOpenAI(api_key="bad", base_url=server.openai_url, max_retries=0)
+
+            async def process(item: str, ctx: object) -> None:
+                await ctx.acall(  # type: ignore[attr-defined]
+                    client.chat.completions.create, model="gpt-4o-mini", messages=_message(item)
+                )
+
+            config = RunConfig(
+                job_id="a", store=tmp_path / "a.jsonl", concurrency=8, retry=FAST, progress=False
+            )
+            try:
+                return await ResumableRun(config).arun(process, [f"i{n}" for n in range(100)])
+            finally:
+                await client.close()
+
+        report = asyncio.run(main())
+        served = len(server.requests)
+    assert 1 <= served <= 8
+    assert (report.done, report.failed, report.remaining) == (0, served, 100)  # type: ignore[attr-defined]
+    assert "AuthenticationError (HTTP 401)" in report.stop_message  # type: ignore[attr-defined]

@@ -13,7 +13,13 @@ import pytest
 import requests
 
 from agent_resume import ArgumentTypeError, ArgumentValueError, Deadline, DeadlineExceeded, Retry
-from agent_resume._retry import classify_error, error_headers, parse_duration, provider_wait
+from agent_resume._retry import (
+    access_refused,
+    classify_error,
+    error_headers,
+    parse_duration,
+    provider_wait,
+)
 
 _REQUEST = httpx.Request("POST", "http://127.0.0.1/v1/chat/completions")
 
@@ -77,6 +83,36 @@ def test_google_genai_errors_by_code() -> None:
     assert classify_error(errors.ServerError(503, {"error": {"message": "busy"}})) == "transient"
     assert classify_error(errors.ClientError(429, {"error": {"message": "slow"}})) == "transient"
     assert classify_error(errors.ClientError(400, {"error": {"message": "bad"}})) == "permanent"
+
+
+def test_a_refused_key_or_account_is_told_from_an_items_own_refusal() -> None:
+    from google.genai import errors
+
+    assert access_refused(_openai_error(401)) == "AuthenticationError (HTTP 401)"
+    assert access_refused(_openai_error(403)) == "PermissionDeniedError (HTTP 403)"
+    assert access_refused(_anthropic_error(401)) == "AuthenticationError (HTTP 401)"
+    assert access_refused(_anthropic_error(403)) == "PermissionDeniedError (HTTP 403)"
+    assert access_refused(errors.ClientError(403, {"error": {"message": "denied"}})) == (
+        "ClientError (HTTP 403)"
+    )
+    wrapped = RuntimeError("the agent failed")
+    wrapped.__cause__ = _openai_error(401)
+    assert access_refused(wrapped) == "AuthenticationError (HTTP 401)"
+    raw = requests.Response()
+    raw.status_code = 403
+    not_ours: list[BaseException] = [
+        _openai_error(400),
+        _openai_error(404),
+        _openai_error(429),
+        errors.ClientError(400, {"error": {"message": "bad"}}),
+        requests.HTTPError("a page refused", response=raw),  # an item's fetch, not the provider
+        httpx.HTTPStatusError(
+            "no", request=_REQUEST, response=httpx.Response(401, request=_REQUEST)
+        ),
+        PermissionError(13, "denied"),
+        ValueError("bug"),
+    ]
+    assert [access_refused(e) for e in not_ours] == [None] * len(not_ours)
 
 
 def test_plain_errors_are_unknown_unless_raised_from_a_provider_error() -> None:

@@ -26,6 +26,7 @@ from agent_resume._errors import ArgumentValueError, DeadlineExceeded
 __all__ = [
     "ErrorKind",
     "Retry",
+    "access_refused",
     "classify_error",
     "error_headers",
     "error_status",
@@ -92,6 +93,10 @@ _PERMANENT_NAMES = frozenset(
     }
 )
 _CHAIN = 4  # how many __cause__/__context__ links to follow
+# The SDKs' errors for a key or an account the provider refuses (openai,
+# anthropic and litellm name them so): every call of the job would fail alike.
+_REFUSED_NAMES = frozenset({"AuthenticationError", "PermissionDeniedError"})
+_REFUSED_STATUS = (401, 403)
 
 
 def _status(value: object) -> int | None:
@@ -176,6 +181,37 @@ def classify_error(error: BaseException) -> ErrorKind:
             return kind
         current = current.__cause__ or current.__context__
     return "unknown"
+
+
+def access_refused(error: BaseException) -> str | None:
+    """Whether an LLM SDK's error says the provider refuses the credentials or the account.
+
+    An ``AuthenticationError`` or ``PermissionDeniedError`` (openai,
+    anthropic, litellm), or a google-genai ``ClientError`` with HTTP 401 or
+    403, found as :func:`classify_error` looks (the error, then what it was
+    raised from). A 401 or 403 of any other library (a web page fetched with
+    ``requests``) is an item's own failure, and is not counted.
+
+    Args:
+        error: The exception.
+
+    Returns:
+        ``"ClassName (HTTP 401)"`` for such an error (the status when it
+        carries one), else ``None``.
+    """
+    current: BaseException | None = error
+    for _ in range(_CHAIN):
+        if current is None:
+            break
+        kind = type(current)
+        status = error_status(current)
+        names = {cls.__name__ for cls in kind.__mro__}
+        if (names & _REFUSED_NAMES) or (
+            kind.__module__.startswith("google.genai") and status in _REFUSED_STATUS
+        ):
+            return kind.__name__ if status is None else f"{kind.__name__} (HTTP {status})"
+        current = current.__cause__ or current.__context__
+    return None
 
 
 # -- headers -------------------------------------------------------------------

@@ -22,6 +22,7 @@ from agent_resume._errors import (
     StoreClosedError,
 )
 from agent_resume._records import usage_dict
+from agent_resume._retry import access_refused
 from agent_resume._run._admission import END, Admission
 from agent_resume._run._batch import BatchEngine, combine_reports, fallback_config
 from agent_resume._run._calls import CallGate
@@ -739,6 +740,9 @@ class ResumableRun:
         if self.config.fail_fast:
             state.fail_fast(exc)
         else:
+            refused = access_refused(exc)
+            if refused is not None:  # a key or account refused: every item would fail alike
+                state.stop("failures", _refused(refused, exc))
             state.requeue.failed(ctx, exc)
         hook = self.config.on_item_done
         if hook is not None:
@@ -1041,6 +1045,16 @@ def _outcome_usage(ctx: ItemContext, usage: Usage, seconds: float | None) -> dic
     if seconds is not None:
         body[SECONDS_KEY] = round(seconds, 3)
     return body
+
+
+def _refused(what: str, error: BaseException) -> StopReason:
+    """The stop of a run whose provider refused its credentials or account (``access_refused``)."""
+    return StopReason(
+        "access_refused",
+        f"the provider refused access ({what}: {str(error)[:200]}): every item would fail "
+        "alike, so the run stopped admitting items; fix the API key or its permissions and "
+        "run again",
+    )
 
 
 def _milliseconds(duration: float) -> float:
