@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import random
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
@@ -172,14 +172,10 @@ def classify_error(error: BaseException) -> ErrorKind:
     Returns:
         ``"transient"``, ``"permanent"`` or ``"unknown"``.
     """
-    current: BaseException | None = error
-    for _ in range(_CHAIN):
-        if current is None:
-            break
+    for current in _chain(error):
         kind = _kind_here(current)
         if kind != "unknown":
             return kind
-        current = current.__cause__ or current.__context__
     return "unknown"
 
 
@@ -199,10 +195,7 @@ def access_refused(error: BaseException) -> str | None:
         ``"ClassName (HTTP 401)"`` for such an error (the status when it
         carries one), else ``None``.
     """
-    current: BaseException | None = error
-    for _ in range(_CHAIN):
-        if current is None:
-            break
+    for current in _chain(error):
         kind = type(current)
         status = error_status(current)
         names = {cls.__name__ for cls in kind.__mro__}
@@ -210,8 +203,17 @@ def access_refused(error: BaseException) -> str | None:
             kind.__module__.startswith("google.genai") and status in _REFUSED_STATUS
         ):
             return kind.__name__ if status is None else f"{kind.__name__} (HTTP {status})"
-        current = current.__cause__ or current.__context__
     return None
+
+
+def _chain(error: BaseException) -> Iterator[BaseException]:
+    """The error, then what it was raised from (``__cause__``, else ``__context__``), a few links deep."""
+    current: BaseException | None = error
+    for _ in range(_CHAIN):
+        if current is None:
+            return
+        yield current
+        current = current.__cause__ or current.__context__
 
 
 # -- headers -------------------------------------------------------------------
