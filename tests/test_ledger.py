@@ -267,6 +267,8 @@ def test_a_ledger_that_skips_malformed_usage_counts_the_record_without_it(usage:
     with pytest.raises(ArgumentValueError, match="'b'"):
         Ledger.from_records(records)  # the default refuses, as before
     assert Ledger.from_records(records[:2]).malformed == []
+    built = Ledger.from_records(records, skip_malformed=True)
+    assert (built.malformed, built.total) == (ledger.malformed, ledger.total)
 
 
 def test_skip_malformed_must_be_a_bool() -> None:

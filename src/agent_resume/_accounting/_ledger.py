@@ -110,7 +110,11 @@ class Ledger:
 
     @classmethod
     def from_records(
-        cls, records: Iterable[Mapping[str, Any]], *, prices: PriceTable | None = None
+        cls,
+        records: Iterable[Mapping[str, Any]],
+        *,
+        prices: PriceTable | None = None,
+        skip_malformed: bool = False,
     ) -> Ledger:
         """Build a ledger from checkpoint records, in file order.
 
@@ -118,11 +122,16 @@ class Ledger:
             records: Record dicts as read from a store; records that are
                 neither completions nor failures are skipped.
             prices: A table to re-price the records with (see the class).
+            skip_malformed: Count a record whose usage is malformed without
+                it, instead of raising (see the class).
 
         Returns:
             The ledger.
+
+        Raises:
+            ArgumentValueError: A record's usage is malformed (unless skipped).
         """
-        ledger = cls(prices=prices)
+        ledger = cls(prices=prices, skip_malformed=skip_malformed)
         add = ledger.add
         for record in records:
             add(record)
