@@ -556,3 +556,45 @@ def test_a_refused_key_stops_an_async_run_too(tmp_path: Path) -> None:
     assert 1 <= served <= 8
     assert (report.done, report.failed, report.remaining) == (0, served, 100)  # type: ignore[attr-defined]
     assert "AuthenticationError (HTTP 401)" in report.stop_message  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("sdk", ["openai", "anthropic"])
+def test_an_unknown_model_stops_the_run_after_the_items_in_flight(tmp_path: Path, sdk: str) -> None:
+    # A typo in the model's name, or a model the provider retired overnight.
+    from llm_server import LLMServer, Reply
+
+    body: dict[str, object] = (
+        {"error": {"message": "The model `gpt-4.1-mnii` does not exist", "code": "model_not_found"}}
+        if sdk == "openai"
+        else {"type": "error", "error": {"type": "not_found_error", "message": "model: claude-x"}}
+    )
+    stops: list[object] = []
+    with LLMServer(Reply(status=404, error_body=body)) as server:
+        if sdk == "openai":
+            client: object = openai.OpenAI(api_key="k", base_url=server.openai_url, max_retries=0)
+            create = client.chat.completions.create  # type: ignore[attr-defined]
+        else:
+            client = anthropic.Anthropic(api_key="k", base_url=server.url, max_retries=0)
+            create = client.messages.create  # type: ignore[attr-defined]
+
+        def process(item: str, ctx: object) -> None:
+            ctx.call(  # type: ignore[attr-defined]
+                create, model="gpt-4.1-mnii", max_tokens=10, messages=_message(item)
+            )
+
+        config = RunConfig(
+            job_id="m",
+            store=tmp_path / "m.jsonl",
+            concurrency=2,
+            retry=FAST,
+            on_stop=stops.append,
+            progress=False,
+        )
+        report = ResumableRun(config).run(process, [f"item-{n}" for n in range(30)])
+        client.close()  # type: ignore[attr-defined]
+        served = len(server.requests)
+    assert 1 <= served <= 2
+    assert (report.done, report.failed, report.remaining) == (0, served, 30)
+    assert report.stop_message.startswith("the provider does not know the model (NotFoundError")
+    assert "fix the model's name and run again" in report.stop_message
+    assert [getattr(s, "name", None) for s in stops] == ["model_not_found"]

@@ -14,9 +14,9 @@ import requests
 
 from agent_resume import ArgumentTypeError, ArgumentValueError, Deadline, DeadlineExceeded, Retry
 from agent_resume._retry import (
-    access_refused,
     classify_error,
     error_headers,
+    job_wide_error,
     parse_duration,
     provider_wait,
 )
@@ -85,26 +85,57 @@ def test_google_genai_errors_by_code() -> None:
     assert classify_error(errors.ClientError(400, {"error": {"message": "bad"}})) == "permanent"
 
 
-def test_a_refused_key_or_account_is_told_from_an_items_own_refusal() -> None:
+def _not_found(sdk: str, body: dict[str, object]) -> BaseException:
+    response = httpx.Response(404, request=_REQUEST, json=body)
+    client: openai.OpenAI | anthropic.Anthropic
+    if sdk == "openai":
+        client = openai.OpenAI(api_key="test", base_url="http://127.0.0.1:9/v1")
+    else:
+        client = anthropic.Anthropic(api_key="test", base_url="http://127.0.0.1:9")
+    error = client._make_status_error_from_response(response)
+    client.close()
+    return error
+
+
+def test_errors_that_fail_every_item_alike_are_told_from_an_items_own() -> None:
     from google.genai import errors
 
-    assert access_refused(_openai_error(401)) == "AuthenticationError (HTTP 401)"
-    assert access_refused(_openai_error(403)) == "PermissionDeniedError (HTTP 403)"
-    assert access_refused(_anthropic_error(401)) == "AuthenticationError (HTTP 401)"
-    assert access_refused(_anthropic_error(403)) == "PermissionDeniedError (HTTP 403)"
-    assert access_refused(errors.ClientError(403, {"error": {"message": "denied"}})) == (
-        "ClientError (HTTP 403)"
-    )
+    refused = "access_refused"
+    assert job_wide_error(_openai_error(401)) == (refused, "AuthenticationError (HTTP 401)")
+    assert job_wide_error(_openai_error(403)) == (refused, "PermissionDeniedError (HTTP 403)")
+    assert job_wide_error(_anthropic_error(401)) == (refused, "AuthenticationError (HTTP 401)")
+    assert job_wide_error(_anthropic_error(403)) == (refused, "PermissionDeniedError (HTTP 403)")
+    denied = errors.ClientError(403, {"error": {"message": "denied"}})
+    assert job_wide_error(denied) == (refused, "ClientError (HTTP 403)")
     wrapped = RuntimeError("the agent failed")
     wrapped.__cause__ = _openai_error(401)
-    assert access_refused(wrapped) == "AuthenticationError (HTTP 401)"
+    assert job_wide_error(wrapped) == (refused, "AuthenticationError (HTTP 401)")
+    missing = "model_not_found"
+    openai_model = {"error": {"message": "The model `x` does not exist", "code": "model_not_found"}}
+    anthropic_model = {"type": "error", "error": {"type": "not_found_error", "message": "model: x"}}
+    gemini_model = {"error": {"code": 404, "message": "models/x is not found for API version v1"}}
+    assert job_wide_error(_not_found("openai", openai_model)) == (
+        missing,
+        "NotFoundError (HTTP 404)",
+    )
+    assert job_wide_error(_not_found("anthropic", anthropic_model)) == (
+        missing,
+        "NotFoundError (HTTP 404)",
+    )
+    assert job_wide_error(errors.ClientError(404, gemini_model)) == (
+        missing,
+        "ClientError (HTTP 404)",
+    )
     raw = requests.Response()
     raw.status_code = 403
     not_ours: list[BaseException] = [
         _openai_error(400),
-        _openai_error(404),
+        _openai_error(404),  # a file or a batch not found: that item's
+        _not_found("openai", {"error": {"message": "No such file", "code": "not_found"}}),
+        _not_found("anthropic", {"type": "error", "error": {"message": "file: f-1"}}),
         _openai_error(429),
         errors.ClientError(400, {"error": {"message": "bad"}}),
+        errors.ClientError(404, {"error": {"message": "files/abc is not found"}}),
         requests.HTTPError("a page refused", response=raw),  # an item's fetch, not the provider
         httpx.HTTPStatusError(
             "no", request=_REQUEST, response=httpx.Response(401, request=_REQUEST)
@@ -112,7 +143,7 @@ def test_a_refused_key_or_account_is_told_from_an_items_own_refusal() -> None:
         PermissionError(13, "denied"),
         ValueError("bug"),
     ]
-    assert [access_refused(e) for e in not_ours] == [None] * len(not_ours)
+    assert [job_wide_error(e) for e in not_ours] == [None] * len(not_ours)
 
 
 def test_plain_errors_are_unknown_unless_raised_from_a_provider_error() -> None:

@@ -26,10 +26,10 @@ from agent_resume._errors import ArgumentValueError, DeadlineExceeded
 __all__ = [
     "ErrorKind",
     "Retry",
-    "access_refused",
     "classify_error",
     "error_headers",
     "error_status",
+    "job_wide_error",
     "parse_duration",
     "provider_wait",
 ]
@@ -179,31 +179,55 @@ def classify_error(error: BaseException) -> ErrorKind:
     return "unknown"
 
 
-def access_refused(error: BaseException) -> str | None:
-    """Whether an LLM SDK's error says the provider refuses the credentials or the account.
+def job_wide_error(error: BaseException) -> tuple[str, str] | None:
+    """Whether an LLM SDK's error would fail every item of the job alike, and which it is.
 
-    An ``AuthenticationError`` or ``PermissionDeniedError`` (openai,
-    anthropic, litellm), or a google-genai ``ClientError`` with HTTP 401 or
-    403, found as :func:`classify_error` looks (the error, then what it was
-    raised from). A 401 or 403 of any other library (a web page fetched with
+    Found as :func:`classify_error` looks (the error, then what it was
+    raised from):
+
+    - ``"access_refused"``: the provider refuses the credentials or the
+      account: an ``AuthenticationError`` or ``PermissionDeniedError``
+      (openai, anthropic, litellm), or a google-genai ``ClientError`` with
+      HTTP 401 or 403;
+    - ``"model_not_found"``: the provider does not know the model (a typo,
+      a retired model): openai's 404 with the code ``model_not_found``,
+      anthropic's 404 whose message names the model (``"model: ..."``), or
+      google-genai's 404 for ``models/...``.
+
+    A 401, 403 or 404 of any other library (a web page fetched with
     ``requests``) is an item's own failure, and is not counted.
 
     Args:
         error: The exception.
 
     Returns:
-        ``"ClassName (HTTP 401)"`` for such an error (the status when it
-        carries one), else ``None``.
+        ``(name, "ClassName (HTTP 401)")`` for such an error (the status
+        when it carries one), else ``None``.
     """
     for current in _chain(error):
         kind = type(current)
         status = error_status(current)
         names = {cls.__name__ for cls in kind.__mro__}
-        if (names & _REFUSED_NAMES) or (
-            kind.__module__.startswith("google.genai") and status in _REFUSED_STATUS
-        ):
-            return kind.__name__ if status is None else f"{kind.__name__} (HTTP {status})"
+        google = kind.__module__.startswith("google.genai")
+        what = kind.__name__ if status is None else f"{kind.__name__} (HTTP {status})"
+        if (names & _REFUSED_NAMES) or (google and status in _REFUSED_STATUS):
+            return "access_refused", what
+        if status == 404 and _names_a_missing_model(current, names, google):
+            return "model_not_found", what
     return None
+
+
+def _names_a_missing_model(error: BaseException, names: set[str], google: bool) -> bool:
+    if google:
+        return "models/" in str(getattr(error, "message", "") or "")
+    if "NotFoundError" not in names:
+        return False
+    if getattr(error, "code", None) == "model_not_found":  # openai
+        return True
+    body = getattr(error, "body", None)  # anthropic: {"type": "error", "error": {...}}
+    inner = body.get("error") if isinstance(body, dict) else None
+    message = inner.get("message") if isinstance(inner, dict) else None
+    return isinstance(message, str) and message.startswith("model:")
 
 
 def _chain(error: BaseException) -> Iterator[BaseException]:

@@ -22,7 +22,7 @@ from agent_resume._errors import (
     StoreClosedError,
 )
 from agent_resume._records import usage_dict
-from agent_resume._retry import access_refused
+from agent_resume._retry import job_wide_error
 from agent_resume._run._admission import END, Admission
 from agent_resume._run._batch import BatchEngine, combine_reports, fallback_config
 from agent_resume._run._calls import CallGate
@@ -740,9 +740,9 @@ class ResumableRun:
         if self.config.fail_fast:
             state.fail_fast(exc)
         else:
-            refused = access_refused(exc)
-            if refused is not None:  # a key or account refused: every item would fail alike
-                state.stop("failures", _refused(refused, exc))
+            alike = job_wide_error(exc)
+            if alike is not None:  # a refused key, an unknown model: every item would fail alike
+                state.stop("failures", _job_wide_stop(*alike, exc))
             state.requeue.failed(ctx, exc)
         hook = self.config.on_item_done
         if hook is not None:
@@ -1047,13 +1047,20 @@ def _outcome_usage(ctx: ItemContext, usage: Usage, seconds: float | None) -> dic
     return body
 
 
-def _refused(what: str, error: BaseException) -> StopReason:
-    """The stop of a run whose provider refused its credentials or account (``access_refused``)."""
+# What a `job_wide_error` says, and what to do about it.
+_JOB_WIDE = {
+    "access_refused": ("the provider refused access", "fix the API key or its permissions"),
+    "model_not_found": ("the provider does not know the model", "fix the model's name"),
+}
+
+
+def _job_wide_stop(name: str, what: str, error: BaseException) -> StopReason:
+    """The stop of a run whose every item would fail alike (``job_wide_error``)."""
+    said, fix = _JOB_WIDE[name]
     return StopReason(
-        "access_refused",
-        f"the provider refused access ({what}: {str(error)[:200]}): every item would fail "
-        "alike, so the run stopped admitting items; fix the API key or its permissions and "
-        "run again",
+        name,
+        f"{said} ({what}: {str(error)[:200]}): every item would fail alike, so the run "
+        f"stopped admitting items; {fix} and run again",
     )
 
 
