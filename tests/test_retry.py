@@ -108,8 +108,12 @@ def test_errors_that_fail_every_item_alike_are_told_from_an_items_own() -> None:
     denied = errors.ClientError(403, {"error": {"message": "denied"}})
     assert job_wide_error(denied) == (refused, "ClientError (HTTP 403)")
     wrapped = RuntimeError("the agent failed")
-    wrapped.__cause__ = _openai_error(401)
+    wrapped.__cause__ = _openai_error(401)  # raise ... from
     assert job_wide_error(wrapped) == (refused, "AuthenticationError (HTTP 401)")
+    fallback = ValueError("the fallback provider refused this item's text")
+    fallback.__context__ = _openai_error(401)  # raised while handling the refusal
+    assert job_wide_error(fallback) is None
+    assert classify_error(fallback) == "permanent"  # retries still judge by the context
     missing = "model_not_found"
     openai_model = {"error": {"message": "The model `x` does not exist", "code": "model_not_found"}}
     anthropic_model = {"type": "error", "error": {"type": "not_found_error", "message": "model: x"}}

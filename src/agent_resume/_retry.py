@@ -182,8 +182,10 @@ def classify_error(error: BaseException) -> ErrorKind:
 def job_wide_error(error: BaseException) -> tuple[str, str] | None:
     """Whether an LLM SDK's error would fail every item of the job alike, and which it is.
 
-    Found as :func:`classify_error` looks (the error, then what it was
-    raised from):
+    Found in the error, then in what it was raised from with ``raise ...
+    from`` (``__cause__``, a few links deep; not an error that was only
+    being handled: a fallback that failed after a refused key is the
+    fallback's own failure):
 
     - ``"access_refused"``: the provider refuses the credentials or the
       account: an ``AuthenticationError`` or ``PermissionDeniedError``
@@ -204,7 +206,7 @@ def job_wide_error(error: BaseException) -> tuple[str, str] | None:
         ``(name, "ClassName (HTTP 401)")`` for such an error (the status
         when it carries one), else ``None``.
     """
-    for current in _chain(error):
+    for current in _chain(error, handled=False):
         kind = type(current)
         status = error_status(current)
         names = {cls.__name__ for cls in kind.__mro__}
@@ -230,14 +232,18 @@ def _names_a_missing_model(error: BaseException, names: set[str], google: bool) 
     return isinstance(message, str) and message.startswith("model:")
 
 
-def _chain(error: BaseException) -> Iterator[BaseException]:
-    """The error, then what it was raised from (``__cause__``, else ``__context__``), a few links deep."""
+def _chain(error: BaseException, *, handled: bool = True) -> Iterator[BaseException]:
+    """The error, then what it was raised from, a few links deep.
+
+    ``__cause__``, else (with ``handled``) ``__context__``: the error being
+    handled when it was raised.
+    """
     current: BaseException | None = error
     for _ in range(_CHAIN):
         if current is None:
             return
         yield current
-        current = current.__cause__ or current.__context__
+        current = current.__cause__ or (current.__context__ if handled else None)
 
 
 # -- headers -------------------------------------------------------------------
