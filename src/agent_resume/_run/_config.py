@@ -198,7 +198,9 @@ class RunConfig:
             recorded (done or failed), from the thread that ran it.
         on_usage: Called with ``(item_id, usage)`` for each ``record_usage``.
         on_stop: Called once with the ``StopReason`` when the run stops
-            admitting items early (a budget, the deadline, a signal).
+            admitting items early (a budget, the deadline, a signal, an
+            error that would fail every item alike: ``access_refused``,
+            ``model_not_found``).
         grace_period: After SIGINT or SIGTERM, how long in-flight items may
             take to finish before the run returns without them.
         conversation_dir: Where ``ctx.save_conversation`` writes. ``None``
