@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import anthropic
 import openai
@@ -465,6 +467,21 @@ def test_call_and_acall_refuse_what_they_cannot_call(tmp_path: Path) -> None:
     assert all(getattr(e, "parameter", None) == "fn" for e in errors)
 
 
+def _one_call_per_item(sdk: str, server: Any, model: str) -> tuple[Any, Callable[[str, Any], None]]:
+    """A real ``sdk`` client of the loopback server, and a process making one call per item."""
+    if sdk == "openai":
+        client: Any = openai.OpenAI(api_key="k", base_url=server.openai_url, max_retries=0)
+        create = client.chat.completions.create
+    else:
+        client = anthropic.Anthropic(api_key="k", base_url=server.url, max_retries=0)
+        create = client.messages.create
+
+    def process(item: str, ctx: Any) -> None:
+        ctx.call(create, model=model, max_tokens=10, messages=_message(item))
+
+    return client, process
+
+
 @pytest.mark.parametrize(
     ("sdk", "status", "concurrency"),
     [("openai", 401, 1), ("openai", 403, 4), ("anthropic", 401, 1), ("anthropic", 403, 4)],
@@ -478,18 +495,7 @@ def test_a_refused_key_stops_the_run_after_the_items_in_flight(
 
     stops: list[object] = []
     with LLMServer(Reply(status=status)) as server:
-        if sdk == "openai":
-            client: object = openai.OpenAI(api_key="bad", base_url=server.openai_url, max_retries=0)
-            create = client.chat.completions.create  # type: ignore[attr-defined]
-        else:
-            client = anthropic.Anthropic(api_key="bad", base_url=server.url, max_retries=0)
-            create = client.messages.create  # type: ignore[attr-defined]
-
-        def process(item: str, ctx: object) -> None:
-            ctx.call(  # type: ignore[attr-defined]
-                create, model="gpt-4o-mini", max_tokens=10, messages=_message(item)
-            )
-
+        client, process = _one_call_per_item(sdk, server, "gpt-4o-mini")
         path = tmp_path / "ck.jsonl"
         config = RunConfig(
             job_id="k",
@@ -501,7 +507,7 @@ def test_a_refused_key_stops_the_run_after_the_items_in_flight(
         )
         items = [f"item-{n}" for n in range(40)]
         report = ResumableRun(config).run(process, items)
-        client.close()  # type: ignore[attr-defined]
+        client.close()
         served = len(server.requests)
     failed = [r for r in _records(path) if r.get("status") == "failed"]
     assert 1 <= len(failed) == served <= concurrency  # tried once each: a permanent error
@@ -570,18 +576,7 @@ def test_an_unknown_model_stops_the_run_after_the_items_in_flight(tmp_path: Path
     )
     stops: list[object] = []
     with LLMServer(Reply(status=404, error_body=body)) as server:
-        if sdk == "openai":
-            client: object = openai.OpenAI(api_key="k", base_url=server.openai_url, max_retries=0)
-            create = client.chat.completions.create  # type: ignore[attr-defined]
-        else:
-            client = anthropic.Anthropic(api_key="k", base_url=server.url, max_retries=0)
-            create = client.messages.create  # type: ignore[attr-defined]
-
-        def process(item: str, ctx: object) -> None:
-            ctx.call(  # type: ignore[attr-defined]
-                create, model="gpt-4.1-mnii", max_tokens=10, messages=_message(item)
-            )
-
+        client, process = _one_call_per_item(sdk, server, "gpt-4.1-mnii")
         config = RunConfig(
             job_id="m",
             store=tmp_path / "m.jsonl",
@@ -591,7 +586,7 @@ def test_an_unknown_model_stops_the_run_after_the_items_in_flight(tmp_path: Path
             progress=False,
         )
         report = ResumableRun(config).run(process, [f"item-{n}" for n in range(30)])
-        client.close()  # type: ignore[attr-defined]
+        client.close()
         served = len(server.requests)
     assert 1 <= served <= 2
     assert (report.done, report.failed, report.remaining) == (0, served, 30)
