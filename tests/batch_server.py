@@ -14,6 +14,14 @@ answered, unless ``outcome(custom_id, body)`` says ``"error"``
 (a permanent 400), ``"transient"`` (a 500) or ``"expire"``. A cancelled batch
 ends with the requests it had answered before the cancel.
 
+``reject`` makes OpenAI batches fail whole at their first poll, with those
+errors (as the Batch API does when the input does not validate, or the
+organisation's enqueued-token limit is reached). ``fail`` answers the next
+requests of a route with HTTP errors instead: ``{"retrieve": [503, 401]}``
+(routes: ``files.create``, ``batches.create``, which creates the batch and
+then answers with the error, as a lost answer would, ``retrieve``, ``list``
+and ``cancel``, for both providers).
+
 ``kill_on`` makes the server SIGKILL a process at a chosen moment:
 ``("create", pid)`` right after it created a batch and before the client
 hears of it, ``("poll", pid)`` at the first poll of a batch (after the client
@@ -50,6 +58,7 @@ class _Batch:
     requests: list[dict[str, Any]]
     created_at: float
     metadata: dict[str, str] = field(default_factory=dict)
+    errors: list[dict[str, Any]] | None = None
     endpoint: str = "/v1/chat/completions"
     input_file_id: str = ""
     polls: int = 0
@@ -67,6 +76,8 @@ class BatchServer:
         self.polls_to_finish: int | None = 2
         self.outcome: Callable[[str, dict[str, Any]], str] = lambda custom_id, body: "ok"
         self.kill_on: tuple[str, int] | None = None
+        self.reject: list[dict[str, Any]] | None = None
+        self.fail: dict[str, list[int]] = {}
         self.batches: dict[str, _Batch] = {}
         self.files: dict[str, bytes] = {}
         self.created = {"openai": 0, "anthropic": 0}
@@ -115,11 +126,20 @@ class BatchServer:
             self.created[provider] += 1
         return batch
 
+    def failure(self, route: str) -> int | None:
+        """The HTTP status to answer this request of ``route`` with instead, if any."""
+        with self._lock:
+            queued = self.fail.get(route)
+            return queued.pop(0) if queued else None
+
     def poll(self, batch: _Batch) -> None:
         with self._lock:
             first = batch.polls == 0
             batch.polls += 1
-            if batch.status == "in_progress" and (
+            if batch.status == "in_progress" and self.reject and batch.provider == "openai":
+                batch.status = "failed"
+                batch.errors = self.reject
+            elif batch.status == "in_progress" and (
                 self.polls_to_finish is not None and batch.polls >= self.polls_to_finish
             ):
                 self._finish(batch, len(batch.requests), "completed")
@@ -166,7 +186,7 @@ class BatchServer:
             "id": batch.id,
             "object": "batch",
             "endpoint": batch.endpoint,
-            "errors": None,
+            "errors": {"object": "list", "data": batch.errors} if batch.errors else None,
             "input_file_id": batch.input_file_id,
             "completion_window": "24h",
             "status": batch.status,
@@ -281,6 +301,17 @@ def _public(result: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in result.items() if not k.startswith("_")}
 
 
+def _read_route(path: list[str]) -> str | None:
+    """The name ``fail`` knows a GET by: ``list`` or ``retrieve`` (either provider)."""
+    if path in (["v1", "batches"], ["v1", "messages", "batches"]):
+        return "list"
+    if (path[:2] == ["v1", "batches"] and len(path) == 3) or (
+        path[:3] == ["v1", "messages", "batches"] and len(path) == 4
+    ):
+        return "retrieve"
+    return None
+
+
 def _handler(server: BatchServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -299,6 +330,16 @@ def _handler(server: BatchServer) -> type[BaseHTTPRequestHandler]:
         def _body(self) -> bytes:
             return self.rfile.read(int(self.headers.get("Content-Length") or 0))
 
+        def _failed(self, route: str | None) -> bool:
+            """Answer with the HTTP error queued for ``route``, if one is."""
+            status = None if route is None else server.failure(route)
+            if status is None:
+                return False
+            kind = {401: "authentication_error", 403: "permission_error"}.get(status, "api_error")
+            message = "Incorrect API key provided" if status == 401 else f"HTTP {status}"
+            self._send(status, {"error": {"message": message, "type": kind}})
+            return True
+
         def _batch(self, batch_id: str) -> _Batch | None:
             batch = server.batches.get(batch_id)
             if batch is None:
@@ -308,6 +349,8 @@ def _handler(server: BatchServer) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:
             parts = urlsplit(self.path)
             path = parts.path.rstrip("/").split("/")[1:]
+            if self._failed(_read_route(path)):
+                return
             if path[:2] == ["v1", "files"] and len(path) == 4 and path[3] == "content":
                 self._send(200, server.files[path[2]], "application/octet-stream")
             elif path == ["v1", "batches"]:
@@ -343,6 +386,10 @@ def _handler(server: BatchServer) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             path = urlsplit(self.path).path.rstrip("/").split("/")[1:]
             raw = self._body()
+            if path == ["v1", "files"] and self._failed("files.create"):
+                return
+            if path[-1:] == ["cancel"] and self._failed("cancel"):
+                return
             if path == ["v1", "files"]:
                 head = f"Content-Type: {self.headers['Content-Type']}\r\n\r\n".encode()
                 message = BytesParser().parsebytes(head + raw)
@@ -375,7 +422,8 @@ def _handler(server: BatchServer) -> type[BaseHTTPRequestHandler]:
                     input_file_id=body["input_file_id"],
                 )
                 server._kill("create")
-                self._send(200, server.openai_json(batch))
+                if not self._failed("batches.create"):
+                    self._send(200, server.openai_json(batch))
             elif path[:2] == ["v1", "batches"] and path[-1] == "cancel":
                 if batch := self._batch(path[2]):
                     server.cancel(batch)
@@ -392,7 +440,8 @@ def _handler(server: BatchServer) -> type[BaseHTTPRequestHandler]:
             elif path == ["v1", "messages", "batches"]:
                 batch = server.create("anthropic", json.loads(raw)["requests"])
                 server._kill("create")
-                self._send(200, server.anthropic_json(batch))
+                if not self._failed("batches.create"):
+                    self._send(200, server.anthropic_json(batch))
             elif path[:3] == ["v1", "messages", "batches"] and path[-1] == "cancel":
                 if batch := self._batch(path[3]):
                     server.cancel(batch)

@@ -381,3 +381,180 @@ def test_the_default_margin_follows_the_jobs_online_throughput() -> None:
         {"run": "end", "report": {"duration": 10.0, "done": 30}},
     ]
     assert seconds_per_item(runs, concurrency=5) == 1.0  # 40 s for 40 items online
+
+
+def _batch_run(path: Path, server: BatchServer, provider: str, online: list[str]) -> Any:
+    """One batch run over ten tickets, with a fallback that counts what it is given."""
+
+    def fallback(ticket: dict[str, str], ctx: ItemContext) -> str:
+        online.append(ticket["id"])
+        return "online"
+
+    return ResumableRun(config(path)).run_batch(
+        request=request_for(provider),
+        items=tickets(),
+        client=client_for(provider, server),
+        parse=lambda t, response: text_of(response),
+        fallback=fallback,
+        poll_interval=0.01,
+    )
+
+
+def _batch_records(path: Path) -> list[dict[str, Any]]:
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    return [r for r in records if "batch" in r]
+
+
+def test_a_batch_the_provider_rejects_stops_the_run_with_the_providers_reason(
+    batch_server: BatchServer, tmp_path: Path, capsys: Any
+) -> None:
+    from agent_resume._cli import main
+
+    path = tmp_path / "ck.jsonl"
+    batch_server.reject = [
+        {
+            "code": "token_limit_exceeded",
+            "message": "Enqueued token limit reached for gpt-4o-mini in organization org-x.",
+            "param": None,
+            "line": None,
+        }
+    ]
+    online: list[str] = []
+    report = _batch_run(path, batch_server, "openai", online)
+    assert (report.done, report.failed, report.remaining) == (0, 0, 10)
+    assert report.stop_reason == "failures"
+    assert "token_limit_exceeded: Enqueued token limit reached" in report.stop_message
+    assert "none of its 10 requests ran" in report.stop_message
+    assert online == []  # not run online at full price: the fallback is for the deadline
+    ended = _batch_records(path)[-1]
+    assert (ended["batch"], ended["status"]) == ("ended", "failed")
+    assert ended["error"].startswith("token_limit_exceeded: ")
+    with AgentResume(JsonlStore(path)).resume_or_start("batch-job") as session:
+        assert all(session.attempts(f"t-{i}") == 0 for i in range(10))  # nothing ran
+    assert main(["batch", str(path)]) == 0
+    assert "ended (failed: token_limit_exceeded: Enqueued" in capsys.readouterr().out
+    # Once the provider takes the batch, the next run submits the items again.
+    batch_server.reject = None
+    again = _batch_run(path, batch_server, "openai", online)
+    assert (again.done, again.stop_reason, batch_server.created["openai"]) == (10, "completed", 2)
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_polls_that_fail_for_a_transient_reason_are_tried_again(
+    provider: str, batch_server: BatchServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    batch_server.fail["retrieve"] = [503, 500, 429]
+    online: list[str] = []
+    report = _batch_run(tmp_path / "ck.jsonl", batch_server, provider, online)
+    assert (report.done, report.stop_reason, batch_server.created[provider]) == (10, "completed", 1)
+    assert online == [] and batch_server.fail["retrieve"] == []
+    assert sum("trying again at the next poll" in r.getMessage() for r in caplog.records) == 3
+
+
+def test_a_provider_that_stays_down_stops_the_run_and_the_next_run_polls_its_batch(
+    batch_server: BatchServer, tmp_path: Path
+) -> None:
+    from agent_resume._run._batch import POLL_FAILURES
+
+    path = tmp_path / "ck.jsonl"
+    batch_server.fail["retrieve"] = [503] * POLL_FAILURES
+    online: list[str] = []
+    report = _batch_run(path, batch_server, "openai", online)
+    assert (report.done, report.remaining, report.stop_reason) == (0, 10, "failures")
+    assert report.stop_message.startswith("polling batch batch_")
+    assert "InternalServerError" in report.stop_message and "next run polls" in report.stop_message
+    assert online == []  # the batch may still answer: nothing is paid for twice
+    assert [r["batch"] for r in _batch_records(path)] == ["intent", "submitted"]
+    runs = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [r["run"] for r in runs if "run" in r] == ["start", "end"]  # ended, not killed
+    again = _batch_run(path, batch_server, "openai", online)
+    assert (again.done, again.stop_reason, batch_server.created["openai"]) == (10, "completed", 1)
+    assert online == []
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_a_key_refused_while_polling_stops_the_run_at_once(
+    provider: str, batch_server: BatchServer, tmp_path: Path
+) -> None:
+    path = tmp_path / "ck.jsonl"
+    batch_server.fail["retrieve"] = [401]
+    online: list[str] = []
+    report = _batch_run(path, batch_server, provider, online)
+    assert (report.done, report.stop_reason, online) == (0, "failures", [])
+    assert "AuthenticationError" in report.stop_message
+    assert "API key" in report.stop_message  # what to fix
+    again = _batch_run(path, batch_server, provider, online)
+    assert (again.done, batch_server.created[provider]) == (10, 1)
+
+
+@pytest.mark.parametrize(
+    ("provider", "route"),
+    [
+        ("openai", "files.create"),
+        ("openai", "batches.create"),
+        ("anthropic", "batches.create"),
+    ],
+)
+def test_a_submission_that_fails_is_found_or_made_once_by_the_next_run(
+    provider: str, route: str, batch_server: BatchServer, tmp_path: Path
+) -> None:
+    # `files.create` fails before anything exists; `batches.create` creates the
+    # batch and then the answer is lost: either way the next run ends with one batch.
+    path = tmp_path / "ck.jsonl"
+    batch_server.fail[route] = [500]
+    online: list[str] = []
+    report = _batch_run(path, batch_server, provider, online)
+    assert (report.done, report.remaining, report.stop_reason) == (0, 10, "failures")
+    assert report.stop_message.startswith("submitting batch ")
+    assert online == []
+    assert [r["batch"] for r in _batch_records(path)] == ["intent"]
+    created = batch_server.created[provider]
+    assert created == (0 if route == "files.create" else 1)
+    again = _batch_run(path, batch_server, provider, online)
+    assert (again.done, again.stop_reason, online) == (10, "completed", [])
+    assert batch_server.created[provider] == 1
+    kinds = [r["batch"] for r in _batch_records(path)]
+    if route == "files.create":  # never created: closed, then submitted afresh
+        assert kinds == ["intent", "ended", "intent", "submitted", "ended"]
+    else:  # found by the next run and polled, not submitted again
+        assert kinds == ["intent", "submitted", "ended"]
+
+
+def test_a_cancel_that_fails_at_the_deadline_runs_nothing_online(
+    batch_server: BatchServer, tmp_path: Path
+) -> None:
+    path = tmp_path / "ck.jsonl"
+    batch_server.polls_to_finish = None  # the batch would never finish by itself
+    batch_server.fail["cancel"] = [500]
+    online: list[str] = []
+
+    def fallback(ticket: dict[str, str], ctx: ItemContext) -> str:
+        online.append(ticket["id"])
+        return "online"
+
+    report = ResumableRun(config(path, time_budget=1.0)).run_batch(
+        request=request_for("openai"),
+        items=tickets(4),
+        client=client_for("openai", batch_server),
+        parse=lambda t, response: text_of(response),
+        fallback=fallback,
+        poll_interval=0.05,
+        batch_margin=0.5,
+    )
+    # The deadline's stop gives way: the batch still runs, so nothing goes online.
+    assert (report.stop_reason, report.remaining, online) == ("failures", 4, [])
+    assert report.stop_message.startswith("cancelling batch batch_")
+    assert batch_server.cancelled == []
+    assert [r["batch"] for r in _batch_records(path)] == ["intent", "submitted"]
+
+
+def test_a_lookup_that_fails_submits_nothing(batch_server: BatchServer, tmp_path: Path) -> None:
+    path = tmp_path / "ck.jsonl"
+    batch_server.fail["files.create"] = [500]
+    online: list[str] = []
+    _batch_run(path, batch_server, "openai", online)
+    batch_server.fail["list"] = [401]  # the next run cannot look for the batch
+    report = _batch_run(path, batch_server, "openai", online)
+    assert (report.stop_reason, batch_server.created["openai"], online) == ("failures", 0, [])
+    assert report.stop_message.startswith("looking for batch ")
+    assert [r["batch"] for r in _batch_records(path)] == ["intent"]

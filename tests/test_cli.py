@@ -189,7 +189,7 @@ def test_status_reports_bad_lines(capsys: pytest.CaptureFixture[str], checkpoint
 
 @pytest.mark.parametrize(
     "bad_usage",
-    ['{"in": -7, "calls": "x"}', '[1, 2]', '"lots"', '{"cost": "free"}'],
+    ['{"in": -7, "calls": "x"}', "[1, 2]", '"lots"', '{"cost": "free"}'],
 )
 def test_status_and_report_count_a_malformed_usage_as_unknown_and_say_so(
     capsys: pytest.CaptureFixture[str], checkpoint: Path, bad_usage: str
@@ -198,7 +198,9 @@ def test_status_and_report_count_a_malformed_usage_as_unknown_and_say_so(
     # not counted, the totals are a lower bound and each command names the item.
     with open(checkpoint, "a", encoding="utf-8") as f:
         f.write(f'{{"id": "item-8", "ts": 1, "usage": {bad_usage}}}\n')
-        f.write(f'{{"id": "item-9", "ts": 1, "status": "failed", "error": "e", "usage": {bad_usage}}}\n')
+        f.write(
+            f'{{"id": "item-9", "ts": 1, "status": "failed", "error": "e", "usage": {bad_usage}}}\n'
+        )
         f.write(f'{{"call": "item-9", "a": "t", "ts": 1, "usage": {bad_usage}}}\n')
     warning = "the usage of 3 record(s) is malformed and not counted (item 'item-8', 'item-9')"
     code, out, err = cli(capsys, "status", str(checkpoint))

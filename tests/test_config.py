@@ -92,9 +92,7 @@ def test_a_plain_callable_stop_becomes_a_custom_condition():
 
 
 def test_prices_mapping_becomes_a_price_table():
-    config = RunConfig(
-        job_id="j", store="memory:", prices={"sim-1": {"input": 1.0, "output": 2.0}}
-    )
+    config = RunConfig(job_id="j", store="memory:", prices={"sim-1": {"input": 1.0, "output": 2.0}})
     assert isinstance(config.prices, PriceTable)
     assert config.prices.lookup("sim-1") is not None
 

@@ -37,7 +37,9 @@ def header(job: str = "job") -> str:
 
 def done_ids(path: Path, job: str = "job") -> set[str]:
     with AgentResume(JsonlStore(path)).resume_or_start(job) as s:
-        return {i for i in [f"item-{n:03d}" for n in range(50)] + ["a", "b", "c", "d"] if s.is_done(i)}
+        return {
+            i for i in [f"item-{n:03d}" for n in range(50)] + ["a", "b", "c", "d"] if s.is_done(i)
+        }
 
 
 @pytest.fixture
@@ -58,7 +60,9 @@ def test_the_original_headerless_format_loads(path: Path) -> None:
         s.mark_done("item-003")
     text = path.read_text()
     assert text.startswith('{"id": "item-001", "ts": 1748107200}\n')
-    assert text.endswith('{"id": "item-003", "ts": ' + str(json.loads(text.splitlines()[-1])["ts"]) + "}\n")
+    assert text.endswith(
+        '{"id": "item-003", "ts": ' + str(json.loads(text.splitlines()[-1])["ts"]) + "}\n"
+    )
 
 
 def test_original_files_with_int_ids_load_as_strings(path: Path) -> None:
@@ -118,7 +122,10 @@ def test_a_torn_tail_is_ignored_with_a_warning_and_cut_before_the_next_append(pa
         assert not s.is_done("b")
         assert path.read_bytes().endswith(b'{"id": "b", "t')  # untouched until a write
         s.mark_done("c")
-    assert path.read_text().splitlines()[1:] == ['{"id": "a", "ts": 1}', path.read_text().splitlines()[-1]]
+    assert path.read_text().splitlines()[1:] == [
+        '{"id": "a", "ts": 1}',
+        path.read_text().splitlines()[-1],
+    ]
     assert json.loads(path.read_text().splitlines()[-1])["id"] == "c"
 
 
@@ -181,7 +188,11 @@ def test_corrupt_middle_lines_are_skipped_counted_and_named(path: Path) -> None:
 
 
 def test_non_utf8_bytes_name_their_line(path: Path) -> None:
-    write(path, header().encode() + b'{"id": "a", "ts": 1}\n{"id": "\xff", "ts": 1}\n{"id": "b", "ts": 1}\n')
+    write(
+        path,
+        header().encode()
+        + b'{"id": "a", "ts": 1}\n{"id": "\xff", "ts": 1}\n{"id": "b", "ts": 1}\n',
+    )
     with pytest.warns(CheckpointWarning, match=r":3: .*UTF-8"):
         AgentResume(JsonlStore(path)).resume_or_start("job").close()
 
@@ -214,10 +225,22 @@ def test_the_fast_path_and_the_careful_path_agree(tmp_path: Path) -> None:
     for i in range(30_000):
         item = f"id-{i}"
         if i % 997 == 0:
-            lines.append(json.dumps({"id": item, "ts": 1, "status": "failed", "error": "x", "attempt": 1, "retryable": True}) + "\n")
+            lines.append(
+                json.dumps(
+                    {
+                        "id": item,
+                        "ts": 1,
+                        "status": "failed",
+                        "error": "x",
+                        "attempt": 1,
+                        "retryable": True,
+                    }
+                )
+                + "\n"
+            )
         elif i % 1013 == 0:
-            lines.append(json.dumps({"id": item + "\u00e9\"", "ts": 1}, ensure_ascii=False) + "\n")
-            expected.add(item + "\u00e9\"")
+            lines.append(json.dumps({"id": item + '\u00e9"', "ts": 1}, ensure_ascii=False) + "\n")
+            expected.add(item + '\u00e9"')
         else:
             lines.append(f'{{"id": "{item}", "ts": {i}}}\n')
             expected.add(item)
@@ -455,7 +478,7 @@ def test_a_line_decodes_as_json_loads_decodes_it() -> None:
         '{"x": [1, 2.5e3, true, null], "s": "t\\u00e9\\n"}',
         '{"x": {"y": {"z": []}}}',
         '{"x": NaN, "y": -Infinity}',
-        '{}',
+        "{}",
     ]
     noise = [" ", "\t", "\r", "x", "}", "{", ",", '"', "1", "[", "]", ":"]
     lines = [*valid, "", " ", "[1]", '"s"', "3", "null"]

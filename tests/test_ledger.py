@@ -257,7 +257,11 @@ def test_a_ledger_that_skips_malformed_usage_counts_the_record_without_it(usage:
         assert ledger.add(record) is True
     assert ledger.malformed == ["b", "c", "d"]
     strict = Ledger.from_records(records[:2])
-    assert ledger.total == strict.total == Usage(input_tokens=20, output_tokens=4, calls=2, cost_usd=1.0, model="m")
+    assert (
+        ledger.total
+        == strict.total
+        == Usage(input_tokens=20, output_tokens=4, calls=2, cost_usd=1.0, model="m")
+    )
     assert ledger.item("b") == ItemUsage(
         "b", "done", Usage(input_tokens=10, output_tokens=2, calls=1, cost_usd=0.5, model="m"), 2
     )

@@ -246,7 +246,9 @@ def test_a_usage_naming_its_model_without_a_cost_is_priced_by_the_runs_table(tmp
     assert report.usage.cost_usd == pytest.approx(2 * (0.21 + 0.25))
     own = {"gpt-4o-mini": {"input": 1.0, "output": 10.0}}
     priced.clear()
-    own_config = RunConfig(job_id="own", store=str(tmp_path / "own.jsonl"), prices=own, progress=False)
+    own_config = RunConfig(
+        job_id="own", store=str(tmp_path / "own.jsonl"), prices=own, progress=False
+    )
     ResumableRun(own_config).run(process, ["a"])
     assert priced[0].cost_usd == pytest.approx(2.0)
     assert priced[0].price_source == "own prices"

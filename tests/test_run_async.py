@@ -197,10 +197,14 @@ def test_an_item_cut_at_its_deadline_leaves_no_cancellation_to_the_next_item(tmp
         return "no timeout"
 
     cfg = config(tmp_path, item_timeout=0.3, concurrency=1)
-    report = asyncio.run(ResumableRun(cfg).arun(process, ["slow", "after-slow", "swallows", "last"]))
+    report = asyncio.run(
+        ResumableRun(cfg).arun(process, ["slow", "after-slow", "swallows", "last"])
+    )
     assert (report.done, report.failed) == (3, 1)
     assert seen == {"after-slow": 0, "last": 0}
-    results = {r["id"]: r.get("result") for r in records(tmp_path) if r.get("status") is None and "id" in r}
+    results = {
+        r["id"]: r.get("result") for r in records(tmp_path) if r.get("status") is None and "id" in r
+    }
     assert results == {"after-slow": "own timeout", "swallows": "kept going", "last": "own timeout"}
 
 

@@ -16,13 +16,16 @@ from agent_resume import AgentResume, InMemoryStore, JsonlStore, ResultJsonlStor
 IDS = st.one_of(
     st.sampled_from(["a", "b", "c", "1", "x\ny", "é", "\u2028", '"q"']),
     st.integers(min_value=0, max_value=5),
-    st.text(
-        alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=8
-    ),
+    st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=8),
 )
 RESULTS = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.text(alphabet=st.characters(blacklist_categories=("Cs",))),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3),
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.text(alphabet=st.characters(blacklist_categories=("Cs",))),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3)
+    ),
     max_leaves=6,
 )
 MAX_ATTEMPTS = 2
@@ -104,9 +107,7 @@ class StoreVersusModel(RuleBasedStateMachine):
         expected = [
             i
             for i in universe
-            if i not in self.done
-            and i not in self.fatal
-            and self.failures.get(i, 0) < MAX_ATTEMPTS
+            if i not in self.done and i not in self.fatal and self.failures.get(i, 0) < MAX_ATTEMPTS
         ]
         assert list(s.remaining(universe)) == expected
         for i in universe:

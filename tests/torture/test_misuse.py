@@ -246,9 +246,7 @@ CASES = [
         StoreClosedError,
         ("closed",),
     ),
-    Case(
-        "release closed", lambda c: c.closed().retry(["failed-1"]), StoreClosedError, ("closed",)
-    ),
+    Case("release closed", lambda c: c.closed().retry(["failed-1"]), StoreClosedError, ("closed",)),
     Case("record_run closed", lambda c: c.closed().record_run({"run": "x"}), StoreClosedError, ()),
     Case("flush closed", lambda c: c.closed().flush(), StoreClosedError, ("closed",)),
     Case(

@@ -79,7 +79,7 @@ def _list(target: str, refresh: bool, clients: dict[str, Adapter]) -> int:
 
 def _state(sub: Submission) -> str:
     if sub.ended:
-        return f"ended ({sub.status})"
+        return f"ended ({sub.status}: {sub.error})" if sub.error else f"ended ({sub.status})"
     return "in flight" if sub.batch_id else "submitting (no batch ID recorded)"
 
 

@@ -8,17 +8,27 @@ kind, read back by every store's ``iter_records``):
   is written (and flushed) *before* the provider is called;
 - ``{"batch": "submitted", "key": K, "batch_id": B}`` once the provider
   answered;
-- ``{"batch": "ended", "key": K, "status": S}`` once every result was recorded.
+- ``{"batch": "ended", "key": K, "status": S}`` once every result was recorded
+  (with ``"error"``, the provider's reason, for a batch it rejected whole).
 
 On resume, an intent without a batch ID is looked up among the provider's
 batches by its key before anything is submitted again; a batch in flight is
 polled, not resubmitted. Exactly one batch is created per intent, whatever
 moment a crash picks.
+
+A provider call that fails stops the run cleanly instead of raising: a poll
+that fails for a transient reason is tried again at the next poll (up to
+:data:`POLL_FAILURES` in a row); any other failure ends the run with
+``failures`` and what failed. Its records stay as they are (an intent whose
+``batches.create`` failed may still have created the batch), so the next run
+finds and polls what is in flight, and the online fallback does not run items
+a live batch may still answer.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
 import uuid
@@ -26,16 +36,16 @@ import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from agent_resume._accounting._prices import default_prices
 from agent_resume._accounting._responses import usage_from
 from agent_resume._accounting._usage import Usage
-from agent_resume._errors import ArgumentTypeError, UnknownModelWarning
+from agent_resume._errors import AgentResumeError, ArgumentTypeError, UnknownModelWarning
 from agent_resume._limits import estimate_cost
 from agent_resume._records import kind_of
-from agent_resume._retry import TRANSIENT_STATUS
-from agent_resume._run._batch_providers import Adapter, BatchResult, adapter_for
+from agent_resume._retry import TRANSIENT_STATUS, classify_error, job_wide_error
+from agent_resume._run._batch_providers import Adapter, BatchResult, BatchState, adapter_for
 from agent_resume._run._config import RunConfig
 from agent_resume._run._report import RunReport
 from agent_resume._run._spent import JobSpent
@@ -46,6 +56,8 @@ from agent_resume._validate import duration, optional_positive_int
 if TYPE_CHECKING:
     from agent_resume._session._session import Session
 
+T = TypeVar("T")
+
 BATCH_DISCOUNT = 0.5
 """Both providers bill batch requests at half the online price."""
 
@@ -54,6 +66,24 @@ DEFAULT_ITEM_SECONDS = 5.0
 
 ROUNDS = 3
 """Submissions one run makes for the same items (expired ones are submitted again)."""
+
+POLL_FAILURES = 20
+"""Polls in a row that may fail for a transient reason before the run stops
+(ten minutes at the default 30-second interval)."""
+
+logger = logging.getLogger("agent_resume.run")
+
+
+class _ProviderFailed(Exception):
+    """A call to the provider failed: the run stops, and its records stay for the next."""
+
+    def __init__(self, what: str, error: Exception) -> None:
+        fix = job_wide_error(error)
+        hint = f" ({fix[1]})" if fix else ""
+        super().__init__(
+            f"{what} failed: {type(error).__name__}: {error}{hint}; the job's batches stay "
+            "recorded, and the next run polls those in flight"
+        )
 
 
 @dataclass
@@ -67,6 +97,7 @@ class Submission:
     batch_id: str | None = None
     ended: bool = False
     status: str | None = None
+    error: str | None = None
 
 
 @dataclass
@@ -96,6 +127,8 @@ def submissions(records: Iterable[dict[str, Any]]) -> list[Submission]:
         elif key in found and kind == "ended":
             found[key].ended = True
             found[key].status = str(record.get("status"))
+            if isinstance(record.get("error"), str):
+                found[key].error = record["error"]
     return list(found.values())
 
 
@@ -198,23 +231,11 @@ class BatchEngine:
             pairs = [(item, self.read_id(item)) for item in items]
             by_id = {item_id: item for item, item_id in pairs}
             open_ = [s for s in submissions(session.store.iter_records()) if not s.ended]
-            self._recover(session, open_)
-            in_flight = {i for s in open_ for i in s.ids.values()}
-            todo = [
-                item
-                for item in session.remaining(items, key=self.key)
-                if self.read_id(item) not in in_flight
-            ]
-            # Requests that expired, or sat in a batch cancelled from outside, are
-            # submitted again while the run has time: at most ROUNDS submissions.
-            for _ in range(ROUNDS):
-                open_ += self._submit(session, todo)
-                if not open_:
-                    break
-                returned = self._collect(session, open_, by_id)
-                if self.tally.stop_reason != "completed":
-                    break
-                todo = [by_id[i] for i in returned if i in by_id and not session.is_done(i)]
+            try:
+                self._batches(session, items, open_, by_id)
+            except _ProviderFailed as failure:
+                # Whatever stopped the run before, batches may now be left in flight.
+                self.tally.stop_reason, self.tally.stop_message = "failures", str(failure)
             left = [
                 item
                 for item, item_id in pairs
@@ -241,14 +262,53 @@ class BatchEngine:
                     "report": report.to_dict(),
                 }
             )
-        return report, left
+        # After a failure, no item goes online: a batch left in flight may
+        # still answer it, and a rejected batch's requests would fail there too.
+        return report, ([] if self.tally.stop_reason == "failures" else left)
+
+    def _batches(
+        self, session: Session, items: list[Any], open_: list[Submission], by_id: dict[str, Any]
+    ) -> None:
+        """Recover, submit and collect, for at most :data:`ROUNDS` submissions of the same items."""
+        self._recover(session, open_)
+        in_flight = {i for s in open_ for i in s.ids.values()}
+        todo = [
+            item
+            for item in session.remaining(items, key=self.key)
+            if self.read_id(item) not in in_flight
+        ]
+        # Requests that expired, or sat in a batch cancelled from outside, are
+        # submitted again while the run has time.
+        for _ in range(ROUNDS):
+            self._submit(session, todo, open_)
+            if not open_:
+                break
+            returned = self._collect(session, open_, by_id)
+            if self.tally.stop_reason != "completed":
+                break
+            todo = [by_id[i] for i in returned if i in by_id and not session.is_done(i)]
+
+    def _ask(self, what: str, fn: Callable[..., T], *args: Any) -> T:
+        """Call the provider through the adapter; its failure becomes :class:`_ProviderFailed`."""
+        try:
+            return fn(*args)
+        except AgentResumeError:
+            raise  # a misuse (an async client in run_batch), not the provider's failure
+        except Exception as exc:
+            raise _ProviderFailed(what, exc) from exc
 
     def _recover(self, session: Session, open_: list[Submission]) -> None:
         # An intent without a batch ID: the crash came between the intent and
         # the record. Find the batch by its key before anything is resubmitted.
         for sub in open_:
             if sub.batch_id is None:
-                found = self.adapter.find(sub.key, sub.ts, len(sub.ids))
+                found = self._ask(
+                    f"looking for batch {sub.key[:12]} at the provider",
+                    self.adapter.find,
+                    sub.key,
+                    sub.ts,
+                    len(sub.ids),
+                )
                 if found is None:
                     sub.ended = True  # never created: its items go back to the queue
                     self._record(session, "ended", sub.key, status="never_created")
@@ -265,9 +325,9 @@ class BatchEngine:
 
     # -- submission ------------------------------------------------------------
 
-    def _submit(self, session: Session, todo: list[Any]) -> list[Submission]:
+    def _submit(self, session: Session, todo: list[Any], open_: list[Submission]) -> None:
+        """Submit ``todo`` in batches within the budget, adding each to ``open_`` at its intent."""
         budget = self._budget_left(session)
-        made: list[Submission] = []
         chunk: list[tuple[str, dict[str, Any]]] = []
         size = 0
         spent = 0.0
@@ -300,23 +360,25 @@ class BatchEngine:
             if chunk and (
                 len(chunk) >= self.max_requests or size + len(line) > self.adapter.max_bytes
             ):
-                made.append(self._send(session, chunk))
+                self._send(session, chunk, open_)
                 chunk, size = [], 0
             chunk.append((item_id, body))
             size += len(line)
         if chunk:
-            made.append(self._send(session, chunk))
-        return made
+            self._send(session, chunk, open_)
 
-    def _send(self, session: Session, chunk: list[tuple[str, dict[str, Any]]]) -> Submission:
+    def _send(
+        self, session: Session, chunk: list[tuple[str, dict[str, Any]]], open_: list[Submission]
+    ) -> None:
         key = uuid.uuid4().hex
         ids = {f"{key[:12]}-{n}": item_id for n, (item_id, _) in enumerate(chunk)}
         lines = [self.adapter.line(cid, body) for cid, (_, body) in zip(ids, chunk, strict=True)]
         sub = Submission(key, self.adapter.provider, ids, self.config.wall_clock())
         self._record(session, "intent", key, provider=sub.provider, ids=ids)
-        sub.batch_id = self.adapter.submit(key, lines)
+        # Open from its intent on: a failed create may still have made the batch.
+        open_.append(sub)
+        sub.batch_id = self._ask(f"submitting batch {key[:12]}", self.adapter.submit, key, lines)
         self._record(session, "submitted", key, batch_id=sub.batch_id)
-        return sub
 
     def _budget_left(self, session: Session) -> float | None:
         """The dollars this submission may cost: the run budget, and what the job budget has left.
@@ -368,22 +430,35 @@ class BatchEngine:
         """Poll until every open batch ended; return the IDs that came back unanswered."""
         returned: list[str] = []
         cancelled = False
+        failures = 0
         while open_:
             now = self.config.wall_clock()
             in_flight = sum(len(s.ids) for s in open_)
             cut = self.end_at - self.margin(in_flight)
             if not cancelled and now >= cut:
                 for sub in open_:
-                    self.adapter.cancel(str(sub.batch_id))
+                    self._ask(
+                        f"cancelling batch {sub.batch_id}", self.adapter.cancel, str(sub.batch_id)
+                    )
                 cancelled = True
                 self._stop(
                     "time_budget", "the deadline was near: batches cancelled, the rest runs online"
                 )
             for sub in list(open_):
-                state = self.adapter.state(str(sub.batch_id))
+                state = self._poll(sub, failures)
+                if state is None:
+                    failures += 1
+                    break  # the provider is not answering: wait for the next poll
+                failures = 0
                 if state.ended:
-                    returned += self._results(session, sub, by_id)
-                    self._record(session, "ended", sub.key, status=state.status)
+                    returned += self._ask(
+                        f"reading the results of batch {sub.batch_id}",
+                        self._results,
+                        session,
+                        sub,
+                        by_id,
+                    )
+                    self._ended(session, sub, state)
                     open_.remove(sub)
             if open_:
                 wait = (
@@ -393,6 +468,35 @@ class BatchEngine:
                 )
                 time.sleep(max(wait, 0.01))
         return returned
+
+    def _poll(self, sub: Submission, failures: int) -> BatchState | None:
+        """The batch's state; ``None`` after a transient failure that the next poll may retry."""
+        try:
+            return self.adapter.state(str(sub.batch_id))
+        except AgentResumeError:
+            raise
+        except Exception as exc:
+            if classify_error(exc) != "transient" or failures + 1 >= POLL_FAILURES:
+                raise _ProviderFailed(f"polling batch {sub.batch_id}", exc) from exc
+            logger.warning(
+                "polling batch %s failed (%s: %s); trying again at the next poll",
+                sub.batch_id,
+                type(exc).__name__,
+                exc,
+            )
+            return None
+
+    def _ended(self, session: Session, sub: Submission, state: BatchState) -> None:
+        """Record that the batch ended; a batch the provider rejected whole stops the run."""
+        if state.error is None:
+            self._record(session, "ended", sub.key, status=state.status)
+            return
+        self._record(session, "ended", sub.key, status=state.status, error=state.error)
+        self._stop(
+            "failures",
+            f"the provider rejected batch {sub.batch_id} ({state.error}): none of its "
+            f"{len(sub.ids)} requests ran, and its items stay for a later run",
+        )
 
     def _results(self, session: Session, sub: Submission, by_id: dict[str, Any]) -> list[str]:
         prices = self.config.prices

@@ -33,11 +33,16 @@ class BatchState:
             ``ended``, ...).
         ended: Whether its results are final and can be read.
         counts: The provider's request counts, as a plain dict.
+        error: Why the provider rejected the batch as a whole (OpenAI's
+            ``failed``: its input did not validate, or the organisation's
+            enqueued-token limit was reached), in its own words; ``None``
+            for any other status.
     """
 
     status: str
     ended: bool
     counts: dict[str, int]
+    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -147,6 +152,7 @@ class OpenAIBatches:
                 "completed": int(getattr(counts, "completed", 0) or 0),
                 "failed": int(getattr(counts, "failed", 0) or 0),
             },
+            _rejection(getattr(batch, "errors", None)) if batch.status == "failed" else None,
         )
 
     def results(self, batch_id: str) -> Iterator[BatchResult]:
@@ -163,6 +169,19 @@ class OpenAIBatches:
     def cancel(self, batch_id: str) -> None:
         """Ask the provider to cancel the batch."""
         self.call(self.client.batches.cancel, batch_id)
+
+
+def _rejection(errors: Any) -> str:
+    """The first of a failed OpenAI batch's errors (``code: message``), and how many more."""
+    data = list(getattr(errors, "data", None) or [])
+    if not data:
+        return "the provider gave no reason"
+    first = data[0]
+    text = f"{getattr(first, 'code', None) or 'error'}: {getattr(first, 'message', None) or ''}"
+    line = getattr(first, "line", None)
+    if line is not None:
+        text += f" (line {line} of the requests)"
+    return text + (f"; {len(data) - 1} more" if len(data) > 1 else "")
 
 
 def _lines(content: Any) -> Iterator[str]:

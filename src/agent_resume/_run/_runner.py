@@ -105,8 +105,12 @@ class ResumableRun:
         attempt; an expired or cancelled one goes back to the queue. With a
         time budget or ``finish_by``, batches still running ``batch_margin``
         seconds before the deadline are cancelled, their finished requests
-        are recorded, and the rest runs online through ``fallback``. See the
-        batch mode page of the docs.
+        are recorded, and the rest runs online through ``fallback``. A
+        provider call that fails does not raise: a poll is tried again at the
+        next poll while the failure is transient, and any other failure (or a
+        batch the provider rejects whole) stops the run with ``failures``,
+        its batches left recorded for the next run and no item run online.
+        See the batch mode page of the docs.
 
         Args:
             request: ``request(item)`` returns the request body (the keyword
