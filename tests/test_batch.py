@@ -287,7 +287,19 @@ def test_bad_arguments_are_typed_errors(batch_server: BatchServer, tmp_path: Pat
             request=request_for("openai"), items=tickets(1), client=async_client, parse=print
         )
     asyncio.run(async_client.close())
-    assert not (tmp_path / "ck.jsonl").exists() or batch_server.created["openai"] == 0
+    # A body every request of the batch would be refused for: nothing is submitted.
+    for provider, drop in (("openai", "model"), ("anthropic", "max_tokens")):
+        make = request_for(provider)
+        with pytest.raises(ArgumentValueError, match=f"item 't-0' a body without '{drop}'"):
+            run.run_batch(
+                request=lambda t, make=make, drop=drop: {
+                    k: v for k, v in make(t).items() if k != drop
+                },
+                items=tickets(1),
+                client=client_for(provider, batch_server),
+                parse=print,
+            )
+    assert batch_server.created == {"openai": 0, "anthropic": 0}
 
 
 def _child(path: Path, server: BatchServer, provider: str, kill_on: str | None) -> int:

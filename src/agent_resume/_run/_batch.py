@@ -41,7 +41,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from agent_resume._accounting._prices import default_prices
 from agent_resume._accounting._responses import usage_from
 from agent_resume._accounting._usage import Usage
-from agent_resume._errors import AgentResumeError, ArgumentTypeError, UnknownModelWarning
+from agent_resume._errors import (
+    AgentResumeError,
+    ArgumentTypeError,
+    ArgumentValueError,
+    UnknownModelWarning,
+)
 from agent_resume._limits import estimate_cost
 from agent_resume._records import kind_of
 from agent_resume._retry import TRANSIENT_STATUS, classify_error, job_wide_error
@@ -339,6 +344,15 @@ class BatchEngine:
                     "request",
                     body,
                     f"`request(item)` must return the request body as a dict (got {type(body).__name__})",
+                )
+            missing = [name for name in self.adapter.required if body.get(name) is None]
+            if missing:
+                # Every request would fail alike, one quarantined item at a time.
+                raise ArgumentValueError(
+                    "request",
+                    body,
+                    f"`request(item)` gave item {item_id!r} a body without {missing[0]!r}, "
+                    f"which every {self.adapter.provider} batch request needs",
                 )
             if budget is not None:
                 cost = self._estimate(body)

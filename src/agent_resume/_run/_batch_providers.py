@@ -103,6 +103,7 @@ class OpenAIBatches:
     """OpenAI's Files + Batches: a JSONL file of requests, then a batch over it."""
 
     provider = "openai"
+    required = ("model",)
     max_requests = 50_000
     max_bytes = 190 * 1024 * 1024  # the limit is 200 MB; keep room for the envelope
 
@@ -218,6 +219,7 @@ class AnthropicBatches:
     """
 
     provider = "anthropic"
+    required = ("model", "max_tokens")
     max_requests = 100_000
     max_bytes = 240 * 1024 * 1024  # the limit is 256 MB
 
