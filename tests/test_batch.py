@@ -494,7 +494,7 @@ def test_a_key_refused_while_polling_stops_the_run_at_once(
     report = _batch_run(path, batch_server, provider, online)
     assert (report.done, report.stop_reason, online) == (0, "failures", [])
     assert "AuthenticationError" in report.stop_message
-    assert "API key" in report.stop_message  # what to fix
+    assert "fix the API key or its permissions and run again" in report.stop_message
     again = _batch_run(path, batch_server, provider, online)
     assert (again.done, batch_server.created[provider]) == (10, 1)
 

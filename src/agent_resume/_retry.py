@@ -18,12 +18,13 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from agent_resume import _validate as validate
 from agent_resume._errors import ArgumentValueError, DeadlineExceeded
 
 __all__ = [
+    "JOB_WIDE_ADVICE",
     "ErrorKind",
     "Retry",
     "classify_error",
@@ -177,6 +178,13 @@ def classify_error(error: BaseException) -> ErrorKind:
         if kind != "unknown":
             return kind
     return "unknown"
+
+
+JOB_WIDE_ADVICE: Final = {
+    "access_refused": ("the provider refused access", "fix the API key or its permissions"),
+    "model_not_found": ("the provider does not know the model", "fix the model's name"),
+}
+"""What a run says of each kind of :func:`job_wide_error`, and what to fix."""
 
 
 def job_wide_error(error: BaseException) -> tuple[str, str] | None:

@@ -49,7 +49,12 @@ from agent_resume._errors import (
 )
 from agent_resume._limits import estimate_cost
 from agent_resume._records import kind_of
-from agent_resume._retry import TRANSIENT_STATUS, classify_error, job_wide_error
+from agent_resume._retry import (
+    JOB_WIDE_ADVICE,
+    TRANSIENT_STATUS,
+    classify_error,
+    job_wide_error,
+)
 from agent_resume._run._batch_providers import Adapter, BatchResult, BatchState, adapter_for
 from agent_resume._run._config import RunConfig
 from agent_resume._run._report import RunReport
@@ -83,11 +88,14 @@ class _ProviderFailed(Exception):
     """A call to the provider failed: the run stops, and its records stay for the next."""
 
     def __init__(self, what: str, error: Exception) -> None:
-        fix = job_wide_error(error)
-        hint = f" ({fix[1]})" if fix else ""
+        alike = job_wide_error(error)
+        advice = ""
+        if alike is not None:
+            said, fix = JOB_WIDE_ADVICE[alike[0]]
+            advice = f": {said}; {fix} and run again"
         super().__init__(
-            f"{what} failed: {type(error).__name__}: {error}{hint}; the job's batches stay "
-            "recorded, and the next run polls those in flight"
+            f"{what} failed ({type(error).__name__}: {str(error)[:200]}){advice}; the job's "
+            "batches stay recorded, and the next run polls those in flight"
         )
 
 

@@ -22,7 +22,7 @@ from agent_resume._errors import (
     StoreClosedError,
 )
 from agent_resume._records import usage_dict
-from agent_resume._retry import job_wide_error
+from agent_resume._retry import JOB_WIDE_ADVICE, job_wide_error
 from agent_resume._run._admission import END, Admission
 from agent_resume._run._batch import BatchEngine, combine_reports, fallback_config
 from agent_resume._run._calls import CallGate
@@ -1052,15 +1052,9 @@ def _outcome_usage(ctx: ItemContext, usage: Usage, seconds: float | None) -> dic
 
 
 # What a `job_wide_error` says, and what to do about it.
-_JOB_WIDE = {
-    "access_refused": ("the provider refused access", "fix the API key or its permissions"),
-    "model_not_found": ("the provider does not know the model", "fix the model's name"),
-}
-
-
 def _job_wide_stop(name: str, what: str, error: BaseException) -> StopReason:
     """The stop of a run whose every item would fail alike (``job_wide_error``)."""
-    said, fix = _JOB_WIDE[name]
+    said, fix = JOB_WIDE_ADVICE[name]
     return StopReason(
         name,
         f"{said} ({what}: {str(error)[:200]}): every item would fail alike, so the run "
