@@ -1,4 +1,8 @@
-"""A batch-mode job in a child process, for the crash tests: ``python _batch_child.py STORE URL PROVIDER``."""
+"""A batch-mode job in a child process, for the crash tests.
+
+``python _batch_child.py STORE URL PROVIDER [JOB_MAX_COST_USD]``: six tickets,
+under a job cost budget when one is given.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from agent_resume import ResumableRun, RunConfig
 
 def main() -> None:
     store, url, provider = sys.argv[1:4]
+    job_max_cost_usd = float(sys.argv[4]) if len(sys.argv) > 4 else None
     if provider == "openai":
         import openai
 
@@ -20,7 +25,11 @@ def main() -> None:
         client = anthropic.Anthropic(base_url=url, api_key="test", max_retries=0)
         model = "claude-3-5-haiku-20241022"
     items = [{"id": f"t-{n}", "text": f"ticket {n}"} for n in range(6)]
-    report = ResumableRun(RunConfig(job_id="batch-job", store=store, progress=False)).run_batch(
+    report = ResumableRun(
+        RunConfig(
+            job_id="batch-job", store=store, progress=False, job_max_cost_usd=job_max_cost_usd
+        )
+    ).run_batch(
         request=lambda t: {
             "model": model,
             "max_tokens": 50,

@@ -302,9 +302,11 @@ def test_bad_arguments_are_typed_errors(batch_server: BatchServer, tmp_path: Pat
     assert batch_server.created == {"openai": 0, "anthropic": 0}
 
 
-def _child(path: Path, server: BatchServer, provider: str, kill_on: str | None) -> int:
+def _child(
+    path: Path, server: BatchServer, provider: str, kill_on: str | None, *budget: str
+) -> int:
     proc = subprocess.Popen(
-        [sys.executable, str(HERE / "_batch_child.py"), str(path), server.url, provider],
+        [sys.executable, str(HERE / "_batch_child.py"), str(path), server.url, provider, *budget],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
@@ -329,6 +331,31 @@ def test_a_runner_killed_around_submission_creates_exactly_one_batch(
     assert batch_server.created[provider] == 1  # found again, not submitted twice
     with AgentResume(JsonlStore(path)).resume_or_start("batch-job") as session:
         assert session.stats.already_done == 6
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_a_job_budget_counts_the_batches_a_killed_run_left_in_flight(
+    provider: str, batch_server: BatchServer, tmp_path: Path
+) -> None:
+    from agent_resume import Ledger
+
+    path = tmp_path / "ck.jsonl"
+    batch_server.polls_to_finish = 3
+    # What one of the child's six requests is estimated to cost, from a batch's intent.
+    _child(tmp_path / "probe.jsonl", batch_server, provider, None)
+    intent = _batch_records(tmp_path / "probe.jsonl")[0]
+    each = intent["estimate"] / 6
+    assert each > 0
+    cap = 4.5 * each  # room for four requests of six
+    assert _child(path, batch_server, provider, "poll", str(cap)) == -9  # killed, four in flight
+    assert len(_batch_records(path)[0]["ids"]) == 4
+    assert _child(path, batch_server, provider, None, str(cap)) == 0
+    # The next run polled the four and submitted nothing more: they used the budget.
+    assert batch_server.created[provider] == 2  # the probe's batch and the four's
+    with AgentResume(JsonlStore(path)).resume_or_start("batch-job") as session:
+        assert session.stats.already_done == 4
+    spent = Ledger.from_records(JsonlStore(path).iter_records()).total.cost_usd
+    assert spent is not None and 0 < spent <= cap
 
 
 def test_the_batch_command_lists_refreshes_and_cancels(

@@ -4,8 +4,10 @@ The engine keeps the checkpoint's guarantees around a submission that takes
 hours. Its bookkeeping lives in the job's own records (a ``batch`` record
 kind, read back by every store's ``iter_records``):
 
-- ``{"batch": "intent", "key": K, "provider": P, "ids": {custom_id: item_id}}``
-  is written (and flushed) *before* the provider is called;
+- ``{"batch": "intent", "key": K, "provider": P, "ids": {custom_id: item_id},
+  "estimate": USD}`` is written (and flushed) *before* the provider is called
+  (``estimate``, the batch's cost as estimated for the budgets, when every
+  request's model has a price);
 - ``{"batch": "submitted", "key": K, "batch_id": B}`` once the provider
   answered;
 - ``{"batch": "ended", "key": K, "status": S}`` once every result was recorded
@@ -111,6 +113,7 @@ class Submission:
     ended: bool = False
     status: str | None = None
     error: str | None = None
+    estimate: float | None = None
 
 
 @dataclass
@@ -132,9 +135,12 @@ def submissions(records: Iterable[dict[str, Any]]) -> list[Submission]:
         if not isinstance(key, str):
             continue
         if kind == "intent":
-            found[key] = Submission(
+            found[key] = sub = Submission(
                 key, str(record.get("provider")), dict(record.get("ids") or {}), record["ts"]
             )
+            estimate = record.get("estimate")
+            if isinstance(estimate, (int, float)) and math.isfinite(estimate) and estimate >= 0:
+                sub.estimate = float(estimate)
         elif key in found and kind == "submitted":
             found[key].batch_id = str(record.get("batch_id"))
         elif key in found and kind == "ended":
@@ -293,7 +299,7 @@ class BatchEngine:
         # Requests that expired, or sat in a batch cancelled from outside, are
         # submitted again while the run has time.
         for _ in range(ROUNDS):
-            self._submit(session, todo, open_)
+            self._submit(session, todo, open_, by_id)
             if not open_:
                 break
             returned = self._collect(session, open_, by_id)
@@ -338,10 +344,13 @@ class BatchEngine:
 
     # -- submission ------------------------------------------------------------
 
-    def _submit(self, session: Session, todo: list[Any], open_: list[Submission]) -> None:
+    def _submit(
+        self, session: Session, todo: list[Any], open_: list[Submission], by_id: dict[str, Any]
+    ) -> None:
         """Submit ``todo`` in batches within the budget, adding each to ``open_`` at its intent."""
-        budget = self._budget_left(session)
+        budget = self._budget_left(session, open_, by_id)
         chunk: list[tuple[str, dict[str, Any]]] = []
+        chunk_cost: float | None = 0.0
         size = 0
         spent = 0.0
         for item in todo:
@@ -362,8 +371,8 @@ class BatchEngine:
                     f"`request(item)` gave item {item_id!r} a body without {missing[0]!r}, "
                     f"which every {self.adapter.provider} batch request needs",
                 )
+            cost = self._estimate(body)
             if budget is not None:
-                cost = self._estimate(body)
                 if cost is None:
                     self._stop(
                         "cost_budget",
@@ -382,40 +391,73 @@ class BatchEngine:
             if chunk and (
                 len(chunk) >= self.max_requests or size + len(line) > self.adapter.max_bytes
             ):
-                self._send(session, chunk, open_)
-                chunk, size = [], 0
+                self._send(session, chunk, open_, chunk_cost)
+                chunk, chunk_cost, size = [], 0.0, 0
             chunk.append((item_id, body))
+            chunk_cost = None if cost is None or chunk_cost is None else chunk_cost + cost
             size += len(line)
         if chunk:
-            self._send(session, chunk, open_)
+            self._send(session, chunk, open_, chunk_cost)
 
     def _send(
-        self, session: Session, chunk: list[tuple[str, dict[str, Any]]], open_: list[Submission]
+        self,
+        session: Session,
+        chunk: list[tuple[str, dict[str, Any]]],
+        open_: list[Submission],
+        estimate: float | None,
     ) -> None:
         key = uuid.uuid4().hex
         ids = {f"{key[:12]}-{n}": item_id for n, (item_id, _) in enumerate(chunk)}
         lines = [self.adapter.line(cid, body) for cid, (_, body) in zip(ids, chunk, strict=True)]
         sub = Submission(key, self.adapter.provider, ids, self.config.wall_clock())
-        self._record(session, "intent", key, provider=sub.provider, ids=ids)
+        sub.estimate = estimate
+        fields: dict[str, Any] = {"provider": sub.provider, "ids": ids}
+        if estimate is not None:
+            fields["estimate"] = estimate
+        self._record(session, "intent", key, **fields)
         # Open from its intent on: a failed create may still have made the batch.
         open_.append(sub)
         sub.batch_id = self._ask(f"submitting batch {key[:12]}", self.adapter.submit, key, lines)
         self._record(session, "submitted", key, batch_id=sub.batch_id)
 
-    def _budget_left(self, session: Session) -> float | None:
-        """The dollars this submission may cost: the run budget, and what the job budget has left.
+    def _budget_left(
+        self, session: Session, open_: list[Submission], by_id: dict[str, Any]
+    ) -> float | None:
+        """The dollars this submission may cost: what the run and the job budgets have left.
 
-        The job budget counts everything the job's records show (every run,
-        earlier batches' results, killed attempts' calls), as an online run does.
+        Both count the batches still in flight at their estimated cost (an
+        earlier run's, left by a crash or a failure, whose results this run
+        will record). The run budget counts what this run recorded; the job
+        budget everything the job's records show (every run, earlier batches'
+        results, killed attempts' calls), as an online run does.
         """
+        run_cap, job_cap = self.config.max_cost_usd, self.config.job_max_cost_usd
+        if run_cap is None and job_cap is None:
+            return None
+        committed = sum(self._in_flight_cost(sub, by_id) for sub in open_ if not sub.ended)
         caps: list[float] = []
-        if self.config.max_cost_usd is not None:
-            caps.append(float(self.config.max_cost_usd))
-        job_cap = self.config.job_max_cost_usd
+        if run_cap is not None:
+            caps.append(float(run_cap) - (self.tally.usage.cost_usd or 0.0) - committed)
         if job_cap is not None:
             spent = JobSpent(session.store.iter_records(), self.config.prices).total.cost_usd
-            caps.append(max(float(job_cap) - (spent or 0.0), 0.0))
-        return min(caps) if caps else None
+            caps.append(float(job_cap) - (spent or 0.0) - committed)
+        return max(min(caps), 0.0)
+
+    def _in_flight_cost(self, sub: Submission, by_id: dict[str, Any]) -> float:
+        """A batch's estimated cost: from its intent, else from its items' requests now.
+
+        A request whose item is not in this run's input, or whose model has
+        no price, counts as nothing: it cannot be estimated.
+        """
+        if sub.estimate is not None:
+            return sub.estimate
+        total = 0.0
+        for item_id in sub.ids.values():
+            if item_id in by_id:
+                body = self.request(by_id[item_id])
+                cost = self._estimate(body) if isinstance(body, dict) else None
+                total += cost or 0.0
+        return total
 
     def _estimate(self, body: dict[str, Any]) -> float | None:
         model = body.get("model")
