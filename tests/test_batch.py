@@ -189,6 +189,30 @@ def test_a_deadline_cancels_the_batch_and_the_rest_runs_online(
     assert report.ended_at - report.started_at < 1.5 + 1.0
 
 
+def test_a_run_too_close_to_its_deadline_submits_no_batch(
+    batch_server: BatchServer, tmp_path: Path
+) -> None:
+    online: list[str] = []
+
+    def fallback(ticket: dict[str, str], ctx: ItemContext) -> str:
+        online.append(ticket["id"])
+        return "online"
+
+    # Two seconds left, and a margin of five: a batch would be cancelled at once.
+    report = ResumableRun(config(tmp_path / "ck.jsonl", time_budget=2.0)).run_batch(
+        request=request_for("openai"),
+        items=tickets(4),
+        client=client_for("openai", batch_server),
+        parse=lambda t, response: text_of(response),
+        fallback=fallback,
+        poll_interval=0.05,
+        batch_margin=5.0,
+    )
+    assert batch_server.created["openai"] == 0
+    assert sorted(online) == [f"t-{i}" for i in range(4)]
+    assert (report.done, report.remaining) == (4, 0)
+
+
 def test_arun_batch_with_the_async_clients(batch_server: BatchServer, tmp_path: Path) -> None:
     async def main() -> Any:
         async with openai.AsyncOpenAI(

@@ -347,7 +347,19 @@ class BatchEngine:
     def _submit(
         self, session: Session, todo: list[Any], open_: list[Submission], by_id: dict[str, Any]
     ) -> None:
-        """Submit ``todo`` in batches within the budget, adding each to ``open_`` at its intent."""
+        """Submit ``todo`` in batches within the budget, adding each to ``open_`` at its intent.
+
+        Nothing is submitted when the deadline is nearer than the margin for
+        these items and those in flight: the batch would be cancelled at its
+        first poll, and the online fallback needs that time.
+        """
+        in_flight = sum(len(sub.ids) for sub in open_ if not sub.ended)
+        if todo and self.config.wall_clock() >= self.end_at - self.margin(len(todo) + in_flight):
+            self._stop(
+                "time_budget",
+                "too close to the deadline for a batch: the items not done run online",
+            )
+            return
         budget = self._budget_left(session, open_, by_id)
         chunk: list[tuple[str, dict[str, Any]]] = []
         chunk_cost: float | None = 0.0
