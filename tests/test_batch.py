@@ -95,6 +95,32 @@ def online_cost(model: str) -> float:
     return cost
 
 
+def _batch_run(
+    path: Path,
+    server: BatchServer,
+    provider: str,
+    online: list[str],
+    *,
+    n: int = 10,
+    time_budget: float | None = None,
+    **options: Any,
+) -> Any:
+    """One batch run over ``n`` tickets, with a fallback that counts what it is given."""
+
+    def fallback(ticket: dict[str, str], ctx: ItemContext) -> str:
+        online.append(ticket["id"])
+        return "online"
+
+    return ResumableRun(config(path, time_budget=time_budget)).run_batch(
+        request=request_for(provider),
+        items=tickets(n),
+        client=client_for(provider, server),
+        parse=lambda t, response: text_of(response),
+        fallback=fallback,
+        **{"poll_interval": 0.01, **options},
+    )
+
+
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])
 def test_every_item_is_done_through_one_batch_at_half_the_online_price(
     provider: str, batch_server: BatchServer, tmp_path: Path
@@ -168,17 +194,13 @@ def test_a_deadline_cancels_the_batch_and_the_rest_runs_online(
 ) -> None:
     batch_server.polls_to_finish = None  # the batch would never finish by itself
     online: list[str] = []
-
-    def fallback(ticket: dict[str, str], ctx: ItemContext) -> str:
-        online.append(ticket["id"])
-        return "online"
-
-    report = ResumableRun(config(tmp_path / "ck.jsonl", time_budget=1.5)).run_batch(
-        request=request_for("openai"),
-        items=tickets(8),
-        client=client_for("openai", batch_server),
-        parse=lambda t, response: text_of(response),
-        fallback=fallback,
+    report = _batch_run(
+        tmp_path / "ck.jsonl",
+        batch_server,
+        "openai",
+        online,
+        n=8,
+        time_budget=1.5,
         poll_interval=0.05,
         batch_margin=1.0,
     )
@@ -193,18 +215,14 @@ def test_a_run_too_close_to_its_deadline_submits_no_batch(
     batch_server: BatchServer, tmp_path: Path
 ) -> None:
     online: list[str] = []
-
-    def fallback(ticket: dict[str, str], ctx: ItemContext) -> str:
-        online.append(ticket["id"])
-        return "online"
-
     # Two seconds left, and a margin of five: a batch would be cancelled at once.
-    report = ResumableRun(config(tmp_path / "ck.jsonl", time_budget=2.0)).run_batch(
-        request=request_for("openai"),
-        items=tickets(4),
-        client=client_for("openai", batch_server),
-        parse=lambda t, response: text_of(response),
-        fallback=fallback,
+    report = _batch_run(
+        tmp_path / "ck.jsonl",
+        batch_server,
+        "openai",
+        online,
+        n=4,
+        time_budget=2.0,
         poll_interval=0.05,
         batch_margin=5.0,
     )
@@ -446,23 +464,6 @@ def test_the_default_margin_follows_the_jobs_online_throughput() -> None:
     assert seconds_per_item(runs, concurrency=5) == 1.0  # 40 s for 40 items online
 
 
-def _batch_run(path: Path, server: BatchServer, provider: str, online: list[str]) -> Any:
-    """One batch run over ten tickets, with a fallback that counts what it is given."""
-
-    def fallback(ticket: dict[str, str], ctx: ItemContext) -> str:
-        online.append(ticket["id"])
-        return "online"
-
-    return ResumableRun(config(path)).run_batch(
-        request=request_for(provider),
-        items=tickets(),
-        client=client_for(provider, server),
-        parse=lambda t, response: text_of(response),
-        fallback=fallback,
-        poll_interval=0.01,
-    )
-
-
 def _batch_records(path: Path) -> list[dict[str, Any]]:
     records = [json.loads(line) for line in path.read_text().splitlines()]
     return [r for r in records if "batch" in r]
@@ -590,17 +591,13 @@ def test_a_cancel_that_fails_at_the_deadline_runs_nothing_online(
     batch_server.polls_to_finish = None  # the batch would never finish by itself
     batch_server.fail["cancel"] = [500]
     online: list[str] = []
-
-    def fallback(ticket: dict[str, str], ctx: ItemContext) -> str:
-        online.append(ticket["id"])
-        return "online"
-
-    report = ResumableRun(config(path, time_budget=1.0)).run_batch(
-        request=request_for("openai"),
-        items=tickets(4),
-        client=client_for("openai", batch_server),
-        parse=lambda t, response: text_of(response),
-        fallback=fallback,
+    report = _batch_run(
+        path,
+        batch_server,
+        "openai",
+        online,
+        n=4,
+        time_budget=1.0,
         poll_interval=0.05,
         batch_margin=0.5,
     )
