@@ -253,18 +253,27 @@ def _result(provider: str, custom_id: str, body: dict[str, Any], outcome: str) -
                 },
             }
             error = None
-        else:
-            code = {"error": 400, "transient": 500}.get(outcome)
-            response = {"status_code": code, "request_id": "", "body": {}} if code else None
-            error = {
-                "code": {
-                    "expire": "batch_expired",
-                    "cancelled": "batch_cancelled",
-                    "error": "invalid_request",
-                    "transient": "server_error",
-                }[outcome],
-                "message": f"request {custom_id}: {outcome}",
+        elif outcome in ("error", "transient"):
+            # A request the provider answered with an error: the error is in the
+            # response's body, and the line's own `error` is null.
+            kind = "invalid_request_error" if outcome == "error" else "server_error"
+            response = {
+                "status_code": 400 if outcome == "error" else 500,
+                "request_id": "",
+                "body": {
+                    "error": {
+                        "message": f"request {custom_id}: {outcome}",
+                        "type": kind,
+                        "param": None,
+                        "code": None,
+                    }
+                },
             }
+            error = None
+        else:  # never run: the line's `error` says why
+            response = None
+            code = "batch_expired" if outcome == "expire" else "batch_cancelled"
+            error = {"code": code, "message": f"request {custom_id}: {outcome}"}
         return {
             "id": f"batch_req_{custom_id}",
             "custom_id": custom_id,

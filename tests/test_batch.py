@@ -174,6 +174,12 @@ def test_errored_requests_fail_and_expired_ones_return_to_the_queue(
         assert session.is_quarantined("t-1")  # a 400 is permanent
         assert not session.is_quarantined("t-2") and session.attempts("t-2") == 1
         assert session.attempts("t-3") == 0 and not session.is_done("t-3")
+    # Each failure keeps the provider's reason, from the response's body or the result.
+    errors = {
+        r["id"]: r["error"] for r in SqliteStore(path).iter_records() if r.get("status") == "failed"
+    }
+    assert "invalid_request_error" in errors["t-1"] and ": error" in errors["t-1"]
+    assert ": transient" in errors["t-2"]
     # The next run submits only what is left: the transient failure and the expired one
     # (the permanent failure is quarantined).
     batch_server.outcome = lambda custom_id, body: "ok"

@@ -205,7 +205,14 @@ def _openai_result(line: dict[str, Any]) -> BatchResult:
         return BatchResult(custom_id, "expired")
     if code == "batch_cancelled":
         return BatchResult(custom_id, "canceled")
-    message = f"{code}: {error.get('message', '')}" if code else f"HTTP {status}"
+    if not error:  # a request the provider answered with an error: its body says why
+        body = response.get("body")
+        found = body.get("error") if isinstance(body, dict) else None
+        error = found if isinstance(found, dict) else {}
+        code = str(error.get("code") or error.get("type") or "")
+    message = f"HTTP {status}" if status is not None else "no response"
+    if code:
+        message += f" {code}: {error.get('message', '')}"
     return BatchResult(custom_id, "errored", error=message, status_code=status)
 
 
