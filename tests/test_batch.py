@@ -457,6 +457,32 @@ def test_a_parse_error_is_a_failed_attempt_that_keeps_its_usage(
         assert session.attempts("t-1") == 1 and not session.is_done("t-1")
 
 
+def test_a_request_that_cannot_be_built_is_that_items_failed_attempt(
+    batch_server: BatchServer, tmp_path: Path
+) -> None:
+    path = tmp_path / "ck.jsonl"
+    build = request_for("openai")
+
+    def request(ticket: dict[str, str]) -> dict[str, Any]:
+        if ticket["id"] == "t-2":
+            raise KeyError("text")  # a malformed input row
+        return build(ticket)
+
+    for expected_done in (4, 0):
+        report = ResumableRun(config(path)).run_batch(
+            request=request,
+            items=tickets(5),
+            client=client_for("openai", batch_server),
+            parse=lambda t, response: text_of(response),
+            poll_interval=0.01,
+        )
+        assert (report.done, report.failed, report.stop_reason) == (expected_done, 1, "completed")
+    assert batch_server.created["openai"] == 1
+    with AgentResume(JsonlStore(path)).resume_or_start("batch-job") as session:
+        assert session.attempts("t-2") == 2 and not session.is_done("t-2")
+        assert session.stats.already_done == 4
+
+
 def test_the_default_margin_follows_the_jobs_online_throughput() -> None:
     from agent_resume._run._batch import seconds_per_item
 

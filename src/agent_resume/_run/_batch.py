@@ -367,7 +367,14 @@ class BatchEngine:
         spent = 0.0
         for item in todo:
             item_id = self.read_id(item)
-            body = self.request(item)
+            try:
+                body = self.request(item)
+            except Exception as exc:
+                # This item's own failure (a malformed input row): the others go on.
+                logger.warning("request(item) failed for item %r: %r", item_id, exc)
+                session.mark_failed(item_id, exc)
+                self.tally.failed += 1
+                continue
             if not isinstance(body, dict):
                 raise ArgumentTypeError(
                     "request",
@@ -466,7 +473,10 @@ class BatchEngine:
         total = 0.0
         for item_id in sub.ids.values():
             if item_id in by_id:
-                body = self.request(by_id[item_id])
+                try:
+                    body = self.request(by_id[item_id])
+                except Exception:  # its failure is for the submission to record
+                    continue
                 cost = self._estimate(body) if isinstance(body, dict) else None
                 total += cost or 0.0
         return total
