@@ -367,29 +367,9 @@ class BatchEngine:
         spent = 0.0
         for item in todo:
             item_id = self.read_id(item)
-            try:
-                body = self.request(item)
-            except Exception as exc:
-                # This item's own failure (a malformed input row): the others go on.
-                logger.warning("request(item) failed for item %r: %r", item_id, exc)
-                session.mark_failed(item_id, exc)
-                self.tally.failed += 1
+            body = self._body(session, item, item_id)
+            if body is None:
                 continue
-            if not isinstance(body, dict):
-                raise ArgumentTypeError(
-                    "request",
-                    body,
-                    f"`request(item)` must return the request body as a dict (got {type(body).__name__})",
-                )
-            missing = [name for name in self.adapter.required if body.get(name) is None]
-            if missing:
-                # Every request would fail alike, one quarantined item at a time.
-                raise ArgumentValueError(
-                    "request",
-                    body,
-                    f"`request(item)` gave item {item_id!r} a body without {missing[0]!r}, "
-                    f"which every {self.adapter.provider} batch request needs",
-                )
             cost = self._estimate(body)
             if budget is not None:
                 if cost is None:
@@ -417,6 +397,39 @@ class BatchEngine:
             size += len(line)
         if chunk:
             self._send(session, chunk, open_, chunk_cost)
+
+    def _body(self, session: Session, item: Any, item_id: str) -> dict[str, Any] | None:
+        """The item's request body; ``None`` when ``request`` failed (recorded as its attempt).
+
+        Raises:
+            ArgumentTypeError: The body is not a dict.
+            ArgumentValueError: The body lacks what every request needs: the
+                provider would refuse them all alike, one quarantined item at
+                a time.
+        """
+        try:
+            body = self.request(item)
+        except Exception as exc:
+            # This item's own failure (a malformed input row): the others go on.
+            logger.warning("request(item) failed for item %r: %r", item_id, exc)
+            session.mark_failed(item_id, exc)
+            self.tally.failed += 1
+            return None
+        if not isinstance(body, dict):
+            raise ArgumentTypeError(
+                "request",
+                body,
+                f"`request(item)` must return the request body as a dict (got {type(body).__name__})",
+            )
+        missing = [name for name in self.adapter.required if body.get(name) is None]
+        if missing:
+            raise ArgumentValueError(
+                "request",
+                body,
+                f"`request(item)` gave item {item_id!r} a body without {missing[0]!r}, "
+                f"which every {self.adapter.provider} batch request needs",
+            )
+        return body
 
     def _send(
         self,
