@@ -633,11 +633,33 @@ def test_a_cancel_that_fails_at_the_deadline_runs_nothing_online(
         poll_interval=0.05,
         batch_margin=0.5,
     )
-    # The deadline's stop gives way: the batch still runs, so nothing goes online.
+    # The batch still runs, so nothing goes online.
     assert (report.stop_reason, report.remaining, online) == ("failures", 4, [])
     assert report.stop_message.startswith("cancelling batch batch_")
     assert batch_server.cancelled == []
     assert [r["batch"] for r in _batch_records(path)] == ["intent", "submitted"]
+
+
+def test_a_failure_after_a_budget_stop_runs_nothing_online(
+    batch_server: BatchServer, tmp_path: Path
+) -> None:
+    online: list[str] = []
+    _batch_run(tmp_path / "probe.jsonl", batch_server, "openai", online, n=4)
+    each = _batch_records(tmp_path / "probe.jsonl")[0]["estimate"] / 4
+    path = tmp_path / "ck.jsonl"
+    batch_server.fail["retrieve"] = [401]
+    report = ResumableRun(config(path, max_cost_usd=2.5 * each)).run_batch(
+        request=request_for("openai"),
+        items=tickets(4),
+        client=client_for("openai", batch_server),
+        parse=lambda t, response: text_of(response),
+        fallback=lambda t, ctx: online.append(t["id"]),
+        poll_interval=0.01,
+    )
+    # The budget stopped the submission after two requests; then the provider
+    # failed. The two are still in a live batch: neither they nor the rest go online.
+    assert len(_batch_records(path)[0]["ids"]) == 2
+    assert (report.stop_reason, report.remaining, online) == ("failures", 4, [])
 
 
 def test_a_lookup_that_fails_submits_nothing(batch_server: BatchServer, tmp_path: Path) -> None:
