@@ -87,7 +87,11 @@ logger = logging.getLogger("agent_resume.run")
 
 
 class _ProviderFailed(Exception):
-    """A call to the provider failed: the run stops, and its records stay for the next."""
+    """A call to the provider failed: the run stops, and its records stay for the next.
+
+    Attributes:
+        error: The exception the call raised.
+    """
 
     def __init__(self, what: str, error: Exception) -> None:
         alike = job_wide_error(error)
@@ -99,6 +103,7 @@ class _ProviderFailed(Exception):
             f"{what} failed ({type(error).__name__}: {str(error)[:200]}){advice}; the job's "
             "batches stay recorded, and the next run polls those in flight"
         )
+        self.error = error
 
 
 @dataclass
@@ -571,17 +576,16 @@ class BatchEngine:
     def _poll(self, sub: Submission, failures: int) -> BatchState | None:
         """The batch's state; ``None`` after a transient failure that the next poll may retry."""
         try:
-            return self.adapter.state(str(sub.batch_id))
-        except AgentResumeError:
-            raise
-        except Exception as exc:
-            if classify_error(exc) != "transient" or failures + 1 >= POLL_FAILURES:
-                raise _ProviderFailed(f"polling batch {sub.batch_id}", exc) from exc
+            return self._ask(f"polling batch {sub.batch_id}", self.adapter.state, str(sub.batch_id))
+        except _ProviderFailed as failed:
+            error = failed.error
+            if classify_error(error) != "transient" or failures + 1 >= POLL_FAILURES:
+                raise
             logger.warning(
                 "polling batch %s failed (%s: %s); trying again at the next poll",
                 sub.batch_id,
-                type(exc).__name__,
-                exc,
+                type(error).__name__,
+                error,
             )
             return None
 
