@@ -76,6 +76,7 @@ class BatchServer:
         self.polls_to_finish: int | None = 2
         self.outcome: Callable[[str, dict[str, Any]], str] = lambda custom_id, body: "ok"
         self.kill_on: tuple[str, int] | None = None
+        self.kill_with = signal.SIGKILL  # the signal ``kill_on`` sends
         self.reject: list[dict[str, Any]] | None = None
         self.fail: dict[str, list[int]] = {}
         self.batches: dict[str, _Batch] = {}
@@ -107,7 +108,7 @@ class BatchServer:
         if self.kill_on and self.kill_on[0] == moment:
             pid = self.kill_on[1]
             self.kill_on = None
-            os.kill(pid, signal.SIGKILL)
+            os.kill(pid, self.kill_with)
             time.sleep(0.2)
 
     def _new_id(self, prefix: str) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -348,6 +349,34 @@ def test_bad_arguments_are_typed_errors(batch_server: BatchServer, tmp_path: Pat
                 parse=print,
             )
     assert batch_server.created == {"openai": 0, "anthropic": 0}
+    # Each of those runs wrote its end record on the way out (it was not killed).
+    ends = [r["report"] for r in _records(tmp_path / "ck.jsonl") if r.get("run") == "end"]
+    assert [e["stop_reason"] for e in ends[-2:]] == ["error", "error"]
+    assert ends[-1]["stop_message"].startswith("ArgumentValueError: ")
+
+
+def _records(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_ctrl_c_while_polling_records_the_end_and_the_next_run_collects(
+    batch_server: BatchServer, tmp_path: Path
+) -> None:
+    path = tmp_path / "ck.jsonl"
+    batch_server.polls_to_finish = None  # the batch runs for hours
+    batch_server.kill_with = signal.SIGINT
+    code = _child(path, batch_server, "openai", "poll")
+    assert code == -signal.SIGINT  # Python ends by SIGINT after the KeyboardInterrupt
+    ends = [r["report"] for r in _records(path) if r.get("run") == "end"]
+    assert [(e["stop_reason"], e["stop_message"]) for e in ends] == [
+        ("signal", "interrupted (KeyboardInterrupt)")
+    ]
+    # The batch stayed in flight at the provider, and recorded: the next run collects it.
+    batch_server.polls_to_finish = 1
+    assert _child(path, batch_server, "openai", None) == 0
+    assert batch_server.created["openai"] == 1
+    done = [r for r in _records(path) if r.get("status") is None and "id" in r and "ts" in r]
+    assert sorted(r["id"] for r in done) == [f"t-{n}" for n in range(6)]
 
 
 def _child(

@@ -647,6 +647,52 @@ def test_run_rejects_unknown_toml_keys_and_bad_items(
     assert "bad.jsonl:2: not a JSON value" in err
 
 
+@pytest.mark.parametrize(
+    ("lines", "flags", "message"),
+    [
+        (
+            '{"id": "a"}\n\n{"id": 2.5}\n',
+            (),
+            "ids.jsonl:3: the ID must be a string or an integer, got float (2.5)",
+        ),
+        (
+            '{"id": "a"}\n{"name": "b"}\n',
+            (),
+            "ids.jsonl:2: no ID in {'name': 'b'}: give each item an 'id' field",
+        ),
+        ('"a"\n""\n', (), "ids.jsonl:2: `item ID` must not be empty"),
+        (
+            '{"k": 1}\n{"k": [1]}\n',
+            ("--key", "k"),
+            "ids.jsonl:2: field 'k' must be a string or an integer, got list",
+        ),
+        ('{"k": 1}\n{"id": 2}\n', ("--key", "k"), "ids.jsonl:2: an item has no field 'k'"),
+    ],
+)
+def test_run_refuses_an_item_without_a_usable_id_before_it_starts(
+    capsys: pytest.CaptureFixture[str],
+    job_dir: Path,
+    lines: str,
+    flags: tuple[str, ...],
+    message: str,
+) -> None:
+    # Before, a float ID was found by the run itself: a traceback-free error,
+    # but with no line, advice about key= that a CLI user cannot follow, and
+    # the run left in the checkpoint as killed.
+    (job_dir / "ids.jsonl").write_text(lines)
+    code, _, err = cli(capsys, "run", "job_module.py:process", "--items", "ids.jsonl", *flags)
+    assert (code, err.count("\n")) == (2, 1), err
+    assert message in err
+    assert "remaining()" not in err
+    assert not (job_dir / "checkpoints").exists()  # no run started
+    assert cli(capsys, "run", "job_module.py:process", "--items", "items.jsonl")[0] == 0
+    for command in ("report", "status"):  # they read items as run does
+        code, _, err = cli(
+            capsys, command, "checkpoints/items.jsonl", "--items", "ids.jsonl", *flags
+        )
+        assert code == 2 and message in err, (command, err)
+
+
 def test_durations_use_the_library_parser(capsys: pytest.CaptureFixture[str]) -> None:
     from agent_resume import RunConfig
     from agent_resume._cli._run import _settings

@@ -54,6 +54,10 @@ def done_ids(store):
     return sorted(r["id"] for r in store.iter_records() if "id" in r and r.get("status") is None)
 
 
+def end_reports(store):
+    return [r["report"] for r in store.iter_records() if r.get("run") == "end"]
+
+
 def config(store, **kwargs):
     return RunConfig(job_id="j", store=store, progress=False, handle_signals=False, **kwargs)
 
@@ -103,6 +107,15 @@ def test_keyboard_interrupt_and_system_exit_from_process_reach_the_caller(
     # Not a failed attempt: the item was interrupted, and runs again next time.
     assert "i2" not in done_ids(store)
     assert not [r for r in store.iter_records() if r.get("status") == "failed"]
+    # The run wrote its end record on the way out: it was not killed.
+    (end,) = end_reports(store)
+    expected = (
+        ("signal", "interrupted (KeyboardInterrupt)")
+        if error is KeyboardInterrupt
+        else ("error", "SystemExit")
+    )
+    assert (end["stop_reason"], end["stop_message"], end["remaining"]) == (*expected, None)
+    assert end["done"] == len(done_ids(store))
     report = ResumableRun(config(path, concurrency=concurrency)).run(lambda i, c: i, ITEMS)
     assert report.completed and report.remaining == 0
     assert done_ids(JsonlStore(path)) == sorted(ITEMS)
@@ -157,6 +170,45 @@ def test_arun_raises_keyboard_interrupt_and_system_exit_from_aprocess(tmp_path, 
     with pytest.raises(error):
         call_with_timeout(lambda: run_async(lambda: run.arun(aprocess, ITEMS)))
     assert "i3" not in done_ids(JsonlStore(path))
+    (end,) = end_reports(JsonlStore(path))
+    assert end["stop_reason"] == ("signal" if error is KeyboardInterrupt else "error")
+
+
+@pytest.mark.parametrize("mode", ["serial", "threads", "async"])
+def test_an_input_that_raises_ends_the_run_with_an_error_record(tmp_path, mode):
+    # A generator over a file that meets a row it cannot parse, at the 6th item.
+    path = str(tmp_path / "job.jsonl")
+
+    def items():
+        for n in range(10):
+            if n == 5:
+                raise ValueError("row 5: not a ticket")
+            yield f"i{n}"
+
+    run = ResumableRun(config(path, concurrency=1 if mode == "serial" else 3))
+    with pytest.raises(ValueError, match="row 5"):
+        if mode == "async":
+
+            async def aprocess(item, ctx):
+                return item
+
+            call_with_timeout(lambda: run_async(lambda: run.arun(aprocess, items())))
+        else:
+            call_with_timeout(lambda: run.run(lambda item, ctx: item, items()))
+    store = JsonlStore(path)
+    assert done_ids(store) == [f"i{n}" for n in range(5)]
+    (end,) = end_reports(store)
+    assert (end["stop_reason"], end["stop_message"]) == ("error", "ValueError: row 5: not a ticket")
+    assert (end["done"], end["remaining"]) == (5, None)
+    # status shows the run as stopped by the error, with the message, and not as killed.
+    out = subprocess.run(
+        [sys.executable, "-m", "agent_resume", "status", path],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
+    assert "killed (no end record)" not in out and "at least" not in out, out
+    assert "the last run stopped (error): ValueError: row 5: not a ticket" in out, out
 
 
 # -- a real full disk (EFBIG) in a child ---------------------------------------
@@ -179,6 +231,11 @@ def test_a_store_that_cannot_write_ends_the_run_with_its_error(tmp_path, mode):
     lines = proc.stdout.splitlines()
     assert "RAISED StoreWriteError" in lines, proc.stdout + proc.stderr
     assert not [line for line in lines if line.startswith("REPORT")]
+    if sys.version_info >= (3, 11):
+        # The end record could not be written either: the error says so, and stays the error.
+        notes = [line for line in lines if "end record" in line]
+        assert notes == [notes[0]] and notes[0].startswith("NOTE "), lines
+        assert "end record was not written" in notes[0]
     # Every item whose hook ran (reported done) is recorded; reopening loses nothing.
     hooked = {line.split()[1] for line in lines if line.startswith("HOOKED")}
     recorded = set(done_ids(ResultJsonlStore(str(path))))

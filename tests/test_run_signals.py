@@ -117,6 +117,7 @@ def test_a_second_signal_aborts_at_once(tmp_path, mode, sig, code):
     assert proc.returncode == code, err
     assert "REPORT" not in out
     assert done_ids(tmp_path) == []
+    assert end_reports(tmp_path) == []  # an abort records nothing more, not even its end
     if sig == signal.SIGINT:
         # One line, not a traceback; the process still ends by SIGINT, as a shell expects.
         assert err.splitlines() == [

@@ -175,7 +175,10 @@ def test_litellm_response_cost_is_used() -> None:
         ("publishers/anthropic/models/claude-sonnet-4-5@20250929", "claude-sonnet-4-5"),
         ("openrouter/anthropic/claude-sonnet-4.5", "claude-sonnet-4-5"),
         ("openai/gpt-4.1-mini", "gpt-4.1-mini"),
-        ("ft:gpt-4o-mini-2024-07-18:my-org:custom:abc123", "gpt-4o-mini"),
+        ("ft:gpt-4o-mini-2024-07-18:my-org:custom:abc123", "ft:gpt-4o-mini"),
+        ("ft:gpt-4.1-nano-2025-04-14:my-org::abc123", "ft:gpt-4.1-nano"),
+        ("ft:gpt-5-mini-2025-08-07:my-org::abc123", "gpt-5-mini"),  # no fine-tuned rate
+        ("gpt-4o-mini-2024-07-18", "gpt-4o-mini"),
         ("gpt-4o-2024-05-13", "gpt-4o-2024-05-13"),
         ("gemini-2.5-flash-preview-05-20", "gemini-2.5-flash-preview-05-20"),
         ("gemini-2.5-flash-preview-09-2025", "gemini-2.5-flash"),
@@ -192,14 +195,36 @@ def test_model_names_are_priced_from_the_builtin_table(model: str, priced_as: st
     assert usage.cost_usd == pytest.approx(price.cost(usage))
 
 
-def test_a_fine_tune_is_priced_as_its_base_unless_you_price_it() -> None:
+@pytest.mark.parametrize("genai", [False, True])
+def test_a_fine_tune_is_billed_at_its_fine_tuned_rate(genai: bool) -> None:
+    # OpenAI bills a gpt-4o-mini fine-tune at twice the base rate ($0.30 and
+    # $1.20 per million); before, it was priced as its base, half the bill.
+    # With genai-prices installed, its `ft:` models give the same rate.
+    model = "ft:gpt-4o-mini-2024-07-18:my-org:custom:abc123"
+    response = {
+        "model": model,
+        "usage": {"prompt_tokens": 1_000_000, "completion_tokens": 1_000_000},
+    }
+    usage = usage_from(response, prices=PriceTable(genai_prices=genai))
+    assert usage.cost_usd == pytest.approx(1.50)
+    assert usage.priced_as == "ft:gpt-4o-mini"
+    if genai:
+        assert usage.price_source.startswith("genai-prices")
+    # A gpt-4.1-mini fine-tune, which genai-prices 0.2.3 does not know: the built-in rate.
+    mini = usage_from(
+        {**response, "model": "ft:gpt-4.1-mini-2025-04-14:my-org::x1"},
+        prices=PriceTable(genai_prices=genai),
+    )
+    assert (mini.cost_usd, mini.priced_as) == (pytest.approx(4.00), "ft:gpt-4.1-mini")
+
+
+def test_your_own_price_for_a_fine_tune_or_its_base_comes_first() -> None:
     model = "ft:gpt-4o-mini-2024-07-18:my-org:custom:abc123"
     response = {"model": model, "usage": {"prompt_tokens": 1_000_000, "completion_tokens": 0}}
-    assert usage_from(response, prices=BUILTIN).cost_usd == pytest.approx(0.15)
-    own = PriceTable({model: {"input": 0.30, "output": 1.20}}, genai_prices=False)
-    usage = usage_from(response, prices=own)
-    assert usage.cost_usd == pytest.approx(0.30)
-    assert usage.price_source == "own prices"
+    for name in (model, "ft:gpt-4o-mini", "gpt-4o-mini"):
+        own = PriceTable({name: {"input": 0.25, "output": 1.00}})
+        usage = usage_from(response, prices=own)
+        assert (usage.cost_usd, usage.price_source) == (pytest.approx(0.25), "own prices"), name
 
 
 def test_a_failing_price_source_does_not_lose_the_call(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -325,3 +325,10 @@ class PriceSourceWarning(AgentResumeWarning):
 
 class UnknownModelWarning(AgentResumeWarning):
     """A model has no price, so its cost is ``None``; warned once per model per table."""
+
+
+def add_note(error: BaseException, note: str) -> None:
+    """Add ``note`` to ``error``'s notes (shown under its traceback); Python 3.10 has none."""
+    add = getattr(error, "add_note", None)
+    if add is not None:
+        add(note)

@@ -61,6 +61,7 @@ RUN_STOP_REASONS = (
     "signal",
     "fail_fast",
     "failures",
+    "error",
     "killed",
 )
 """Why a run stopped; ``killed`` is a run with a start record and no end (``status``)."""

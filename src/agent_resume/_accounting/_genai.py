@@ -150,10 +150,12 @@ def genai_quote(usage: Usage, ref: ModelRef, raw: RawResponse | None) -> Quote |
         except Exception as error:  # never let a pricing source break accounting
             _warn_once(ref.raw, error)
     counts = {theirs: getattr(usage, ours) for ours, theirs in _COUNTS if getattr(usage, ours)}
-    attempts: list[tuple[str, str | None]] = []
-    if not ref.fine_tune:
-        attempts.append((ref.raw, ref.provider))
-    attempts.append((ref.name, None))
+    # A fine-tune by its own name only (genai-prices knows some at their
+    # fine-tuned rate): its base model's rate is the built-in table's
+    # estimate, after the built-in fine-tuned rates.
+    attempts: list[tuple[str, str | None]] = (
+        [(ref.raw, "openai")] if ref.fine_tune else [(ref.raw, ref.provider), (ref.name, None)]
+    )
     for name, provider in attempts:
         try:
             result = module.calc_price(

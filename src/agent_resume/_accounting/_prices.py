@@ -253,11 +253,11 @@ class ModelPrice:
 
 
 # A dated name such as gpt-4o-2024-08-06, claude-3-5-sonnet-20241022,
-# gemini-2.0-flash-001, gemini-2.5-flash-preview-05-20 or claude-3-5-sonnet-v2@20241022
-# is priced as its family when what follows the family's name is only such suffixes
-# and the table has no entry of its own for it.
+# gemini-2.0-flash-001, gpt-3.5-turbo-0125, gemini-2.5-flash-preview-05-20 or
+# claude-3-5-sonnet-v2@20241022 is priced as its family when what follows the
+# family's name is only such suffixes and the table has no entry of its own for it.
 _SNAPSHOT_SUFFIX = re.compile(
-    r"(?:-\d{4}-\d{2}-\d{2}|-\d{8}|-\d{3}|-latest|-preview(?:-\d{2}-\d{2}(?:-\d{4})?|-\d{2}-\d{4})?"
+    r"(?:-\d{4}-\d{2}-\d{2}|-\d{8}|-\d{3,4}|-latest|-preview(?:-\d{2}-\d{2}(?:-\d{4})?|-\d{2}-\d{4})?"
     r"|-v\d+(?::\d+)?|@\d{8}|@latest)+"
 )
 
@@ -285,8 +285,11 @@ class PriceTable:
        wins over its family.
 
     Model names are read as `agent_resume._model_names` describes: Bedrock
-    and Vertex IDs, ``vendor/model`` and ``ft:`` fine-tunes (priced as their
-    base model, with ``priced_as`` naming it). A model found nowhere costs
+    and Vertex IDs, ``vendor/model`` and ``ft:`` fine-tunes. A fine-tune is
+    priced at its fine-tuned rate where a source has one (your entry under
+    its full name or ``ft:BASE``, genai-prices, the built-in ``ft:`` entries),
+    else at its base model's rate, an estimate (``priced_as`` names the entry
+    used). A model found nowhere costs
     ``None``, with one `UnknownModelWarning` per model per table.
 
     Tables are immutable apart from the record of models already warned
@@ -539,14 +542,21 @@ class _Entries(dict[str, ModelPrice]):
 
 
 def _find(table: _Entries, ref: ModelRef) -> tuple[str, ModelPrice] | None:
-    """The entry for ``ref``: the raw name, its base name, then the longest family."""
-    for name in (ref.raw, ref.name):
+    """The entry for ``ref``: the raw name, then its name exactly or as the longest family.
+
+    A fine-tune's name is looked up as ``ft:BASE`` (its own price) before
+    ``BASE`` (its base model's, an estimate).
+    """
+    price = table.get(ref.raw)
+    if price is not None:
+        return ref.raw, price
+    for name in (f"ft:{ref.name}", ref.name) if ref.fine_tune else (ref.name,):
         price = table.get(name)
         if price is not None:
             return name, price
-    for key in table.longest_first:
-        if ref.name.startswith(key) and _SNAPSHOT_SUFFIX.fullmatch(ref.name[len(key) :]):
-            return key, table[key]
+        for key in table.longest_first:
+            if name.startswith(key) and _SNAPSHOT_SUFFIX.fullmatch(name[len(key) :]):
+                return key, table[key]
     return None
 
 

@@ -561,7 +561,7 @@ def run(args: argparse.Namespace) -> int:
     process = load_function(str(other["function"]))
     if not callable(process):
         raise CliError(f"{other['function']} is not callable")
-    items = read_items(items_path)
+    items = [item for _, item in read_items(items_path, other["key"])]
     key = item_key(other["key"])
     run_config = RunConfig(**config)
     log = run_config.progress == "log" or (

@@ -24,7 +24,6 @@ from agent_resume._cli._reports import (
 from agent_resume._cli._targets import (
     StoreView,
     inspect_store,
-    item_key,
     job_max_attempts,
     open_cli_store,
     quarantined_ids,
@@ -32,10 +31,8 @@ from agent_resume._cli._targets import (
     results_of,
 )
 from agent_resume._fingerprint import content_fingerprint
-from agent_resume._records import normalize_id
 from agent_resume._render import format_cost, format_duration, format_timestamp
 from agent_resume._schema import SCHEMA_VERSION, timestamp_json, usage_json
-from agent_resume._session._items import id_getter
 
 __all__ = ["register"]
 
@@ -137,13 +134,10 @@ def _cells(run: dict[str, Any]) -> tuple[str, ...]:
     )
 
 
-def _compare(view: StoreView, items: list[Any], key_field: str | None) -> dict[str, list[str]]:
-    key = item_key(key_field)
+def _compare(view: StoreView, items: list[tuple[str, Any]]) -> dict[str, list[str]]:
     state = view.state
     seen: dict[str, Any] = {}
-    for item in items:
-        getter = id_getter(item, key)
-        item_id = normalize_id(item if getter is None else getter(item), "item ID")
+    for item_id, item in items:
         seen.setdefault(item_id, item)
     known = state.done | state.failures.keys()
     changed = []
@@ -184,7 +178,7 @@ def status(args: argparse.Namespace) -> int:
     }
     comparison = None
     if args.items is not None:
-        comparison = _compare(view, read_items(args.items), args.key)
+        comparison = _compare(view, read_items(args.items, args.key))
     if args.json:
         info["quarantined_items"] = {
             i: {"attempts": state.failures[i].attempts, "error": state.failures[i].error}
@@ -234,6 +228,9 @@ def status(args: argparse.Namespace) -> int:
         header = ("started", "duration", "stopped", "done", "failed", "tokens in/out", "cost")
         lines = [header, *(_cells(r) for r in runs[-args.runs :])]
         _columns(out, lines)
+        last = runs[-1]
+        if last.get("stop_message"):
+            out.write(f"the last run stopped ({last['stop_reason']}): {last['stop_message']}\n")
     if quarantined:
         out.write("\nquarantined items (agent-resume retry releases them):\n")
         for item_id in quarantined[:_SHOWN_IDS]:
@@ -292,11 +289,7 @@ def report(args: argparse.Namespace) -> int:
     warn_malformed(items.ledger)
     order = None
     if args.items is not None:
-        key = item_key(args.key)
-        order = []
-        for item in read_items(args.items):
-            getter = id_getter(item, key)
-            order.append(normalize_id(item if getter is None else getter(item), "item ID"))
+        order = [item_id for item_id, _ in read_items(args.items, args.key)]
     quarantined = quarantined_ids(view.state, job_max_attempts(view.state, None))
     rows = items.rows(quarantined=quarantined, order=order)
     document = report_document(view.job_id, rows, items.ledger)

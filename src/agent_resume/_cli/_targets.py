@@ -22,8 +22,14 @@ from typing import IO, Any
 
 from agent_resume._cli._exits import CliError
 from agent_resume._cli._output import STDIO
-from agent_resume._errors import AgentResumeError, StoreError
-from agent_resume._records import JobState
+from agent_resume._errors import (
+    AgentResumeError,
+    ArgumentTypeError,
+    ArgumentValueError,
+    StoreError,
+)
+from agent_resume._records import JobState, normalize_id
+from agent_resume._session._items import id_getter
 from agent_resume.stores import OnePassStore, Store, StoreDescription, open_store
 
 __all__ = [
@@ -305,14 +311,26 @@ def open_input(path: str, what: str) -> IO[bytes]:
         raise CliError(f"cannot read the {what} {path}: {exc.strerror or exc}") from None
 
 
-def read_items(path: str) -> list[Any]:
+def read_items(path: str, key_field: str | None) -> list[tuple[str, Any]]:
     """Read a JSONL input, ``-`` for standard input: one JSON value per line (blank lines skipped).
 
+    Each item's ID is read as a run reads it: from ``key_field`` (``--key``)
+    or by the default rules. A bad one is refused here, with its line.
+
+    Args:
+        path: The file, or ``-``.
+        key_field: The field holding each item's ID; ``None`` for the default rules.
+
+    Returns:
+        Each item's ID and the item, in the file's order.
+
     Raises:
-        CliError: The file cannot be read or a line is not a JSON value.
+        CliError: The file cannot be read, a line is not a JSON value, or an
+            item has no usable ID.
     """
     name = "<stdin>" if path == STDIO else path
-    items: list[Any] = []
+    read_id = _id_reader(key_field)
+    items: list[tuple[str, Any]] = []
     with open_input(path, "items file") as f:
         number = 0
         while True:
@@ -332,12 +350,39 @@ def read_items(path: str) -> list[Any]:
             if not line.strip():
                 continue
             try:
-                items.append(json.loads(line))
+                item = json.loads(line)
             except RecursionError:
                 raise CliError(f"{name}:{number}: a JSON value nested too deeply") from None
             except ValueError as exc:
                 raise CliError(f"{name}:{number}: not a JSON value ({exc})") from None
+            try:
+                items.append((read_id(item), item))
+            except (CliError, ArgumentTypeError, ArgumentValueError) as exc:
+                raise CliError(f"{name}:{number}: {exc}") from None
     return items
+
+
+def _id_reader(field: str | None) -> Callable[[Any], str]:
+    """Read an input item's ID as a run will, with errors that name the flag, not ``key=``."""
+    key = item_key(field)
+
+    def read_id(item: Any) -> str:
+        try:
+            getter = id_getter(item, key)
+        except ArgumentTypeError:
+            raise CliError(
+                f"no ID in {item!r:.60}: give each item an 'id' field, or name "
+                "the field that holds it with --key"
+            ) from None
+        raw = item if getter is None else getter(item)
+        if type(raw) not in (str, int):
+            where = f"field {field!r}" if field is not None else "the ID"
+            raise CliError(
+                f"{where} must be a string or an integer, got {type(raw).__name__} ({raw!r:.60})"
+            )
+        return normalize_id(raw, "item ID")
+
+    return read_id
 
 
 def item_key(field: str | None) -> Any:

@@ -59,7 +59,7 @@ from agent_resume._retry import (
 )
 from agent_resume._run._batch_providers import Adapter, BatchResult, BatchState, adapter_for
 from agent_resume._run._config import RunConfig
-from agent_resume._run._report import RunReport
+from agent_resume._run._report import RunReport, ended_by, record_end_of
 from agent_resume._run._spent import JobSpent
 from agent_resume._session._agent import AgentResume
 from agent_resume._session._items import IdReader, KeyFunc
@@ -260,35 +260,46 @@ class BatchEngine:
             except _ProviderFailed as failure:
                 # Whatever stopped the run before, batches may now be left in flight.
                 self.tally.stop_reason, self.tally.stop_message = "failures", str(failure)
+            except BaseException as exc:
+                # A bad request body, Ctrl-C while polling: the batches in
+                # flight stay recorded for the next run, and so does this end.
+                self.tally.stop_reason, self.tally.stop_message = ended_by(exc)
+                record_end_of(exc, lambda: self._record_end(session, None))
+                raise
             left = [
                 item
                 for item, item_id in pairs
                 if not session.is_done(item_id) and not session.is_quarantined(item_id)
             ]
-            report = RunReport(
-                job_id=session.job_id,
-                started_at=self.started,
-                ended_at=config.wall_clock(),
-                done=self.tally.done,
-                already_done=session.stats.already_done,
-                failed=self.tally.failed,
-                quarantined=session.stats.quarantined,
-                remaining=len(left),
-                stop_reason=self.tally.stop_reason,  # type: ignore[arg-type]
-                stop_message=self.tally.stop_message,
-                usage=self.tally.usage if self.tally.usage.calls else Usage(cost_usd=0.0),
-            )
-            session.record_run(
-                {
-                    "run": "end",
-                    "ts": int(report.ended_at),
-                    "mode": "batch",
-                    "report": report.to_dict(),
-                }
-            )
+            report = self._record_end(session, len(left))
         # After a failure, no item goes online: a batch left in flight may
         # still answer it, and a rejected batch's requests would fail there too.
         return report, ([] if self.tally.stop_reason == "failures" else left)
+
+    def _record_end(self, session: Session, remaining: int | None) -> RunReport:
+        """Write the run's end record, with its report, and return the report."""
+        tally = self.tally
+        report = RunReport(
+            job_id=session.job_id,
+            started_at=self.started,
+            ended_at=self.config.wall_clock(),
+            done=tally.done,
+            already_done=session.stats.already_done,
+            failed=tally.failed,
+            quarantined=session.stats.quarantined,
+            remaining=remaining,
+            stop_reason=tally.stop_reason,  # type: ignore[arg-type]
+            stop_message=tally.stop_message,
+            usage=tally.usage if tally.usage.calls else Usage(cost_usd=0.0),
+        )
+        end = {
+            "run": "end",
+            "ts": int(report.ended_at),
+            "mode": "batch",
+            "report": report.to_dict(),
+        }
+        session.record_run(end)
+        return report
 
     def _batches(
         self, session: Session, items: list[Any], open_: list[Submission], by_id: dict[str, Any]

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Literal
 
 from agent_resume._accounting._usage import Usage
-from agent_resume._errors import ArgumentTypeError, ArgumentValueError
+from agent_resume._errors import ArgumentTypeError, ArgumentValueError, add_note
 from agent_resume._render import format_cost, format_duration, format_timestamp, parse_timestamp
 from agent_resume._schema import SCHEMA_VERSION, seconds_json, timestamp_json, usage_json
 
-__all__ = ["STOP_REASONS", "ItemOutcome", "RunReport", "RunStopReason"]
+__all__ = ["STOP_REASONS", "ItemOutcome", "RunReport", "RunStopReason", "ended_by", "record_end_of"]
 
 RunStopReason = Literal[
     "completed",
@@ -24,9 +24,11 @@ RunStopReason = Literal[
     "signal",
     "fail_fast",
     "failures",
+    "error",
 ]
 """Why a run stopped admitting items (``failures``: it went through its input,
-but failed items are left for a later run)."""
+but failed items are left for a later run; ``error``: an exception escaped the
+run, and was raised to its caller after this was recorded)."""
 
 STOP_REASONS: tuple[str, ...] = (
     "completed",
@@ -37,6 +39,7 @@ STOP_REASONS: tuple[str, ...] = (
     "signal",
     "fail_fast",
     "failures",
+    "error",
 )
 
 
@@ -325,3 +328,27 @@ class RunReport:
 
     def __str__(self) -> str:
         return self.format()
+
+
+def ended_by(error: BaseException) -> tuple[RunStopReason, str]:
+    """The stop reason and message of a run that ``error`` ended (it escaped the run).
+
+    A ``KeyboardInterrupt`` (Ctrl-C where the run does not handle signals)
+    is a ``signal``; any other exception an ``error``, named in the message.
+    """
+    text = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+    if isinstance(error, KeyboardInterrupt):
+        return "signal", f"interrupted ({text})"
+    return "error", text
+
+
+def record_end_of(error: BaseException, record_end: Callable[[], object]) -> None:
+    """Write the end record of a run that ``error`` ended, before it goes on up.
+
+    ``error`` is never replaced: a store that cannot write the record either
+    (``error`` may be its own) is named in a note on it.
+    """
+    try:
+        record_end()
+    except Exception as failed:
+        add_note(error, f"agent-resume: the run's end record was not written: {failed}")

@@ -30,7 +30,7 @@ from agent_resume._run._config import DEFAULT_RETRY, RunConfig
 from agent_resume._run._context import NO_USAGE, ItemContext, calls_recorded, forget_conversation
 from agent_resume._run._conversations import conversations_for
 from agent_resume._run._progress import open_progress
-from agent_resume._run._report import ItemOutcome, RunReport
+from agent_resume._run._report import ItemOutcome, RunReport, ended_by, record_end_of
 from agent_resume._run._requeue import Requeue, Wait
 from agent_resume._run._signals import RunSignals
 from agent_resume._run._spent import SECONDS_KEY, JobSpent
@@ -237,12 +237,18 @@ class ResumableRun:
             open_progress(state, session, items),
         ):
             gave_up = _GiveUp(state)
-            it = session.remaining(_first_in_line(items, session, key), key=key, give_up=gave_up)
-            if self.config.concurrency == 1:
-                state.alone = True
-                exhausted = self._serial(process, it, state, session, key)
-            else:
-                exhausted = self._threaded(process, it, state, session, key)
+            try:
+                it = session.remaining(
+                    _first_in_line(items, session, key), key=key, give_up=gave_up
+                )
+                if self.config.concurrency == 1:
+                    state.alone = True
+                    exhausted = self._serial(process, it, state, session, key)
+                else:
+                    exhausted = self._threaded(process, it, state, session, key)
+            except BaseException as exc:
+                self._record_escape(state, session, exc)
+                raise
             return self._close(state, session, items, key, exhausted, gave_up.fired)
 
     def _serial(
@@ -437,39 +443,54 @@ class ResumableRun:
             open_progress(state, session, items),
         ):
             gave_up = _GiveUp(state)
-            source = _first_in_line(items, session, key)
-            requeue = state.requeue
-            begin = functools.partial(self._begin, state, session)
-            if isinstance(session.store, SharedStore):
-                # Waiting for items other workers hold must not block the loop.
-                shared = session.aremaining(source, key=key, give_up=gave_up)
-                feeder = _TaskFeeder(
-                    state, session, begin, IdReader(key), None, requeue.afeed(shared), wake
-                )
-            else:
-                # Nothing to wait for but our own items: a plain iterator, no coroutine per item.
-                it = session.remaining(source, key=key, give_up=gave_up)
-                feeder = _TaskFeeder(
-                    state, session, begin, IdReader(key), requeue.feed(it), None, wake
-                )
-                shared = None
-            workers: list[asyncio.Task[None]] = []
             try:
-                await self._start_workers(aprocess, feeder, workers)
-                await _drain(feeder, wake, state)
-            finally:
-                feeder.closing = True
-                state.abandon()
-                for task in workers:
-                    task.cancel()
-                if feeder.live:
-                    await asyncio.wait(workers, timeout=1.0)
-                if shared is not None and not feeder.taking:
-                    await shared.aclose()  # gives back the claimed items not handed out
-            state.raise_escaped()
-            # Workers cancelled from outside may have left the input unread.
-            exhausted = feeder.ended and feeder.exhausted
+                exhausted = await self._adrain(aprocess, items, key, state, session, gave_up, wake)
+            except BaseException as exc:
+                self._record_escape(state, session, exc)
+                raise
             return self._close(state, session, items, key, exhausted, gave_up.fired)
+
+    async def _adrain(
+        self,
+        aprocess: AsyncProcess[T],
+        items: Iterable[T],
+        key: KeyFunc | None,
+        state: RunState,
+        session: Session,
+        gave_up: _GiveUp,
+        wake: asyncio.Event,
+    ) -> bool:
+        """Run the worker tasks until the input ends or the run stops; whether it ended."""
+        source = _first_in_line(items, session, key)
+        requeue = state.requeue
+        begin = functools.partial(self._begin, state, session)
+        if isinstance(session.store, SharedStore):
+            # Waiting for items other workers hold must not block the loop.
+            shared = session.aremaining(source, key=key, give_up=gave_up)
+            feeder = _TaskFeeder(
+                state, session, begin, IdReader(key), None, requeue.afeed(shared), wake
+            )
+        else:
+            # Nothing to wait for but our own items: a plain iterator, no coroutine per item.
+            it = session.remaining(source, key=key, give_up=gave_up)
+            feeder = _TaskFeeder(state, session, begin, IdReader(key), requeue.feed(it), None, wake)
+            shared = None
+        workers: list[asyncio.Task[None]] = []
+        try:
+            await self._start_workers(aprocess, feeder, workers)
+            await _drain(feeder, wake, state)
+        finally:
+            feeder.closing = True
+            state.abandon()
+            for task in workers:
+                task.cancel()
+            if feeder.live:
+                await asyncio.wait(workers, timeout=1.0)
+            if shared is not None and not feeder.taking:
+                await shared.aclose()  # gives back the claimed items not handed out
+        state.raise_escaped()
+        # Workers cancelled from outside may have left the input unread.
+        return feeder.ended and feeder.exhausted
 
     async def _start_workers(
         self,
@@ -798,7 +819,6 @@ class ResumableRun:
         exhausted: bool,
         gave_up: bool,
     ) -> RunReport:
-        stats = session.stats
         retry_later = sum(
             1 for i in state.failed_ids if not session.is_done(i) and not session.is_quarantined(i)
         )
@@ -824,6 +844,21 @@ class ResumableRun:
                 reason = StopReason(
                     "failures", f"{retry_later} failed items are left for a later run"
                 )
+        report = self._record_end(state, session, name, reason, remaining)
+        if state.fail_fast_error is not None:
+            raise state.fail_fast_error
+        return report
+
+    def _record_end(
+        self,
+        state: RunState,
+        session: Session,
+        name: str,
+        reason: StopReason | None,
+        remaining: int | None,
+    ) -> RunReport:
+        """Write the run's end record, with its report, and return the report."""
+        stats = session.stats
         report = RunReport(
             job_id=session.job_id,
             started_at=state.started_wall,
@@ -838,7 +873,7 @@ class ResumableRun:
             abandoned=state.abandoned,
             interrupted=state.interrupted,
             usage=state.usage if state.usage.calls else Usage(cost_usd=0.0),
-            retried=requeue.retried,
+            retried=state.requeue.retried,
             **(state.calls.report_fields() if state.calls is not None else {}),
         )
         end: dict[str, Any] = {"run": "end", "ts": int(report.ended_at), "report": report.to_dict()}
@@ -846,9 +881,20 @@ class ResumableRun:
         if cut:
             end["interrupted"] = cut  # first in line next run
         session.record_run(end)
-        if state.fail_fast_error is not None:
-            raise state.fail_fast_error
         return report
+
+    def _record_escape(self, state: RunState, session: Session, error: BaseException) -> None:
+        """Write the end record of a run that ``error`` ends, before ``error`` goes on up.
+
+        Its items left are not counted (the input may be what raised). Not
+        after a second signal: that abort records nothing more.
+        """
+        if state.signals > 1:
+            return
+        name, message = ended_by(error)
+        record_end_of(
+            error, lambda: self._record_end(state, session, name, StopReason(name, message), None)
+        )
 
 
 class _GiveUp:

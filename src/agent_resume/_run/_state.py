@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from agent_resume._accounting._usage import Usage
 from agent_resume._deadline import Deadline, trusted_deadline
+from agent_resume._errors import add_note
 from agent_resume._run._config import DEFAULT_RETRY, RunConfig
 from agent_resume._run._conversations import Conversations
 from agent_resume._run._requeue import Requeue
@@ -224,6 +225,11 @@ class RunState:
         return self._grace_at
 
     @property
+    def signals(self) -> int:
+        """How many SIGINT or SIGTERM the run has had (a second one aborts it)."""
+        return self._signals
+
+    @property
     def aborted(self) -> bool:
         """Whether the run ended or was aborted: in-flight items will not be recorded."""
         return self._aborted
@@ -411,10 +417,11 @@ class RunState:
         if error is None:
             return
         more = self._more_escaped
-        add_note = getattr(error, "add_note", None)
-        if more and add_note is not None:
+        if more:
             kinds = ", ".join(sorted({type(e).__name__ for e in more}))
-            add_note(f"agent-resume: {len(more)} more exception(s) escaped other items ({kinds})")
+            add_note(
+                error, f"agent-resume: {len(more)} more exception(s) escaped other items ({kinds})"
+            )
         raise error
 
     def abort(self) -> None:
