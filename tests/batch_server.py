@@ -79,6 +79,10 @@ class BatchServer:
         self.kill_with = signal.SIGKILL  # the signal ``kill_on`` sends
         self.reject: list[dict[str, Any]] | None = None
         self.fail: dict[str, list[int]] = {}
+        # Route -> how many of its next requests get no answer at all (a silent
+        # connection), until the server closes.
+        self.silent: dict[str, int] = {}
+        self.hush = threading.Event()  # set on close: the silent requests end
         self.batches: dict[str, _Batch] = {}
         self.files: dict[str, bytes] = {}
         self.created = {"openai": 0, "anthropic": 0}
@@ -99,6 +103,7 @@ class BatchServer:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.hush.set()
         self._httpd.shutdown()
         self._httpd.server_close()
 
@@ -126,6 +131,14 @@ class BatchServer:
             self.batches[batch.id] = batch
             self.created[provider] += 1
         return batch
+
+    def silenced(self, route: str) -> bool:
+        """Whether this request of ``route`` is one to leave unanswered."""
+        with self._lock:
+            left = self.silent.get(route, 0)
+            if left:
+                self.silent[route] = left - 1
+            return left > 0
 
     def failure(self, route: str) -> int | None:
         """The HTTP status to answer this request of ``route`` with instead, if any."""
@@ -341,7 +354,11 @@ def _handler(server: BatchServer) -> type[BaseHTTPRequestHandler]:
             return self.rfile.read(int(self.headers.get("Content-Length") or 0))
 
         def _failed(self, route: str | None) -> bool:
-            """Answer with the HTTP error queued for ``route``, if one is."""
+            """Answer with the HTTP error queued for ``route``, or not at all, if one is."""
+            if route is not None and server.silenced(route):
+                server.hush.wait()
+                self.close_connection = True
+                return True
             status = None if route is None else server.failure(route)
             if status is None:
                 return False

@@ -11,6 +11,7 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -574,6 +575,49 @@ def test_polls_that_fail_for_a_transient_reason_are_tried_again(
     assert (report.done, report.stop_reason, batch_server.created[provider]) == (10, "completed", 1)
     assert online == [] and batch_server.fail["retrieve"] == []
     assert sum("trying again at the next poll" in r.getMessage() for r in caplog.records) == 3
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_a_poll_on_a_silent_connection_is_cut_and_tried_again(
+    provider: str,
+    batch_server: BatchServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The SDK would wait 600 s for this poll's answer (and try twice more);
+    # the run must not: its calls wait REQUEST_TIMEOUT at most (here shortened).
+    from agent_resume._run import _batch_providers
+
+    monkeypatch.setattr(_batch_providers, "REQUEST_TIMEOUT", 0.5)
+    batch_server.silent["retrieve"] = 1
+    online: list[str] = []
+    box: dict[str, Any] = {}
+    worker = threading.Thread(
+        target=lambda: box.update(
+            report=_batch_run(tmp_path / "ck.jsonl", batch_server, provider, online)
+        ),
+        daemon=True,
+    )
+    worker.start()
+    worker.join(60)
+    assert not worker.is_alive(), "the run waited on the silent poll"
+    assert not batch_server.hush.is_set()  # the silent request was never answered
+    report = box["report"]
+    assert (report.done, report.stop_reason, batch_server.created[provider]) == (10, "completed", 1)
+    assert batch_server.silent["retrieve"] == 0 and online == []
+    assert sum("trying again at the next poll" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_a_client_with_a_shorter_timeout_keeps_it() -> None:
+    from agent_resume._run._batch_providers import REQUEST_TIMEOUT, adapter_for
+
+    for timeout, kept in ((5.0, 5.0), (None, REQUEST_TIMEOUT), (600.0, REQUEST_TIMEOUT)):
+        options = {} if timeout is None else {"timeout": timeout}
+        client = openai.OpenAI(base_url="http://127.0.0.1:9/v1", api_key="t", **options)
+        adapter = adapter_for(client, None)
+        assert adapter.client.timeout == kept, timeout
+        client.close()
 
 
 def test_a_provider_that_stays_down_stops_the_run_and_the_next_run_polls_its_batch(

@@ -21,6 +21,15 @@ from agent_resume._errors import ArgumentTypeError
 
 KEY_FIELD = "agent_resume_key"
 
+REQUEST_TIMEOUT = 60.0
+"""Seconds a call to the batch API may wait for a silent connection (to connect, or
+for the next bytes read or written) unless the client's own timeout is shorter.
+
+The SDKs wait 600 s, and try twice more: a poll on a connection that went
+silent would hold the run for half an hour, past its deadline. A slow upload
+or download that still moves is not cut.
+"""
+
 Outcome = Literal["succeeded", "errored", "expired", "canceled"]
 
 
@@ -324,6 +333,7 @@ def adapter_for(
         ArgumentTypeError: ``client`` is neither.
     """
     call = _Caller(loop)
+    client = _bounded(client)
     messages = getattr(client, "messages", None)
     adapter: Adapter
     if messages is not None and hasattr(messages, "batches"):
@@ -344,3 +354,18 @@ def adapter_for(
             f"`client` is async ({type(client).__name__}): use arun_batch, or a sync client",
         )
     return adapter
+
+
+def _bounded(client: Any) -> Any:
+    """The client, with calls that wait at most :data:`REQUEST_TIMEOUT` on a silent connection.
+
+    A client whose own timeout is no longer is kept as it is.
+    """
+    with_options = getattr(client, "with_options", None)
+    if with_options is None:
+        return client
+    current = getattr(client, "timeout", None)
+    read = getattr(current, "read", current)  # an httpx.Timeout, or seconds
+    if isinstance(read, (int, float)) and not isinstance(read, bool) and read <= REQUEST_TIMEOUT:
+        return client
+    return with_options(timeout=REQUEST_TIMEOUT)
