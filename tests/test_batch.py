@@ -609,6 +609,46 @@ def test_a_poll_on_a_silent_connection_is_cut_and_tried_again(
     assert sum("trying again at the next poll" in r.getMessage() for r in caplog.records) == 1
 
 
+def test_cancelling_arun_batch_stops_its_thread_and_the_next_run_collects(
+    batch_server: BatchServer, tmp_path: Path
+) -> None:
+    # asyncio.wait_for around a batch job: before, the cancelled run's thread
+    # polled on (for hours) and asyncio.run never returned, waiting for it.
+    path = tmp_path / "ck.jsonl"
+    batch_server.polls_to_finish = None  # the batch runs for hours
+    client = openai.AsyncOpenAI(base_url=batch_server.url + "/v1", api_key="t", max_retries=0)
+    run = ResumableRun(config(path))
+
+    async def job() -> None:
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(
+                run.arun_batch(
+                    request=request_for("openai"),
+                    items=tickets(4),
+                    client=client,
+                    parse=lambda t, response: text_of(response),
+                    poll_interval=0.05,
+                ),
+                timeout=1.0,
+            )
+        # The run had stopped, and recorded its end, when the cancellation
+        # reached the caller; the client is still open, and no thread polls it.
+        ends = [r["report"] for r in _records(path) if r.get("run") == "end"]
+        assert [(e["stop_reason"], e["stop_message"]) for e in ends] == [
+            ("signal", "cancelled (CancelledError)")
+        ]
+        await client.close()
+
+    worker = threading.Thread(target=lambda: asyncio.run(job()), daemon=True)
+    worker.start()
+    worker.join(60)
+    assert not worker.is_alive(), "asyncio.run waited for the cancelled run's thread"
+    polls = batch_server.batches[next(iter(batch_server.batches))].polls
+    batch_server.polls_to_finish = polls + 1  # the provider finishes the batch
+    again = _batch_run(path, batch_server, "openai", [], n=4)
+    assert (again.done, again.stop_reason, batch_server.created["openai"]) == (4, "completed", 1)
+
+
 def test_a_client_with_a_shorter_timeout_keeps_it() -> None:
     from agent_resume._run._batch_providers import REQUEST_TIMEOUT, adapter_for
 

@@ -271,3 +271,29 @@ def test_a_bad_id_in_the_input_is_raised_after_the_items_in_flight_are_recorded(
         asyncio.run(ResumableRun(config(tmp_path, concurrency=2)).arun(process, items()))
     done = sorted(r["id"] for r in records(tmp_path) if "id" in r and r.get("status") is None)
     assert done == ["a", "b"]
+
+
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_arun_cancelled_from_outside_records_its_end_as_a_signal(tmp_path, concurrency):
+    # asyncio.wait_for around a job: the run's end is recorded before the
+    # cancellation reaches the caller, not left as "killed" in `status`.
+    async def process(item, ctx):
+        await asyncio.sleep(0.01 if int(item) < 6 else 30)
+        return item
+
+    async def job():
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(
+                ResumableRun(config(tmp_path, concurrency=concurrency)).arun(
+                    process, [f"{n:02d}" for n in range(20)]
+                ),
+                timeout=1.0,
+            )
+
+    asyncio.run(job())
+    ends = [r["report"] for r in records(tmp_path) if r.get("run") == "end"]
+    assert [(e["stop_reason"], e["stop_message"], e["remaining"]) for e in ends] == [
+        ("signal", "cancelled (CancelledError)", None)
+    ]
+    done = sorted(int(r["id"]) for r in records(tmp_path) if "id" in r and r.get("status") is None)
+    assert done == list(range(6)) and ends[0]["done"] == 6

@@ -32,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import time
+import threading
 import uuid
 import warnings
 from collections.abc import Callable, Iterable
@@ -228,6 +228,8 @@ class BatchEngine:
         self.end_at = self._end_at()
         self.tally = _Tally()
         self.seconds_per_item = DEFAULT_ITEM_SECONDS / max(1, config.concurrency)
+        self.cancelled = threading.Event()
+        """Set when ``arun_batch``'s task is cancelled: the run stops at its next wait."""
 
     def _end_at(self) -> float:
         end = math.inf
@@ -581,7 +583,9 @@ class BatchEngine:
                     if cancelled
                     else min(self.poll_interval, max(0.0, cut - now))
                 )
-                time.sleep(max(wait, 0.01))
+                if self.cancelled.wait(max(wait, 0.01)):
+                    # The batches in flight stay recorded: the next run polls them.
+                    raise asyncio.CancelledError
         return returned
 
     def _poll(self, sub: Submission, failures: int) -> BatchState | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -334,11 +335,14 @@ def ended_by(error: BaseException) -> tuple[RunStopReason, str]:
     """The stop reason and message of a run that ``error`` ended (it escaped the run).
 
     A ``KeyboardInterrupt`` (Ctrl-C where the run does not handle signals)
-    is a ``signal``; any other exception an ``error``, named in the message.
+    and the cancellation of ``arun``'s task are a ``signal``; any other
+    exception an ``error``, named in the message.
     """
     text = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
     if isinstance(error, KeyboardInterrupt):
         return "signal", f"interrupted ({text})"
+    if isinstance(error, asyncio.CancelledError):
+        return "signal", f"cancelled ({text})"
     return "error", text
 
 

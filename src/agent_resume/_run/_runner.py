@@ -188,7 +188,16 @@ class ResumableRun:
             loop=asyncio.get_running_loop(),
             endpoint=endpoint,
         )
-        report, left = await asyncio.to_thread(engine.run, items)
+        running = asyncio.ensure_future(asyncio.to_thread(engine.run, items))
+        try:
+            report, left = await asyncio.shield(running)
+        except asyncio.CancelledError:
+            # The thread would poll on for hours, and hold up the loop's
+            # shutdown: it stops at its next wait and records its end first.
+            engine.cancelled.set()
+            with contextlib.suppress(asyncio.CancelledError):
+                await running
+            raise
         if fallback is None or not left:
             return report
         config = fallback_config(self.config, engine)
