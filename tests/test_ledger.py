@@ -306,3 +306,55 @@ def test_a_no_op_run_writes_completions_without_usage(tmp_path: Any) -> None:
     lines = [json.loads(line) for line in path.read_text().splitlines()]
     done = [line for line in lines if "id" in line]
     assert [sorted(line) for line in done] == [["id", "seconds", "ts", "turns"]] * 2
+
+
+def test_a_price_table_reprices_the_models_it_owns_and_the_unknown_costs_only() -> None:
+    # Records read by the ledger's plain-types path, with a table: each model is
+    # looked up once, and the answer must not leak from one model to another.
+    from agent_resume import PriceTable
+
+    table = PriceTable({"house-llm": {"input": 1.0, "output": 2.0}}, genai_prices=False)
+    records = [
+        {
+            "id": "a",
+            "ts": 1,
+            "usage": {"in": 1_000_000, "calls": 1, "cost": 9.0, "model": "house-llm"},
+        },
+        {
+            "id": "b",
+            "ts": 1,
+            "usage": {"in": 1_000_000, "calls": 1, "cost": 9.0, "model": "gpt-4o"},
+        },
+        {"id": "c", "ts": 1, "usage": {"in": 1_000_000, "calls": 1, "model": "gpt-4o"}},
+        {
+            "id": "d",
+            "ts": 1,
+            "usage": {"out": 1_000_000, "calls": 1, "cost": 9.0, "model": "house-llm"},
+        },
+        {"id": "e", "ts": 1, "usage": {"in": 5, "calls": 1, "cost": 0.5}},
+    ]
+    ledger = Ledger.from_records(records, prices=table)
+    costs = {row["item_id"]: row["cost_usd"] for row in ledger.rows()}
+    # Owned: priced again by your table; known cost of another model: kept;
+    # unknown cost: priced by the table's other sources; no model: kept.
+    assert costs == {"a": 1.0, "b": 9.0, "c": pytest.approx(2.5), "d": 2.0, "e": 0.5}
+    plain = Ledger.from_records(records)
+    assert {row["item_id"]: row["cost_usd"] for row in plain.rows()}["a"] == 9.0
+
+
+def test_the_collector_is_put_back_as_it_was() -> None:
+    import gc
+
+    from agent_resume._records import collector_paused
+
+    assert gc.isenabled()
+    with collector_paused():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with pytest.raises(ZeroDivisionError), collector_paused():
+            1 / 0  # noqa: B018
+        assert not gc.isenabled()  # left disabled, as the caller had it
+    finally:
+        gc.enable()

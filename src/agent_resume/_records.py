@@ -23,9 +23,11 @@ The JSONL stores write records as lines; the SQL stores map them to columns.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from json.encoder import encode_basestring
 from typing import Any, Final, Literal
@@ -40,6 +42,7 @@ __all__ = [
     "JobState",
     "RecordKind",
     "check_json",
+    "collector_paused",
     "completion_line",
     "dumps",
     "failure_line",
@@ -428,3 +431,21 @@ def _flat_json(data: Any) -> bool:
         elif kind is not float or not math.isfinite(value):
             return False
     return True
+
+
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a job's records are read in bulk.
+
+    A million records make millions of dicts and lists, none of them in a
+    cycle (reference counting frees them), and each few hundred allocations
+    start a collection that walks them all again: a quarter of the time of
+    a job budget's read. The collector's state is put back afterwards.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()

@@ -99,6 +99,7 @@ class Ledger:
                 f"`prices` must be a PriceTable or None (got {type(prices).__name__})",
             )
         self._prices = prices
+        self._owned: dict[str, bool] = {}  # model -> whether your own prices name it
         self._skip_malformed = boolean("skip_malformed", skip_malformed)
         self._malformed: list[str] = []
         self._items: dict[str, _Item] = {}
@@ -201,9 +202,11 @@ class Ledger:
         ``None`` for the empty usage, and for a malformed one the ledger skips.
         """
         prices = self._prices
-        if prices is None and type(raw) is dict:
+        if type(raw) is dict:
             parsed = _parse_plain(raw)
-            if parsed is not _SLOW:
+            if parsed is None or (
+                parsed is not _SLOW and (prices is None or self._priced(parsed))  # type: ignore[arg-type]
+            ):
                 return parsed  # type: ignore[return-value]
         try:
             usage = Usage.from_dict(raw)
@@ -218,6 +221,24 @@ class Ledger:
         if prices is not None:
             usage = _reprice(usage, prices)
         return _parsed(usage)
+
+    def _priced(self, parsed: _Parsed) -> bool:
+        """Whether a record's counters keep their recorded cost (`_reprice` would not change it).
+
+        Its model is looked up in your prices once per model: a record is
+        read this way on every open of a job budget, a million at a time.
+        """
+        _, cost, texts = parsed
+        if cost is None:
+            return False
+        model = texts[0]
+        if model is None or model == MIXED_MODEL:
+            return True
+        owned = self._owned.get(model)
+        if owned is None:
+            assert self._prices is not None  # asked only with a price table
+            owned = self._owned[model] = self._prices.owns(model)
+        return not owned
 
     def _add_call(self, record: Mapping[str, Any]) -> bool:
         item_id = str(record["call"])

@@ -28,7 +28,7 @@ from agent_resume._errors import (
     ArgumentValueError,
     StoreError,
 )
-from agent_resume._records import JobState, normalize_id
+from agent_resume._records import JobState, collector_paused, normalize_id
 from agent_resume._session._items import id_getter
 from agent_resume.stores import OnePassStore, Store, StoreDescription, open_store
 
@@ -203,7 +203,8 @@ def inspect_store(
         for consume in also:
             consume(record)
 
-    store, description = _described_reading(target, fold)
+    with collector_paused():
+        store, description = _described_reading(target, fold)
     state.job_id = description.job_id or ""
     state.created = description.created
     state.bad_lines = description.bad_lines

@@ -33,6 +33,7 @@ from typing import Any
 from agent_resume._accounting._ledger import Ledger
 from agent_resume._accounting._prices import PriceTable
 from agent_resume._accounting._usage import Usage
+from agent_resume._records import collector_paused
 
 __all__ = ["NO_MODEL", "SECONDS_KEY", "ItemSpent", "JobSpent"]
 
@@ -122,12 +123,13 @@ class JobSpent:
     ) -> None:
         ledger = Ledger(prices=prices, skip_malformed=True) if job_total else None
         items: dict[str, _Item] = {}
-        for record in records:
-            if type(record) is not dict and not isinstance(record, Mapping):
-                continue  # (a dict is checked first: this runs once per record)
-            if ledger is not None:
-                ledger.add(record)
-            self._fold(items, record)
+        with collector_paused():
+            for record in records:
+                if type(record) is not dict and not isinstance(record, Mapping):
+                    continue  # (a dict is checked first: this runs once per record)
+                if ledger is not None:
+                    ledger.add(record)
+                self._fold(items, record)
         malformed = [] if ledger is None else ledger.malformed
         if malformed:
             logger.warning(
@@ -139,7 +141,7 @@ class JobSpent:
         self.total = Usage() if ledger is None else ledger.total
         self.unpriced = (
             []
-            if ledger is None
+            if ledger is None or self.total.cost_usd is not None  # then every model was priced
             else sorted(
                 {
                     NO_MODEL if model is None else str(model)
