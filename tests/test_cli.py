@@ -869,15 +869,42 @@ def test_status_report_export_and_retry_on_postgres(
     assert json.loads(out)["quarantined"] == 0
 
 
+@pytest.mark.postgres
+def test_a_postgres_url_is_shown_without_its_password_and_a_wrong_schema_is_an_error(
+    capsys: pytest.CaptureFixture[str], pg_dsn: str
+) -> None:
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(pg_dsn)
+    user = parts.username or "postgres"
+    host = parts.netloc.rsplit("@", 1)[-1]
+    # The test server trusts local connections: any password is accepted.
+    secret = urlunsplit(parts._replace(netloc=f"{user}:hunter2@{host}"))
+    with AgentResume(secret).resume_or_start("pg-job") as session:
+        session.mark_done("a")
+    code, out, _ = cli(capsys, "status", secret)
+    assert code == 0 and "hunter2" not in out
+    assert f"{user}:***@{host}" in out
+    code, out, _ = cli(capsys, "status", secret, "--json")
+    assert "hunter2" not in out and json.loads(out)["job_id"] == "pg-job"
+    # A typo in ?schema= is not an empty job: every reading command refuses it.
+    typo = secret + "?schema=nightyl"
+    for command in ("status", "report", "export", "retry", "batch"):
+        code, out, err = cli(capsys, command, typo)
+        assert (code, out) == (3, ""), (command, err)
+        assert "holds no job" in err and "?schema=" in err and "hunter2" not in err, err
+
+
 def test_status_of_an_empty_sqlite_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    # A SQLite file with no tables yet reads as a store holding no job.
+    # A SQLite file with no tables: no job was ever opened there. Before, it
+    # read as an empty job (exit 0), as a PostgreSQL schema with a typo did.
     import sqlite3
 
     path = tmp_path / "empty.db"
     sqlite3.connect(path).close()
-    code, out, _ = cli(capsys, "status", str(path), "--json")
-    assert code == 0
-    assert json.loads(out)["job_id"] is None
+    code, out, err = cli(capsys, "status", str(path), "--json")
+    assert (code, out) == (3, "")
+    assert f"{path}: holds no job" in err
 
 
 def test_the_command_line_reads_stores_only_through_the_store_api() -> None:

@@ -157,3 +157,19 @@ def test_fields_hold_the_normalised_types_they_declare():
 def test_progress_interval_must_be_finite():
     with pytest.raises(ArgumentValueError, match="`progress_interval`"):
         RunConfig(job_id="j", store="memory:", progress_interval=math.inf)
+
+
+def test_a_config_shows_its_store_url_without_the_password() -> None:
+    from agent_resume._render import masked_url
+
+    config = RunConfig(job_id="j", store="postgresql://app:hunter2@db:5432/jobs?schema=n")
+    assert "hunter2" not in repr(config) and "app:***@db:5432" in repr(config)
+    assert config.store == "postgresql://app:hunter2@db:5432/jobs?schema=n"  # the value is kept
+    cases = {
+        "postgres://app:p@ss@db/jobs": "postgres://app:***@db/jobs",
+        "postgresql://db/jobs?user=a&password=x&schema=q": "postgresql://db/jobs?user=a&password=***&schema=q",
+        "postgresql://app@db/jobs": "postgresql://app@db/jobs",
+        "checkpoints/night:1@x.jsonl": "checkpoints/night:1@x.jsonl",
+    }
+    for url, shown in cases.items():
+        assert masked_url(url) == shown, url

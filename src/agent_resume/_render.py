@@ -1,4 +1,4 @@
-"""The one text form of times, durations and costs, for reports, ``status`` and the CLI.
+"""The one text form of times, durations, costs and store URLs, for reports, ``status`` and the CLI.
 
 Times are ISO-8601 in UTC with a ``Z`` (``2026-05-24T02:00:00Z``), the form
 :func:`parse_timestamp` reads back on every supported Python, so that what
@@ -21,6 +21,7 @@ __all__ = [
     "format_cost",
     "format_duration",
     "format_timestamp",
+    "masked_url",
     "parse_timestamp",
     "round_cost",
 ]
@@ -138,3 +139,18 @@ def parse_timestamp(value: object, parameter: str = "timestamp") -> datetime:
         raise ArgumentValueError(parameter, value, f"{problem} (got {value!r}: bad offset)")
     offset = timedelta(hours=hours, minutes=minutes)
     return moment.replace(tzinfo=timezone(-offset if tz[0] == "-" else offset))
+
+
+_URL_PASSWORD = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://[^:/@?#]*:)[^/?#]*@")
+_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)
+
+
+def masked_url(url: str) -> str:
+    """A store URL as it is shown to people: a password in it is masked.
+
+    ``postgresql://app:secret@db/jobs?schema=nightly`` is shown as
+    ``postgresql://app:***@db/jobs?schema=nightly`` (and ``?password=...``
+    as ``?password=***``): status output, error messages and logged configs
+    end up in tickets and chat. Paths pass unchanged.
+    """
+    return _QUERY_PASSWORD.sub(r"\1***", _URL_PASSWORD.sub(r"\1***@", url))

@@ -17,6 +17,7 @@ from agent_resume._cli._targets import (
 )
 from agent_resume._errors import StoreError
 from agent_resume._records import normalize_id
+from agent_resume._render import masked_url
 from agent_resume._session._agent import AgentResume
 from agent_resume.stores._jsonl_maint import compact as compact_file
 from agent_resume.stores._jsonl_maint import repair as repair_file
@@ -129,9 +130,11 @@ def retry(args: argparse.Namespace) -> int:
     view = inspect_store(args.store)
     job_id = args.job_id or view.job_id
     if job_id is None:
-        raise CliError(f"{args.store} records no job ID (an original-format file); give --job-id")
+        raise CliError(
+            f"{masked_url(args.store)} records no job ID (an original-format file); give --job-id"
+        )
     if args.job_id and view.job_id and args.job_id != view.job_id:
-        raise CliError(f"{args.store} holds job {view.job_id!r}, not {args.job_id!r}")
+        raise CliError(f"{masked_url(args.store)} holds job {view.job_id!r}, not {args.job_id!r}")
     failures = view.state.failures
     max_attempts = job_max_attempts(view.state, args.max_attempts)
     wanted: list[str] = []

@@ -31,7 +31,7 @@ from agent_resume._cli._targets import (
     results_of,
 )
 from agent_resume._fingerprint import content_fingerprint
-from agent_resume._render import format_cost, format_duration, format_timestamp
+from agent_resume._render import format_cost, format_duration, format_timestamp, masked_url
 from agent_resume._schema import SCHEMA_VERSION, timestamp_json, usage_json
 
 __all__ = ["register"]
@@ -164,7 +164,7 @@ def status(args: argparse.Namespace) -> int:
     total = ledger.total
     info: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
-        "store": args.store,
+        "store": masked_url(args.store),
         "job_id": view.job_id,
         "created_at": timestamp_json(state.created),
         "done": len(state.done),
@@ -192,7 +192,7 @@ def status(args: argparse.Namespace) -> int:
     out = sys.stdout
     rows = [
         ("job", view.job_id or "(none recorded: an original-format file)"),
-        ("store", args.store),
+        ("store", masked_url(args.store)),
         ("created", format_timestamp(state.created)),
         ("done", f"{len(state.done):,}"),
         ("failed", f"{info['failed']:,} (to be retried)"),

@@ -29,6 +29,7 @@ from agent_resume._errors import (
     StoreError,
 )
 from agent_resume._records import JobState, collector_paused, normalize_id
+from agent_resume._render import masked_url
 from agent_resume._session._items import id_getter
 from agent_resume.stores import OnePassStore, Store, StoreDescription, open_store
 
@@ -81,7 +82,7 @@ def store_url(target: str) -> str:
     scheme = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", target)
     if scheme and scheme[1].lower() not in ("sqlite", "postgresql", "postgres"):
         raise CliError(
-            f"unknown URL scheme {scheme[1]!r} in {target!r}: give a .jsonl path, "
+            f"unknown URL scheme {scheme[1]!r} in {masked_url(target)!r}: give a .jsonl path, "
             "a .db path, sqlite:///path.db or postgresql://..."
         )
     path = _file_of(target)
@@ -91,7 +92,7 @@ def store_url(target: str) -> str:
         ("sqlite://", "postgresql://", "postgres://")
     ):
         raise CliError(
-            f"cannot tell what kind of store {target!r} is: give a .jsonl path, "
+            f"cannot tell what kind of store {masked_url(target)!r} is: give a .jsonl path, "
             "a .db path, sqlite:///path.db or postgresql://..."
         )
     return target
@@ -144,6 +145,13 @@ def open_described(target: str) -> tuple[Store, StoreDescription]:
     with reading(store), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # what describe() finds, the commands report
         description = store.describe()
+    if description.job_id is None and description.format_version is None:
+        # A database (or a schema of one) where no job was ever opened: most
+        # likely a typo in the URL's ?schema=, which must not read as an empty job.
+        raise StoreError(
+            f"{masked_url(target)}: holds no job (no agent-resume tables there; "
+            "check the path, the database and ?schema=)"
+        )
     return store, description
 
 

@@ -15,6 +15,7 @@ from agent_resume._accounting._prices import PriceTable
 from agent_resume._deadline import Clock
 from agent_resume._errors import ArgumentTypeError, ArgumentValueError
 from agent_resume._limits import RateLimit
+from agent_resume._render import masked_url
 from agent_resume._retry import Retry
 from agent_resume._run._tracing import RunTracing
 from agent_resume._stop import StopCondition, StopLike, as_stop_condition
@@ -347,6 +348,8 @@ class RunConfig:
             value = getattr(self, f.name)
             if f.name not in ("job_id", "store") and value == getattr(_DEFAULTS, f.name):
                 continue
+            if f.name == "store" and isinstance(value, str):
+                value = masked_url(value)  # a logged config must not show a password
             parts.append(f"{f.name}={_show(value)}")
         return f"RunConfig({', '.join(parts)})"
 
