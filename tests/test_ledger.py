@@ -358,3 +358,20 @@ def test_the_collector_is_put_back_as_it_was() -> None:
         assert not gc.isenabled()  # left disabled, as the caller had it
     finally:
         gc.enable()
+
+
+def test_costs_whose_sum_overflows_are_unknown_not_an_error() -> None:
+    # Two hand-damaged records of 1e308 each: before, summing them raised
+    # ("`cost_usd` must be finite") and `status`, `report` and a run with a
+    # job budget died on the file.
+    records = [
+        {"id": "a", "ts": 1, "usage": {"in": 1, "calls": 1, "cost": 1e308, "model": "m"}},
+        {"id": "b", "ts": 1, "usage": {"in": 1, "calls": 1, "cost": 1e308, "model": "m"}},
+        {"id": "a", "ts": 2, "status": "failed", "usage": {"in": 1, "cost": 1e308, "model": "m"}},
+    ]
+    ledger = Ledger.from_records(records)
+    assert (ledger.total.cost_usd, ledger.total.input_tokens) == (None, 3)
+    assert ledger.by_model()["m"].cost_usd is None
+    costs = {row["item_id"]: row["cost_usd"] for row in ledger.rows()}
+    assert costs == {"a": None, "b": 1e308}
+    assert (Usage(cost_usd=1e308, calls=1) + Usage(cost_usd=1e308, calls=1)).cost_usd is None

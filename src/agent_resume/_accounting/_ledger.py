@@ -28,7 +28,7 @@ from operator import add, attrgetter, itemgetter
 from typing import Any, TextIO
 
 from agent_resume._accounting._prices import MIXED_MODEL, PriceTable
-from agent_resume._accounting._usage import Usage
+from agent_resume._accounting._usage import Usage, cost_sum
 from agent_resume._errors import ArgumentTypeError, ArgumentValueError
 from agent_resume._records import kind_of
 from agent_resume._validate import boolean
@@ -473,7 +473,7 @@ class _Item:
         own = self.counts
         for index in range(9):
             own[index] += counts[index]
-        self.cost = None if self.cost is None or cost is None else self.cost + cost
+        self.cost = None if self.cost is None or cost is None else cost_sum(self.cost + cost)
         for index in range(4):
             if mine[index] != texts[index]:
                 mine[index] = MIXED_MODEL
@@ -516,7 +516,7 @@ def _summed(items: list[_Item]) -> Usage:
         "total",
         (
             [sum(map(itemgetter(index), counts)) for index in range(9)],
-            None if None in costs else reduce(add, costs),
+            None if None in costs else cost_sum(reduce(add, costs)),
             summed,
         ),
     ).usage()

@@ -19,7 +19,7 @@ from typing import Any
 from agent_resume._accounting._prices import MIXED_MODEL
 from agent_resume._errors import ArgumentTypeError, ArgumentValueError
 
-__all__ = ["MIXED_MODEL", "Usage"]
+__all__ = ["MIXED_MODEL", "Usage", "cost_sum"]
 
 _COUNT_FIELDS = (
     "input_tokens",
@@ -162,7 +162,7 @@ class Usage:
         cost = (
             None
             if self.cost_usd is None or other.cost_usd is None
-            else self.cost_usd + other.cost_usd
+            else cost_sum(self.cost_usd + other.cost_usd)
         )
         return Usage(
             input_tokens=self.input_tokens + other.input_tokens,
@@ -235,3 +235,13 @@ class Usage:
 
 
 _EMPTY = Usage()
+
+
+def cost_sum(total: float) -> float | None:
+    """A sum of costs, or ``None`` (unknown) when it overflowed a float.
+
+    Each cost is finite, but two hand-damaged records of ``1e308`` sum to
+    infinity, which is no cost: the total is then unknown, as for an
+    unpriced call, and reading the job goes on.
+    """
+    return total if total != math.inf else None

@@ -229,7 +229,7 @@ def status(args: argparse.Namespace) -> int:
         lines = [header, *(_cells(r) for r in runs[-args.runs :])]
         _columns(out, lines)
         last = runs[-1]
-        if last.get("stop_message"):
+        if last.get("stop_message") and last["stop_reason"] != "killed":  # the table says it
             out.write(f"the last run stopped ({last['stop_reason']}): {last['stop_message']}\n")
     if quarantined:
         out.write("\nquarantined items (agent-resume retry releases them):\n")
