@@ -83,6 +83,7 @@ class BatchServer:
         # connection), until the server closes.
         self.silent: dict[str, int] = {}
         self.hush = threading.Event()  # set on close: the silent requests end
+        self.delay = 0.0  # seconds before each POST (an upload, a create) is answered
         self.batches: dict[str, _Batch] = {}
         self.files: dict[str, bytes] = {}
         self.created = {"openai": 0, "anthropic": 0}
@@ -413,6 +414,7 @@ def _handler(server: BatchServer) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             path = urlsplit(self.path).path.rstrip("/").split("/")[1:]
             raw = self._body()
+            time.sleep(server.delay)
             if path == ["v1", "files"] and self._failed("files.create"):
                 return
             if path[-1:] == ["cancel"] and self._failed("cancel"):

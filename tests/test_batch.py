@@ -649,6 +649,41 @@ def test_cancelling_arun_batch_stops_its_thread_and_the_next_run_collects(
     assert (again.done, again.stop_reason, batch_server.created["openai"]) == (4, "completed", 1)
 
 
+def test_cancelling_arun_batch_while_it_submits_stops_before_the_next_batch(
+    batch_server: BatchServer, tmp_path: Path
+) -> None:
+    # Four batches of one request, each upload and create answered after
+    # 0.4 s: the cancellation at 1 s comes while the first or second is sent.
+    path = tmp_path / "ck.jsonl"
+    batch_server.delay = 0.4
+    client = openai.AsyncOpenAI(base_url=batch_server.url + "/v1", api_key="t", max_retries=0)
+
+    async def job() -> None:
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(
+                ResumableRun(config(path)).arun_batch(
+                    request=request_for("openai"),
+                    items=tickets(4),
+                    client=client,
+                    parse=lambda t, response: text_of(response),
+                    poll_interval=0.05,
+                    max_batch_requests=1,
+                ),
+                timeout=1.0,
+            )
+        await client.close()
+
+    asyncio.run(job())
+    made = batch_server.created["openai"]
+    assert 1 <= made < 4  # the batches not yet sent were not sent
+    ends = [r["report"] for r in _records(path) if r.get("run") == "end"]
+    assert [e["stop_reason"] for e in ends] == ["signal"]
+    batch_server.delay = 0.0
+    again = _batch_run(path, batch_server, "openai", [], n=4, max_batch_requests=1)
+    assert (again.done, again.stop_reason) == (4, "completed")
+    assert batch_server.created["openai"] == 4  # each request in exactly one batch
+
+
 def test_a_client_with_a_shorter_timeout_keeps_it() -> None:
     from agent_resume._run._batch_providers import REQUEST_TIMEOUT, adapter_for
 

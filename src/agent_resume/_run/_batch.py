@@ -456,6 +456,8 @@ class BatchEngine:
         open_: list[Submission],
         estimate: float | None,
     ) -> None:
+        if self.cancelled.is_set():
+            raise asyncio.CancelledError  # between submissions: those made stay recorded
         key = uuid.uuid4().hex
         ids = {f"{key[:12]}-{n}": item_id for n, (item_id, _) in enumerate(chunk)}
         lines = [self.adapter.line(cid, body) for cid, (_, body) in zip(ids, chunk, strict=True)]
