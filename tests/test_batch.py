@@ -609,6 +609,22 @@ def test_a_poll_on_a_silent_connection_is_cut_and_tried_again(
     assert sum("trying again at the next poll" in r.getMessage() for r in caplog.records) == 1
 
 
+async def _arun_batch_cut(path: Path, client: Any, *, timeout: float, **options: Any) -> None:
+    """``arun_batch`` over four tickets under ``asyncio.wait_for``, which must time out."""
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(
+            ResumableRun(config(path)).arun_batch(
+                request=request_for("openai"),
+                items=tickets(4),
+                client=client,
+                parse=lambda t, response: text_of(response),
+                poll_interval=0.05,
+                **options,
+            ),
+            timeout=timeout,
+        )
+
+
 def test_cancelling_arun_batch_stops_its_thread_and_the_next_run_collects(
     batch_server: BatchServer, tmp_path: Path
 ) -> None:
@@ -617,20 +633,9 @@ def test_cancelling_arun_batch_stops_its_thread_and_the_next_run_collects(
     path = tmp_path / "ck.jsonl"
     batch_server.polls_to_finish = None  # the batch runs for hours
     client = openai.AsyncOpenAI(base_url=batch_server.url + "/v1", api_key="t", max_retries=0)
-    run = ResumableRun(config(path))
 
     async def job() -> None:
-        with pytest.raises(asyncio.TimeoutError):
-            await asyncio.wait_for(
-                run.arun_batch(
-                    request=request_for("openai"),
-                    items=tickets(4),
-                    client=client,
-                    parse=lambda t, response: text_of(response),
-                    poll_interval=0.05,
-                ),
-                timeout=1.0,
-            )
+        await _arun_batch_cut(path, client, timeout=1.0)
         # The run had stopped, and recorded its end, when the cancellation
         # reached the caller; the client is still open, and no thread polls it.
         ends = [r["report"] for r in _records(path) if r.get("run") == "end"]
@@ -659,18 +664,7 @@ def test_cancelling_arun_batch_while_it_submits_stops_before_the_next_batch(
     client = openai.AsyncOpenAI(base_url=batch_server.url + "/v1", api_key="t", max_retries=0)
 
     async def job() -> None:
-        with pytest.raises(asyncio.TimeoutError):
-            await asyncio.wait_for(
-                ResumableRun(config(path)).arun_batch(
-                    request=request_for("openai"),
-                    items=tickets(4),
-                    client=client,
-                    parse=lambda t, response: text_of(response),
-                    poll_interval=0.05,
-                    max_batch_requests=1,
-                ),
-                timeout=1.0,
-            )
+        await _arun_batch_cut(path, client, timeout=1.0, max_batch_requests=1)
         await client.close()
 
     asyncio.run(job())
