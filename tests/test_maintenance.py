@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -53,10 +54,14 @@ def test_repair_of_a_clean_file_rewrites_nothing(tmp_path: Path) -> None:
 def test_repair_refuses_while_a_session_holds_the_job(tmp_path: Path) -> None:
     path = tmp_path / "job.jsonl"
     with AgentResume(JsonlStore(path)).resume_or_start("job"):
-        with pytest.raises(JobLockedError):
-            repair(path)
-        with pytest.raises(JobLockedError):
-            compact(path)
+        for maintain in (repair, compact):
+            with pytest.raises(JobLockedError) as raised:
+                maintain(path)
+            # No placeholder job name in the message (it said "job '(maintenance)'").
+            assert str(raised.value) == (
+                f"{path} is held by a live session in process {os.getpid()}: end it first "
+                "(the file is rewritten, which needs it closed)"
+            )
 
 
 def test_repair_of_a_missing_file_is_a_clear_error(tmp_path: Path) -> None:

@@ -276,17 +276,25 @@ class JobLockedError(StoreError):
     """Another live session holds the job.
 
     Attributes:
-        job_id: The job.
+        job_id: The job; ``""`` when the file was locked for maintenance
+            (``repair``, ``compact``), before its job was read.
         pid: The process ID of the holder, or ``None`` when unknown.
     """
 
     def __init__(self, job_id: str, pid: int | None, where: str) -> None:
         self._args = (job_id, pid, where)
         holder = f"process {pid}" if pid is not None else "another process"
-        super().__init__(
-            f"job {job_id!r} in {where} is held by a live session in {holder}; "
-            "one session per file-backed job"
-        )
+        if job_id:
+            message = (
+                f"job {job_id!r} in {where} is held by a live session in {holder}; "
+                "one session per file-backed job"
+            )
+        else:
+            message = (
+                f"{where} is held by a live session in {holder}: end it first "
+                "(the file is rewritten, which needs it closed)"
+            )
+        super().__init__(message)
         self.job_id = job_id
         self.pid = pid
 

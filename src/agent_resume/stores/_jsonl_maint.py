@@ -122,7 +122,7 @@ class _Locked:
             info = os.fstat(self.fd)
             if not stat.S_ISREG(info.st_mode):
                 raise StoreError(f"{path}: not a checkpoint file (a directory or a device)")
-            self.lock.acquire("(maintenance)", path, self.fd)
+            self.lock.acquire("", path, self.fd)  # the job is not read yet
             others = info.st_nlink - 1 - _own_backups(self.path, info)
             if others > 0:
                 self.lock.release()
