@@ -26,6 +26,7 @@ from agent_resume import (
     ArgumentValueError,
     ItemContext,
     JsonlStore,
+    ResultJsonlStore,
     ResumableRun,
     RunConfig,
     SqliteStore,
@@ -487,6 +488,34 @@ def test_a_parse_error_is_a_failed_attempt_that_keeps_its_usage(
         assert session.attempts("t-1") == 1 and not session.is_done("t-1")
 
 
+def test_a_result_that_cannot_be_stored_is_a_failed_attempt_not_a_dead_job(
+    batch_server: BatchServer, tmp_path: Path
+) -> None:
+    # `parse` returned something that is not JSON. Before, the error escaped
+    # while the batch's results were read: the batch never ended, and every
+    # next run read it again and died at the same result.
+    path = tmp_path / "ck.jsonl"
+
+    def parse(ticket: dict[str, str], response: Any) -> Any:
+        return object() if ticket["id"] == "t-1" else text_of(response)
+
+    for expected_done in (2, 0):
+        store = ResultJsonlStore(str(path))
+        report = ResumableRun(RunConfig(job_id="batch-job", store=store, progress=False)).run_batch(
+            request=request_for("openai"),
+            items=tickets(3),
+            client=client_for("openai", batch_server),
+            parse=parse,
+            poll_interval=0.01,
+        )
+        assert (report.done, report.failed, report.stop_reason) == (expected_done, 1, "failures")
+        assert report.usage.calls == 1 + expected_done  # the answer was paid for: its usage counts
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    errors = [r["error"] for r in records if r.get("status") == "failed"]
+    assert len(errors) == 2 and all("JSON" in e for e in errors)
+    assert [r["batch"] for r in _batch_records(path)].count("ended") == 2  # each batch ended
+
+
 def test_a_request_that_cannot_be_built_is_that_items_failed_attempt(
     batch_server: BatchServer, tmp_path: Path
 ) -> None:
@@ -506,7 +535,9 @@ def test_a_request_that_cannot_be_built_is_that_items_failed_attempt(
             parse=lambda t, response: text_of(response),
             poll_interval=0.01,
         )
-        assert (report.done, report.failed, report.stop_reason) == (expected_done, 1, "completed")
+        # Not "completed": a failed item is left for a later run, as in an online run.
+        assert (report.done, report.failed, report.stop_reason) == (expected_done, 1, "failures")
+        assert report.stop_message == "1 items are left for a later run"
     assert batch_server.created["openai"] == 1
     with AgentResume(JsonlStore(path)).resume_or_start("batch-job") as session:
         assert session.attempts("t-2") == 2 and not session.is_done("t-2")

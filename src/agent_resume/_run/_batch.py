@@ -257,11 +257,13 @@ class BatchEngine:
             pairs = [(item, self.read_id(item)) for item in items]
             by_id = {item_id: item for item, item_id in pairs}
             open_ = [s for s in submissions(session.store.iter_records()) if not s.ended]
+            provider_failed = False
             try:
                 self._batches(session, items, open_, by_id)
             except _ProviderFailed as failure:
                 # Whatever stopped the run before, batches may now be left in flight.
                 self.tally.stop_reason, self.tally.stop_message = "failures", str(failure)
+                provider_failed = True
             except BaseException as exc:
                 # A bad request body, Ctrl-C while polling: the batches in
                 # flight stay recorded for the next run, and so does this end.
@@ -273,10 +275,15 @@ class BatchEngine:
                 for item, item_id in pairs
                 if not session.is_done(item_id) and not session.is_quarantined(item_id)
             ]
+            if left and self.tally.stop_reason == "completed":
+                # Gone through, with failed requests left for a later run (or
+                # the fallback): not "completed", as for an online run.
+                self.tally.stop_reason = "failures"
+                self.tally.stop_message = f"{len(left)} items are left for a later run"
             report = self._record_end(session, len(left))
-        # After a failure, no item goes online: a batch left in flight may
-        # still answer it, and a rejected batch's requests would fail there too.
-        return report, ([] if self.tally.stop_reason == "failures" else left)
+        # After a provider's failure, no item goes online: a batch left in flight
+        # may still answer it, and a rejected batch's requests would fail there too.
+        return report, ([] if provider_failed else left)
 
     def _record_end(self, session: Session, remaining: int | None) -> RunReport:
         """Write the run's end record, with its report, and return the report."""
@@ -627,15 +634,24 @@ class BatchEngine:
                 continue
             if result.outcome == "succeeded":
                 usage = self._price(usage_from(result.response, prices=prices))
+                failure: Exception | None = None
                 try:
                     value = self.parse(by_id.get(item_id), result.response)
                 except Exception as exc:
-                    # A paid answer `parse` could not read: a failed attempt, usage kept.
-                    session.mark_failed(item_id, exc, usage=usage)
+                    failure = exc  # a paid answer `parse` could not read
+                else:
+                    try:
+                        recorded = session.mark_done(item_id, result=value, usage=usage)
+                    except (TypeError, ValueError) as exc:
+                        failure = exc  # a result that cannot be stored (not JSON)
+                if failure is not None:
+                    # A failed attempt, usage kept. Raised, it would stop this run,
+                    # and every next one, at the same result of the same batch.
+                    session.mark_failed(item_id, failure, usage=usage)
                     self.tally.failed += 1
                     self.tally.usage += usage
                     continue
-                if session.mark_done(item_id, result=value, usage=usage):
+                if recorded:
                     self.tally.done += 1
                     self.tally.usage += usage
             elif result.outcome == "errored":
