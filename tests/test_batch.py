@@ -170,6 +170,10 @@ def test_errored_requests_fail_and_expired_ones_return_to_the_queue(
         poll_interval=0.01,
     )
     assert (report.done, report.failed, report.remaining) == (3, 2, 2)
+    assert (report.stop_reason, report.stop_message) == (
+        "failures",
+        "2 items are left for a later run",
+    )
     # The expired request was submitted again, twice, within the run (three rounds).
     assert batch_server.created[provider] == 3
     with AgentResume(SqliteStore(path)).resume_or_start("batch-job") as session:
@@ -194,8 +198,28 @@ def test_errored_requests_fail_and_expired_ones_return_to_the_queue(
         poll_interval=0.01,
     )
     assert (again.done, again.remaining, batch_server.created[provider]) == (2, 0, 4)
+    assert again.stop_reason == "completed"
     last = list(batch_server.batches.values())[-1]
     assert len(last.requests) == 2
+
+
+def test_items_a_batch_pass_leaves_go_to_the_fallback(
+    batch_server: BatchServer, tmp_path: Path
+) -> None:
+    # A retryable error: the batch pass ends with `failures`, and the fallback,
+    # which runs online, finishes the item; the combined report is `completed`.
+    batch_server.outcome = lambda custom_id, body: (
+        "transient" if ticket_of(body) == "ticket 2" else "ok"
+    )
+    online: list[str] = []
+    report = _batch_run(tmp_path / "ck.jsonl", batch_server, "openai", online, n=4)
+    assert online == ["t-2"]
+    assert (report.done, report.failed, report.remaining, report.stop_reason) == (
+        4,
+        1,
+        0,
+        "completed",
+    )
 
 
 def test_a_deadline_cancels_the_batch_and_the_rest_runs_online(

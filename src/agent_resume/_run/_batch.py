@@ -257,13 +257,11 @@ class BatchEngine:
             pairs = [(item, self.read_id(item)) for item in items]
             by_id = {item_id: item for item, item_id in pairs}
             open_ = [s for s in submissions(session.store.iter_records()) if not s.ended]
-            provider_failed = False
             try:
                 self._batches(session, items, open_, by_id)
             except _ProviderFailed as failure:
                 # Whatever stopped the run before, batches may now be left in flight.
                 self.tally.stop_reason, self.tally.stop_message = "failures", str(failure)
-                provider_failed = True
             except BaseException as exc:
                 # A bad request body, Ctrl-C while polling: the batches in
                 # flight stay recorded for the next run, and so does this end.
@@ -275,15 +273,17 @@ class BatchEngine:
                 for item, item_id in pairs
                 if not session.is_done(item_id) and not session.is_quarantined(item_id)
             ]
+            # After the provider's failure, or its rejection of a batch, no item
+            # goes online: a batch left in flight may still answer it, and a
+            # rejected batch's requests would fail there too.
+            online = [] if self.tally.stop_reason == "failures" else left
             if left and self.tally.stop_reason == "completed":
                 # Gone through, with failed requests left for a later run (or
                 # the fallback): not "completed", as for an online run.
                 self.tally.stop_reason = "failures"
                 self.tally.stop_message = f"{len(left)} items are left for a later run"
             report = self._record_end(session, len(left))
-        # After a provider's failure, no item goes online: a batch left in flight
-        # may still answer it, and a rejected batch's requests would fail there too.
-        return report, ([] if provider_failed else left)
+        return report, online
 
     def _record_end(self, session: Session, remaining: int | None) -> RunReport:
         """Write the run's end record, with its report, and return the report."""
