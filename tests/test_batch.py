@@ -561,7 +561,7 @@ def test_a_request_that_cannot_be_built_is_that_items_failed_attempt(
         )
         # Not "completed": a failed item is left for a later run, as in an online run.
         assert (report.done, report.failed, report.stop_reason) == (expected_done, 1, "failures")
-        assert report.stop_message == "1 items are left for a later run"
+        assert report.stop_message == "1 item is left for a later run"
     assert batch_server.created["openai"] == 1
     with AgentResume(JsonlStore(path)).resume_or_start("batch-job") as session:
         assert session.attempts("t-2") == 2 and not session.is_done("t-2")

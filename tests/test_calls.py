@@ -533,7 +533,7 @@ def test_an_items_own_403_from_another_library_is_an_items_failure(tmp_path: Pat
     config = RunConfig(job_id="w", store=tmp_path / "w.jsonl", progress=False)
     report = ResumableRun(config).run(process, ["a", "b", "c", "d"])
     assert (report.done, report.failed, report.stop_reason) == (3, 1, "failures")
-    assert "1 failed items are left" in report.stop_message
+    assert "1 failed item is left" in report.stop_message
 
 
 def test_a_refused_key_stops_an_async_run_too(tmp_path: Path) -> None:

@@ -707,3 +707,35 @@ def test_damage_inside_a_usage_is_found_by_strict_mode_and_repair(tmp_path: Path
         AgentResume(JsonlStore(path, strict=True)).resume_or_start("job")
     assert info.value.line_number == 2
     assert repair(path, dry_run=True).dropped[0][0] == 2
+
+
+def test_a_leading_tilde_is_the_home_directory_wherever_a_path_is_taken(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agent_resume import PriceTable, ResumableRun, RunConfig
+
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir()
+    work.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
+    (home / "prices.json").write_text(json.dumps({"house-model": {"input": 1, "output": 2}}))
+
+    def process(item: dict[str, str], ctx: object) -> str:
+        ctx.save_conversation([{"role": "user", "content": item["id"]}])  # type: ignore[attr-defined]
+        raise RuntimeError("kept for a later run")
+
+    items = [{"id": "a"}, {"id": "b"}]
+    for store in ("~/ck/job.jsonl", "sqlite:///~/ck/job.db"):
+        report = ResumableRun(
+            RunConfig(job_id="job", store=store, conversation_dir="~/talks", progress=False)
+        ).run(process, items)
+        assert report.failed == 2
+    assert (home / "ck" / "job.jsonl").is_file()
+    assert (home / "ck" / "job.db").is_file()
+    assert sorted(p.name for p in (home / "talks").iterdir())  # the saved conversations
+    assert repair("~/ck/job.jsonl").lines == compact("~/ck/job.jsonl").lines_before
+    assert PriceTable.from_file("~/prices.json", builtin=False, genai_prices=False).lookup(
+        "house-model"
+    )
+    assert list(work.iterdir()) == []  # no directory named "~" in the working directory

@@ -70,7 +70,7 @@ def test_errors_that_are_not_transient_are_left_for_a_later_run(tmp_path: Path) 
     report = run.run(flaky, ["bug", "fine"])
     assert flaky.tries["bug"] == 1
     assert (report.remaining, report.stop_reason) == (1, "failures")
-    assert "1 failed items are left for a later run" in report.stop_message
+    assert "1 failed item is left for a later run" in report.stop_message
     again = run.run(flaky, ["bug", "fine"])
     assert (again.done, again.stop_reason) == (1, "completed")
 

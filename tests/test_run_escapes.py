@@ -264,6 +264,22 @@ def test_run_refuses_an_async_function_up_front(tmp_path):
     assert not os.path.exists(path)  # refused before the job was opened
 
 
+def test_run_refuses_a_generator_function_up_front(tmp_path):
+    path = str(tmp_path / "job.jsonl")
+
+    def process(item, ctx):
+        yield item["id"]
+
+    class Agent:
+        def __call__(self, item, ctx):
+            yield item
+
+    for fn in (process, Agent()):
+        with pytest.raises(ArgumentTypeError, match=r"`process` is a generator function.*yield"):
+            ResumableRun(config(path)).run(fn, ITEMS)
+    assert not os.path.exists(path)  # refused before the job was opened
+
+
 def test_run_refuses_a_coroutine_returned_and_uses_no_attempt(tmp_path):
     path = str(tmp_path / "job.jsonl")
 

@@ -369,7 +369,7 @@ class PriceTable:
             ArgumentValueError: The file has another suffix, cannot be parsed,
                 or holds a bad price.
         """
-        file = Path(path)
+        file = Path(path).expanduser()
         suffix = file.suffix.lower()
         try:
             if suffix == ".json":

@@ -59,7 +59,7 @@ from agent_resume._retry import (
 )
 from agent_resume._run._batch_providers import Adapter, BatchResult, BatchState, adapter_for
 from agent_resume._run._config import RunConfig
-from agent_resume._run._report import RunReport, ended_by, record_end_of
+from agent_resume._run._report import RunReport, ended_by, left_for_later, record_end_of
 from agent_resume._run._spent import JobSpent
 from agent_resume._session._agent import AgentResume
 from agent_resume._session._items import IdReader, KeyFunc
@@ -281,7 +281,7 @@ class BatchEngine:
                 # Gone through, with failed requests left for a later run (or
                 # the fallback): not "completed", as for an online run.
                 self.tally.stop_reason = "failures"
-                self.tally.stop_message = f"{len(left)} items are left for a later run"
+                self.tally.stop_message = left_for_later(len(left), "item")
             report = self._record_end(session, len(left))
         return report, online
 

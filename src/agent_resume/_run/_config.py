@@ -162,6 +162,8 @@ class RunConfig:
         job_id: The job's ID, as given to ``AgentResume.resume_or_start``.
         store: Where the checkpoint lives: a ``.jsonl`` path, a URL
             (``sqlite:///...``, ``postgresql://...``, ``memory:``) or a store.
+            A path's leading ``~`` is your home directory
+            (``~/ck/job.jsonl``, ``sqlite:///~/jobs.db``).
         time_budget: The longest this run may admit items for, from its start.
         finish_by: A wall-clock cut-off for admitting items (``datetime``).
         item_timeout: Each item's own budget, intersected with the run's.

@@ -238,7 +238,7 @@ def conversations_for(conversation_dir: str | os.PathLike[str] | None, store: An
         store: The run's store (open).
     """
     if conversation_dir is not None:
-        return ConversationFiles(os.fspath(conversation_dir))
+        return ConversationFiles(os.path.expanduser(os.fspath(conversation_dir)))
     if isinstance(store, ConversationStore):
         return StoreConversations(store)
     if isinstance(store, ConversationDirStore):

@@ -14,7 +14,15 @@ from agent_resume._errors import ArgumentTypeError, ArgumentValueError, add_note
 from agent_resume._render import format_cost, format_duration, format_timestamp, parse_timestamp
 from agent_resume._schema import SCHEMA_VERSION, seconds_json, timestamp_json, usage_json
 
-__all__ = ["STOP_REASONS", "ItemOutcome", "RunReport", "RunStopReason", "ended_by", "record_end_of"]
+__all__ = [
+    "STOP_REASONS",
+    "ItemOutcome",
+    "RunReport",
+    "RunStopReason",
+    "ended_by",
+    "left_for_later",
+    "record_end_of",
+]
 
 RunStopReason = Literal[
     "completed",
@@ -329,6 +337,13 @@ class RunReport:
 
     def __str__(self) -> str:
         return self.format()
+
+
+def left_for_later(count: int, noun: str) -> str:
+    """The message of a ``failures`` stop: ``"1 failed item is left for a later run"``."""
+    if count == 1:
+        return f"1 {noun} is left for a later run"
+    return f"{count} {noun}s are left for a later run"
 
 
 def ended_by(error: BaseException) -> tuple[RunStopReason, str]:

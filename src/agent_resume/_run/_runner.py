@@ -30,7 +30,13 @@ from agent_resume._run._config import DEFAULT_RETRY, RunConfig
 from agent_resume._run._context import NO_USAGE, ItemContext, calls_recorded, forget_conversation
 from agent_resume._run._conversations import conversations_for
 from agent_resume._run._progress import open_progress
-from agent_resume._run._report import ItemOutcome, RunReport, ended_by, record_end_of
+from agent_resume._run._report import (
+    ItemOutcome,
+    RunReport,
+    ended_by,
+    left_for_later,
+    record_end_of,
+)
 from agent_resume._run._requeue import Requeue, Wait
 from agent_resume._run._signals import RunSignals
 from agent_resume._run._spent import SECONDS_KEY, JobSpent
@@ -850,9 +856,7 @@ class ResumableRun:
             elif state.stop_name is None or requeue.pending() == 0:
                 # Gone through, but failed items are left for a later run: not "completed".
                 name = "failures"
-                reason = StopReason(
-                    "failures", f"{retry_later} failed items are left for a later run"
-                )
+                reason = StopReason("failures", left_for_later(retry_later, "failed item"))
         report = self._record_end(state, session, name, reason, remaining)
         if state.fail_fast_error is not None:
             raise state.fail_fast_error
@@ -1135,12 +1139,21 @@ def _refuse_coroutine(process: object, result: Coroutine[Any, Any, Any]) -> NoRe
 def _check_sync_process(process: object) -> None:
     _check_callable("process", process)
     call = getattr(process, "__call__", None)  # noqa: B004 - a callable object's async __call__
+    name = getattr(process, "__qualname__", process)
     if inspect.iscoroutinefunction(process) or inspect.iscoroutinefunction(call):
         raise ArgumentTypeError(
             "process",
             process,
-            f"`process` is an async function ({getattr(process, '__qualname__', process)!r}); "
+            f"`process` is an async function ({name!r}); "
             "run it with `await ResumableRun(config).arun(aprocess, items)`",
+        )
+    if inspect.isgeneratorfunction(process) or inspect.isgeneratorfunction(call):
+        # Its generator would be the item's result: never run, and no result a store can keep.
+        raise ArgumentTypeError(
+            "process",
+            process,
+            f"`process` is a generator function ({name!r}): it must return the item's "
+            "result, not yield it",
         )
 
 

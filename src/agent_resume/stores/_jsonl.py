@@ -52,7 +52,7 @@ class JsonlStore:
 
     Args:
         path: The checkpoint file; it and its missing parent directories are
-            created on first use.
+            created on first use. A leading ``~`` is your home directory.
         durability: ``"flush"`` (default), ``"group"`` or ``"fsync"``; see
             :data:`~agent_resume.stores.Durability`.
         strict: Raise :class:`CorruptCheckpointError` on a corrupt line instead
@@ -77,7 +77,7 @@ class JsonlStore:
                 durability,
                 f"`durability` must be 'flush', 'group' or 'fsync' (got {durability!r})",
             )
-        self.path = os.fspath(path)
+        self.path = os.path.expanduser(os.fspath(path))  # `~/ck.jsonl`, as a shell reads it
         if not self.path:
             raise ArgumentValueError("path", path, "`path` must not be empty")
         self.durability: Durability = durability

@@ -168,7 +168,7 @@ def repair(path: str | os.PathLike[str], *, dry_run: bool = False) -> RepairRepo
         StoreError: The file does not exist, is not a regular file, or has
             more than one hard link.
     """
-    locked = _Locked(os.fspath(path))
+    locked = _Locked(os.path.expanduser(os.fspath(path)))
     path = locked.path
     try:
         kept: list[bytes] = []
@@ -204,7 +204,7 @@ def compact(path: str | os.PathLike[str]) -> CompactReport:
         StoreError: The file does not exist, is not a regular file, or has
             more than one hard link.
     """
-    locked = _Locked(os.fspath(path))
+    locked = _Locked(os.path.expanduser(os.fspath(path)))
     path = locked.path
     try:
         latest: dict[str, int] = {}

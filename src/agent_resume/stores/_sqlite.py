@@ -70,7 +70,7 @@ class SqliteStore:
 
     Args:
         path: The database file; it and its missing parent directories are
-            created on first use.
+            created on first use. A leading ``~`` is your home directory.
         lease_seconds: How long a claim lasts without a heartbeat.
         heartbeat_seconds: How often a live worker renews its leases; a third
             of the lease by default.
@@ -110,7 +110,7 @@ class SqliteStore:
                 f"`durability` must be 'flush', 'group' or 'fsync' (got {durability!r})",
             )
         self.durability: Durability = durability
-        self.path = os.fspath(path)
+        self.path = os.path.expanduser(os.fspath(path))  # `~/jobs.db`, as a shell reads it
         if not self.path:
             raise ArgumentValueError("path", path, "`path` must not be empty")
         if (
