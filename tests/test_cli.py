@@ -287,6 +287,26 @@ def test_report_table_totals(capsys: pytest.CaptureFixture[str], checkpoint: Pat
     assert out.splitlines()[-1].split()[0] == "item-5"
 
 
+def test_a_job_that_called_no_model_spent_a_known_zero(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = tmp_path / "ck.jsonl"
+    with AgentResume(JsonlStore(str(path))).resume_or_start("job") as session:
+        session.mark_done("a")
+        session.mark_failed("b", RuntimeError("no model was called"))
+    code, out, _ = cli(capsys, "status", str(path))
+    assert code == 0
+    assert "0 calls, 0 tokens in / 0 out, $0.00" in out
+    code, out, _ = cli(capsys, "report", str(path))
+    assert out.splitlines()[-1].split() == ["total", "2", "items", "0", "0", "0", "$0.00"]
+    for command in ("status", "report"):
+        code, out, _ = cli(
+            capsys, command, str(path), "--json" if command == "status" else "--format=json"
+        )
+        assert code == 0
+        assert json.loads(out)["total"]["cost_usd"] == 0.0
+
+
 def test_report_csv_and_json(capsys: pytest.CaptureFixture[str], checkpoint: Path) -> None:
     code, out, _ = cli(capsys, "report", str(checkpoint), "--format", "csv")
     assert code == 0

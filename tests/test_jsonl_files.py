@@ -738,4 +738,14 @@ def test_a_leading_tilde_is_the_home_directory_wherever_a_path_is_taken(
     assert PriceTable.from_file("~/prices.json", builtin=False, genai_prices=False).lookup(
         "house-model"
     )
+    for target in ("~/ck/job.jsonl", "~/ck/job.db", "sqlite:///~/ck/job.db"):
+        shown = subprocess.run(
+            [sys.executable, "-m", "agent_resume", "status", target],
+            capture_output=True,
+            text=True,
+            env={**ENV, "HOME": str(home)},
+            timeout=120,
+        )
+        assert shown.returncode == 0, shown.stderr
+        assert "2 failed" in shown.stdout or "failed       2" in shown.stdout, shown.stdout
     assert list(work.iterdir()) == []  # no directory named "~" in the working directory

@@ -33,6 +33,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "USAGE_FIELDS",
     "check",
+    "known_cost",
     "seconds_json",
     "timestamp_json",
     "usage_json",
@@ -94,8 +95,23 @@ def seconds_json(value: float | None) -> float | None:
     return round(float(value), 6)
 
 
+def known_cost(usage: Usage) -> float | None:
+    """A usage's cost: ``None`` when unknown, and 0 when nothing was spent.
+
+    An item (or a job) that made no call, used no token and ran no search
+    cost nothing: a known $0, not an unknown cost, whatever its records
+    carried (a failure with no usage has none to price).
+    """
+    cost = usage.cost_usd
+    if cost is None and not (
+        usage.calls or usage.input_tokens or usage.output_tokens or usage.web_search_requests
+    ):
+        return 0.0
+    return cost
+
+
 def usage_json(usage: Usage) -> dict[str, Any]:
-    """A usage as the schema's usage object (:data:`USAGE_FIELDS`)."""
+    """A usage as the schema's usage object (:data:`USAGE_FIELDS`); see :func:`known_cost`."""
     return {
         "calls": usage.calls,
         "input_tokens": usage.input_tokens,
@@ -103,7 +119,7 @@ def usage_json(usage: Usage) -> dict[str, Any]:
         "cache_read_tokens": usage.cache_read_tokens,
         "cache_write_tokens": usage.cache_write_tokens,
         "reasoning_tokens": usage.reasoning_tokens,
-        "cost_usd": round_cost(usage.cost_usd),
+        "cost_usd": round_cost(known_cost(usage)),
     }
 
 

@@ -247,8 +247,6 @@ class ItemFolder:
             if status == "failed" and item.item_id in held:
                 status = "quarantined"
             usage = usage_json(item.usage)
-            if usage["cost_usd"] is None and not any(usage[n] for n in USAGE_FIELDS[:-1]):
-                usage["cost_usd"] = 0.0  # no call, no token: it cost nothing (known, not unknown)
             rows[item.item_id] = {
                 "item_id": item.item_id,
                 "status": status,

@@ -32,7 +32,7 @@ from agent_resume._cli._targets import (
 )
 from agent_resume._fingerprint import content_fingerprint
 from agent_resume._render import format_cost, format_duration, format_timestamp, masked_url
-from agent_resume._schema import SCHEMA_VERSION, timestamp_json, usage_json
+from agent_resume._schema import SCHEMA_VERSION, known_cost, timestamp_json, usage_json
 
 __all__ = ["register"]
 
@@ -206,7 +206,7 @@ def status(args: argparse.Namespace) -> int:
         (
             "spent",
             f"{total.calls:,} calls, {total.input_tokens:,} tokens in / "
-            f"{total.output_tokens:,} out, {format_cost(total.cost_usd)} (all runs, killed ones "
+            f"{total.output_tokens:,} out, {format_cost(known_cost(total))} (all runs, killed ones "
             "included)",
         )
     )

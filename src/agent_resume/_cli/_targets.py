@@ -55,12 +55,12 @@ _SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
 def _file_of(target: str) -> str | None:
-    """The file a store target names, or ``None`` for a server URL."""
+    """The file a store target names (``~`` expanded, as the stores do), or ``None`` for a server URL."""
     if target.startswith("sqlite:///"):
-        return target[len("sqlite:///") :]
+        return os.path.expanduser(target[len("sqlite:///") :])
     if target.startswith(("postgresql://", "postgres://")):
         return None
-    return target
+    return os.path.expanduser(target)
 
 
 def store_url(target: str) -> str:
@@ -85,8 +85,9 @@ def store_url(target: str) -> str:
             f"unknown URL scheme {scheme[1]!r} in {masked_url(target)!r}: give a .jsonl path, "
             "a .db path, sqlite:///path.db or postgresql://..."
         )
-    path = _file_of(target)
-    if path is not None and path == target and target.endswith(_SQLITE_SUFFIXES):
+    if not target.startswith(("sqlite://", "postgresql://", "postgres://")) and target.endswith(
+        _SQLITE_SUFFIXES
+    ):
         return "sqlite:///" + target
     if not target.endswith(".jsonl") and not target.startswith(
         ("sqlite://", "postgresql://", "postgres://")
