@@ -62,6 +62,7 @@ class _Batch:
     endpoint: str = "/v1/chat/completions"
     input_file_id: str = ""
     polls: int = 0
+    polls_at_cancel: int = 0
     status: str = "in_progress"
     answered: int = 0
     output_file_id: str | None = None
@@ -74,6 +75,8 @@ class BatchServer:
 
     def __init__(self) -> None:
         self.polls_to_finish: int | None = 2
+        # Polls a cancelled batch stays "cancelling" before it ends (None: it never does).
+        self.cancel_lands_after: int | None = 0
         self.outcome: Callable[[str, dict[str, Any]], str] = lambda custom_id, body: "ok"
         self.kill_on: tuple[str, int] | None = None
         self.kill_with = signal.SIGKILL  # the signal ``kill_on`` sends
@@ -158,15 +161,22 @@ class BatchServer:
                 self.polls_to_finish is not None and batch.polls >= self.polls_to_finish
             ):
                 self._finish(batch, len(batch.requests), "completed")
+            elif batch.status == "cancelling" and (
+                self.cancel_lands_after is not None
+                and batch.polls - batch.polls_at_cancel >= self.cancel_lands_after
+            ):
+                self._finish(batch, len(batch.requests) // 2, "cancelled")
         if first:
             self._kill("poll")
 
     def cancel(self, batch: _Batch) -> None:
         with self._lock:
             self.cancelled.append(batch.id)
-            if batch.status == "in_progress":
+            if batch.status == "in_progress" and self.cancel_lands_after == 0:
                 # Half the requests were answered before the cancel arrived.
                 self._finish(batch, len(batch.requests) // 2, "cancelled")
+            elif batch.status == "in_progress":
+                batch.status, batch.polls_at_cancel = "cancelling", batch.polls
 
     def _finish(self, batch: _Batch, answered: int, status: str) -> None:
         batch.status = status
@@ -218,12 +228,16 @@ class BatchServer:
 
     def anthropic_json(self, batch: _Batch) -> dict[str, Any]:
         counts = self.counts(batch)
-        ended = batch.status != "in_progress"
+        ended = batch.status not in ("in_progress", "cancelling")
         created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(batch.created_at))
         return {
             "id": batch.id,
             "type": "message_batch",
-            "processing_status": "ended" if ended else "in_progress",
+            "processing_status": "ended"
+            if ended
+            else "canceling"
+            if batch.status == "cancelling"
+            else "in_progress",
             "request_counts": {
                 "processing": 0 if ended else len(batch.requests),
                 "succeeded": counts["ok"],

@@ -244,6 +244,44 @@ def test_a_deadline_cancels_the_batch_and_the_rest_runs_online(
     assert report.ended_at - report.started_at < 1.5 + 1.0
 
 
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_a_cancel_that_has_not_landed_by_the_deadline_ends_the_run_on_time(
+    provider: str, batch_server: BatchServer, tmp_path: Path
+) -> None:
+    # OpenAI's "cancelling" can last minutes: the run must not wait it out.
+    path = tmp_path / "ck.jsonl"
+    batch_server.polls_to_finish = None  # the batch would never finish by itself
+    batch_server.cancel_lands_after = None  # nor would its cancel land
+    online: list[str] = []
+    report = _batch_run(
+        path,
+        batch_server,
+        provider,
+        online,
+        n=8,
+        time_budget=1.5,
+        poll_interval=0.05,
+        batch_margin=1.0,
+    )
+    assert report.ended_at - report.started_at < 1.5 + 0.5
+    assert len(batch_server.cancelled) == 1
+    # Its items may still be answered (and paid for) by the batch: none went online.
+    assert (report.done, report.remaining, report.stop_reason, online) == (
+        0,
+        8,
+        "time_budget",
+        [],
+    )
+    assert "the next run collects their answers" in report.stop_message
+    assert [r["batch"] for r in _batch_records(path)] == ["intent", "submitted"]
+    # The cancel lands: the next run collects the half answered and runs the rest.
+    batch_server.cancel_lands_after = 0
+    batch_server.polls_to_finish = 2
+    again = _batch_run(path, batch_server, provider, online, n=8)
+    assert (again.done, again.remaining, again.stop_reason, online) == (8, 0, "completed", [])
+    assert batch_server.created[provider] == 2  # the other half, in a batch of its own
+
+
 def test_a_run_too_close_to_its_deadline_submits_no_batch(
     batch_server: BatchServer, tmp_path: Path
 ) -> None:

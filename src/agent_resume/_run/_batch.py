@@ -276,7 +276,14 @@ class BatchEngine:
             # After the provider's failure, or its rejection of a batch, no item
             # goes online: a batch left in flight may still answer it, and a
             # rejected batch's requests would fail there too.
-            online = [] if self.tally.stop_reason == "failures" else left
+            # Nor does an item in a batch still open (its cancel had not landed
+            # at the deadline): the next run collects that batch.
+            in_flight = {item_id for s in open_ for item_id in s.ids.values()}
+            online = (
+                []
+                if self.tally.stop_reason == "failures"
+                else [item for item in left if self.read_id(item) not in in_flight]
+            )
             if left and self.tally.stop_reason == "completed":
                 # Gone through, with failed requests left for a later run (or
                 # the fallback): not "completed", as for an online run.
@@ -586,12 +593,21 @@ class BatchEngine:
                     )
                     self._ended(session, sub, state)
                     open_.remove(sub)
-            if open_:
-                wait = (
-                    self.poll_interval
-                    if cancelled
-                    else min(self.poll_interval, max(0.0, cut - now))
+            if open_ and cancelled and now >= self.end_at:
+                # A cancel can take the provider minutes (OpenAI's "cancelling"):
+                # the run ends on time, and the batches stay recorded. The next
+                # run collects what they answered; their items do not go online
+                # now (their batch may still answer them, and be paid for).
+                held = sum(len(s.ids) for s in open_)
+                self.tally.stop_message = (
+                    f"the deadline came before the provider ended {len(open_)} cancelled "
+                    f"batch(es) ({held} items): the next run collects their answers"
                 )
+                logger.warning("%s", self.tally.stop_message)
+                break
+            if open_:
+                until = self.end_at if cancelled else cut
+                wait = min(self.poll_interval, max(0.0, until - now))
                 if self.cancelled.wait(max(wait, 0.01)):
                     # The batches in flight stay recorded: the next run polls them.
                     raise asyncio.CancelledError
