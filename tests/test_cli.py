@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from agent_resume import AgentResume, JsonlStore, ResultJsonlStore, Usage
+from agent_resume import AgentResume, JsonlStore, PriceTable, ResultJsonlStore, Usage
 from agent_resume._cli._main import build_parser, main
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
@@ -547,6 +547,41 @@ def test_run_toml_with_flags_overriding(capsys: pytest.CaptureFixture[str], job_
     assert "done          3" in out
     code, out, _ = cli(capsys, "status", "out/job.jsonl", "--json")
     assert json.loads(out)["done"] == 5
+
+
+def test_run_bills_at_the_rates_of_a_toml_price_file(
+    capsys: pytest.CaptureFixture[str], job_dir: Path
+) -> None:
+    # Model names have dashes; the flags' spelling (`job-id`) must not touch them.
+    (job_dir / "prices.toml").write_text('["gpt-4o-mini"]\ninput = 2.0\noutput = 2.0\n')
+    argv = ["run", "job_module.py:process", "--items", "items.jsonl", "--no-progress", "--json"]
+    code, out, err = cli(capsys, *argv, "--prices", "prices.toml")
+    assert code == 0, err
+    assert json.loads(out)["usage"]["cost_usd"] == pytest.approx(5 * 12 * 2.0 / 1e6)
+
+
+def test_files_saved_with_a_byte_order_mark_and_crlf_are_read(
+    capsys: pytest.CaptureFixture[str], job_dir: Path
+) -> None:
+    # Notepad and Excel write UTF-8 with a BOM and Windows line ends.
+    bom = b"\xef\xbb\xbf"
+    (job_dir / "items.jsonl").write_bytes(
+        bom + b'{"id": "a", "text": "x"}\r\n{"id": "b", "text": "y"}\r\n\r\n'
+    )
+    (job_dir / "run.toml").write_bytes(bom + b'job-id = "bom"\r\nprogress = false\r\n')
+    (job_dir / "prices.json").write_bytes(bom + b'{"gpt-4o-mini": {"input": 1, "output": 1}}')
+    (job_dir / "prices.toml").write_bytes(bom + b'["gpt-4o-mini"]\ninput = 2\noutput = 2\n')
+    for prices, cost in (("prices.json", 24e-6), ("prices.toml", 48e-6)):
+        code, out, err = cli(
+            capsys,
+            *("run", "job_module.py:process", "--items", "items.jsonl", "--config", "run.toml"),
+            *("--prices", prices, "--store", f"{prices}.jsonl", "--json"),
+        )
+        assert code == 0, err
+        report = json.loads(out)
+        assert (report["job_id"], report["done"]) == ("bom", 2)
+        assert report["usage"]["cost_usd"] == pytest.approx(cost)
+    assert PriceTable.from_file(job_dir / "prices.toml", genai_prices=False).lookup("gpt-4o-mini")
 
 
 def test_run_failures_quarantine_and_exit_1(

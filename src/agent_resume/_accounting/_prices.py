@@ -373,7 +373,7 @@ class PriceTable:
         suffix = file.suffix.lower()
         try:
             if suffix == ".json":
-                data = json.loads(file.read_text(encoding="utf-8"))
+                data = json.loads(file.read_text(encoding="utf-8-sig"))
             elif suffix == ".toml":
                 data = _read_toml(file)
             else:
@@ -573,8 +573,7 @@ def _read_toml(file: Path) -> Any:
                 f"{file}: reading TOML on Python 3.10 needs the tomli package "
                 "(pip install tomli); or use a .json file",
             ) from None
-    with file.open("rb") as handle:
-        return tomllib.load(handle)
+    return tomllib.loads(file.read_text(encoding="utf-8-sig"))
 
 
 _default: PriceTable | None = None

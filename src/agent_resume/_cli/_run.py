@@ -272,6 +272,8 @@ def _add_flag(group: Any, field: ConfigField) -> None:
 def load_toml(path: str, what: str = "config file") -> dict[str, Any]:
     """Read a TOML file (``-`` for stdin) with tomllib (3.11+) or tomli (3.10).
 
+    A UTF-8 byte-order mark is skipped. Keys are returned as written.
+
     Raises:
         CliError: No TOML reader is available, or the file is unreadable or invalid.
     """
@@ -288,7 +290,7 @@ def load_toml(path: str, what: str = "config file") -> dict[str, Any]:
     name = "<stdin>" if path == STDIO else path
     with open_input(path, what) as f:
         try:
-            data: dict[str, Any] = toml.load(f)
+            data: dict[str, Any] = toml.loads(f.read().decode("utf-8-sig"))
         except OSError as exc:
             raise CliError(f"cannot read the {what} {name}: {exc.strerror or exc}") from None
         except UnicodeDecodeError as exc:
@@ -296,7 +298,7 @@ def load_toml(path: str, what: str = "config file") -> dict[str, Any]:
         except (ValueError, RecursionError) as exc:
             reason = exc if isinstance(exc, ValueError) else "nested too deeply"
             raise CliError(f"{name}: invalid TOML: {reason}") from None
-    return {key.replace("-", "_"): value for key, value in data.items()}
+    return data
 
 
 def _checked(field: ConfigField, value: Any, where: str) -> Any:
@@ -384,7 +386,7 @@ def _prices(value: Any, where: str) -> Any:
             name = "<stdin>" if value == STDIO else value
             with open_input(value, "price table") as f:
                 try:
-                    value = json.loads(f.read().decode("utf-8"))
+                    value = json.loads(f.read().decode("utf-8-sig"))
                 except (OSError, ValueError, RecursionError) as exc:
                     raise CliError(f"cannot read the price table {name}: {exc}") from None
     if not isinstance(value, dict):
@@ -440,7 +442,10 @@ def _one_stdin(args: argparse.Namespace) -> None:
 def _settings(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
     """Merge the TOML file and the flags: ``(RunConfig keywords, other settings)``."""
     _one_stdin(args)
-    data = load_toml(args.config) if args.config else {}
+    # Settings may be spelt as their flags are (`job-id`); a price table's model names may not.
+    data = (
+        {k.replace("-", "_"): v for k, v in load_toml(args.config).items()} if args.config else {}
+    )
     if data.get("items") == STDIO and args.config == STDIO and args.items is None:
         raise CliError("only one input can come from stdin (-); got --config and items")
     where = ("<stdin>" if args.config == STDIO else args.config) or "flags"

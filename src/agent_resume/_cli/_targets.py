@@ -9,6 +9,7 @@ becomes a :class:`~agent_resume._cli._exits.CliError` or a
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import json
 import os
@@ -324,6 +325,8 @@ def open_input(path: str, what: str) -> IO[bytes]:
 def read_items(path: str, key_field: str | None) -> list[tuple[str, Any]]:
     """Read a JSONL input, ``-`` for standard input: one JSON value per line (blank lines skipped).
 
+    A UTF-8 byte-order mark at the start of the file is skipped.
+
     Each item's ID is read as a run reads it: from ``key_field`` (``--key``)
     or by the default rules. A bad one is refused here, with its line.
 
@@ -353,6 +356,8 @@ def read_items(path: str, key_field: str | None) -> list[tuple[str, Any]]:
             if not raw:
                 break
             number += 1
+            if number == 1 and raw.startswith(codecs.BOM_UTF8):
+                raw = raw[len(codecs.BOM_UTF8) :]  # a file saved by Notepad or Excel
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
