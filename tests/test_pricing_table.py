@@ -107,6 +107,8 @@ class Row:
     # Prices for models outside the built-in table (the fixed figure uses them).
     own: dict[str, dict[str, float]] = field(default_factory=dict)
     inconsistent: bool = False
+    # Above a context tier of the built-in table: the built-in entry prices it.
+    tiered: bool = False
 
 
 SONNET = "claude-sonnet-4-5-20250929"
@@ -203,6 +205,7 @@ ROWS = [
         (250_000 * 2.50 + 2_000 * 15) / 1e6,
         "gemini-2.5-pro",
         {"input_tokens": 250_000, "output_tokens": 2_000},
+        tiered=True,
     ),
     Row(
         # Over 200k input tokens: $6 / $22.50 instead of $3 / $15.
@@ -211,6 +214,17 @@ ROWS = [
         (250_000 * 6 + 1_000 * 22.50) / 1e6,
         SONNET,
         {"input_tokens": 250_000, "output_tokens": 1_000},
+        tiered=True,
+    ),
+    Row(
+        # Anthropic's 1M-context rates apply to Sonnet 4 as to 4.5; genai-prices
+        # 0.2.3 has no tier for it and bills $0.765, half.
+        "claude-sonnet-4 over 200k",
+        lambda: message("claude-sonnet-4-20250514", input_tokens=250_000, output_tokens=1_000),
+        (250_000 * 6 + 1_000 * 22.50) / 1e6,
+        "claude-sonnet-4-20250514",
+        {"input_tokens": 250_000, "output_tokens": 1_000},
+        tiered=True,
     ),
     Row(
         "bedrock global inference profile",
@@ -362,6 +376,11 @@ def test_builtin_table_gives_the_fixed_figure(row: Row) -> None:
 def test_default_table_agrees_with_genai_prices(row: Row) -> None:
     assert genai_prices is not None
     usage = priced(row, PriceTable())
+    if row.tiered:  # the built-in entry's tier, whatever genai-prices has
+        assert usage.cost_usd == pytest.approx(row.expected, rel=1e-9)
+        assert usage.price_source is not None
+        assert usage.price_source.startswith("built-in")
+        return
     expected = genai_prices.calc_price(
         genai_prices.Usage(**row.reference_counts),
         row.reference_model,

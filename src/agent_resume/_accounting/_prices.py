@@ -204,6 +204,11 @@ class ModelPrice:
             )
         return cls(**data)
 
+    def is_long(self, usage: Usage) -> bool:
+        """Whether ``usage`` is above the long-context threshold (its ``long_*`` prices apply)."""
+        threshold = self.long_context_threshold
+        return threshold is not None and usage.input_tokens > threshold
+
     def cost(self, usage: Usage) -> float:
         """The cost in US dollars of ``usage`` at these prices.
 
@@ -220,8 +225,7 @@ class ModelPrice:
         Returns:
             The cost, never double-counting cached tokens.
         """
-        threshold = self.long_context_threshold
-        long = threshold is not None and usage.input_tokens > threshold
+        long = self.is_long(usage)
 
         def pick(base: float | None, above: float | None) -> float | None:
             return above if long and above is not None else base
@@ -501,11 +505,14 @@ class PriceTable:
             return Quote(own[1].cost(usage), own[0], "own prices")
         if reported_cost is not None:
             return Quote(reported_cost, ref.name, "litellm")
-        if self._genai_prices:
+        base = _find(self._base, ref)
+        # Above a context tier of the built-in table, the built-in entry prices
+        # the call: genai-prices lacks some tiers (0.2.3 bills Claude Sonnet 4's
+        # 1M-context requests at its 200k rates, half the bill).
+        if self._genai_prices and not (base is not None and base[1].is_long(usage)):
             quote = genai_quote(usage, ref, response)
             if quote is not None:
                 return quote
-        base = _find(self._base, ref)
         if base is not None:
             return Quote(base[1].cost(usage), base[0], f"built-in {CHECKED}")
         return None
