@@ -427,3 +427,27 @@ def test_inconsistent_usage_is_corrected_and_warned_once(
     assert first.cost_usd == pytest.approx(
         (expected.input_tokens + 2 * expected.output_tokens) / 1e6
     )
+
+
+@pytest.mark.skipif(genai_prices is None, reason="the prices extra is not installed")
+@pytest.mark.parametrize(
+    "model",
+    # genai-prices has batch rates for gpt-4o-mini and claude-sonnet-4-5, none for the others.
+    ["gpt-4o-mini", "gpt-5.3", "claude-sonnet-4-5", "claude-sonnet-4-20250514", "claude-3-5-haiku"],
+)
+def test_a_batch_call_is_billed_at_half_where_genai_prices_has_no_batch_rate(model: str) -> None:
+    table = PriceTable()
+    counts = {"input_tokens": 10_000, "output_tokens": 1_000, "calls": 1}
+    standard = table.price(Usage(model=model, **counts))
+    assert standard.cost_usd is not None and standard.cost_usd > 0
+    for tier in ("batch", "flex"):
+        tiered = table.price(Usage(model=model, service_tier=tier, **counts))
+        assert tiered.cost_usd == pytest.approx(standard.cost_usd / 2, rel=1e-9), tier
+        assert tiered.price_source == standard.price_source
+    if model.startswith("gpt"):
+        # An OpenAI Batch API output line: the tier is read from the line itself.
+        line = {
+            "custom_id": "r-1",
+            "response": {"status_code": 200, "body": chat(model, 10_000, 1_000).model_dump()},
+        }
+        assert usage_from(line).cost_usd == pytest.approx(standard.cost_usd / 2, rel=1e-9)

@@ -12,7 +12,7 @@ a failure of the package is one warning, and the next source is asked.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -82,6 +82,45 @@ def _context(usage: Usage) -> dict[str, str] | None:
     return {"service_tier": tier}
 
 
+# The tiers every provider that offers them bills at half the token rates.
+# genai-prices lacks them for some models (0.2.3: Claude Sonnet 4, Opus 4
+# and the 3.x models, gpt-5.3, o1-mini, several Gemini models) and then quotes
+# the standard rate, twice the bill of a batch job.
+_HALF_RATE_TIERS = frozenset({"batch", "flex"})
+
+# (model, provider, tier) -> whether genai-prices has a rate of its own for it.
+_knows_tier: dict[tuple[str, str, str], bool] = {}
+
+
+def _total(calc: Callable[[dict[str, str] | None], Any], usage: Usage) -> tuple[float, str]:
+    """The cost genai-prices gives at ``usage``'s tier, at half rate where it has no rate for it.
+
+    Args:
+        calc: Prices the call with a price context (``None`` for the standard tier).
+        usage: The call, for its service tier.
+
+    Returns:
+        The cost and the price entry's name.
+    """
+    result = calc(_context(usage))
+    cost = float(result.total_price)
+    tier = (usage.service_tier or "").lower()
+    if tier not in _HALF_RATE_TIERS:
+        return cost, str(result.model.id)
+    key = (str(result.model.id), str(result.provider.id), tier)
+    knows = _knows_tier.get(key)
+    if knows is None:
+        standard = float(calc(None).total_price)
+        if standard <= 0:
+            return cost, str(result.model.id)  # nothing to compare: decided on a later call
+        knows = _knows_tier[key] = cost != standard
+    if not knows:
+        # Half the token rates; per-request fees (web searches) are not discounted.
+        tokens = float(result.input_price) + float(result.output_price)
+        cost = tokens * 0.5 + (cost - tokens)
+    return cost, str(result.model.id)
+
+
 def _as_json(obj: object) -> Any:
     if isinstance(obj, Mapping):
         return obj
@@ -134,7 +173,6 @@ def genai_quote(usage: Usage, ref: ModelRef, raw: RawResponse | None) -> Quote |
     if module is None:
         return None
     source = f"genai-prices {genai_prices_version()}"
-    context = _context(usage)
     if raw is not None and not ref.fine_tune:
         try:
             data = _as_json(raw.obj)
@@ -143,8 +181,8 @@ def genai_quote(usage: Usage, ref: ModelRef, raw: RawResponse | None) -> Quote |
                     data, provider_id=raw.provider, api_flavor=raw.flavor
                 )
                 if extracted.model is not None:
-                    result = extracted.calc_price(price_context=context)
-                    return Quote(float(result.total_price), str(result.model.id), source)
+                    cost, name = _total(lambda ctx: extracted.calc_price(price_context=ctx), usage)
+                    return Quote(cost, name, source)
         except (LookupError, ValueError, TypeError, AttributeError):
             pass  # priced from our counts below
         except Exception as error:  # never let a pricing source break accounting
@@ -157,14 +195,20 @@ def genai_quote(usage: Usage, ref: ModelRef, raw: RawResponse | None) -> Quote |
         [(ref.raw, "openai")] if ref.fine_tune else [(ref.raw, ref.provider), (ref.name, None)]
     )
     for name, provider in attempts:
-        try:
-            result = module.calc_price(
-                module.Usage(**counts), name, provider_id=provider, price_context=context
+
+        def calc(
+            ctx: dict[str, str] | None, name: str = name, provider: str | None = provider
+        ) -> Any:
+            return module.calc_price(
+                module.Usage(**counts), name, provider_id=provider, price_context=ctx
             )
+
+        try:
+            cost, priced_as = _total(calc, usage)
         except LookupError:
             continue
         except Exception as error:  # never let a pricing source break accounting
             _warn_once(ref.raw, error)
             return None
-        return Quote(float(result.total_price), str(result.model.id), source)
+        return Quote(cost, priced_as, source)
     return None
