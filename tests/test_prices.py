@@ -294,6 +294,38 @@ def test_builtin_prices_agree_with_genai_prices() -> None:
         theirs = offline.cost(call(asked, **counts))
         assert theirs is not None, model
         assert ours == pytest.approx(theirs, rel=1e-9), model
+        price = table.lookup(model)
+        if price is not None and price.priority_input is not None:
+            # OpenAI's priority rates, where the table lists them.
+            fast = Usage(calls=1, model=asked, service_tier="priority", **counts)
+            assert table.cost(fast) == pytest.approx(offline.cost(fast), rel=1e-9), model
+
+
+def test_priority_rates_of_its_own_replace_the_tier_multiplier() -> None:
+    table = PriceTable(genai_prices=False)
+    counts = {"input_tokens": 10_000, "cache_read_tokens": 4_000, "output_tokens": 1_000}
+
+    def priority(model: str) -> float | None:
+        return table.cost(Usage(calls=1, model=model, service_tier="priority", **counts))
+
+    # gpt-4.1 at priority: $3.50 / $0.875 cached / $14, 1.75 times its standard rates.
+    assert priority("gpt-4.1-2025-04-14") == pytest.approx(
+        (6_000 * 3.50 + 4_000 * 0.875 + 1_000 * 14.00) / 1e6
+    )
+    # A model without rates of its own: the multiplier, x2.
+    assert priority("gpt-5") == pytest.approx(2 * table.cost(call("gpt-5", **counts)))  # type: ignore[operator]
+    own = PriceTable(
+        {"house": {"input": 1, "output": 2, "priority_input": 1.5, "priority_output": 3.0}},
+        builtin=False,
+        genai_prices=False,
+    )
+    fast = Usage(calls=1, model="house", service_tier="priority", input_tokens=1_000_000)
+    assert own.cost(fast) == pytest.approx(1.5)
+    assert own.cost(call("house", input_tokens=1_000_000)) == pytest.approx(1.0)
+    with pytest.raises(ArgumentValueError, match="priority_output"):
+        ModelPrice(input=1, output=1, priority_input=2)
+    with pytest.raises(ArgumentValueError, match="priority_input"):
+        ModelPrice(input=1, output=1, priority_cache_read=0.5)
 
 
 def test_a_price_file_with_tiers_ttls_audio_and_searches(tmp_path: Path) -> None:

@@ -9,7 +9,9 @@ cache_write, cache_write_1h)`` used when a request's input tokens exceed the
 threshold (``None`` keeps the base price). Anthropic's ``cache_write`` is the
 5-minute write and ``cache_write_1h`` the 1-hour one; OpenAI and Gemini
 charge nothing extra to write. Batch, flex and priority processing are
-applied on top as multipliers (see `agent_resume.PriceTable`).
+applied on top as multipliers (see `agent_resume.PriceTable`), except where
+OpenAI lists a model's priority rates: ``priority`` is ``(input, output,
+cache_read)`` of that tier.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ def _p(
     input_audio: float | None = None,
     web_search: float | None = None,
     long: Long | None = None,
+    priority: tuple[float, float, float | None] | None = None,
 ) -> dict[str, Any]:
     price: dict[str, Any] = {"input": input, "output": output, "source": source, "date": CHECKED}
     for key, value in (
@@ -49,6 +52,10 @@ def _p(
     ):
         if value is not None:
             price[key] = value
+    if priority is not None:
+        price["priority_input"], price["priority_output"] = priority[:2]
+        if priority[2] is not None:
+            price["priority_cache_read"] = priority[2]
     if long is not None:
         threshold, *tiered = long
         price["long_context_threshold"] = threshold
@@ -82,11 +89,11 @@ def _google(*args: Any, **kwargs: Any) -> dict[str, Any]:
 
 BUILTIN: dict[str, dict[str, Any]] = {
     # OpenAI
-    "gpt-4o": _openai(2.50, 10.00, 1.25, web_search=10.0),
-    "gpt-4o-2024-05-13": _openai(5.00, 15.00, web_search=10.0),
-    "gpt-4o-mini": _openai(0.15, 0.60, 0.075, web_search=10.0),
-    "gpt-4.1": _openai(2.00, 8.00, 0.50, web_search=10.0),
-    "gpt-4.1-mini": _openai(0.40, 1.60, 0.10, web_search=10.0),
+    "gpt-4o": _openai(2.50, 10.00, 1.25, web_search=10.0, priority=(4.25, 17.00, 2.125)),
+    "gpt-4o-2024-05-13": _openai(5.00, 15.00, web_search=10.0, priority=(8.75, 26.25, None)),
+    "gpt-4o-mini": _openai(0.15, 0.60, 0.075, web_search=10.0, priority=(0.25, 1.00, 0.125)),
+    "gpt-4.1": _openai(2.00, 8.00, 0.50, web_search=10.0, priority=(3.50, 14.00, 0.875)),
+    "gpt-4.1-mini": _openai(0.40, 1.60, 0.10, web_search=10.0, priority=(0.70, 2.80, 0.175)),
     "gpt-4.1-nano": _openai(0.10, 0.40, 0.025),
     # Fine-tuned models (`ft:BASE:org:suffix:id`), billed above their base.
     "ft:gpt-3.5-turbo": _openai(3.00, 6.00),
@@ -97,7 +104,7 @@ BUILTIN: dict[str, dict[str, Any]] = {
     "ft:gpt-4.1-nano": _openai(0.20, 0.80, 0.05),
     "ft:o4-mini": _openai(4.00, 16.00, 1.00),
     "gpt-5": _openai(1.25, 10.00, 0.125, web_search=10.0),
-    "gpt-5-mini": _openai(0.25, 2.00, 0.025, web_search=10.0),
+    "gpt-5-mini": _openai(0.25, 2.00, 0.025, web_search=10.0, priority=(0.45, 3.60, 0.045)),
     "gpt-5-nano": _openai(0.05, 0.40, 0.005, web_search=10.0),
     "gpt-5-pro": _openai(15.00, 120.00, web_search=10.0),
     "gpt-5.1": _openai(1.25, 10.00, 0.125, web_search=10.0),
@@ -110,7 +117,12 @@ BUILTIN: dict[str, dict[str, Any]] = {
     "gpt-5.4-mini": _openai(0.75, 4.50, 0.075, web_search=10.0),
     "gpt-5.4-nano": _openai(0.20, 1.25, 0.02, web_search=10.0),
     "gpt-5.5": _openai(
-        5.00, 30.00, 0.50, web_search=10.0, long=(272_000, 10.00, 45.00, 1.00, None, None)
+        5.00,
+        30.00,
+        0.50,
+        web_search=10.0,
+        long=(272_000, 10.00, 45.00, 1.00, None, None),
+        priority=(12.50, 75.00, 1.25),
     ),
     "gpt-5.5-pro": _openai(
         30.00, 180.00, web_search=10.0, long=(272_000, 60.00, 270.00, None, None, None)
@@ -126,10 +138,10 @@ BUILTIN: dict[str, dict[str, Any]] = {
     ),
     "o1": _openai(15.00, 60.00, 7.50),
     "o1-mini": _openai(1.10, 4.40, 0.55),
-    "o3": _openai(2.00, 8.00, 0.50, web_search=10.0),
+    "o3": _openai(2.00, 8.00, 0.50, web_search=10.0, priority=(3.50, 14.00, 0.875)),
     "o3-mini": _openai(1.10, 4.40, 0.55),
     "o3-pro": _openai(20.00, 80.00),
-    "o4-mini": _openai(1.10, 4.40, 0.275, web_search=10.0),
+    "o4-mini": _openai(1.10, 4.40, 0.275, web_search=10.0, priority=(2.00, 8.00, 0.50)),
     # Anthropic: (input, output, cache read, 5-minute cache write, 1-hour cache write)
     "claude-opus-5-5": _anthropic(4.00, 20.00, 0.20, 5.00, 8.00),
     "claude-sonnet-5-5": _anthropic(2.00, 10.00, 0.10, 2.50, 4.00),

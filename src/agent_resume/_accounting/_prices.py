@@ -63,6 +63,9 @@ _TOKEN_PRICES = (
     "long_cache_read",
     "long_cache_write",
     "long_cache_write_1h",
+    "priority_input",
+    "priority_output",
+    "priority_cache_read",
 )
 _PRICE_KEYS = (*_TOKEN_PRICES, "long_context_threshold", "source", "date")
 
@@ -70,7 +73,10 @@ SERVICE_TIER_MULTIPLIERS: Mapping[str, float] = {"batch": 0.5, "flex": 0.5, "pri
 """What a service tier multiplies token prices by in the built-in and your own prices.
 
 Any other tier (``default``, ``standard``, ``auto``, ``on_demand``, none)
-pays the listed price. Per-request fees (web search) are not multiplied.
+pays the listed price. Per-request fees (web search) are not multiplied. A
+price with ``priority_*`` prices of its own uses them for the priority tier
+instead of the multiplier (OpenAI's priority rates are 1.67 to 2 times the
+standard ones, by model).
 """
 
 
@@ -107,6 +113,12 @@ class ModelPrice:
         long_cache_read: ``cache_read`` above the threshold.
         long_cache_write: ``cache_write`` above the threshold.
         long_cache_write_1h: ``cache_write_1h`` above the threshold.
+        priority_input: ``input`` of the priority tier (OpenAI's priority
+            processing); with ``priority_output`` it replaces the tier's
+            multiplier (x2) for a call below the context threshold.
+        priority_output: ``output`` of the priority tier.
+        priority_cache_read: ``cache_read`` of the priority tier; ``None``
+            bills cache reads at ``priority_input``.
         source: Where the prices come from, usually the provider's page.
         date: When they were taken from the source, as ``YYYY-MM-DD``.
     """
@@ -124,6 +136,9 @@ class ModelPrice:
     long_cache_read: float | None = None
     long_cache_write: float | None = None
     long_cache_write_1h: float | None = None
+    priority_input: float | None = None
+    priority_output: float | None = None
+    priority_cache_read: float | None = None
     source: str = ""
     date: str = ""
 
@@ -160,6 +175,15 @@ class ModelPrice:
                 "long_context_threshold",
                 threshold,
                 f"{tiered} need `long_context_threshold` (the input tokens above which they apply)",
+            )
+        if (self.priority_input is None) != (self.priority_output is None) or (
+            self.priority_cache_read is not None and self.priority_input is None
+        ):
+            raise ArgumentValueError(
+                "priority_input",
+                self.priority_input,
+                "the priority tier needs both `priority_input` and `priority_output` "
+                f"(got {self.priority_input!r} and {self.priority_output!r})",
             )
         for name in ("source", "date"):
             if not isinstance(getattr(self, name), str):
@@ -216,8 +240,9 @@ class ModelPrice:
         cache reads, 5-minute and 1-hour cache writes, audio input, output.
         A request whose input is above ``long_context_threshold`` pays the
         ``long_*`` prices for all its tokens; the service tier multiplies the
-        token prices (`SERVICE_TIER_MULTIPLIERS`); web searches are added at
-        ``web_search`` per 1,000.
+        token prices (`SERVICE_TIER_MULTIPLIERS`), except that a priority
+        call pays the ``priority_*`` prices where they are given; web
+        searches are added at ``web_search`` per 1,000.
 
         Args:
             usage: The tokens to price; its model and cost are ignored.
@@ -226,6 +251,7 @@ class ModelPrice:
             The cost, never double-counting cached tokens.
         """
         long = self.is_long(usage)
+        multiplier = tier_multiplier(usage.service_tier)
 
         def pick(base: float | None, above: float | None) -> float | None:
             return above if long and above is not None else base
@@ -233,6 +259,15 @@ class ModelPrice:
         input_price = pick(self.input, self.long_input) or 0.0
         output_price = pick(self.output, self.long_output) or 0.0
         read_price = pick(self.cache_read, self.long_cache_read)
+        if (
+            self.priority_input is not None
+            and not long
+            and (usage.service_tier or "").lower() == "priority"
+        ):
+            # The tier's own rates, not the multiplier (cache writes are OpenAI's: none).
+            input_price, multiplier = self.priority_input, 1.0
+            output_price = self.priority_output or 0.0
+            read_price = self.priority_cache_read
         write_price = pick(self.cache_write, self.long_cache_write)
         write_1h_price = pick(self.cache_write_1h, self.long_cache_write_1h)
         read_price = input_price if read_price is None else read_price
@@ -253,7 +288,7 @@ class ModelPrice:
             + usage.output_tokens * output_price
         )
         fees = usage.web_search_requests * (self.web_search or 0.0) / 1_000
-        return tokens / _MILLION * tier_multiplier(usage.service_tier) + fees
+        return tokens / _MILLION * multiplier + fees
 
 
 # A dated name such as gpt-4o-2024-08-06, claude-3-5-sonnet-20241022,
