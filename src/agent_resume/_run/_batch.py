@@ -599,11 +599,13 @@ class BatchEngine:
                 # run collects what they answered; their items do not go online
                 # now (their batch may still answer them, and be paid for).
                 held = sum(len(s.ids) for s in open_)
-                self.tally.stop_message = (
+                message = (
                     f"the deadline came before the provider ended {len(open_)} cancelled "
                     f"batch(es) ({held} items): the next run collects their answers"
                 )
-                logger.warning("%s", self.tally.stop_message)
+                logger.warning("%s", message)
+                if self.tally.stop_reason == "time_budget":
+                    self.tally.stop_message = message
                 break
             if open_:
                 until = self.end_at if cancelled else cut
