@@ -593,3 +593,37 @@ def test_an_unknown_model_stops_the_run_after_the_items_in_flight(tmp_path: Path
     assert report.stop_message.startswith("the provider does not know the model (NotFoundError")
     assert "fix the model's name and run again" in report.stop_message
     assert [getattr(s, "name", None) for s in stops] == ["model_not_found"]
+
+
+def test_a_retry_after_past_the_items_deadline_fails_it_at_once_and_says_why(
+    tmp_path: Path,
+) -> None:
+    from llm_server import LLMServer, Reply
+
+    with LLMServer() as server:
+        client = openai.OpenAI(base_url=server.openai_url, api_key="k", max_retries=0)
+
+        def process(item: dict[str, int], ctx: Any) -> str:
+            response = ctx.call(
+                client.chat.completions.create, model="gpt-4o-mini", messages=_message("x")
+            )
+            return str(response.choices[0].message.content)
+
+        # The provider pauses everyone for an hour; each item has two seconds.
+        server.queue(Reply(status=429, headers={"retry-after": "3600"}))
+        config = RunConfig(
+            job_id="paused",
+            store=str(tmp_path / "ck.jsonl"),
+            progress=False,
+            time_budget=3,
+            item_timeout=2,
+            retry=FAST,
+        )
+        report = ResumableRun(config).run(process, [{"id": n} for n in range(3)])
+        client.close()
+    assert (report.done, report.stop_reason) == (0, "time_budget")
+    errors = [r["error"] for r in _records(tmp_path / "ck.jsonl") if r.get("status") == "failed"]
+    assert errors and all("DeadlineExceeded" in e or "RateLimitError" in e for e in errors)
+    waited = [e for e in errors if "DeadlineExceeded" in e]
+    assert waited and all("the rate limit allows the next call in 3" in e for e in waited), waited
+    assert len(server.requests) == 1  # nothing was sent during the pause

@@ -114,13 +114,17 @@ class DeadlineExceeded(AgentResumeError):
     Attributes:
         deadline: The deadline that passed.
         elapsed_seconds: Seconds from the deadline's creation to the check.
+        why: What would have run past it, when that was known before it
+            passed (a rate-limit wait), or ``""``.
     """
 
-    def __init__(self, deadline: Any, elapsed_seconds: float) -> None:
-        self._args = (deadline, elapsed_seconds)
-        super().__init__(f"deadline exceeded after {elapsed_seconds:.3f}s")
+    def __init__(self, deadline: Any, elapsed_seconds: float, why: str = "") -> None:
+        self._args = (deadline, elapsed_seconds, why)
+        message = f"deadline exceeded after {elapsed_seconds:.3f}s"
+        super().__init__(f"{message}: {why}" if why else message)
         self.deadline = deadline
         self.elapsed_seconds = elapsed_seconds
+        self.why = why
 
 
 class CallTimeout(AgentResumeError, TimeoutError):

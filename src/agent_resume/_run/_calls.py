@@ -297,9 +297,11 @@ def _parsed(result: Any) -> Any:
     return result
 
 
-def _deadline_error(ctx: ItemContext, cause: BaseException | None) -> DeadlineExceeded:
+def _deadline_error(
+    ctx: ItemContext, cause: BaseException | None, why: str = ""
+) -> DeadlineExceeded:
     deadline = ctx.deadline
-    error = DeadlineExceeded(deadline, deadline.elapsed_seconds())
+    error = DeadlineExceeded(deadline, deadline.elapsed_seconds(), why)
     if cause is not None:
         error.__cause__ = cause
     return error
@@ -315,9 +317,15 @@ def _kwargs(
 
 def _permit_wait(gate: CallGate, ctx: ItemContext, cost: Cost) -> float:
     wait = gate.limiter.reserve(cost)
-    if wait > 0 and wait >= ctx.deadline.remaining_seconds():
+    left = ctx.deadline.remaining_seconds()
+    if wait > 0 and wait >= left:
         gate.limiter.settle(cost, None)
-        raise _deadline_error(ctx, None)
+        raise _deadline_error(
+            ctx,
+            None,
+            f"the rate limit allows the next call in {wait:.1f}s, and the item has {left:.1f}s "
+            "left (a provider's retry-after pauses every call of the run)",
+        )
     return wait
 
 
