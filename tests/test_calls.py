@@ -520,6 +520,59 @@ def test_a_refused_key_stops_the_run_after_the_items_in_flight(
     assert {r["attempt"] for r in failed} == {1}
 
 
+QUOTA_ERRORS = {
+    "openai": (
+        429,
+        {
+            "error": {
+                "message": "You exceeded your current quota, please check your plan and "
+                "billing details.",
+                "type": "insufficient_quota",
+                "param": None,
+                "code": "insufficient_quota",
+            }
+        },
+    ),
+    "anthropic": (
+        400,
+        {
+            "type": "error",
+            "error": {
+                "type": "invalid_request_error",
+                "message": "Your credit balance is too low to access the Anthropic API. "
+                "Please go to Plans & Billing to upgrade or purchase credits.",
+            },
+        },
+    ),
+}
+
+
+@pytest.mark.parametrize("sdk", ["openai", "anthropic"])
+def test_a_used_up_quota_stops_the_run_without_retrying(tmp_path: Path, sdk: str) -> None:
+    # OpenAI's insufficient_quota is a 429 that no wait cures: retried as a rate
+    # limit, it paused the run and tried every item until the deadline.
+    from llm_server import LLMServer, Reply
+
+    status, body = QUOTA_ERRORS[sdk]
+    stops: list[object] = []
+    with LLMServer(Reply(status=status, error_body=body)) as server:
+        client, process = _one_call_per_item(sdk, server, "gpt-4o-mini")
+        path = tmp_path / "ck.jsonl"
+        config = RunConfig(job_id="q", store=path, retry=FAST, on_stop=stops.append, progress=False)
+        report = ResumableRun(config).run(process, [f"item-{n}" for n in range(10)])
+        client.close()
+        served = len(server.requests)
+    assert served == 1  # one try of one item: not retried, not tried on the others
+    assert (report.done, report.failed, report.stop_reason, report.rate_limited) == (
+        0,
+        1,
+        "failures",
+        0,
+    )
+    assert "quota or credit is used up" in report.stop_message
+    assert [getattr(s, "name", None) for s in stops] == ["quota_exhausted"]
+
+
 def test_an_items_own_403_from_another_library_is_an_items_failure(tmp_path: Path) -> None:
     class HTTPError(Exception):  # what `requests` raises for a page that refuses access
         def __init__(self) -> None:

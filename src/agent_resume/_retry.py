@@ -100,6 +100,23 @@ _REFUSED_NAMES = frozenset({"AuthenticationError", "PermissionDeniedError"})
 _REFUSED_STATUS = (401, 403)
 
 
+def _quota_exhausted(error: BaseException, status: int | None) -> bool:
+    """Whether the provider says the account's quota or credit is used up.
+
+    OpenAI answers 429 with the code ``insufficient_quota`` (a 429 that no
+    wait cures, unlike a rate limit; LiteLLM keeps the code in its message),
+    Anthropic 400 with "Your credit balance is too low".
+    """
+    if status == 429:
+        return (
+            getattr(error, "code", None) == "insufficient_quota"
+            or "insufficient_quota" in str(error)[:2000]
+        )
+    if status == 400:
+        return "credit balance is too low" in str(error)[:2000]
+    return False
+
+
 def _status(value: object) -> int | None:
     if isinstance(value, int) and not isinstance(value, bool) and 100 <= value <= 599:
         return value
@@ -146,6 +163,8 @@ def _kind_here(error: BaseException) -> ErrorKind:
         # The item's or the run's deadline: no retry of the call can beat it.
         return "permanent"
     status = error_status(error)
+    if _quota_exhausted(error, status):
+        return "permanent"  # every try would be refused until the account is topped up
     if status is not None:
         return _kind_of_status(status)
     names = {cls.__name__ for cls in type(error).__mro__}
@@ -162,8 +181,9 @@ def classify_error(error: BaseException) -> ErrorKind:
     Transient: HTTP 408, 409, 425, 429, 5xx (529 is Anthropic's "overloaded"),
     connection errors and timeouts of openai, anthropic, google-genai, httpx,
     requests, aiohttp and litellm, and the builtin ``ConnectionError`` and
-    ``TimeoutError``. Permanent: any other 4xx (400, 401, 403, 404, 422, ...)
-    and agent-resume's own ``DeadlineExceeded``. An exception that is neither
+    ``TimeoutError``. Permanent: any other 4xx (400, 401, 403, 404, 422, ...),
+    OpenAI's 429 ``insufficient_quota`` (no wait cures it) and agent-resume's
+    own ``DeadlineExceeded``. An exception that is neither
     is judged by the one it was raised from (``__cause__``, else
     ``__context__``), a few links deep.
 
@@ -183,6 +203,10 @@ def classify_error(error: BaseException) -> ErrorKind:
 JOB_WIDE_ADVICE: Final = {
     "access_refused": ("the provider refused access", "fix the API key or its permissions"),
     "model_not_found": ("the provider does not know the model", "fix the model's name"),
+    "quota_exhausted": (
+        "the provider says the account's quota or credit is used up",
+        "add credit or raise the account's limit",
+    ),
 }
 """What a run says of each kind of :func:`job_wide_error`, and what to fix."""
 
@@ -202,7 +226,10 @@ def job_wide_error(error: BaseException) -> tuple[str, str] | None:
     - ``"model_not_found"``: the provider does not know the model (a typo,
       a retired model): openai's 404 with the code ``model_not_found``,
       anthropic's 404 whose message names the model (``"model: ..."``), or
-      google-genai's 404 for ``models/...``.
+      google-genai's 404 for ``models/...``;
+    - ``"quota_exhausted"``: the account's quota or credit is used up:
+      OpenAI's 429 ``insufficient_quota``, Anthropic's 400 "Your credit
+      balance is too low".
 
     A 401, 403 or 404 of any other library (a web page fetched with
     ``requests``) is an item's own failure, and is not counted.
@@ -222,6 +249,8 @@ def job_wide_error(error: BaseException) -> tuple[str, str] | None:
         what = kind.__name__ if status is None else f"{kind.__name__} (HTTP {status})"
         if (names & _REFUSED_NAMES) or (google and status in _REFUSED_STATUS):
             return "access_refused", what
+        if _quota_exhausted(current, status):
+            return "quota_exhausted", what
         if status == 404 and _names_a_missing_model(current, names, google):
             return "model_not_found", what
     return None

@@ -43,6 +43,7 @@ from agent_resume._limits import Cost, Limiter
 from agent_resume._records import usage_dict
 from agent_resume._retry import (
     Retry,
+    classify_error,
     error_headers,
     error_status,
     provider_wait,
@@ -238,7 +239,8 @@ class CallGate:
             self.limiter.adopt(headers)
         status = error_status(error)
         told = provider_wait(headers, self.wall_clock()) if headers else None
-        if status in _RATE_LIMITED:
+        if status in _RATE_LIMITED and classify_error(error) == "transient":
+            # (Not a used-up quota: a 429 too, which no pause cures.)
             pause = told if told is not None else self.retry.backoff(tries)
             with self._lock:
                 self.rate_limited += 1

@@ -203,7 +203,7 @@ class RunConfig:
         on_stop: Called once with the ``StopReason`` when the run stops
             admitting items early (a budget, the deadline, a signal, an
             error that would fail every item alike: ``access_refused``,
-            ``model_not_found``).
+            ``model_not_found``, ``quota_exhausted``).
         grace_period: After SIGINT or SIGTERM, how long in-flight items may
             take to finish before the run returns without them.
         conversation_dir: Where ``ctx.save_conversation`` writes. ``None``
