@@ -573,6 +573,28 @@ def test_a_used_up_quota_stops_the_run_without_retrying(tmp_path: Path, sdk: str
     assert [getattr(s, "name", None) for s in stops] == ["quota_exhausted"]
 
 
+def test_the_providers_x_should_retry_header_wins_over_the_status(tmp_path: Path) -> None:
+    from llm_server import LLMServer, Reply
+
+    with LLMServer() as server:
+        client, process = _one_call_per_item("openai", server, "gpt-4o-mini")
+        config = RunConfig(
+            job_id="h", store=tmp_path / "ck.jsonl", retry=FAST, max_attempts=1, progress=False
+        )
+        server.queue(
+            Reply(status=500, headers={"x-should-retry": "false"}),  # item a: not retried
+            Reply(status=400, headers={"x-should-retry": "true"}),  # item b: retried, then done
+        )
+        report = ResumableRun(config).run(process, ["a", "b"])
+        client.close()
+        served = len(server.requests)
+    assert (served, report.done, report.failed, report.call_retries) == (3, 1, 1, 1)
+    failed = [r for r in _records(tmp_path / "ck.jsonl") if r.get("status") == "failed"]
+    assert [(r["id"], str(r["error"]).split(":")[0]) for r in failed] == [
+        ("a", "InternalServerError")
+    ]
+
+
 def test_an_items_own_403_from_another_library_is_an_items_failure(tmp_path: Path) -> None:
     class HTTPError(Exception):  # what `requests` raises for a page that refuses access
         def __init__(self) -> None:

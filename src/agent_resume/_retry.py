@@ -166,6 +166,10 @@ def _kind_here(error: BaseException) -> ErrorKind:
     if _quota_exhausted(error, status):
         return "permanent"  # every try would be refused until the account is topped up
     if status is not None:
+        # OpenAI and Anthropic may say it themselves, as their SDKs obey.
+        told = error_headers(error).get("x-should-retry")
+        if told in ("true", "false"):
+            return "transient" if told == "true" else "permanent"
         return _kind_of_status(status)
     names = {cls.__name__ for cls in type(error).__mro__}
     if names & _PERMANENT_NAMES:
@@ -183,7 +187,8 @@ def classify_error(error: BaseException) -> ErrorKind:
     requests, aiohttp and litellm, and the builtin ``ConnectionError`` and
     ``TimeoutError``. Permanent: any other 4xx (400, 401, 403, 404, 422, ...),
     OpenAI's 429 ``insufficient_quota`` (no wait cures it) and agent-resume's
-    own ``DeadlineExceeded``. An exception that is neither
+    own ``DeadlineExceeded``. A response's ``x-should-retry: true`` or
+    ``false`` header (OpenAI, Anthropic) overrides its status, as in their SDKs. An exception that is neither
     is judged by the one it was raised from (``__cause__``, else
     ``__context__``), a few links deep.
 
