@@ -702,3 +702,50 @@ def test_a_retry_after_past_the_items_deadline_fails_it_at_once_and_says_why(
     waited = [e for e in errors if "DeadlineExceeded" in e]
     assert waited and all("the rate limit allows the next call in 3" in e for e in waited), waited
     assert len(server.requests) == 1  # nothing was sent during the pause
+
+
+def test_geminis_retry_delay_in_the_body_is_waited(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Gemini sends no retry-after header: its 429 names the wait in a RetryInfo detail.
+    import logging
+
+    from google import genai
+    from google.genai import types as genai_types
+
+    from llm_server import LLMServer, Reply
+
+    body = {
+        "error": {
+            "code": 429,
+            "message": "Resource has been exhausted (e.g. check quota).",
+            "status": "RESOURCE_EXHAUSTED",
+            "details": [
+                {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "0.6s"}
+            ],
+        }
+    }
+    with LLMServer() as server:
+        client = genai.Client(
+            api_key="k", http_options=genai_types.HttpOptions(base_url=server.url)
+        )
+
+        def process(item: str, ctx: Any) -> str:
+            response = ctx.call(
+                client.models.generate_content, model="gemini-2.5-flash", contents=item
+            )
+            return str(response.text)
+
+        server.queue(Reply(status=429, error_body=body))
+        config = RunConfig(
+            job_id="g",
+            store=tmp_path / "ck.jsonl",
+            retry=Retry(attempts=3, initial=0.01, maximum=0.02),  # far shorter than 0.6 s
+            progress=False,
+        )
+        with caplog.at_level(logging.INFO, logger="agent_resume"):
+            report = ResumableRun(config).run(process, ["a"])
+        client.close()
+        served = len(server.requests)
+    assert (served, report.done, report.call_retries, report.rate_limited) == (2, 1, 1, 1)
+    assert "every call waits 0.600s" in caplog.text  # the provider's wait, not the backoff

@@ -32,6 +32,7 @@ __all__ = [
     "error_status",
     "job_wide_error",
     "parse_duration",
+    "error_wait",
     "provider_wait",
 ]
 
@@ -433,6 +434,39 @@ def provider_wait(headers: Mapping[str, str], now_wall: float) -> float | None:
         return None
     exhausted = [seconds for empty, seconds in waits if empty]
     return max(exhausted or [seconds for _, seconds in waits])
+
+
+def error_wait(
+    error: BaseException, now_wall: float, headers: Mapping[str, str] | None = None
+) -> float | None:
+    """How long the provider asked the caller to wait, from an error's response.
+
+    Its headers first (:func:`provider_wait`), then the body's
+    ``google.rpc.RetryInfo`` ``retryDelay`` (``"35s"``) that Gemini sends
+    with a 429 instead of a header (google-genai's ``APIError.details``).
+
+    Args:
+        error: The exception.
+        now_wall: The current wall-clock time in POSIX seconds (for dates).
+        headers: Its :func:`error_headers`, when the caller has read them.
+
+    Returns:
+        Seconds to wait, or ``None`` when the provider said nothing.
+    """
+    if headers is None:
+        headers = error_headers(error)
+    told = provider_wait(headers, now_wall) if headers else None
+    if told is not None:
+        return told
+    body = getattr(error, "details", None)
+    inner = body.get("error", body) if isinstance(body, Mapping) else None
+    details = inner.get("details") if isinstance(inner, Mapping) else None
+    for detail in details if isinstance(details, list) else ():
+        if isinstance(detail, Mapping) and str(detail.get("@type", "")).endswith(
+            "google.rpc.RetryInfo"
+        ):
+            return parse_duration(str(detail.get("retryDelay", "")))
+    return None
 
 
 # -- the policy ----------------------------------------------------------------

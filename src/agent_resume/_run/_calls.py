@@ -46,7 +46,7 @@ from agent_resume._retry import (
     classify_error,
     error_headers,
     error_status,
-    provider_wait,
+    error_wait,
 )
 from agent_resume._run._spent import SECONDS_KEY
 from agent_resume._run._tracing import call_span
@@ -238,7 +238,7 @@ class CallGate:
         if headers:
             self.limiter.adopt(headers)
         status = error_status(error)
-        told = provider_wait(headers, self.wall_clock()) if headers else None
+        told = error_wait(error, self.wall_clock(), headers)
         if status in _RATE_LIMITED and classify_error(error) == "transient":
             # (Not a used-up quota: a 429 too, which no pause cures.)
             pause = told if told is not None else self.retry.backoff(tries)

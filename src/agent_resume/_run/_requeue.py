@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 from agent_resume._errors import DeadlineExceeded
-from agent_resume._retry import Retry, classify_error, error_headers, provider_wait
+from agent_resume._retry import Retry, classify_error, error_wait
 
 if TYPE_CHECKING:
     from agent_resume._run._context import ItemContext
@@ -126,8 +126,7 @@ class Requeue(Generic[T]):
         # again: it is left for a later run, like any non-transient failure.
         if isinstance(error, DeadlineExceeded) or classify_error(error) != "transient":
             return False
-        headers = error_headers(error)
-        told = provider_wait(headers, state.config.wall_clock()) if headers else None
+        told = error_wait(error, state.config.wall_clock())
         delay = told if told is not None else self._retry.backoff(ctx.attempt)
         with self._lock:
             ready = self._clock() + delay
