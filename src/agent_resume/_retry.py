@@ -478,7 +478,7 @@ class Retry:
 
     A call is tried at most ``attempts`` times. Between tries it waits what
     the provider asked for (``retry-after``, ``retry-after-ms``,
-    ``x-ratelimit-reset-*``), else a random time between 0 and
+    ``x-ratelimit-reset-*``, Gemini's ``retryDelay``), else a random time between 0 and
     ``min(maximum, initial * 2 ** (try - 1))`` (exponential backoff with full
     jitter, so that callers that failed together do not retry together). A
     wait that would end after the item's deadline is not waited: the error is
