@@ -155,3 +155,20 @@ def test_shared_store_settings_use_the_same_checks(tmp_path):
         SqliteStore(str(tmp_path / "c.db"), lease_seconds="30s")
     with pytest.raises(ArgumentValueError, match="`lease_seconds`"):
         SqliteStore(str(tmp_path / "d.db"), lease_seconds=float("nan"))
+
+
+def test_numpy_integer_ids_name_the_same_items_as_ints(tmp_path) -> None:
+    # A pandas frame's IDs are numpy integers (df.itertuples(), df.iterrows()).
+    import numpy as np
+
+    from agent_resume import JsonlStore
+
+    assert validate.identifier(np.int64(7)) == validate.identifier(np.uint8(7)) == "7"
+    with pytest.raises(ArgumentTypeError, match="got bool"):
+        validate.identifier(np.bool_(True))
+    path = str(tmp_path / "ck.jsonl")
+    with AgentResume(JsonlStore(path)).resume_or_start("frame") as session:
+        for item in session.remaining([{"id": np.int64(n)} for n in range(3)]):
+            session.mark_done(item["id"])
+    with AgentResume(JsonlStore(path)).resume_or_start("frame") as session:
+        assert list(session.remaining([{"id": n} for n in range(4)])) == [{"id": 3}]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import operator
 import re
 from collections.abc import Collection
 from datetime import timedelta
@@ -350,7 +351,9 @@ def identifier(value: object, parameter: str = "item_id") -> str:
     """Return the canonical string form of an ID (an item's or a job's).
 
     IDs are ``str`` or ``int`` (not ``bool``); an ``int`` becomes its decimal
-    string, so ``1`` and ``"1"`` name the same item.
+    string, so ``1`` and ``"1"`` name the same item. Other integer types
+    (``numpy.int64`` from a pandas frame: any ``numbers.Integral``) are read
+    as the ``int`` they hold.
 
     Args:
         value: The ID to check.
@@ -372,6 +375,8 @@ def identifier(value: object, parameter: str = "item_id") -> str:
         text = str.__str__(value)
     elif isinstance(value, int) and not isinstance(value, bool):
         return str(int(value))
+    elif isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return str(operator.index(value))
     else:
         raise ArgumentTypeError(
             parameter,
