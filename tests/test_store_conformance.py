@@ -95,6 +95,42 @@ def test_results_are_kept_where_the_store_keeps_them(make_store: MakeStore) -> N
         assert results == {}
 
 
+def test_a_structured_output_a_dataclass_or_numpy_is_kept_as_plain_json(
+    make_store: MakeStore,
+) -> None:
+    # `message.parsed` of a structured output is a pydantic model; numbers come
+    # from numpy: each is kept as the JSON value it reads as.
+    import dataclasses
+
+    import numpy as np
+    import pydantic
+
+    class Verdict(pydantic.BaseModel):
+        label: str
+        score: float
+
+    @dataclasses.dataclass
+    class Row:
+        name: str
+        counts: Any
+
+    with session(make_store) as s:
+        s.mark_done("model", result=Verdict(label="spam", score=0.25))
+        s.mark_done("row", result=Row("r", np.array([1, 2], dtype=np.int64)))
+        s.mark_done("numbers", result={"n": np.int32(3), "x": np.float32(0.5)})
+        with pytest.raises(TypeError, match="set"):
+            s.mark_done("set", result={1, 2})
+    with session(make_store) as s:
+        results = dict(s.results())
+        assert s.is_done("numbers") and not s.is_done("set")
+    if make_store().keeps_results:
+        assert results == {
+            "model": {"label": "spam", "score": 0.25},
+            "row": {"name": "r", "counts": [1, 2]},
+            "numbers": {"n": 3, "x": 0.5},
+        }
+
+
 def test_a_result_that_is_not_json_is_refused_before_anything_is_written(
     make_store: MakeStore,
 ) -> None:

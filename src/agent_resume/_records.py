@@ -28,7 +28,7 @@ import gc
 import json
 import math
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, is_dataclass
 from json.encoder import encode_basestring
 from typing import Any, Final, Literal
 
@@ -65,11 +65,29 @@ checkpoint lines nested deeper are skipped as corrupt when read, so that no
 reader ever needs a deep stack (a line of 100,000 ``[`` would overflow it).
 """
 
-_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
 
+def _as_plain(value: object) -> Any:
+    """What a value JSON has no type for is written as; ``TypeError`` when there is none.
 
-def _not_json(value: object) -> Any:
+    A pydantic model (a structured output's ``message.parsed``, an SDK
+    response) is written as its ``model_dump(mode="json")``, a dataclass
+    instance as ``dataclasses.asdict``, a numpy scalar or array as its
+    ``tolist()``: read back, each is the plain JSON value. Anything else (a
+    set, a ``datetime``, an object of your own) is refused.
+    """
+    if not isinstance(value, type):
+        dump = getattr(value, "model_dump", None)
+        if callable(dump):
+            return dump(mode="json")
+        if is_dataclass(value):
+            return asdict(value)  # type: ignore[arg-type]  # an instance: not a type (above)
+        as_list = getattr(value, "tolist", None)
+        if type(value).__module__ == "numpy" and callable(as_list):
+            return as_list()
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, default=_as_plain).encode
 
 
 # The C encoder that json.dumps builds anew for every call, built once: a record is
@@ -79,7 +97,7 @@ _MAKE_ENCODER: Final[Any] = getattr(json.encoder, "c_make_encoder", None)
 _ENCODE: Final[Any] = (
     None
     if _MAKE_ENCODER is None
-    else _MAKE_ENCODER(None, _not_json, encode_basestring, None, ": ", ", ", False, False, False)
+    else _MAKE_ENCODER(None, _as_plain, encode_basestring, None, ": ", ", ", False, False, False)
 )
 
 
