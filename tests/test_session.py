@@ -594,6 +594,25 @@ def test_fingerprint_callable_is_used_and_checked(path: Path) -> None:
             list(s.remaining([{"id": "b"}]))
 
 
+def test_rows_of_a_pandas_frame_are_fingerprinted(path: Path) -> None:
+    # df.itertuples() gives namedtuples of numpy values.
+    import collections
+
+    import numpy as np
+
+    row = collections.namedtuple("Pandas", ["Index", "id", "text", "score"])
+
+    def frame(score: float) -> list[object]:
+        return [row(np.int64(0), np.int64(7), "text", np.float32(score))]
+
+    with AgentResume(JsonlStore(path)).resume_or_start("job", fingerprint=True) as s:
+        for item in s.remaining(frame(0.5)):
+            s.mark_done(item.id)
+    with AgentResume(JsonlStore(path)).resume_or_start("job", fingerprint=True) as s:
+        assert list(s.remaining(frame(0.5))) == []
+        assert [item.score for item in s.remaining(frame(0.75))] == [np.float32(0.75)]
+
+
 def test_unhashable_items_name_the_fingerprint_parameter(path: Path) -> None:
     with AgentResume(JsonlStore(path)).resume_or_start("job", fingerprint=True) as s:
         with pytest.raises(ArgumentTypeError, match="fingerprint="):

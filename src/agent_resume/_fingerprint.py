@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from agent_resume._errors import ArgumentTypeError
+from agent_resume._records import plain_json
 
 __all__ = ["Fingerprinter", "content_fingerprint", "make_fingerprinter"]
 
@@ -19,8 +20,10 @@ def content_fingerprint(item: Any) -> str:
     """Hash an item's content: 16 hex digits of BLAKE2b over its canonical JSON.
 
     Dataclasses, pydantic models (``model_dump``) and plain objects (their
-    ``__dict__``) are turned into dicts first; keys are sorted, so the order of
-    a dict's keys does not change the fingerprint.
+    ``__dict__``) are turned into dicts first, and values inside the item
+    are read as a result is stored (numpy values as their ``tolist()``);
+    keys are sorted, so the order of a dict's keys does not change the
+    fingerprint.
 
     Raises:
         ArgumentTypeError: The item holds something JSON cannot encode; pass a
@@ -36,7 +39,9 @@ def content_fingerprint(item: Any) -> str:
     ):
         data = vars(item)
     try:
-        text = json.dumps(data, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        text = json.dumps(
+            data, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=plain_json
+        )
     except (TypeError, ValueError) as exc:
         raise ArgumentTypeError(
             "fingerprint",

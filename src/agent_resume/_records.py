@@ -50,6 +50,7 @@ __all__ = [
     "kind_of",
     "nested_too_deep",
     "normalize_id",
+    "plain_json",
     "retry_line",
     "usage_dict",
 ]
@@ -66,7 +67,7 @@ reader ever needs a deep stack (a line of 100,000 ``[`` would overflow it).
 """
 
 
-def _as_plain(value: object) -> Any:
+def plain_json(value: object) -> Any:
     """What a value JSON has no type for is written as; ``TypeError`` when there is none.
 
     A pydantic model (a structured output's ``message.parsed``, an SDK
@@ -87,7 +88,7 @@ def _as_plain(value: object) -> Any:
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
-_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, default=_as_plain).encode
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, default=plain_json).encode
 
 
 # The C encoder that json.dumps builds anew for every call, built once: a record is
@@ -97,7 +98,7 @@ _MAKE_ENCODER: Final[Any] = getattr(json.encoder, "c_make_encoder", None)
 _ENCODE: Final[Any] = (
     None
     if _MAKE_ENCODER is None
-    else _MAKE_ENCODER(None, _as_plain, encode_basestring, None, ": ", ", ", False, False, False)
+    else _MAKE_ENCODER(None, plain_json, encode_basestring, None, ": ", ", ", False, False, False)
 )
 
 
