@@ -30,9 +30,9 @@ __all__ = [
     "classify_error",
     "error_headers",
     "error_status",
+    "error_wait",
     "job_wide_error",
     "parse_duration",
-    "error_wait",
     "provider_wait",
 ]
 
@@ -189,9 +189,9 @@ def classify_error(error: BaseException) -> ErrorKind:
     ``TimeoutError``. Permanent: any other 4xx (400, 401, 403, 404, 422, ...),
     OpenAI's 429 ``insufficient_quota`` (no wait cures it) and agent-resume's
     own ``DeadlineExceeded``. A response's ``x-should-retry: true`` or
-    ``false`` header (OpenAI, Anthropic) overrides its status, as in their SDKs. An exception that is neither
-    is judged by the one it was raised from (``__cause__``, else
-    ``__context__``), a few links deep.
+    ``false`` header (OpenAI, Anthropic) overrides its status, as in their
+    SDKs. An exception that is neither is judged by the one it was raised
+    from (``__cause__``, else ``__context__``), a few links deep.
 
     Args:
         error: The exception.
@@ -478,11 +478,11 @@ class Retry:
 
     A call is tried at most ``attempts`` times. Between tries it waits what
     the provider asked for (``retry-after``, ``retry-after-ms``,
-    ``x-ratelimit-reset-*``, Gemini's ``retryDelay``), else a random time between 0 and
-    ``min(maximum, initial * 2 ** (try - 1))`` (exponential backoff with full
-    jitter, so that callers that failed together do not retry together). A
-    wait that would end after the item's deadline is not waited: the error is
-    raised at once.
+    ``x-ratelimit-reset-*``, Gemini's ``retryDelay``), else a random time
+    between 0 and ``min(maximum, initial * 2 ** (try - 1))`` (exponential
+    backoff with full jitter, so that callers that failed together do not
+    retry together). A wait that would end after the item's deadline is not
+    waited: the error is raised at once.
 
     Attributes:
         attempts: Tries per call, the first included (1 means no retry).
