@@ -1140,21 +1140,18 @@ def _check_sync_process(process: object) -> None:
     _check_callable("process", process)
     call = getattr(process, "__call__", None)  # noqa: B004 - a callable object's async __call__
     name = getattr(process, "__qualname__", process)
-    if inspect.iscoroutinefunction(process) or inspect.iscoroutinefunction(call):
-        raise ArgumentTypeError(
-            "process",
-            process,
-            f"`process` is an async function ({name!r}); "
+    # A generator function's generator would be the item's result: never run,
+    # and no result a store can keep.
+    for wrong, what, fix in (
+        (
+            inspect.iscoroutinefunction,
+            "an async function",
             "run it with `await ResumableRun(config).arun(aprocess, items)`",
-        )
-    if inspect.isgeneratorfunction(process) or inspect.isgeneratorfunction(call):
-        # Its generator would be the item's result: never run, and no result a store can keep.
-        raise ArgumentTypeError(
-            "process",
-            process,
-            f"`process` is a generator function ({name!r}): it must return the item's "
-            "result, not yield it",
-        )
+        ),
+        (inspect.isgeneratorfunction, "a generator function", "return the result, not yield it"),
+    ):
+        if wrong(process) or wrong(call):
+            raise ArgumentTypeError("process", process, f"`process` is {what} ({name!r}); {fix}")
 
 
 def _check_callable(name: str, value: object) -> None:
