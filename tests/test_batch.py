@@ -555,27 +555,33 @@ def test_a_result_that_cannot_be_stored_is_a_failed_attempt_not_a_dead_job(
 ) -> None:
     # `parse` returned something that is not JSON. Before, the error escaped
     # while the batch's results were read: the batch never ended, and every
-    # next run read it again and died at the same result.
+    # next run read it again and died at the same result. Then it was a
+    # retryable failure, and every next run paid for the same answer again.
     path = tmp_path / "ck.jsonl"
 
     def parse(ticket: dict[str, str], response: Any) -> Any:
         return object() if ticket["id"] == "t-1" else text_of(response)
 
-    for expected_done in (2, 0):
+    reports = []
+    for _ in range(2):
         store = ResultJsonlStore(str(path))
-        report = ResumableRun(RunConfig(job_id="batch-job", store=store, progress=False)).run_batch(
-            request=request_for("openai"),
-            items=tickets(3),
-            client=client_for("openai", batch_server),
-            parse=parse,
-            poll_interval=0.01,
+        reports.append(
+            ResumableRun(RunConfig(job_id="batch-job", store=store, progress=False)).run_batch(
+                request=request_for("openai"),
+                items=tickets(3),
+                client=client_for("openai", batch_server),
+                parse=parse,
+                poll_interval=0.01,
+            )
         )
-        assert (report.done, report.failed, report.stop_reason) == (expected_done, 1, "failures")
-        assert report.usage.calls == 1 + expected_done  # the answer was paid for: its usage counts
+    first, second = reports
+    assert (first.done, first.failed, first.quarantined, first.usage.calls) == (2, 1, 1, 3)
+    assert (second.done, second.failed, second.usage.calls) == (0, 0, 0)  # nothing sent again
     records = [json.loads(line) for line in path.read_text().splitlines()]
-    errors = [r["error"] for r in records if r.get("status") == "failed"]
-    assert len(errors) == 2 and all("JSON" in e for e in errors)
-    assert [r["batch"] for r in _batch_records(path)].count("ended") == 2  # each batch ended
+    failures = [r for r in records if r.get("status") == "failed"]
+    assert len(failures) == 1 and "JSON" in failures[0]["error"]
+    assert failures[0]["retryable"] is False and failures[0]["usage"]["calls"] == 1
+    assert [r["batch"] for r in _batch_records(path)].count("ended") == 1
 
 
 def test_a_request_that_cannot_be_built_is_that_items_failed_attempt(

@@ -116,7 +116,7 @@ def test_status_counts_done_failed_and_quarantined(
     assert lines["done"] == "3"
     assert lines["failed"].startswith("1 ")
     assert lines["quarantined"] == "1"
-    assert "item-5  (1 attempts)  RuntimeError: broken" in out
+    assert "item-5  (1 attempt)  RuntimeError: broken" in out
 
 
 def test_status_json_and_max_attempts(capsys: pytest.CaptureFixture[str], checkpoint: Path) -> None:
@@ -595,7 +595,7 @@ def test_run_failures_quarantine_and_exit_1(
     assert code == 1
     assert "quarantined   1" in out
     code, out, _ = cli(capsys, "status", "checkpoints/items.jsonl", "--max-attempts", "1")
-    assert "b  (1 attempts)  ValueError: cannot do b" in out
+    assert "b  (1 attempt)  ValueError: cannot do b" in out
 
 
 def test_run_fail_fast_exits_4(capsys: pytest.CaptureFixture[str], job_dir: Path) -> None:

@@ -103,7 +103,7 @@ def test_record_done_refuses_a_result_it_cannot_store_and_writes_nothing(
     tmp_path: Path, result: Any, error: type[Exception]
 ) -> None:
     path = tmp_path / "job.jsonl"
-    with AgentResume(JsonlStore(path)).resume_or_start("job") as s:
+    with AgentResume(ResultJsonlStore(path)).resume_or_start("job") as s:
         with pytest.raises(error, match="result"):
             s.record_done("a", result, {"turns": 0, "seconds": 0.0})
         assert not s.is_done("a")

@@ -5,7 +5,13 @@ from datetime import datetime, timezone
 
 import pytest
 
-from agent_resume import AgentResume, DeadlineExceeded, InMemoryStore, ResultJsonlStore
+from agent_resume import (
+    AgentResume,
+    DeadlineExceeded,
+    InMemoryStore,
+    JsonlStore,
+    ResultJsonlStore,
+)
 from agent_resume._accounting._usage import Usage
 from agent_resume._deadline import MockClock
 from agent_resume._run._config import RunConfig
@@ -369,9 +375,31 @@ def test_remaining_is_unknown_for_an_iterator_left_unread(tmp_path):
     assert "unknown" in report.format()
 
 
-def test_a_result_that_is_not_json_is_a_failure(tmp_path):
-    report = ResumableRun(config(tmp_path)).run(lambda item, ctx: object(), ["a"])
-    assert (report.done, report.failed) == (0, 1)
+def test_a_result_that_cannot_be_stored_quarantines_the_item_and_keeps_what_it_paid(tmp_path):
+    # The same code would pay for the same result again: no later run calls it,
+    # until `retry` after a fix.
+    calls = []
+
+    def process(item, ctx):
+        calls.append(item)
+        ctx.record_usage(Usage(input_tokens=1000, output_tokens=100, cost_usd=0.5))
+        return {"reply": object()} if item == "a" else {"reply": "fine"}
+
+    report = ResumableRun(config(tmp_path)).run(process, ["a", "b"])
+    assert (report.done, report.failed, report.quarantined) == (1, 1, 1)
+    assert report.usage.cost_usd == 1.0
+    failure = next(r for r in records(tmp_path) if r.get("status") == "failed")
+    assert failure["retryable"] is False and "JSON-encodable" in failure["error"]
+    assert failure["usage"]["cost"] == 0.5
+    again = ResumableRun(config(tmp_path)).run(process, ["a", "b"])
+    assert (again.done, again.failed, again.quarantined) == (0, 0, 1)
+    assert calls == ["a", "b"]
+
+
+def test_a_store_that_keeps_no_results_does_not_fail_an_item_for_its_result(tmp_path):
+    store = JsonlStore(str(tmp_path / "job.jsonl"))
+    report = ResumableRun(config(tmp_path, store=store)).run(lambda item, ctx: object(), ["a"])
+    assert (report.done, report.failed) == (1, 0)
 
 
 def test_an_interrupted_attempt_hands_its_conversation_to_the_next(tmp_path):
@@ -588,7 +616,7 @@ def test_ctx_job_state_is_the_jobs_state_and_survives_the_run(tmp_path):
 
 def test_a_bad_job_state_value_fails_the_item_and_records_nothing(tmp_path):
     def process(item, ctx):
-        ctx.set_job_state("when", {1, 2})
+        ctx.set_job_state("when", b"bytes")
 
     report = ResumableRun(config(tmp_path)).run(process, ["a"])
     assert report.failed == 1

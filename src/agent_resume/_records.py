@@ -24,13 +24,18 @@ The JSONL stores write records as lines; the SQL stores map them to columns.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import gc
 import json
 import math
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field, is_dataclass
+from decimal import Decimal
+from enum import Enum
 from json.encoder import encode_basestring
+from pathlib import PurePath
 from typing import Any, Final, Literal
+from uuid import UUID
 
 from agent_resume._errors import ArgumentTypeError, ArgumentValueError
 from agent_resume._validate import identifier as normalize_id
@@ -70,11 +75,14 @@ reader ever needs a deep stack (a line of 100,000 ``[`` would overflow it).
 def plain_json(value: object) -> Any:
     """What a value JSON has no type for is written as; ``TypeError`` when there is none.
 
-    A pydantic model (a structured output's ``message.parsed``, an SDK
-    response) is written as its ``model_dump(mode="json")``, a dataclass
-    instance as ``dataclasses.asdict``, a numpy scalar or array as its
-    ``tolist()``: read back, each is the plain JSON value. Anything else (a
-    set, a ``datetime``, an object of your own) is refused.
+    As pydantic's JSON mode writes them: a pydantic model (a structured
+    output's ``message.parsed``, an SDK response) as its
+    ``model_dump(mode="json")``, a dataclass instance as
+    ``dataclasses.asdict``, a numpy scalar or array as its ``tolist()``, a
+    ``datetime``, ``date`` or ``time`` as its ISO 8601 text, a ``Decimal``,
+    ``UUID`` or path as its text, an ``Enum`` member as its value and a set as
+    a list. Read back, each is the plain JSON value. Anything else (bytes, an
+    object of your own) is refused.
     """
     if not isinstance(value, type):
         dump = getattr(value, "model_dump", None)
@@ -85,6 +93,14 @@ def plain_json(value: object) -> Any:
         as_list = getattr(value, "tolist", None)
         if type(value).__module__ == "numpy" and callable(as_list):
             return as_list()
+        if isinstance(value, (datetime.date, datetime.time)):  # a datetime is a date
+            return value.isoformat()
+        if isinstance(value, Enum):
+            return value.value
+        if isinstance(value, (Decimal, UUID, PurePath)):
+            return str(value)
+        if isinstance(value, (set, frozenset)):
+            return list(value)
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 

@@ -235,7 +235,8 @@ def status(args: argparse.Namespace) -> int:
         out.write("\nquarantined items (agent-resume retry releases them):\n")
         for item_id in quarantined[:_SHOWN_IDS]:
             failure = state.failures[item_id]
-            out.write(f"  {item_id}  ({failure.attempts} attempts)  {failure.error}\n")
+            tries = "1 attempt" if failure.attempts == 1 else f"{failure.attempts} attempts"
+            out.write(f"  {item_id}  ({tries})  {failure.error}\n")
         _more(out, len(quarantined))
     if comparison is not None:
         out.write(f"\ncompared with {args.items}:\n")

@@ -653,19 +653,22 @@ class BatchEngine:
             if result.outcome == "succeeded":
                 usage = self._price(usage_from(result.response, prices=prices))
                 failure: Exception | None = None
+                retryable = True
                 try:
                     value = self.parse(by_id.get(item_id), result.response)
                 except Exception as exc:
-                    failure = exc  # a paid answer `parse` could not read
+                    failure = exc  # a paid answer `parse` could not read: the next may differ
                 else:
                     try:
                         recorded = session.mark_done(item_id, result=value, usage=usage)
                     except (TypeError, ValueError) as exc:
-                        failure = exc  # a result that cannot be stored (not JSON)
+                        # A result that cannot be stored (not JSON): the same code would
+                        # pay for it again, so the item is quarantined until `retry`.
+                        failure, retryable = exc, False
                 if failure is not None:
                     # A failed attempt, usage kept. Raised, it would stop this run,
                     # and every next one, at the same result of the same batch.
-                    session.mark_failed(item_id, failure, usage=usage)
+                    session.mark_failed(item_id, failure, retryable=retryable, usage=usage)
                     self.tally.failed += 1
                     self.tally.usage += usage
                     continue

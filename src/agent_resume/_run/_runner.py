@@ -729,8 +729,9 @@ class ResumableRun:
                 return
             raise
         except (TypeError, ValueError) as exc:
-            # The result cannot be stored: a failure of this attempt, like any other.
-            self._failed(state, session, ctx, exc, duration)
+            # The result cannot be stored: the same code would pay for the same
+            # result again, so the item is quarantined until `retry` after a fix.
+            self._failed(state, session, ctx, exc, duration, retryable=False)
             return
         forget_conversation(ctx)
         state.requeue.done(ctx.item_id)
@@ -751,6 +752,8 @@ class ResumableRun:
         ctx: ItemContext,
         exc: Exception,
         duration: float,
+        *,
+        retryable: bool = True,
     ) -> None:
         if state.aborted:
             return
@@ -767,6 +770,7 @@ class ResumableRun:
             session.mark_failed(
                 ctx.item_id,
                 exc,
+                retryable=retryable,
                 usage=_outcome_usage(ctx, usage, duration),
                 turns=ctx.turns,
                 seconds=_milliseconds(duration),
@@ -776,7 +780,7 @@ class ResumableRun:
                 return
             raise
         state.item_failed(ctx.item_id, duration)
-        quarantined = ctx.attempt >= self.config.max_attempts
+        quarantined = not retryable or ctx.attempt >= self.config.max_attempts
         if self.config.fail_fast:
             state.fail_fast(exc)
         else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import math
 import threading
 import time
@@ -77,6 +78,8 @@ class Session:
         self._done = state.done
         self._failures = state.failures
         self._fingerprinting = fingerprinter is not None
+        self._keeps_results = store.keeps_results
+        self._dropped_result = False
         self._lock = threading.Lock()
         self._shared = isinstance(store, SharedStore)
         self._already_done = len(state.done)
@@ -375,9 +378,12 @@ class Session:
             was already done (nothing is written).
 
         Raises:
-            ArgumentTypeError: The ID or the result is of a type that cannot be stored.
+            ArgumentTypeError: The ID is of a type that cannot be stored, or
+                the result is and the store keeps results (a store that
+                does not keep them does not check them either).
             ArgumentValueError: The ID is bad, the result holds NaN or
-                infinity, or ``turns`` or ``seconds`` is negative or not finite.
+                infinity (stores that keep results), or ``turns`` or
+                ``seconds`` is negative or not finite.
             StoreClosedError: The session is closed.
             StoreWriteError: The write failed; nothing was recorded.
         """
@@ -408,12 +414,25 @@ class Session:
             As for :meth:`mark_done`.
 
         Raises:
-            ArgumentTypeError: The result is of a type that cannot be stored.
-            ArgumentValueError: The result holds NaN or infinity.
+            ArgumentTypeError: The store keeps results and the result is of
+                a type that cannot be stored.
+            ArgumentValueError: The store keeps results and the result holds
+                NaN or infinity.
             StoreClosedError: The session is closed.
             StoreWriteError: The write failed; nothing was recorded.
         """
-        result_json = None if result is None else check_json(result, "result")
+        result_json = None
+        if result is not None:
+            if self._keeps_results:
+                result_json = check_json(result, "result")
+            elif not self._dropped_result:
+                # Not checked either: a paid item is not failed for what is never kept.
+                self._dropped_result = True
+                logging.getLogger("agent_resume").warning(
+                    "%s does not keep results; use ResultJsonlStore, SqliteStore or "
+                    "PostgresStore to keep them with the checkpoint",
+                    type(self.store).__name__,
+                )
         failure = self._failures.get(item_id)
         if failure is not None or self._fingerprinting:
             # The writer's key order: the attempt first, the fingerprint before the usage.

@@ -40,7 +40,6 @@ logger = logging.getLogger("agent_resume")
 _GROUP_SECONDS: Final = 0.010
 _GROUP_RECORDS: Final = 256
 _OPEN_TRIES: Final = 5
-_hinted_results = False
 
 
 class JsonlStore:
@@ -263,9 +262,8 @@ class JsonlStore:
         result_json: str | None,
     ) -> bool:
         """Append a completion line."""
-        if result_json is not None and not self.keeps_results:
-            _hint_results()
-            result_json = None
+        if not self.keeps_results:
+            result_json = None  # a session does not even encode it (Session.record_done)
         if extra is None and result_json is None:
             line = '{"id": ' + encode_basestring(item_id) + ', "ts": ' + str(ts) + "}\n"
         else:
@@ -458,15 +456,6 @@ class ResultJsonlStore(JsonlStore):
     """A JSONL checkpoint that also keeps each item's ``result``."""
 
     keeps_results = True
-
-
-def _hint_results() -> None:
-    global _hinted_results
-    if not _hinted_results:
-        _hinted_results = True
-        logger.warning(
-            "JsonlStore does not keep results; use ResultJsonlStore to keep them with the checkpoint"
-        )
 
 
 class _GroupSyncer:
