@@ -913,3 +913,22 @@ def test_a_lookup_that_fails_submits_nothing(batch_server: BatchServer, tmp_path
     assert (report.stop_reason, batch_server.created["openai"], online) == ("failures", 0, [])
     assert report.stop_message.startswith("looking for batch ")
     assert [r["batch"] for r in _batch_records(path)] == ["intent"]
+
+
+def test_a_file_name_given_as_the_items_is_refused_before_anything_is_sent(
+    batch_server: BatchServer, tmp_path: Path
+) -> None:
+    run = ResumableRun(config(tmp_path / "ck.jsonl"))
+    kwargs: dict[str, Any] = {
+        "request": request_for("openai"),
+        "items": "tickets.jsonl",
+        "client": client_for("openai", batch_server),
+        "parse": lambda t, response: text_of(response),
+    }
+    with pytest.raises(ArgumentTypeError, match="`items` must be a collection of items"):
+        run.run_batch(**kwargs)
+    kwargs["client"] = openai.AsyncOpenAI(base_url=batch_server.url + "/v1", api_key="test")
+    with pytest.raises(ArgumentTypeError, match="`items` must be a collection of items"):
+        asyncio.run(run.arun_batch(**kwargs))
+    assert batch_server.files == {} and batch_server.batches == {}
+    assert not (tmp_path / "ck.jsonl").exists()

@@ -1,3 +1,4 @@
+import asyncio
 import dataclasses
 import math
 import os
@@ -14,6 +15,7 @@ from agent_resume import (
 )
 from agent_resume._accounting._usage import Usage
 from agent_resume._deadline import MockClock
+from agent_resume._errors import ArgumentTypeError
 from agent_resume._run._config import RunConfig
 from agent_resume._run._context import ItemContext
 from agent_resume._run._report import ItemOutcome, RunReport
@@ -394,6 +396,27 @@ def test_a_result_that_cannot_be_stored_quarantines_the_item_and_keeps_what_it_p
     again = ResumableRun(config(tmp_path)).run(process, ["a", "b"])
     assert (again.done, again.failed, again.quarantined) == (0, 0, 1)
     assert calls == ["a", "b"]
+
+
+@pytest.mark.parametrize("items", ["items.jsonl", None, "pandas"])
+def test_an_input_that_is_not_a_collection_of_items_is_refused_before_anything_is_written(
+    tmp_path, items
+):
+    if items == "pandas":
+        import pandas as pd
+
+        items = pd.DataFrame({"id": [1, 2]})
+    seen = []
+    run = ResumableRun(config(tmp_path))
+    with pytest.raises(ArgumentTypeError, match="`items`"):
+        run.run(lambda item, ctx: seen.append(item), items)
+
+    async def aprocess(item, ctx):
+        seen.append(item)
+
+    with pytest.raises(ArgumentTypeError, match="`items`"):
+        asyncio.run(run.arun(aprocess, items))
+    assert seen == [] and not (tmp_path / "job.jsonl").exists()
 
 
 def test_a_store_that_keeps_no_results_does_not_fail_an_item_for_its_result(tmp_path):

@@ -593,21 +593,50 @@ def test_fingerprint_callable_is_used_and_checked(path: Path) -> None:
 
 def test_rows_of_a_pandas_frame_are_fingerprinted(path: Path) -> None:
     # df.itertuples() gives namedtuples of numpy values.
-    import collections
-
-    import numpy as np
-
-    row = collections.namedtuple("Pandas", ["Index", "id", "text", "score"])
+    import pandas as pd
 
     def frame(score: float) -> list[object]:
-        return [row(np.int64(0), np.int64(7), "text", np.float32(score))]
+        df = pd.DataFrame({"id": [7], "text": ["text"], "score": [score]})
+        return list(df.itertuples())
 
     with AgentResume(JsonlStore(path)).resume_or_start("job", fingerprint=True) as s:
         for item in s.remaining(frame(0.5)):
             s.mark_done(item.id)
     with AgentResume(JsonlStore(path)).resume_or_start("job", fingerprint=True) as s:
         assert list(s.remaining(frame(0.5))) == []
-        assert [item.score for item in s.remaining(frame(0.75))] == [np.float32(0.75)]
+        assert [item.score for item in s.remaining(frame(0.75))] == [0.75]
+
+
+@pytest.mark.parametrize(
+    ("items", "message"),
+    [
+        ("items.jsonl", "not a str \\('items.jsonl'\\), whose items would be its characters"),
+        (b"abc", "not a bytes"),
+        (None, "must be an iterable of items, such as a list or a generator \\(got NoneType"),
+        (5, "\\(got int 5\\)"),
+    ],
+)
+def test_an_input_that_is_not_a_collection_of_items_is_refused(
+    path: Path, items: object, message: str
+) -> None:
+    # A file name passed as the items was run character by character: 'i', 't', ...
+    with AgentResume(JsonlStore(path)).resume_or_start("job") as s:
+        with pytest.raises(ArgumentTypeError, match="`items` .*" + message):
+            s.remaining(items)  # type: ignore[arg-type]
+        with pytest.raises(ArgumentTypeError, match="`items`"):
+            s.count_left(items)  # type: ignore[arg-type]
+        assert s.stats.done == 0
+
+
+def test_a_pandas_frame_is_refused_with_the_way_to_its_rows(path: Path) -> None:
+    # Iterating a DataFrame gives its column names, which passed for string IDs.
+    import pandas as pd
+
+    df = pd.DataFrame({"id": [1, 2], "text": ["a", "b"]})
+    with AgentResume(JsonlStore(path)).resume_or_start("job") as s:
+        with pytest.raises(ArgumentTypeError, match=r"column names.*to_dict\('records'\)"):
+            s.remaining(df)
+        assert [row["id"] for row in s.remaining(df.to_dict("records"))] == [1, 2]
 
 
 def test_database_rows_with_dates_and_decimals_are_fingerprinted(path: Path) -> None:

@@ -44,7 +44,7 @@ from agent_resume._run._state import RunState
 from agent_resume._run._threads import Feeder, Pool
 from agent_resume._run._tracing import item_scope, run_scope
 from agent_resume._session._agent import AgentResume
-from agent_resume._session._items import IdReader, KeyFunc
+from agent_resume._session._items import IdReader, KeyFunc, check_items
 from agent_resume._session._session import Session
 from agent_resume._stop import StopReason
 from agent_resume.stores import SharedStore, SkimmingStore
@@ -144,6 +144,7 @@ class ResumableRun:
         Returns:
             The run's report (batch and online parts together), also recorded.
         """
+        check_items(items)
         engine = BatchEngine(
             self.config,
             request=request,
@@ -182,6 +183,7 @@ class ResumableRun:
         on this event loop, which stays free meanwhile. ``fallback`` is a
         coroutine function, run with `arun`. Arguments as for `run_batch`.
         """
+        check_items(items)
         engine = BatchEngine(
             self.config,
             request=request,
@@ -233,7 +235,8 @@ class ResumableRun:
 
         Raises:
             ArgumentTypeError: ``process`` is a coroutine function (use
-                ``arun``), or returned a coroutine.
+                ``arun``), or returned a coroutine; ``items`` is a string, a
+                pandas ``DataFrame`` or not iterable (nothing is written).
             Exception: With ``fail_fast=True``, the first exception from
                 ``process``, after it was recorded and the report written.
             BaseException: Whatever escaped an item's bookkeeping: a hook
@@ -244,6 +247,7 @@ class ResumableRun:
                 is written.
         """
         _check_sync_process(process)
+        check_items(items)
         session, state = self._open()
         with (
             run_scope(self.config.tracing, session.job_id),
@@ -436,13 +440,16 @@ class ResumableRun:
 
         Raises:
             ArgumentTypeError: ``aprocess`` is not callable, or returned
-                something that cannot be awaited (use ``run``).
+                something that cannot be awaited (use ``run``); ``items`` is
+                a string, a pandas ``DataFrame`` or not iterable (nothing is
+                written).
             Exception: With ``fail_fast=True``, the first exception from
                 ``aprocess``, after it was recorded and the report written.
             BaseException: Whatever escaped an item's bookkeeping, as for
                 ``run``: it is raised here, never left in a task.
         """
         _check_callable("aprocess", aprocess)
+        check_items(items)
         session, state = self._open()
         state.alone = True  # the worker tasks all run in this loop's thread
         loop = asyncio.get_running_loop()

@@ -12,6 +12,7 @@ from agent_resume._records import normalize_id
 __all__ = [
     "IdReader",
     "KeyFunc",
+    "check_items",
     "checked_ids",
     "id_batches",
     "id_getter",
@@ -26,6 +27,39 @@ KeyFunc = Callable[[Any], object]
 _BATCH = 16384
 _get_id_attr = attrgetter("id")
 _get_id_key = itemgetter("id")
+
+
+def check_items(items: object) -> None:
+    """Refuse an input that is not a collection of items, before anything is read or written.
+
+    Raises:
+        ArgumentTypeError: ``items`` is a string or bytes (iterated character
+            by character), a pandas ``DataFrame`` (iterated as its column
+            names, which would pass for string IDs), or not iterable.
+    """
+    kind = type(items)
+    if isinstance(items, (str, bytes, bytearray)):
+        raise ArgumentTypeError(
+            "items",
+            items,
+            f"`items` must be a collection of items, not a {kind.__name__} ({items!r:.60}), "
+            "whose items would be its characters one by one; to run the lines of a JSONL file, read "
+            "them first ([json.loads(line) for line in f]) or use `agent-resume run --items FILE`",
+        )
+    if kind.__name__ == "DataFrame" and kind.__module__.partition(".")[0] == "pandas":
+        raise ArgumentTypeError(
+            "items",
+            items,
+            "`items` is a pandas DataFrame, whose items would be its column names; pass "
+            "its rows: df.to_dict('records') or df.itertuples(index=False)",
+        )
+    if not hasattr(items, "__iter__") and not hasattr(items, "__getitem__"):
+        raise ArgumentTypeError(
+            "items",
+            items,
+            "`items` must be an iterable of items, such as a list or a generator "
+            f"(got {kind.__name__} {items!r:.60})",
+        )
 
 
 def id_getter(item: object, key: KeyFunc | None) -> KeyFunc | None:

@@ -18,7 +18,7 @@ from agent_resume._errors import ArgumentTypeError, ArgumentValueError, StoreClo
 from agent_resume._fingerprint import Fingerprinter
 from agent_resume._records import JobState, check_json, normalize_id, usage_dict
 from agent_resume._session._claiming import Claiming
-from agent_resume._session._items import KeyFunc
+from agent_resume._session._items import KeyFunc, check_items
 from agent_resume._session._remaining import Batched, OneByOne
 from agent_resume._session._rules import ItemRules, OnChange, Strategy
 from agent_resume.stores import SharedStore, Store
@@ -154,7 +154,8 @@ class Session:
                 passes its budgets and signals here). Other stores never wait.
 
         Raises:
-            ArgumentTypeError: An ID is neither ``str`` nor ``int``.
+            ArgumentTypeError: An ID is neither ``str`` nor ``int``, or
+                ``items`` is a string, a pandas ``DataFrame`` or not iterable.
             ArgumentValueError: An ID is empty or holds a lone surrogate.
             ItemChangedError: A done item changed and ``on_change="error"``.
         """
@@ -181,7 +182,8 @@ class Session:
             give_up: As for :meth:`remaining`.
 
         Raises:
-            ArgumentTypeError: An ID is neither ``str`` nor ``int``.
+            ArgumentTypeError: An ID is neither ``str`` nor ``int``, or
+                ``items`` is a string, a pandas ``DataFrame`` or not iterable.
             ArgumentValueError: An ID is empty or holds a lone surrogate.
             ItemChangedError: A done item changed and ``on_change="error"``.
         """
@@ -191,6 +193,7 @@ class Session:
     def _strategy(
         self, items: Iterable[T], key: KeyFunc | None, give_up: Callable[[], bool] | None
     ) -> Strategy[T]:
+        check_items(items)
         if give_up is not None and not callable(give_up):
             raise ArgumentTypeError(
                 "give_up",
@@ -221,6 +224,7 @@ class Session:
             StoreClosedError: The session is closed.
         """
         self._check_open()
+        check_items(items)
         if self._shared:
             store: SharedStore = self.store  # type: ignore[assignment]
             return store.pending(self.max_attempts)
