@@ -419,6 +419,14 @@ def test_an_input_that_is_not_a_collection_of_items_is_refused_before_anything_i
     assert seen == [] and not (tmp_path / "job.jsonl").exists()
 
 
+def test_a_run_reads_ids_from_the_field_named_by_key(tmp_path):
+    items = [{"doc_id": "a", "text": "x"}, {"doc_id": "b", "text": "y"}]
+    first = ResumableRun(config(tmp_path, max_items=1)).run(noop, items, key="doc_id")
+    report = ResumableRun(config(tmp_path)).run(noop, items, key="doc_id")
+    assert (first.done, report.done, report.already_done, report.remaining) == (1, 1, 1, 0)
+    assert completions(tmp_path) == ["a", "b"]
+
+
 def test_a_store_that_keeps_no_results_does_not_fail_an_item_for_its_result(tmp_path):
     store = JsonlStore(str(tmp_path / "job.jsonl"))
     report = ResumableRun(config(tmp_path, store=store)).run(lambda item, ctx: object(), ["a"])

@@ -628,6 +628,26 @@ def test_an_input_that_is_not_a_collection_of_items_is_refused(
         assert s.stats.done == 0
 
 
+def test_a_field_name_as_the_key_reads_that_field(path: Path) -> None:
+    # key="doc_id", as the CLI's --key takes it, was called and raised a bare TypeError.
+    @dataclass
+    class Doc:
+        doc_id: str
+
+    with AgentResume(JsonlStore(path)).resume_or_start("job") as s:
+        s.mark_done("b")
+        assert list(s.remaining([{"doc_id": "a"}, {"doc_id": "b"}], key="doc_id")) == [
+            {"doc_id": "a"}
+        ]
+        assert list(s.remaining([Doc("c"), Doc("b")], key="doc_id")) == [Doc("c")]
+        assert s.count_left([{"doc_id": "a"}, {"doc_id": "b"}], key="doc_id") == 1
+        with pytest.raises(ArgumentTypeError, match="no field 'doc_id', which key='doc_id'"):
+            list(s.remaining([{"id": "x"}], key="doc_id"))
+        for bad in ("", 5, b"doc_id"):
+            with pytest.raises(ArgumentTypeError, match=r"`key` must be a function .* or the name"):
+                s.remaining([{"doc_id": "a"}], key=bad)  # type: ignore[arg-type]
+
+
 def test_a_pandas_frame_is_refused_with_the_way_to_its_rows(path: Path) -> None:
     # Iterating a DataFrame gives its column names, which passed for string IDs.
     import pandas as pd

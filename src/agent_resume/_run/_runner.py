@@ -44,7 +44,7 @@ from agent_resume._run._state import RunState
 from agent_resume._run._threads import Feeder, Pool
 from agent_resume._run._tracing import item_scope, run_scope
 from agent_resume._session._agent import AgentResume
-from agent_resume._session._items import IdReader, KeyFunc, check_items
+from agent_resume._session._items import IdReader, KeyFunc, check_items, key_func
 from agent_resume._session._session import Session
 from agent_resume._stop import StopReason
 from agent_resume.stores import SharedStore, SkimmingStore
@@ -95,7 +95,7 @@ class ResumableRun:
         client: Any,
         parse: Callable[[T, Any], Any],
         fallback: Process[T] | None = None,
-        key: KeyFunc | None = None,
+        key: KeyFunc | str | None = None,
         poll_interval: float = 30.0,
         batch_margin: float | None = None,
         max_batch_requests: int | None = None,
@@ -145,6 +145,7 @@ class ResumableRun:
             The run's report (batch and online parts together), also recorded.
         """
         check_items(items)
+        key = key_func(key)
         engine = BatchEngine(
             self.config,
             request=request,
@@ -171,7 +172,7 @@ class ResumableRun:
         client: Any,
         parse: Callable[[T, Any], Any],
         fallback: AsyncProcess[T] | None = None,
-        key: KeyFunc | None = None,
+        key: KeyFunc | str | None = None,
         poll_interval: float = 30.0,
         batch_margin: float | None = None,
         max_batch_requests: int | None = None,
@@ -184,6 +185,7 @@ class ResumableRun:
         coroutine function, run with `arun`. Arguments as for `run_batch`.
         """
         check_items(items)
+        key = key_func(key)
         engine = BatchEngine(
             self.config,
             request=request,
@@ -215,7 +217,11 @@ class ResumableRun:
     # -- the sync run ----------------------------------------------------------
 
     def run(
-        self, process: Process[T], items: Iterable[T], *, key: KeyFunc | None = None
+        self,
+        process: Process[T],
+        items: Iterable[T],
+        *,
+        key: KeyFunc | str | None = None,
     ) -> RunReport:
         """Process every item not yet done, and return what this run did.
 
@@ -248,6 +254,7 @@ class ResumableRun:
         """
         _check_sync_process(process)
         check_items(items)
+        key = key_func(key)
         session, state = self._open()
         with (
             run_scope(self.config.tracing, session.job_id),
@@ -421,7 +428,11 @@ class ResumableRun:
     # -- the async run ---------------------------------------------------------
 
     async def arun(
-        self, aprocess: AsyncProcess[T], items: Iterable[T], *, key: KeyFunc | None = None
+        self,
+        aprocess: AsyncProcess[T],
+        items: Iterable[T],
+        *,
+        key: KeyFunc | str | None = None,
     ) -> RunReport:
         """Process every item not yet done with ``await aprocess(item, ctx)``.
 
@@ -450,6 +461,7 @@ class ResumableRun:
         """
         _check_callable("aprocess", aprocess)
         check_items(items)
+        key = key_func(key)
         session, state = self._open()
         state.alone = True  # the worker tasks all run in this loop's thread
         loop = asyncio.get_running_loop()

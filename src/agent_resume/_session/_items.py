@@ -16,6 +16,7 @@ __all__ = [
     "checked_ids",
     "id_batches",
     "id_getter",
+    "key_func",
     "normalized_ids",
     "plain_ids",
     "raw_id_batches",
@@ -60,6 +61,54 @@ def check_items(items: object) -> None:
             "`items` must be an iterable of items, such as a list or a generator "
             f"(got {kind.__name__} {items!r:.60})",
         )
+
+
+def key_func(key: KeyFunc | str | None) -> KeyFunc | None:
+    """The function that reads an item's ID, from what ``key=`` was given.
+
+    A callable is that function; a field name (``"doc_id"``, as the CLI's
+    ``--key``) reads ``item["doc_id"]`` from a mapping, else
+    ``item.doc_id``; ``None`` leaves the default rule (:func:`id_getter`).
+
+    Raises:
+        ArgumentTypeError: ``key`` is none of those.
+    """
+    if key is None or callable(key):
+        return key
+    if isinstance(key, str) and key:
+        return _FieldReader(key)
+    raise ArgumentTypeError(
+        "key",
+        key,
+        "`key` must be a function that returns an item's ID, or the name of the field "
+        f"that holds it (got {type(key).__name__} {key!r:.60})",
+    )
+
+
+class _FieldReader:
+    """Reads one named field of an item: a mapping's key, else an attribute."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __call__(self, item: object) -> object:
+        name = self.name
+        if isinstance(item, Mapping):
+            if name in item:
+                return item[name]
+        elif hasattr(item, name):
+            return getattr(item, name)
+        raise ArgumentTypeError(
+            "items",
+            item,
+            f"`items`: an item of type {type(item).__name__} has no field {name!r}, "
+            f"which key={name!r} reads its ID from ({item!r:.60})",
+        )
+
+    def __repr__(self) -> str:
+        return f"key={self.name!r}"
 
 
 def id_getter(item: object, key: KeyFunc | None) -> KeyFunc | None:

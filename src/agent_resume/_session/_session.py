@@ -18,7 +18,7 @@ from agent_resume._errors import ArgumentTypeError, ArgumentValueError, StoreClo
 from agent_resume._fingerprint import Fingerprinter
 from agent_resume._records import JobState, check_json, normalize_id, usage_dict
 from agent_resume._session._claiming import Claiming
-from agent_resume._session._items import KeyFunc, check_items
+from agent_resume._session._items import KeyFunc, check_items, key_func
 from agent_resume._session._remaining import Batched, OneByOne
 from agent_resume._session._rules import ItemRules, OnChange, Strategy
 from agent_resume.stores import SharedStore, Store
@@ -126,13 +126,14 @@ class Session:
         self,
         items: Iterable[T],
         *,
-        key: KeyFunc | None = None,
+        key: KeyFunc | str | None = None,
         give_up: Callable[[], bool] | None = None,
     ) -> Iterator[T]:
         """Yield the items not yet done, in input order, lazily.
 
-        An item's ID is ``key(item)`` if given, else ``item.id``, else
-        ``item["id"]``, else the item itself when it is a ``str``. Items that
+        An item's ID is ``key(item)`` if given (``key="doc_id"``, a field
+        name, reads ``item["doc_id"]`` or ``item.doc_id``), else ``item.id``,
+        else ``item["id"]``, else the item itself when it is a ``str``. Items that
         are quarantined are skipped; a repeated ID is yielded once, counted in
         :attr:`stats` and warned about once (also when the loop marked the
         item done before its repeat came; an ID done before the pass reached
@@ -154,8 +155,9 @@ class Session:
                 passes its budgets and signals here). Other stores never wait.
 
         Raises:
-            ArgumentTypeError: An ID is neither ``str`` nor ``int``, or
-                ``items`` is a string, a pandas ``DataFrame`` or not iterable.
+            ArgumentTypeError: An ID is neither ``str`` nor ``int``,
+                ``items`` is a string, a pandas ``DataFrame`` or not
+                iterable, or ``key`` is neither a function nor a field name.
             ArgumentValueError: An ID is empty or holds a lone surrogate.
             ItemChangedError: A done item changed and ``on_change="error"``.
         """
@@ -166,7 +168,7 @@ class Session:
         self,
         items: Iterable[T],
         *,
-        key: KeyFunc | None = None,
+        key: KeyFunc | str | None = None,
         give_up: Callable[[], bool] | None = None,
     ) -> AsyncGenerator[T, None]:
         """The same as :meth:`remaining`, for an ``async for`` loop.
@@ -182,8 +184,9 @@ class Session:
             give_up: As for :meth:`remaining`.
 
         Raises:
-            ArgumentTypeError: An ID is neither ``str`` nor ``int``, or
-                ``items`` is a string, a pandas ``DataFrame`` or not iterable.
+            ArgumentTypeError: An ID is neither ``str`` nor ``int``,
+                ``items`` is a string, a pandas ``DataFrame`` or not
+                iterable, or ``key`` is neither a function nor a field name.
             ArgumentValueError: An ID is empty or holds a lone surrogate.
             ItemChangedError: A done item changed and ``on_change="error"``.
         """
@@ -191,9 +194,10 @@ class Session:
         return self._strategy(items, key, give_up).aiterate()
 
     def _strategy(
-        self, items: Iterable[T], key: KeyFunc | None, give_up: Callable[[], bool] | None
+        self, items: Iterable[T], key: KeyFunc | str | None, give_up: Callable[[], bool] | None
     ) -> Strategy[T]:
         check_items(items)
+        key = key_func(key)
         if give_up is not None and not callable(give_up):
             raise ArgumentTypeError(
                 "give_up",
@@ -207,7 +211,7 @@ class Session:
             return Batched(self._rules, items, key)
         return OneByOne(self._rules, items, key)
 
-    def count_left(self, items: Iterable[Any], *, key: KeyFunc | None = None) -> int | None:
+    def count_left(self, items: Iterable[Any], *, key: KeyFunc | str | None = None) -> int | None:
         """Count the items still to do, claiming nothing and changing nothing.
 
         On a shared store the store counts the job's items neither done nor
@@ -225,6 +229,7 @@ class Session:
         """
         self._check_open()
         check_items(items)
+        key = key_func(key)
         if self._shared:
             store: SharedStore = self.store  # type: ignore[assignment]
             return store.pending(self.max_attempts)
