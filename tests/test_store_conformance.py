@@ -339,6 +339,27 @@ def test_ids_with_a_nul_character_are_offered_once_each(
         assert s.is_done("a") and s.is_done("a\0c") and not s.is_done("a\0b")
 
 
+def test_a_nul_character_in_a_result_a_failure_or_the_state_does_not_stop_the_job(
+    make_store: MakeStore, request: pytest.FixtureRequest
+) -> None:
+    # Text extracted from a PDF may hold NUL. PostgreSQL's jsonb and text hold
+    # none: its StoreError stopped the run after the item was paid for. There
+    # each NUL is kept as U+FFFD; the other stores keep it as it is.
+    nul = "\ufffd" if "postgres" in request.node.name else "\0"
+    with session(make_store, max_attempts=5) as s:
+        assert s.mark_done("a", result={"text": "x\0y", "literal": "\\u0000"}) is True
+        s.mark_failed("b", ValueError("the model said \0"))
+        s.set_state("last", "p\0q")
+    with session(make_store, max_attempts=5) as s:
+        assert s.is_done("a") and s.attempts("b") == 1
+        assert s.state == {"last": f"p{nul}q"}
+        results = dict(s.results())
+    if make_store().keeps_results:
+        assert results == {"a": {"text": f"x{nul}y", "literal": "\\u0000"}}
+    failures = [r for r in make_store().iter_records() if r.get("status") == "failed"]
+    assert [r["error"] for r in failures] == [f"ValueError: the model said {nul}"]
+
+
 # --- the job's state (session.state) ------------------------------------------------
 
 

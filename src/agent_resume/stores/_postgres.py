@@ -85,6 +85,9 @@ __all__ = ["PostgresStore"]
 T = TypeVar("T")
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _CHUNK: Final = 5000
+# A NUL character's escape in JSON text: `\u0000` after an even run of backslashes
+# (an odd run would make it an escaped backslash followed by "u0000").
+_NUL_ESCAPE = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
 
 
 class PostgresStore:
@@ -572,7 +575,9 @@ class PostgresStore:
         """
         _check_ids((item_id,))
         token = token or f"{self._token_prefix}{next(self._tokens)}"
-        record = dumps(completion_record(item_id, ts, extra), "extra")
+        record = _jsonb(dumps(completion_record(item_id, ts, extra), "extra"), item_id)
+        if result_json is not None:
+            result_json = _jsonb(result_json, item_id)
         group = self._group
         if group is not None and self._open:
             group.add((item_id, ts, token, record, result_json))
@@ -621,7 +626,11 @@ class PostgresStore:
         self._writable()
         _check_ids((item_id,))
         token = uuid.uuid4().hex
-        record = dumps(failure_record(item_id, ts, error, retryable, usage, extra=extra), "usage")
+        error = error.replace("\0", "\ufffd")  # the `error` column is text, which holds no NUL
+        record = _jsonb(
+            dumps(failure_record(item_id, ts, error, retryable, usage, extra=extra), "usage"),
+            item_id,
+        )
         sql = self._sql(FAIL)
         params = {
             "tok": token,
@@ -654,7 +663,7 @@ class PostgresStore:
         """Keep a run record."""
         self._writable()
         token = uuid.uuid4().hex
-        body = dumps(record, "record")
+        body = _jsonb(dumps(record, "record"), None)
         ts = record.get("ts")
         sql = self._sql(
             "INSERT INTO {s}.events (kind, ts, token, record) VALUES (%s, %s, %s, %s::jsonb) "
@@ -856,6 +865,25 @@ def _unlimited(fn: Callable[[Connection], T]) -> Callable[[Connection], T]:
             return fn(conn)
 
     return call
+
+
+def _jsonb(text: str, item_id: str | None) -> str:
+    """JSON text that ``jsonb`` takes: each NUL character (which it refuses) becomes U+FFFD.
+
+    A result with a NUL (text extracted from a PDF, say) stopped the run with a
+    ``StoreError`` after the item was paid for; it is kept with the NUL replaced,
+    and a warning names the item.
+    """
+    if "\\u0000" not in text:
+        return text
+    kept, found = _NUL_ESCAPE.subn(lambda m: m.group(1) + "\ufffd", text)
+    if found:
+        logger.warning(
+            "PostgreSQL's jsonb cannot hold a NUL character: %d kept as U+FFFD in %s",
+            found,
+            "a run record" if item_id is None else f"the record of item {item_id!r}",
+        )
+    return kept
 
 
 def _check_ids(item_ids: Sequence[str]) -> None:
