@@ -119,6 +119,23 @@ def test_status_counts_done_failed_and_quarantined(
     assert "item-5  (1 attempt)  RuntimeError: broken" in out
 
 
+def test_status_lists_each_quarantined_item_on_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # An error quoting a whole response printed it all, newlines and all.
+    path = tmp_path / "job.jsonl"
+    with AgentResume(JsonlStore(path)).resume_or_start("job") as session:
+        session.mark_failed("a", ValueError("bad output:\n" + "x" * 500), retryable=False)
+        session.mark_failed("b", ValueError("y" * 500), retryable=False)
+    code, out, _ = cli(capsys, "status", str(path))
+    assert code == 0
+    listed = out.split("quarantined items (agent-resume retry releases them):\n")[1].splitlines()
+    assert listed[:2] == [
+        "  a  (1 attempt)  ValueError: bad output:...",
+        f"  b  (1 attempt)  ValueError: {'y' * 188}...",
+    ]
+
+
 def test_status_json_and_max_attempts(capsys: pytest.CaptureFixture[str], checkpoint: Path) -> None:
     code, out, _ = cli(capsys, "status", str(checkpoint), "--json", "--max-attempts", "1")
     assert code == 0

@@ -427,6 +427,25 @@ def test_a_run_reads_ids_from_the_field_named_by_key(tmp_path):
     assert completions(tmp_path) == ["a", "b"]
 
 
+def test_an_exception_whose_str_raises_is_recorded_and_the_run_goes_on(tmp_path):
+    class Unprintable(Exception):
+        def __str__(self):
+            raise RuntimeError("no text")
+
+    def process(item, ctx):
+        if item == "a":
+            raise Unprintable()
+        return item
+
+    report = ResumableRun(config(tmp_path)).run(process, ["a", "b"])
+    assert (report.done, report.failed, report.stop_reason) == (1, 1, "failures")
+    failure = next(r for r in records(tmp_path) if r.get("status") == "failed")
+    assert failure["error"] == "Unprintable: <str() of the exception raised RuntimeError>"
+    with pytest.raises(Unprintable):
+        ResumableRun(config(tmp_path, fail_fast=True)).run(process, ["a"])
+    assert "Unprintable" in records(tmp_path)[-1]["report"]["stop_message"]
+
+
 def test_a_store_that_keeps_no_results_does_not_fail_an_item_for_its_result(tmp_path):
     store = JsonlStore(str(tmp_path / "job.jsonl"))
     report = ResumableRun(config(tmp_path, store=store)).run(lambda item, ctx: object(), ["a"])

@@ -322,6 +322,23 @@ def test_json_store_drops_results_unchecked_with_a_one_time_hint(
     assert len(hints) == 1 and "JsonlStore does not keep results" in hints[0].getMessage()
 
 
+def test_a_failure_keeps_a_long_error_cut_and_an_unprintable_one_by_its_type(path: Path) -> None:
+    # An exception quoting a whole response made every failure record as long;
+    # one whose str() raised stopped the run that recorded it.
+    class Unprintable(Exception):
+        def __str__(self) -> str:
+            raise RuntimeError("no text")
+
+    with AgentResume(JsonlStore(path)).resume_or_start("job") as s:
+        assert s.mark_failed("a", ValueError("x" * 20_000)) is True
+        assert s.mark_failed("b", Unprintable()) is True
+        assert s.mark_failed("c", "y" * 9_000) is True
+    errors = {line["id"]: line["error"] for line in lines(path) if "error" in line}
+    assert errors["a"] == "ValueError: " + "x" * (8000 - 12) + "... (12012 more characters)"
+    assert errors["b"] == "Unprintable: <str() of the exception raised RuntimeError>"
+    assert errors["c"] == "y" * 8000 + "... (1000 more characters)"
+
+
 def test_result_store_keeps_results_latest_per_item(path: Path) -> None:
     with AgentResume(ResultJsonlStore(path)).resume_or_start("job") as s:
         s.mark_done("a", result={"n": 1, "text": "é"})

@@ -43,6 +43,7 @@ from agent_resume._validate import identifier as normalize_id
 __all__ = [
     "FORMAT_VERSION",
     "MAX_DEPTH",
+    "MAX_ERROR_CHARS",
     "FailureInfo",
     "JobState",
     "RecordKind",
@@ -50,6 +51,7 @@ __all__ = [
     "collector_paused",
     "completion_line",
     "dumps",
+    "error_text",
     "failure_line",
     "failure_record",
     "kind_of",
@@ -258,6 +260,34 @@ def _key_head(key: str) -> str:
     if len(_KEY_HEADS) < _KEY_HEADS_MAX:
         _KEY_HEADS[key] = head
     return head
+
+
+MAX_ERROR_CHARS: Final = 8000
+"""The longest error text a failure record keeps; the rest is cut and counted.
+
+An exception that quotes a whole response or prompt would otherwise make each
+of its item's failure records as long, for every resume and ``status`` to read.
+"""
+
+
+def error_text(error: BaseException | str) -> str:
+    """The text a failure record keeps of ``error``: ``"ValueError: message"``, cut at :data:`MAX_ERROR_CHARS`.
+
+    An exception whose ``str()`` raises is named by its type alone, with a
+    note: recording the failure must not fail.
+    """
+    if isinstance(error, str):
+        text = error
+    else:
+        name = type(error).__name__
+        try:
+            message = str(error)
+        except Exception as exc:  # its __str__ is broken: the type still says what failed
+            message = f"<str() of the exception raised {type(exc).__name__}>"
+        text = f"{name}: {message}" if message else name
+    if len(text) > MAX_ERROR_CHARS:
+        text = f"{text[:MAX_ERROR_CHARS]}... ({len(text) - MAX_ERROR_CHARS} more characters)"
+    return text
 
 
 def failure_record(

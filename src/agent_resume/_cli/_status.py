@@ -236,7 +236,7 @@ def status(args: argparse.Namespace) -> int:
         for item_id in quarantined[:_SHOWN_IDS]:
             failure = state.failures[item_id]
             tries = "1 attempt" if failure.attempts == 1 else f"{failure.attempts} attempts"
-            out.write(f"  {item_id}  ({tries})  {failure.error}\n")
+            out.write(f"  {item_id}  ({tries})  {_one_line(failure.error)}\n")
         _more(out, len(quarantined))
     if comparison is not None:
         out.write(f"\ncompared with {args.items}:\n")
@@ -389,3 +389,11 @@ def _cell(value: Any) -> str:
     if isinstance(value, str):
         return value
     return json.dumps(value, ensure_ascii=False)
+
+
+def _one_line(error: str, width: int = 200) -> str:
+    """An error's first line, cut at ``width`` characters: one line per item in a listing."""
+    line, _, rest = error.partition("\n")
+    if len(line) > width or rest:
+        return f"{line[:width]}..."
+    return line

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from agent_resume._accounting._model_names import parse_model
 from agent_resume._errors import MissingExtraError
+from agent_resume._records import error_text
 from agent_resume._version import __version__
 
 if TYPE_CHECKING:
@@ -359,7 +360,7 @@ class _OtelRun:
         if outcome.error is not None:
             span.set_attribute(ERROR_TYPE, _error_type(outcome.error))
             span.record_exception(outcome.error)
-            text = f"{type(outcome.error).__name__}: {outcome.error}"
+            text = error_text(outcome.error)
             span.set_status(self._status(self._error, text))
         if after_the_fact:
             span.end()

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from agent_resume._accounting._usage import Usage
 from agent_resume._errors import ArgumentTypeError, ArgumentValueError, add_note
+from agent_resume._records import error_text
 from agent_resume._render import format_cost, format_duration, format_timestamp, parse_timestamp
 from agent_resume._schema import SCHEMA_VERSION, seconds_json, timestamp_json, usage_json
 
@@ -353,7 +354,7 @@ def ended_by(error: BaseException) -> tuple[RunStopReason, str]:
     and the cancellation of ``arun``'s task are a ``signal``; any other
     exception an ``error``, named in the message.
     """
-    text = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+    text = error_text(error)
     if isinstance(error, KeyboardInterrupt):
         return "signal", f"interrupted ({text})"
     if isinstance(error, asyncio.CancelledError):

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from agent_resume._accounting._usage import Usage
 from agent_resume._deadline import Deadline, trusted_deadline
 from agent_resume._errors import add_note
+from agent_resume._records import error_text
 from agent_resume._run._config import DEFAULT_RETRY, RunConfig
 from agent_resume._run._conversations import Conversations
 from agent_resume._run._requeue import Requeue
@@ -392,7 +393,7 @@ class RunState:
         with self._changed:
             if self._fail_fast_error is None:
                 self._fail_fast_error = error
-        self.stop("fail_fast", StopReason("fail_fast", f"{type(error).__name__}: {error}"))
+        self.stop("fail_fast", StopReason("fail_fast", error_text(error)))
 
     def escaped(self, error: BaseException) -> None:
         """An exception escaped an item's bookkeeping (a hook, the store, ``KeyboardInterrupt``).

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from agent_resume._errors import ArgumentTypeError, ArgumentValueError, StoreClosedError
 from agent_resume._fingerprint import Fingerprinter
-from agent_resume._records import JobState, check_json, normalize_id, usage_dict
+from agent_resume._records import JobState, check_json, error_text, normalize_id, usage_dict
 from agent_resume._session._claiming import Claiming
 from agent_resume._session._items import KeyFunc, check_items, key_func
 from agent_resume._session._remaining import Batched, OneByOne
@@ -488,7 +488,8 @@ class Session:
 
         Args:
             item_id: The item's ID.
-            error: The exception, or its text.
+            error: The exception, or its text (kept up to
+                ``MAX_ERROR_CHARS``, 8,000 characters, the rest cut and counted).
             retryable: Whether a later session may try the item again.
             usage: A :class:`~agent_resume.Usage` or a usage dict: what the attempt spent.
             turns: The model calls (turns) the attempt made, if known.
@@ -503,10 +504,8 @@ class Session:
         """
         item_id = normalize_id(item_id)
         facts = _attempt_facts(turns, seconds)
-        if isinstance(error, BaseException):
-            text = f"{type(error).__name__}: {error}"
-        elif isinstance(error, str):
-            text = error
+        if isinstance(error, (BaseException, str)):
+            text = error_text(error)
         else:
             raise ArgumentTypeError(
                 "error",
