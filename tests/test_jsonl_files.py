@@ -26,6 +26,7 @@ from agent_resume import (
     CheckpointWarning,
     CorruptCheckpointError,
     JobLockedError,
+    JobMismatchError,
     JsonlStore,
     NotACheckpointError,
     ResultJsonlStore,
@@ -749,3 +750,33 @@ def test_a_leading_tilde_is_the_home_directory_wherever_a_path_is_taken(
         assert shown.returncode == 0, shown.stderr
         assert "2 failed" in shown.stdout or "failed       2" in shown.stdout, shown.stdout
     assert list(work.iterdir()) == []  # no directory named "~" in the working directory
+
+
+def test_a_checkpoint_saved_with_a_byte_order_mark_keeps_its_header(tmp_path: Path) -> None:
+    # An editor saving "UTF-8 with BOM" put three bytes before the header, which
+    # then read as a corrupt line: the job's ID was lost, and another job could
+    # append to the file as to an original-format one.
+    path = tmp_path / "job.jsonl"
+    body = HEADER + '{"id": "a", "ts": 1}\n{"id": "b", "ts": 1, "usage": {"in": 5}}\n'
+    write(path, b"\xef\xbb\xbf" + body.encode() + b'{"id": "to')  # and a torn tail
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(JobMismatchError):
+            AgentResume(JsonlStore(path)).resume_or_start("another-job")
+        with AgentResume(JsonlStore(path)).resume_or_start("job") as s:
+            assert list(s.remaining(["a", "b", "c"])) == ["c"]
+            s.mark_done("c")
+    assert [str(w.message) for w in caught if "corrupt" in str(w.message)] == []
+    # The torn tail was cut where it began: the BOM's three bytes count.
+    assert (
+        path.read_bytes()
+        == b"\xef\xbb\xbf"
+        + body.encode()
+        + b'{"id": "c", "ts": '
+        + (path.read_bytes().rsplit(b'"ts": ', 1)[1])
+    )
+    records = list(JsonlStore(path).iter_records())
+    assert [r.get("id") for r in records] == ["a", "b", "c"]
+    assert repair(path).dropped == []
+    shown = cli("status", str(path))
+    assert shown.returncode == 0 and "job          job" in shown.stdout

@@ -32,6 +32,8 @@ agent-resume, any other JSON) raises :class:`NotACheckpointError`.
 
 from __future__ import annotations
 
+import codecs
+import io
 import json
 import re
 import warnings
@@ -556,6 +558,20 @@ def _other_lines(data: bytes) -> list[int]:
     return sorted(start for start in starts if start < size)
 
 
+def skip_bom(f: IO[bytes]) -> int:
+    """Step past a UTF-8 byte order mark at the file's start; return its length (0 or 3).
+
+    An editor (Notepad, an IDE set to "UTF-8 with BOM") that saved the file
+    put one before the header, which then read as a corrupt line: the job's
+    ID and format were lost, and the file passed for an original-format one.
+    """
+    head = f.read(len(codecs.BOM_UTF8))
+    if head == codecs.BOM_UTF8:
+        return len(head)
+    f.seek(-len(head), io.SEEK_CUR)
+    return 0
+
+
 def iter_blocks(f: IO[bytes], tail: list[bytes]) -> Iterator[tuple[bytes | None, bytes]]:
     """Yield ``(long_line, block)`` pairs over a file; put the bytes after its last newline in ``tail``.
 
@@ -613,6 +629,7 @@ def load(
         NotACheckpointError: The file is not a checkpoint (see the module docstring).
     """
     loader = _Loader(path, strict, consume)
+    loader.offset = skip_bom(f)  # offsets stay the file's own: a torn tail is cut where it is
     tail: list[bytes] = []
     for long_line, data in iter_blocks(f, tail):
         if long_line is not None:
@@ -682,6 +699,7 @@ def read_records(
     unknown: list[bytes] = []  # the bad lines before any record, while none is known
     last_bad = False
     tail: list[bytes] = []
+    skip_bom(f)
     for long_line, data in iter_blocks(f, tail):
         lines = data.split(b"\n")
         lines.pop()
