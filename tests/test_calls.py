@@ -696,12 +696,49 @@ def test_a_retry_after_past_the_items_deadline_fails_it_at_once_and_says_why(
         )
         report = ResumableRun(config).run(process, [{"id": n} for n in range(3)])
         client.close()
-    assert (report.done, report.stop_reason) == (0, "time_budget")
+    # The pause outlasts the run: it stops at once, admitting no other item to cut.
+    assert (report.done, report.stop_reason, report.remaining) == (0, "time_budget", 3)
+    assert "paused every call for 3600.0s (HTTP 429)" in report.stop_message
     errors = [r["error"] for r in _records(tmp_path / "ck.jsonl") if r.get("status") == "failed"]
-    assert errors and all("DeadlineExceeded" in e or "RateLimitError" in e for e in errors)
-    waited = [e for e in errors if "DeadlineExceeded" in e]
-    assert waited and all("the rate limit allows the next call in 3" in e for e in waited), waited
+    assert len(errors) == 1 and "DeadlineExceeded" in errors[0]  # the item's own deadline
+    assert "HTTP 429: the next try would be in 3600.0s, and the item has 2.0s left" in errors[0]
     assert len(server.requests) == 1  # nothing was sent during the pause
+
+
+def test_a_pause_past_the_runs_deadline_stops_the_run_and_uses_no_attempt(
+    tmp_path: Path,
+) -> None:
+    # Before, every item of the input was admitted and cut in turn, and the run
+    # then idled until its deadline; the first item used an attempt for the 429.
+    from llm_server import LLMServer, Reply
+
+    with LLMServer() as server:
+        client = openai.OpenAI(base_url=server.openai_url, api_key="k", max_retries=0)
+
+        def process(item: dict[str, int], ctx: Any) -> str:
+            response = ctx.call(
+                client.chat.completions.create, model="gpt-4o-mini", messages=_message("x")
+            )
+            return str(response.choices[0].message.content)
+
+        server.queue(Reply(status=429, headers={"retry-after": "3600"}))
+        config = RunConfig(
+            job_id="paused",
+            store=str(tmp_path / "ck.jsonl"),
+            progress=False,
+            time_budget=30,
+            concurrency=2,
+            retry=FAST,
+        )
+        report = ResumableRun(config).run(process, [{"id": n} for n in range(500)])
+        client.close()
+    assert report.stop_reason == "time_budget" and "3600.0s" in report.stop_message
+    # The other item in flight may have had its answer before the 429.
+    assert report.done <= 1 and report.failed == 0 and report.done + report.remaining == 500
+    assert 1 <= report.interrupted <= 2  # the items in flight, not the whole input
+    records = _records(tmp_path / "ck.jsonl")
+    assert not [r for r in records if r.get("status") == "failed"]
+    assert len(server.requests) == 1 + report.done
 
 
 def test_geminis_retry_delay_in_the_body_is_waited(

@@ -50,6 +50,7 @@ from agent_resume._retry import (
 )
 from agent_resume._run._spent import SECONDS_KEY
 from agent_resume._run._tracing import call_span
+from agent_resume._stop_base import StopReason
 
 if TYPE_CHECKING:
     from agent_resume._limits import Buckets
@@ -232,7 +233,14 @@ class CallGate:
     def failed(
         self, ctx: ItemContext, error: BaseException, cost: Cost, tries: int
     ) -> float | None:
-        """Handle a call's error: returns the seconds to wait before the next try, or ``None`` to give up."""
+        """Handle a call's error: returns the seconds to wait before the next try, or ``None`` to give up.
+
+        Raises:
+            DeadlineExceeded: The error is worth another try, but not before
+                the item's deadline (a provider's ``retry-after`` longer than
+                the time left): the deadline, not the call, ended the item, so
+                a run's own deadline interrupts it and uses no attempt.
+        """
         self.limiter.settle(cost, None)
         headers = error_headers(error)
         if headers:
@@ -245,6 +253,18 @@ class CallGate:
             with self._lock:
                 self.rate_limited += 1
             self.limiter.pause(pause)
+            state = self._state
+            left = state.deadline.at - state.clock()
+            if pause >= left:
+                # Every call waits past the run's deadline: admitting more items would only cut them.
+                state.stop(
+                    "time_budget",
+                    StopReason(
+                        "time_budget",
+                        f"the provider paused every call for {pause:.1f}s (HTTP {status}), "
+                        f"and the run's deadline is in {max(left, 0.0):.1f}s",
+                    ),
+                )
             logger.info(
                 "HTTP 429 for item %r: every call waits %.3fs; calls in flight now at most %d",
                 ctx.item_id,
@@ -254,8 +274,15 @@ class CallGate:
         if tries >= self.retry.attempts or not self.retry.retryable(error):
             return None
         wait = told if told is not None else self.retry.backoff(tries)
-        if wait >= ctx.deadline.remaining_seconds():
-            return None
+        left = ctx.deadline.remaining_seconds()
+        if wait >= left:
+            ctx.record_error()
+            what = type(error).__name__ if status is None else f"HTTP {status}"
+            raise _deadline_error(
+                ctx,
+                error,
+                f"{what}: the next try would be in {wait:.1f}s, and the item has {left:.1f}s left",
+            )
         with self._lock:
             self.retries += 1
         return wait
