@@ -324,8 +324,10 @@ def _result(provider: str, custom_id: str, body: dict[str, Any], outcome: str) -
                 "usage": {"input_tokens": INPUT_TOKENS, "output_tokens": OUTPUT_TOKENS},
             },
         }
-    elif outcome in ("error", "transient"):
+    elif outcome in ("error", "transient") or outcome.startswith("error:"):
+        # "error:<type>" answers with that Anthropic error type.
         kind = "invalid_request_error" if outcome == "error" else "api_error"
+        kind = outcome.partition(":")[2] or kind
         result = {
             "type": "errored",
             "error": {"type": "error", "error": {"type": kind, "message": outcome}},

@@ -154,6 +154,34 @@ def test_every_item_is_done_through_one_batch_at_half_the_online_price(
     assert (again.done, again.already_done, batch_server.created[provider]) == (0, 10, 1)
 
 
+def test_anthropic_error_types_decide_whether_an_item_is_tried_again(
+    batch_server: BatchServer, tmp_path: Path
+) -> None:
+    # A result names its error type, not its status: a billing error or a request
+    # too large was taken for a server error and tried again in every run.
+    types = {
+        "ticket 0": "billing_error",
+        "ticket 1": "request_too_large",
+        "ticket 2": "not_found_error",
+        "ticket 3": "overloaded_error",
+        "ticket 4": "rate_limit_error",
+        "ticket 5": "timeout_error",
+    }
+    batch_server.outcome = lambda custom_id, body: "error:" + types[ticket_of(body)]
+    path = tmp_path / "ck.jsonl"
+    report = ResumableRun(config(path)).run_batch(
+        request=request_for("anthropic"),
+        items=tickets(6),
+        client=client_for("anthropic", batch_server),
+        parse=lambda t, response: text_of(response),
+        poll_interval=0.01,
+    )
+    assert (report.done, report.failed) == (0, 6)
+    with AgentResume(JsonlStore(path)).resume_or_start("batch-job") as session:
+        quarantined = {f"t-{n}" for n in range(6) if session.is_quarantined(f"t-{n}")}
+    assert quarantined == {"t-0", "t-1", "t-2"}
+
+
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])
 def test_errored_requests_fail_and_expired_ones_return_to_the_queue(
     provider: str, batch_server: BatchServer, tmp_path: Path

@@ -15,7 +15,7 @@ import json
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from agent_resume._errors import ArgumentTypeError
 
@@ -292,9 +292,7 @@ class AnthropicBatches:
             elif kind == "errored":
                 error = getattr(getattr(result, "error", None), "error", None)
                 etype = str(getattr(error, "type", "error"))
-                status = 400 if etype == "invalid_request_error" else 500
-                if etype in ("authentication_error", "permission_error", "not_found_error"):
-                    status = 403
+                status = _ANTHROPIC_ERROR_STATUS.get(etype, 500)
                 yield BatchResult(
                     str(entry.custom_id),
                     "errored",
@@ -309,6 +307,23 @@ class AnthropicBatches:
     def cancel(self, batch_id: str) -> None:
         """Ask the provider to cancel the batch."""
         self.call(self.client.messages.batches.cancel, batch_id)
+
+
+# The HTTP status of each of Anthropic's error types, which a batch result names
+# without its status: whether the item may be tried again follows from it (a
+# billing error or a request too large is not cured by another try).
+_ANTHROPIC_ERROR_STATUS: Final = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "billing_error": 402,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "api_error": 500,
+    "timeout_error": 504,
+    "overloaded_error": 529,
+}
 
 
 def _timestamp(value: Any) -> float | None:

@@ -44,7 +44,7 @@ from agent_resume._run._state import RunState
 from agent_resume._run._threads import Feeder, Pool
 from agent_resume._run._tracing import item_scope, run_scope
 from agent_resume._session._agent import AgentResume
-from agent_resume._session._items import IdReader, KeyFunc, check_items, key_func
+from agent_resume._session._items import IdReader, KeyFunc, check_input
 from agent_resume._session._session import Session
 from agent_resume._stop import StopReason
 from agent_resume.stores import SharedStore, SkimmingStore
@@ -144,8 +144,7 @@ class ResumableRun:
         Returns:
             The run's report (batch and online parts together), also recorded.
         """
-        check_items(items)
-        key = key_func(key)
+        key = check_input(items, key)
         engine = BatchEngine(
             self.config,
             request=request,
@@ -184,8 +183,7 @@ class ResumableRun:
         on this event loop, which stays free meanwhile. ``fallback`` is a
         coroutine function, run with `arun`. Arguments as for `run_batch`.
         """
-        check_items(items)
-        key = key_func(key)
+        key = check_input(items, key)
         engine = BatchEngine(
             self.config,
             request=request,
@@ -253,8 +251,7 @@ class ResumableRun:
                 is written.
         """
         _check_sync_process(process)
-        check_items(items)
-        key = key_func(key)
+        key = check_input(items, key)
         session, state = self._open()
         with (
             run_scope(self.config.tracing, session.job_id),
@@ -460,8 +457,7 @@ class ResumableRun:
                 ``run``: it is raised here, never left in a task.
         """
         _check_callable("aprocess", aprocess)
-        check_items(items)
-        key = key_func(key)
+        key = check_input(items, key)
         session, state = self._open()
         state.alone = True  # the worker tasks all run in this loop's thread
         loop = asyncio.get_running_loop()

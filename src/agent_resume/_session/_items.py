@@ -12,6 +12,7 @@ from agent_resume._records import normalize_id
 __all__ = [
     "IdReader",
     "KeyFunc",
+    "check_input",
     "check_items",
     "checked_ids",
     "id_batches",
@@ -61,6 +62,17 @@ def check_items(items: object) -> None:
             "`items` must be an iterable of items, such as a list or a generator "
             f"(got {kind.__name__} {items!r:.60})",
         )
+
+
+def check_input(items: object, key: KeyFunc | str | None) -> KeyFunc | None:
+    """Check an input and its ``key=`` (:func:`check_items`) and return the ID reader (:func:`key_func`).
+
+    Raises:
+        ArgumentTypeError: ``items`` is not a collection of items, or ``key``
+            is neither a function nor a field name.
+    """
+    check_items(items)
+    return key_func(key)
 
 
 def key_func(key: KeyFunc | str | None) -> KeyFunc | None:

@@ -18,7 +18,7 @@ from agent_resume._errors import ArgumentTypeError, ArgumentValueError, StoreClo
 from agent_resume._fingerprint import Fingerprinter
 from agent_resume._records import JobState, check_json, error_text, normalize_id, usage_dict
 from agent_resume._session._claiming import Claiming
-from agent_resume._session._items import KeyFunc, check_items, key_func
+from agent_resume._session._items import KeyFunc, check_input
 from agent_resume._session._remaining import Batched, OneByOne
 from agent_resume._session._rules import ItemRules, OnChange, Strategy
 from agent_resume.stores import SharedStore, Store
@@ -196,8 +196,7 @@ class Session:
     def _strategy(
         self, items: Iterable[T], key: KeyFunc | str | None, give_up: Callable[[], bool] | None
     ) -> Strategy[T]:
-        check_items(items)
-        key = key_func(key)
+        key = check_input(items, key)
         if give_up is not None and not callable(give_up):
             raise ArgumentTypeError(
                 "give_up",
@@ -228,8 +227,7 @@ class Session:
             StoreClosedError: The session is closed.
         """
         self._check_open()
-        check_items(items)
-        key = key_func(key)
+        key = check_input(items, key)
         if self._shared:
             store: SharedStore = self.store  # type: ignore[assignment]
             return store.pending(self.max_attempts)
