@@ -146,7 +146,13 @@ CASES = [
         ("inf",),
         "result",
     ),
-    Case("result set", lambda c: c.session.mark_done("r", result={1, 2}), AT, ("set",), "result"),
+    Case(
+        "result set of objects",
+        lambda c: c.session.mark_done("r", result={object()}),
+        AT,
+        ("object",),
+        "result",
+    ),
     Case("result bytes", lambda c: c.session.mark_done("r", result=b"x"), AT, ("bytes",), "result"),
     Case(
         "result tuple key",
