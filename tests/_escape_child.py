@@ -5,8 +5,8 @@ Usage: python _escape_child.py MODE CHECKPOINT FSIZE
 Sets ``RLIMIT_FSIZE`` to FSIZE bytes once the job is open (Python ignores
 SIGXFSZ, so a write past it fails with EFBIG: a full disk as the store sees
 it), then runs 100 items in MODE (``sync``, ``threads`` or ``async``).
-Prints ``REPORT <json>`` or ``RAISED <type>`` (then ``NOTE <text>`` for each
-of its notes), and the IDs whose
+Prints ``REPORT <json>`` or ``RAISED <type>`` and ``MESSAGE <text>`` (then
+``NOTE <text>`` for each of its notes), and the IDs whose
 ``on_item_done`` hook ran as ``HOOKED <id>``.
 """
 
@@ -39,7 +39,7 @@ def main() -> None:
         progress=False,
         handle_signals=False,
     )
-    size = os.path.getsize(path) if os.path.exists(path) else 0
+    size = os.path.getsize(path) if os.path.exists(path) else 0  # 0 for a sqlite:/// URL
     resource.setrlimit(resource.RLIMIT_FSIZE, (size + fsize, resource.RLIM_INFINITY))
 
     def process(item, ctx):
@@ -56,6 +56,7 @@ def main() -> None:
             report = ResumableRun(config).run(process, items)
     except Exception as exc:
         print("RAISED", type(exc).__name__, flush=True)
+        print("MESSAGE", str(exc).replace("\n", " "), flush=True)
         for note in getattr(exc, "__notes__", []):
             print("NOTE", note, flush=True)
     else:

@@ -20,11 +20,13 @@ from pathlib import Path
 import pytest
 
 from agent_resume import (
+    AgentResume,
     ArgumentTypeError,
     JsonlStore,
     ResultJsonlStore,
     ResumableRun,
     RunConfig,
+    SqliteStore,
 )
 
 CHILD = str(Path(__file__).with_name("_escape_child.py"))
@@ -243,6 +245,33 @@ def test_a_store_that_cannot_write_ends_the_run_with_its_error(tmp_path, mode):
     assert 0 < len(recorded) < 100
     records = list(ResultJsonlStore(str(path)).iter_records())
     assert json.loads(json.dumps(records)) == records
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_FSIZE")
+@pytest.mark.parametrize("mode", ["sync", "threads", "async"])
+def test_a_full_disk_under_sqlite_raises_the_write_that_failed(tmp_path, mode):
+    # The session's close (releasing the leases) failed on the same full disk,
+    # and its error replaced the one that ended the run.
+    path = tmp_path / "job.db"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.run(
+        [sys.executable, CHILD, mode, f"sqlite:///{path}", "100000"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert "RAISED StoreError" in lines, proc.stdout + proc.stderr
+    message = next(line for line in lines if line.startswith("MESSAGE "))
+    assert "failed: disk I/O error" in message and "closing the store" not in message
+    if sys.version_info >= (3, 11):
+        assert "NOTE closing the store failed too: " in "\n".join(lines)
+    # What was recorded before the disk filled is all there once it has room.
+    hooked = {line.split()[1] for line in lines if line.startswith("HOOKED")}
+    with AgentResume(SqliteStore(path)).resume_or_start("escape") as session:
+        assert hooked <= {i for i in (f"item-{k:03d}" for k in range(100)) if session.is_done(i)}
 
 
 # -- async functions given to run, and the reverse ------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -691,6 +692,29 @@ def test_database_rows_with_dates_and_decimals_are_fingerprinted(path: Path) -> 
     with AgentResume(JsonlStore(path)).resume_or_start("job", fingerprint=True) as s:
         assert list(s.remaining(rows("1.50"))) == []
         assert [item["price"] for item in s.remaining(rows("2.00"))] == [decimal.Decimal("2.00")]
+
+
+def test_an_item_holding_a_set_has_the_same_fingerprint_in_every_process() -> None:
+    # A set of strings iterates in an order that changes with the hash seed: as
+    # a plain list, the item would look changed to the next run, and run again.
+    import subprocess
+    import sys
+
+    code = (
+        "from agent_resume._fingerprint import content_fingerprint as f; "
+        "print(f({'id': 1, 'tags': {'alpha', 'beta', 'gamma', 'delta', 'epsilon', 3}}))"
+    )
+    seen = {
+        subprocess.run(
+            [sys.executable, "-c", code],
+            env={**os.environ, "PYTHONHASHSEED": str(seed)},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for seed in range(1, 6)
+    }
+    assert len(seen) == 1
 
 
 def test_unhashable_items_name_the_fingerprint_parameter(path: Path) -> None:

@@ -83,7 +83,7 @@ def plain_json(value: object) -> Any:
     ``dataclasses.asdict``, a numpy scalar or array as its ``tolist()``, a
     ``datetime``, ``date`` or ``time`` as its ISO 8601 text, a ``Decimal``,
     ``UUID`` or path as its text, an ``Enum`` member as its value and a set as
-    a list. Read back, each is the plain JSON value. Anything else (bytes, an
+    a sorted list. Read back, each is the plain JSON value. Anything else (bytes, an
     object of your own) is refused.
     """
     if not isinstance(value, type):
@@ -102,7 +102,12 @@ def plain_json(value: object) -> Any:
         if isinstance(value, (Decimal, UUID, PurePath)):
             return str(value)
         if isinstance(value, (set, frozenset)):
-            return list(value)
+            # Sorted: a set of strings iterates in an order that changes from one
+            # process to the next, and an item's fingerprint must not.
+            try:
+                return sorted(value)
+            except TypeError:  # mixed types
+                return sorted(value, key=repr)
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 

@@ -14,7 +14,12 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, TypeVar
 
-from agent_resume._errors import ArgumentTypeError, ArgumentValueError, StoreClosedError
+from agent_resume._errors import (
+    ArgumentTypeError,
+    ArgumentValueError,
+    StoreClosedError,
+    add_note,
+)
 from agent_resume._fingerprint import Fingerprinter
 from agent_resume._records import JobState, check_json, error_text, normalize_id, usage_dict
 from agent_resume._session._claiming import Claiming
@@ -102,7 +107,15 @@ class Session:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.close()
+        if exc is None:
+            self.close()
+            return
+        try:
+            self.close()
+        except Exception as close_error:
+            # The error that ended the block is the one to see (a full disk that
+            # failed a completion fails the close too): the close's goes with it.
+            add_note(exc, f"closing the store failed too: {close_error}")
 
     def close(self) -> None:
         """Flush and close the store; closing twice is harmless."""
