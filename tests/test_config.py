@@ -1,5 +1,9 @@
 import dataclasses
 import math
+import os
+import subprocess
+import sys
+import textwrap
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -173,3 +177,32 @@ def test_a_config_shows_its_store_url_without_the_password() -> None:
     }
     for url, shown in cases.items():
         assert masked_url(url) == shown, url
+
+
+def test_a_rich_display_without_rich_is_refused_before_the_run(tmp_path):
+    # The display's thread died with a ModuleNotFoundError traceback once the run
+    # had started. A finder that refuses `rich` stands for an install without it.
+    code = textwrap.dedent(
+        f"""
+        import sys
+        class NoRich:
+            def find_spec(self, name, path=None, target=None):
+                if name == "rich" or name.startswith("rich."):
+                    raise ModuleNotFoundError(name)
+        sys.meta_path.insert(0, NoRich())
+        from agent_resume import MissingExtraError, RunConfig
+        store = {str(tmp_path / "job.jsonl")!r}
+        try:
+            RunConfig(job_id="job", store=store, progress="rich")
+        except MissingExtraError as exc:
+            print("REFUSED", exc.extra, exc)
+        print("AUTO", RunConfig(job_id="job", store=store, progress="auto").progress)
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    ).stdout
+    assert "REFUSED rich progress='rich' needs the 'rich' extra" in out, out
+    assert "AUTO auto" in out  # auto falls back to log lines
+    assert not (tmp_path / "job.jsonl").exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 import time
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, get_args, over
 from agent_resume import _validate as validate
 from agent_resume._accounting._prices import PriceTable
 from agent_resume._deadline import Clock
-from agent_resume._errors import ArgumentTypeError, ArgumentValueError
+from agent_resume._errors import ArgumentTypeError, ArgumentValueError, MissingExtraError
 from agent_resume._limits import RateLimit
 from agent_resume._render import masked_url
 from agent_resume._retry import Retry
@@ -119,10 +120,21 @@ def _progress(name: str, value: bool | ProgressMode | Literal["on", "off"]) -> b
     if isinstance(value, bool):
         return value
     if isinstance(value, str) and value in _PROGRESS:
-        return _PROGRESS[value]
+        mode = _PROGRESS[value]
+        if mode == "rich" and not _importable("rich"):
+            # Found here, not by the display's thread once the run has started.
+            raise MissingExtraError("rich", f"{name}='rich'")
+        return mode
     given: object = value
     validate.choice(name, given, (True, False, *_PROGRESS))
     raise AssertionError("unreachable: choice() raised")  # pragma: no cover
+
+
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a finder that refuses it, or sys.modules[module] = None
+        return False
 
 
 def _cost(name: str, value: float | None) -> float | None:
