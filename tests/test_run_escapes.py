@@ -320,9 +320,21 @@ def test_run_refuses_a_coroutine_returned_and_uses_no_attempt(tmp_path):
     assert not [r for r in JsonlStore(path).iter_records() if "id" in r]
 
 
-def test_arun_refuses_a_function_that_returns_no_awaitable(tmp_path):
+def test_arun_refuses_a_function_that_returns_no_awaitable_and_keeps_what_it_did(tmp_path):
+    # A plain function ran each item it was given to the end (its calls paid for)
+    # before the run saw it returned no awaitable: those results were thrown away.
     path = str(tmp_path / "job.jsonl")
+    ran: list[str] = []
+
+    def process(item, ctx):
+        ran.append(item)
+        return {"answer": item}
+
     run = ResumableRun(config(path, concurrency=2))
-    with pytest.raises(ArgumentTypeError, match=r"must return an awaitable.*run"):
-        run_async(lambda: run.arun(lambda item, ctx: item, ITEMS))
-    assert not [r for r in JsonlStore(path).iter_records() if "id" in r]
+    with pytest.raises(ArgumentTypeError, match=r"must return an awaitable.*run.*result was kept"):
+        run_async(lambda: run.arun(process, ITEMS))
+    assert 1 <= len(ran) <= 2  # one per worker task, then the run stopped
+    kept = {r["id"]: r["result"] for r in ResultJsonlStore(path).iter_records() if "id" in r}
+    assert kept == {item: {"answer": item} for item in ran}
+    again = ResumableRun(config(path)).run(process, ITEMS)
+    assert (again.already_done, again.done) == (len(kept), len(ITEMS) - len(kept))

@@ -595,7 +595,9 @@ class ResumableRun:
                                         timer = _Timer(task, timeout)
                                 pending = aprocess(item, ctx)
                                 if type(pending) is not CoroutineType:
-                                    _check_awaitable(aprocess, pending)
+                                    self._check_awaitable(
+                                        aprocess, pending, state, session, ctx, started
+                                    )
                                 result = await pending
                             except asyncio.CancelledError as exc:
                                 if timer is None or not timer.fired:
@@ -654,7 +656,7 @@ class ResumableRun:
                 timer = _Timer(task, timeout)
             pending = aprocess(item, ctx)
             if type(pending) is not CoroutineType:
-                _check_awaitable(aprocess, pending)
+                self._check_awaitable(aprocess, pending, state, session, ctx, started)
             result = await pending
         except asyncio.CancelledError as exc:
             if timer is None or not timer.fired:
@@ -669,6 +671,31 @@ class ResumableRun:
         finally:
             if timer is not None:
                 timer.close()
+
+    def _check_awaitable(
+        self,
+        aprocess: object,
+        pending: object,
+        state: RunState,
+        session: Session,
+        ctx: ItemContext,
+        started: float,
+    ) -> None:
+        """Raise ``_NotAwaitable`` when ``aprocess`` returned no awaitable: a plain function.
+
+        It ran the whole item, and what it returned is the item's result: that
+        is recorded first (its calls are paid for), then the run stops.
+        """
+        if inspect.isawaitable(pending):
+            return
+        self._done(state, session, ctx, pending, state.clock() - started)
+        raise _NotAwaitable(
+            "aprocess",
+            aprocess,
+            f"`aprocess` must return an awaitable (got {type(pending).__name__}); "
+            "run plain functions with `ResumableRun(config).run(process, items)` "
+            "(the item's result was kept)",
+        )
 
     # -- shared steps ----------------------------------------------------------
 
@@ -1070,16 +1097,6 @@ class _TaskFeeder(Admission):
 
 class _NotAwaitable(ArgumentTypeError):
     """``aprocess`` returned something that cannot be awaited: a mistake, not a failed item."""
-
-
-def _check_awaitable(aprocess: object, pending: object) -> None:
-    if not inspect.isawaitable(pending):
-        raise _NotAwaitable(
-            "aprocess",
-            aprocess,
-            f"`aprocess` must return an awaitable (got {type(pending).__name__}); "
-            "run plain functions with `ResumableRun(config).run(process, items)`",
-        )
 
 
 def _first_in_line(items: Iterable[T], session: Session, key: KeyFunc | None) -> Iterable[T]:
