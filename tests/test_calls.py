@@ -467,6 +467,33 @@ def test_call_and_acall_refuse_what_they_cannot_call(tmp_path: Path) -> None:
     assert all(getattr(e, "parameter", None) == "fn" for e in errors)
 
 
+def test_acall_given_a_sync_sdk_call_counts_what_it_paid_before_refusing_it(
+    tmp_path: Path,
+) -> None:
+    # The sync client's call was made, and paid, before acall saw no awaitable:
+    # its usage was not counted, by the run or the job's budget.
+    from llm_server import LLMServer
+
+    with LLMServer() as server:
+        client = openai.OpenAI(base_url=server.openai_url, api_key="k", max_retries=0)
+
+        async def aprocess(item: str, ctx: Any) -> None:
+            await ctx.acall(
+                client.chat.completions.create, model="gpt-4o-mini", messages=_message("x")
+            )
+
+        config = RunConfig(job_id="mixed", store=str(tmp_path / "ck.jsonl"), progress=False)
+        report = asyncio.run(ResumableRun(config).arun(aprocess, ["a"]))
+        client.close()
+        sent = len(server.requests)
+    assert (report.failed, report.usage.calls, sent) == (1, 1, 1)
+    assert report.usage.cost_usd is not None and report.usage.cost_usd > 0
+    records = _records(tmp_path / "ck.jsonl")
+    assert [r["call"] for r in records if "call" in r] == ["a"]
+    failure = next(r for r in records if r.get("status") == "failed")
+    assert "must return an awaitable" in failure["error"]
+
+
 def _one_call_per_item(sdk: str, server: Any, model: str) -> tuple[Any, Callable[[str, Any], None]]:
     """A real ``sdk`` client of the loopback server, and a process making one call per item."""
     if sdk == "openai":

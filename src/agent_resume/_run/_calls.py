@@ -484,7 +484,9 @@ async def call_async(
             span.fail(error)
             limiter.leave()
             gate._end(False)
-            limiter.settle(cost, None)
+            # A sync function made its call already: the response's usage counts
+            # (it was paid for) before the mistake is raised.
+            gate.succeeded(ctx, awaitable, cost)
             raise
         except Exception as error:
             span.fail(error)
