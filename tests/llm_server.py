@@ -65,6 +65,7 @@ class Reply:
     status: int = 200
     error_body: dict[str, Any] | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    finish_reason: str = "stop"  # OpenAI chat: "length" when max_tokens cut the answer
 
 
 @dataclass
@@ -202,7 +203,7 @@ def openai_chat(reply: Reply, model: str) -> dict[str, Any]:
                 "index": 0,
                 "message": {"role": "assistant", "content": reply.text, "refusal": None},
                 "logprobs": None,
-                "finish_reason": "stop",
+                "finish_reason": reply.finish_reason,
             }
         ],
         "usage": openai_chat_usage(reply),

@@ -494,6 +494,49 @@ def test_acall_given_a_sync_sdk_call_counts_what_it_paid_before_refusing_it(
     assert "must return an awaitable" in failure["error"]
 
 
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_structured_output_cut_at_max_tokens_counts_what_it_paid(
+    tmp_path: Path, mode: str
+) -> None:
+    # chat.completions.parse raises LengthFinishReasonError for an answer cut at
+    # max_tokens: the provider billed every token of it, and the run counted none.
+    import pydantic
+
+    from llm_server import LLMServer, Reply
+
+    class Verdict(pydantic.BaseModel):
+        label: str
+
+    reply = Reply(text='{"label": "sp', output_tokens=500, finish_reason="length")
+    request = {"model": "gpt-4o-mini", "messages": _message("x"), "response_format": Verdict}
+    run = ResumableRun(RunConfig(job_id="cut", store=str(tmp_path / "ck.jsonl"), progress=False))
+    with LLMServer(reply) as server:
+        if mode == "sync":
+            with openai.OpenAI(base_url=server.openai_url, api_key="k", max_retries=0) as client:
+                report = run.run(
+                    lambda item, ctx: ctx.call(client.chat.completions.parse, **request), ["a"]
+                )
+        else:
+
+            async def main() -> Any:
+                async with openai.AsyncOpenAI(
+                    base_url=server.openai_url, api_key="k", max_retries=0
+                ) as client:
+
+                    async def aprocess(item: str, ctx: Any) -> None:
+                        await ctx.acall(client.chat.completions.parse, **request)
+
+                    return await run.arun(aprocess, ["a"])
+
+            report = asyncio.run(main())
+    assert (report.failed, report.usage.calls, report.usage.output_tokens) == (1, 1, 500)
+    assert report.usage.cost_usd is not None and report.usage.cost_usd > 0
+    records = _records(tmp_path / "ck.jsonl")
+    assert [r["usage"]["out"] for r in records if "call" in r] == [500]
+    failure = next(r for r in records if r.get("status") == "failed")
+    assert "LengthFinishReasonError" in failure["error"] and failure["usage"]["out"] == 500
+
+
 def _one_call_per_item(sdk: str, server: Any, model: str) -> tuple[Any, Callable[[str, Any], None]]:
     """A real ``sdk`` client of the loopback server, and a process making one call per item."""
     if sdk == "openai":

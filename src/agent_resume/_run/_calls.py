@@ -241,7 +241,13 @@ class CallGate:
                 the time left): the deadline, not the call, ended the item, so
                 a run's own deadline interrupts it and uses no attempt.
         """
-        self.limiter.settle(cost, None)
+        completion = _paid_completion(error)
+        if completion is not None:
+            # Answered, then refused by the SDK (structured outputs cut at max_tokens):
+            # the call was paid for, and counts like any other before the error is handled.
+            self.succeeded(ctx, completion, cost)
+        else:
+            self.limiter.settle(cost, None)
         headers = error_headers(error)
         if headers:
             self.limiter.adopt(headers)
@@ -286,6 +292,17 @@ class CallGate:
         with self._lock:
             self.retries += 1
         return wait
+
+
+def _paid_completion(error: BaseException) -> Any:
+    """The answer an error carries with its usage, or ``None``.
+
+    openai's ``LengthFinishReasonError`` and ``ContentFilterFinishReasonError``
+    (raised by ``chat.completions.parse`` when the answer was cut at
+    ``max_tokens`` or filtered) hold the completion the provider billed.
+    """
+    completion = getattr(error, "completion", None)
+    return completion if getattr(completion, "usage", None) is not None else None
 
 
 class _NotAwaitable(ArgumentTypeError):
