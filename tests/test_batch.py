@@ -556,6 +556,8 @@ def test_the_batch_command_lists_refreshes_and_cancels(
         assert session.stats.already_done == 6
     assert main(["batch", "list", "two", str(path)]) == 2
     assert "batch takes STORE" in capsys.readouterr().err
+    assert main(["batch", "cancel"]) == 2  # the store forgotten, not a store named "cancel"
+    assert "batch takes STORE or `cancel STORE` (got 'cancel')" in capsys.readouterr().err
 
 
 def test_a_parse_error_is_a_failed_attempt_that_keeps_its_usage(

@@ -41,7 +41,8 @@ def batch(args: argparse.Namespace) -> int:
     words: list[str] = args.words
     if len(words) == 2 and words[0] == "cancel":
         return _cancel(words[1])
-    if len(words) != 1:
+    if len(words) != 1 or words == ["cancel"]:
+        # `batch cancel` alone: a store named "cancel" is far less likely than a missing STORE.
         raise CliError(f"batch takes STORE or `cancel STORE` (got {' '.join(words)!r})")
     clients: dict[str, Adapter] = {}
     try:
