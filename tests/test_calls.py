@@ -740,9 +740,8 @@ def test_an_unknown_model_stops_the_run_after_the_items_in_flight(tmp_path: Path
     assert [getattr(s, "name", None) for s in stops] == ["model_not_found"]
 
 
-def test_a_retry_after_past_the_items_deadline_fails_it_at_once_and_says_why(
-    tmp_path: Path,
-) -> None:
+def _run_under_an_hour_long_pause(tmp_path: Path, items: int, **limits: Any) -> tuple[Any, int]:
+    """Run ``items`` items whose first call gets a 429 asking to wait an hour; the report and the requests sent."""
     from llm_server import LLMServer, Reply
 
     with LLMServer() as server:
@@ -754,25 +753,31 @@ def test_a_retry_after_past_the_items_deadline_fails_it_at_once_and_says_why(
             )
             return str(response.choices[0].message.content)
 
-        # The provider pauses everyone for an hour; each item has two seconds.
         server.queue(Reply(status=429, headers={"retry-after": "3600"}))
         config = RunConfig(
             job_id="paused",
             store=str(tmp_path / "ck.jsonl"),
             progress=False,
-            time_budget=3,
-            item_timeout=2,
             retry=FAST,
+            **limits,
         )
-        report = ResumableRun(config).run(process, [{"id": n} for n in range(3)])
+        report = ResumableRun(config).run(process, [{"id": n} for n in range(items)])
         client.close()
+        return report, len(server.requests)
+
+
+def test_a_retry_after_past_the_items_deadline_fails_it_at_once_and_says_why(
+    tmp_path: Path,
+) -> None:
+    # The provider pauses everyone for an hour; each item has two seconds.
+    report, sent = _run_under_an_hour_long_pause(tmp_path, 3, time_budget=3, item_timeout=2)
     # The pause outlasts the run: it stops at once, admitting no other item to cut.
     assert (report.done, report.stop_reason, report.remaining) == (0, "time_budget", 3)
     assert "paused every call for 3600.0s (HTTP 429)" in report.stop_message
     errors = [r["error"] for r in _records(tmp_path / "ck.jsonl") if r.get("status") == "failed"]
     assert len(errors) == 1 and "DeadlineExceeded" in errors[0]  # the item's own deadline
     assert "HTTP 429: the next try would be in 3600.0s, and the item has 2.0s left" in errors[0]
-    assert len(server.requests) == 1  # nothing was sent during the pause
+    assert sent == 1  # nothing was sent during the pause
 
 
 def test_a_pause_past_the_runs_deadline_stops_the_run_and_uses_no_attempt(
@@ -780,33 +785,13 @@ def test_a_pause_past_the_runs_deadline_stops_the_run_and_uses_no_attempt(
 ) -> None:
     # Before, every item of the input was admitted and cut in turn, and the run
     # then idled until its deadline; the first item used an attempt for the 429.
-    from llm_server import LLMServer, Reply
-
-    with LLMServer() as server:
-        client = openai.OpenAI(base_url=server.openai_url, api_key="k", max_retries=0)
-
-        def process(item: dict[str, int], ctx: Any) -> str:
-            response = ctx.call(
-                client.chat.completions.create, model="gpt-4o-mini", messages=_message("x")
-            )
-            return str(response.choices[0].message.content)
-
-        server.queue(Reply(status=429, headers={"retry-after": "3600"}))
-        config = RunConfig(
-            job_id="paused",
-            store=str(tmp_path / "ck.jsonl"),
-            progress=False,
-            time_budget=30,
-            retry=FAST,
-        )
-        report = ResumableRun(config).run(process, [{"id": n} for n in range(500)])
-        client.close()
+    report, sent = _run_under_an_hour_long_pause(tmp_path, 500, time_budget=30)
     assert report.stop_reason == "time_budget" and "3600.0s" in report.stop_message
     # The item in flight is cut (no attempt used), and no other is admitted.
     assert (report.done, report.failed, report.interrupted, report.remaining) == (0, 0, 1, 500)
     records = _records(tmp_path / "ck.jsonl")
     assert not [r for r in records if r.get("status") == "failed"]
-    assert len(server.requests) == 1
+    assert sent == 1
 
 
 def test_geminis_retry_delay_in_the_body_is_waited(
