@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ import anthropic
 import openai
 import pytest
 
-from agent_resume import Ledger, RateLimit, ResumableRun, Retry, RunConfig
+from agent_resume import Ledger, RateLimit, ResumableRun, Retry, RunConfig, RunReport
 from agent_resume.stores import JsonlStore
 from provider_sim import ProviderSim, SimConfig
 
@@ -388,6 +389,80 @@ def test_a_stream_is_returned_as_it_is_and_counted_once_with_record_usage(
     assert report.done == 1
     assert (report.usage.calls, report.usage.input_tokens, report.usage.output_tokens) == (1, 50, 7)
     assert Ledger.from_records(_records(path)).total.calls == 1
+
+
+def _stream_run(
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    *,
+    count: bool,
+    concurrency: int = 1,
+    **settings: Any,
+) -> tuple[RunReport, list[str]]:
+    """Stream a chat completion per item through ``ctx.acall``; count it or not."""
+    from llm_server import LLMServer, Reply
+
+    async def process(item: str, ctx: Any) -> str:
+        stream = await ctx.acall(
+            client.chat.completions.create,
+            model="gpt-4o-mini",
+            messages=_message(item),
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        chunks = [chunk async for chunk in stream]
+        if count:
+            ctx.record_usage(chunks[-1])
+        return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+
+    with LLMServer(Reply(text="one two", input_tokens=50, output_tokens=7)) as server:
+        client = openai.AsyncOpenAI(api_key="test", base_url=server.openai_url, max_retries=0)
+        config = RunConfig(
+            job_id="s",
+            store=tmp_path / "ck.jsonl",
+            progress=False,
+            concurrency=concurrency,
+            **settings,
+        )
+        with caplog.at_level(logging.WARNING, logger="agent_resume"):
+            report = asyncio.run(ResumableRun(config).arun(process, ["a", "b", "c"]))
+        asyncio.run(client.close())
+    warned = [r.getMessage() for r in caplog.records if "returned no usage" in r.getMessage()]
+    return report, warned
+
+
+def test_a_stream_left_uncounted_is_warned_of_once_per_run(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    report, warned = _stream_run(tmp_path, caplog, count=False)
+    # The three calls were paid, and nothing counted them: the run says so, once.
+    assert (report.done, report.usage.calls) == (3, 0)
+    assert len(warned) == 1
+    assert "a call through ctx.call returned no usage (a stream?)" in warned[0]
+    assert "ctx.record_usage" in warned[0]
+
+
+def test_a_stream_counted_with_its_last_chunk_is_not_warned_of(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    report, warned = _stream_run(tmp_path, caplog, count=True)
+    assert (report.done, report.usage.calls, report.usage.output_tokens) == (3, 3, 21)
+    assert warned == []
+
+
+def test_a_stream_left_uncounted_under_a_cost_budget_stops_the_run(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A call of unknown cost, as an unknown price: the budget cannot be kept.
+    report, _ = _stream_run(tmp_path, caplog, count=False, max_cost_usd=1.0)
+    assert (report.done, report.stop_reason, report.remaining) == (1, "cost_budget", 2)
+    assert "returned no usage (a stream?)" in report.stop_message
+    assert "max_cost_usd" in report.stop_message
+    # on_unknown_price="ignore" goes on, and says nothing.
+    report, warned = _stream_run(
+        tmp_path / "ignore", caplog, count=False, max_cost_usd=1.0, on_unknown_price="ignore"
+    )
+    assert (report.done, report.stop_reason, warned) == (3, "completed", [])
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgres"])

@@ -199,8 +199,10 @@ class CallGate:
         except (ArgumentTypeError, ArgumentValueError):
             # A stream (its usage comes with its last chunk) or a response without
             # usage (usage_from read nothing, and nothing was counted): returned as
-            # it is, for the caller to count with record_usage.
+            # it is, for the caller to count with record_usage. One left uncounted
+            # when the item ends is a call of unknown cost (RunState.add_uncounted).
             self.limiter.settle(cost, cost)
+            ctx.note_uncounted_call()
             return None
         self.limiter.settle(
             cost,

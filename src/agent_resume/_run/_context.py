@@ -62,6 +62,7 @@ class ItemContext:
     _saved = False
     _logger: logging.LoggerAdapter[logging.Logger] | None = None
     _token: str | None = None
+    _uncounted = 0
 
     def __init__(self, run: RunState, item_id: str, attempt: int, started: float) -> None:
         self._run = run
@@ -238,6 +239,8 @@ class ItemContext:
             usage = (prices if prices is not None else default_prices()).price(usage)
         if usage.calls == 0:
             usage = replace(usage, calls=1)
+        if self._uncounted:
+            self._uncounted -= 1  # the usage of a call that returned none (a stream's last chunk)
         self.usage = self.usage + usage
         self._turns += 1
         self._errors = 0
@@ -261,6 +264,19 @@ class ItemContext:
         if hook is not None:
             hook(self.item_id, usage)
         return usage
+
+    def note_uncounted_call(self) -> None:
+        """Count a call through `call`/`acall` that returned no usage (a stream, say).
+
+        Each later `record_usage` takes one off: a stream's last chunk counts
+        the call it ends.
+        """
+        self._uncounted += 1
+
+    def take_uncounted(self) -> int:
+        """The calls noted by `note_uncounted_call` that no `record_usage` counted; reset to 0."""
+        uncounted, self._uncounted = self._uncounted, 0
+        return uncounted
 
     def record_error(self) -> None:
         """Count a failed model call, for ``ConsecutiveErrors``."""

@@ -755,6 +755,7 @@ class ResumableRun:
     ) -> None:
         if state.aborted:
             return
+        _check_counted(state, ctx)
         usage = ctx.usage
         stop = ctx.last_stop
         # The record's facts, made here and so not checked again (Session.record_done),
@@ -799,6 +800,7 @@ class ResumableRun:
     ) -> None:
         if state.aborted:
             return
+        _check_counted(state, ctx)
         if isinstance(exc, TimeoutError) and ctx.deadline.is_expired():
             exc = _deadline_error(ctx, exc)
         if (isinstance(exc, DeadlineExceeded) and state.cut_by_run(ctx.deadline)) or isinstance(
@@ -848,6 +850,7 @@ class ResumableRun:
         Its usage is kept: calls made through ``ctx.call`` are already in the
         checkpoint; usage recorded otherwise is written as one ``call`` record.
         """
+        _check_counted(state, ctx)
         usage = ctx.usage
         if not usage.is_empty() and not calls_recorded(ctx):
             record = {
@@ -1147,6 +1150,13 @@ def _outcome_usage(ctx: ItemContext, usage: Usage, seconds: float | None) -> dic
 
 
 # What a `job_wide_error` says, and what to do about it.
+def _check_counted(state: RunState, ctx: ItemContext) -> None:
+    """Hand the run the item's calls that returned no usage and were never counted."""
+    uncounted = ctx.take_uncounted()
+    if uncounted:
+        state.add_uncounted(uncounted)
+
+
 def _job_wide_stop(name: str, what: str, error: BaseException) -> StopReason:
     """The stop of a run whose every item would fail alike (``job_wide_error``)."""
     said, fix = JOB_WIDE_ADVICE[name]

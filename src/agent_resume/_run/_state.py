@@ -15,7 +15,7 @@ import logging
 import math
 import threading
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from agent_resume._accounting._usage import Usage
 from agent_resume._deadline import Deadline, trusted_deadline
@@ -129,6 +129,8 @@ class RunState:
             else []
         )
         self._warned_prices: set[str] = set()
+        self.uncounted_calls = 0
+        """Calls through ``ctx.call`` that returned no usage and were never counted."""
         self._spend_stop: StopReason | None = None
         # Re-entrant: a signal handler may run while the main thread holds it.
         # Hot paths take the lock itself (no Python-level Condition.__enter__);
@@ -330,14 +332,20 @@ class RunState:
         if self._spend_stop is not None:
             return True
         reason: StopReason | None = None
+        which = "max_cost_usd" if config.max_cost_usd is not None else "job_max_cost_usd"
         if self._unpriced and config.unknown_price == "stop":
             model = self._unpriced[0]
-            which = "max_cost_usd" if config.max_cost_usd is not None else "job_max_cost_usd"
             reason = StopReason(
                 "unknown_price",
                 f"no price for model {model!r}: the cost budget ({which}) cannot be kept; "
                 "give its price (prices=PriceTable({...}) or a fallback price) or set "
                 "on_unknown_price='warn'",
+            )
+        elif self.uncounted_calls and config.unknown_price == "stop":
+            reason = StopReason(
+                "unknown_price",
+                f"{_uncounted_text(self.uncounted_calls)}: "
+                f"the cost budget ({which}) cannot be kept; {_COUNT_IT}",
             )
         if reason is None and (
             config.job_max_tokens is not None or config.job_max_cost_usd is not None
@@ -569,6 +577,23 @@ class RunState:
             )
         self._spend_check()
 
+    def add_uncounted(self, calls: int) -> None:
+        """Count calls through ``ctx.call`` whose usage no one recorded (a stream not counted).
+
+        Their cost is unknown, handled as an unknown price: a warning once per
+        run, and under a cost budget (``on_unknown_price="stop"``) the run stops.
+        """
+        with self._changed:
+            first = not self.uncounted_calls
+            self.uncounted_calls += calls
+        if first and self.config.unknown_price == "warn":
+            logger.warning(
+                "%s: their cost is unknown and no budget counts it; %s",
+                _uncounted_text(calls),
+                _COUNT_IT,
+            )
+        self._spend_check()
+
     def item_before(self, item_id: str) -> ItemSpent | None:
         """An item's totals over its earlier attempts (from the checkpoint), or ``None``."""
         spent = self.spent
@@ -606,3 +631,16 @@ class RunState:
             self._changed.wait(seconds)
         finally:
             self._waiting -= 1
+
+
+_COUNT_IT: Final = (
+    "count each with ctx.record_usage(...) and what carries its usage (a stream's last "
+    "chunk with stream_options={'include_usage': True}, stream.get_final_message(), ...)"
+)
+
+
+def _uncounted_text(calls: int) -> str:
+    """What the run says of calls that returned no usage."""
+    if calls == 1:
+        return "a call through ctx.call returned no usage (a stream?) and was not counted"
+    return f"{calls} calls through ctx.call returned no usage (streams?) and were not counted"
