@@ -465,6 +465,24 @@ def test_a_stream_left_uncounted_under_a_cost_budget_stops_the_run(
     assert (report.done, report.stop_reason, warned) == (3, "completed", [])
 
 
+def test_a_call_that_returns_a_plain_value_is_no_uncounted_llm_call(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # ctx.call for its retries around something that is no model (a fetch, a tool):
+    # nothing to count, so no warning, and a cost budget goes on.
+    def fetch(n: int) -> dict[str, int]:
+        return {"length": n}
+
+    def process(item: str, ctx: Any) -> int:
+        return int(ctx.call(fetch, len(item))["length"]) + len(ctx.call(str, item))
+
+    config = RunConfig(job_id="p", store=tmp_path / "ck.jsonl", progress=False, max_cost_usd=1.0)
+    with caplog.at_level(logging.WARNING, logger="agent_resume"):
+        report = ResumableRun(config).run(process, ["a", "bb", "ccc"])
+    assert (report.done, report.stop_reason, report.usage.calls) == (3, "completed", 0)
+    assert not [r for r in caplog.records if "returned no usage" in r.getMessage()]
+
+
 @pytest.mark.parametrize("kind", ["sqlite", "postgres"])
 def test_call_records_in_the_sql_stores(
     kind: str, tmp_path: Path, request: pytest.FixtureRequest

@@ -481,7 +481,9 @@ def usage_from(obj: object, *, prices: PriceTable | None = None, model: str | No
             )
         shapes = "".join(f"\n  - {shape}" for shape in SUPPORTED_SHAPES)
         raise ArgumentTypeError(
-            "obj", obj, f"usage_from() cannot read usage from a {_describe(obj)}; it reads:{shapes}"
+            "obj",
+            obj,
+            f"usage_from() cannot read usage from an object of type {_describe(obj)}; it reads:{shapes}",
         )
     usage = _consistent(found.usage)
     raw = found.raw if usage is found.usage else None

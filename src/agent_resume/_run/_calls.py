@@ -27,7 +27,8 @@ import math
 import secrets
 import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from agent_resume._accounting._usage import Usage
@@ -194,15 +195,19 @@ class CallGate:
         headers = _response_headers(result)
         if headers:
             self.limiter.adopt(headers)
+        parsed = _parsed(result)
         try:
-            usage = ctx.record_usage(_parsed(result))
-        except (ArgumentTypeError, ArgumentValueError):
+            usage = ctx.record_usage(parsed)
+        except (ArgumentTypeError, ArgumentValueError) as exc:
             # A stream (its usage comes with its last chunk) or a response without
             # usage (usage_from read nothing, and nothing was counted): returned as
             # it is, for the caller to count with record_usage. One left uncounted
-            # when the item ends is a call of unknown cost (RunState.add_uncounted).
+            # when the item ends is a call of unknown cost (RunState.add_uncounted);
+            # a plain value (None, text, a dict of no response's shape) is no LLM
+            # response, and costs nothing we could know of.
             self.limiter.settle(cost, cost)
-            ctx.note_uncounted_call()
+            if isinstance(exc, ArgumentValueError) or _is_stream(parsed):
+                ctx.note_uncounted_call()
             return None
         self.limiter.settle(
             cost,
@@ -305,6 +310,14 @@ def _paid_completion(error: BaseException) -> Any:
     """
     completion = getattr(error, "completion", None)
     return completion if getattr(completion, "usage", None) is not None else None
+
+
+def _is_stream(result: object) -> bool:
+    """Whether a call's result looks like a stream (chunks to iterate, or a stream manager)."""
+    if isinstance(result, (str, bytes, bytearray, Mapping, Sequence, AbstractSet)):
+        return False
+    kind = type(result)
+    return any(hasattr(kind, name) for name in ("__iter__", "__aiter__", "__enter__", "__aenter__"))
 
 
 class _NotAwaitable(ArgumentTypeError):
