@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -481,6 +483,41 @@ def test_a_call_that_returns_a_plain_value_is_no_uncounted_llm_call(
         report = ResumableRun(config).run(process, ["a", "bb", "ccc"])
     assert (report.done, report.stop_reason, report.usage.calls) == (3, "completed", 0)
     assert not [r for r in caplog.records if "returned no usage" in r.getMessage()]
+
+
+def test_calls_fanned_out_over_threads_of_one_item_are_counted_once_each(
+    tmp_path: Path,
+) -> None:
+    # One item, 16 ctx.call at once from its own threads: the attempt has one token
+    # (its call records are covered by its completion), and every call counts once.
+    from concurrent.futures import ThreadPoolExecutor
+
+    fan = 16
+
+    def answer(n: int) -> dict[str, Any]:
+        time.sleep(0.002)  # the calls of an item overlap, and return together
+        usage = {"prompt_tokens": 1000, "completion_tokens": 500}
+        return {"object": "chat.completion", "model": "gpt-4o", "usage": usage}
+
+    def process(item: str, ctx: Any) -> int:
+        with ThreadPoolExecutor(fan) as pool:
+            return len(list(pool.map(lambda n: ctx.call(answer, n), range(fan))))
+
+    path = tmp_path / "ck.jsonl"
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as the interpreter can
+    try:
+        config = RunConfig(job_id="fan", store=path, progress=False, concurrency=fan)
+        report = ResumableRun(config).run(process, [f"i{n}" for n in range(12)])
+    finally:
+        sys.setswitchinterval(interval)
+    calls = 12 * fan
+    assert (report.done, report.usage.calls) == (12, calls)
+    tokens = {r["a"] for r in _records(path) if "call" in r}
+    assert len(tokens) == 12  # one per attempt
+    total = Ledger.from_records(_records(path)).total
+    assert (total.calls, total.input_tokens) == (calls, calls * 1000)
+    assert total.cost_usd == pytest.approx(calls * 0.0075)
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgres"])

@@ -60,6 +60,8 @@ def test_config_is_frozen_and_keyword_only():
         ("max_cost_usd", 0, ArgumentValueError),
         ("max_cost_usd", math.inf, ArgumentValueError),
         ("max_cost_usd", "5", ArgumentTypeError),
+        ("max_cost_usd", 10**400, ArgumentValueError),  # no float holds it: infinite
+        ("job_max_cost_usd", -(10**400), ArgumentValueError),
         ("max_tokens", 0, ArgumentValueError),
         ("max_items", 1.5, ArgumentTypeError),
         ("max_attempts", 0, ArgumentValueError),
@@ -80,6 +82,13 @@ def test_bad_values_are_refused_with_the_field_and_value_named(field, value, err
         RunConfig(**kwargs)
     assert info.value.parameter == field
     assert f"`{field}`" in str(info.value)
+
+
+def test_a_cost_budget_takes_a_decimal_as_MaxCost_does():
+    from decimal import Decimal
+
+    config = RunConfig(job_id="j", store="memory:", max_cost_usd=Decimal("5.00"))
+    assert config.max_cost_usd == 5.0 and type(config.max_cost_usd) is float
 
 
 def test_grace_period_of_zero_is_allowed():

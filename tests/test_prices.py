@@ -187,6 +187,13 @@ def test_prices_from_a_toml_file(tmp_path: Path) -> None:
         ("prices.json", "{not json", "cannot parse"),
         ("prices.json", "[1, 2]", "table of models"),
         ("prices.json", '{"m": {"input": 1}}', "output"),
+        # A bare TOML table name's dots nest it: the error says to quote the name.
+        (
+            "prices.toml",
+            "[gemini-2.5-flash]\ninput = 0.3\noutput = 2.5\n",
+            r"\['5-flash'\] for 'gemini-2'.*quote a model name that holds a dot, "
+            r'\["gemini-2.5-flash"\]',
+        ),
     ],
 )
 def test_bad_price_files_are_refused(tmp_path: Path, name: str, content: str, match: str) -> None:

@@ -266,7 +266,11 @@ def optional_positive_int(parameter: str, value: object) -> int | None:
 
 
 def positive_number(parameter: str, value: object, *, allow_none: bool = True) -> float | None:
-    """Check a finite number greater than 0 (``int`` or ``float``, not ``bool``).
+    """Check a finite number greater than 0, returned as a float.
+
+    Accepted: what :func:`real_to_float` takes (``int``, ``float``,
+    ``Decimal``, ``Fraction``, numpy scalars; not ``bool``). An integer too
+    large for a float is infinite, so refused like one.
 
     Raises:
         ArgumentTypeError: The value is not a number (or ``None`` when allowed).
@@ -274,18 +278,15 @@ def positive_number(parameter: str, value: object, *, allow_none: bool = True) -
     """
     if value is None and allow_none:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        none = " or None" if allow_none else ""
-        raise ArgumentTypeError(
+    none = " or None" if allow_none else ""
+    number = real_to_float(value, parameter, f"a number{none}")
+    if not number > 0 or math.isinf(number):
+        raise ArgumentValueError(
             parameter,
             value,
-            f"`{parameter}` must be a number{none} (got {_kind(value)} {value!r:.80})",
+            f"`{parameter}` must be finite and greater than 0 (got {value!r:.80})",
         )
-    if not value > 0 or math.isinf(value):
-        raise ArgumentValueError(
-            parameter, value, f"`{parameter}` must be finite and greater than 0 (got {value!r})"
-        )
-    return float(value)
+    return number
 
 
 def boolean(parameter: str, value: object) -> bool:

@@ -216,10 +216,18 @@ class ModelPrice:
             )
         unknown = sorted(set(data) - set(_PRICE_KEYS))
         if unknown:
+            nested = [key for key in unknown if isinstance(data[key], Mapping)]
+            hint = (
+                f" (a TOML table named [{model}.{nested[0]}] is read as {nested[0]!r} inside "
+                f'{model!r}: quote a model name that holds a dot, ["{model}.{nested[0]}"])'
+                if nested
+                else ""
+            )
             raise ArgumentValueError(
                 "prices",
                 data,
-                f"unknown price key(s) {unknown} for {model!r}; the keys are {list(_PRICE_KEYS)}",
+                f"unknown price key(s) {unknown} for {model!r}; the keys are "
+                f"{list(_PRICE_KEYS)}{hint}",
             )
         missing = [key for key in ("input", "output") if key not in data]
         if missing:

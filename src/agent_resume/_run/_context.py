@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -31,6 +32,8 @@ _RECENT_OUTPUTS = 8
 _RECENT_TURNS = 20
 _CODEC = ConversationCodec()
 NO_USAGE = Usage()
+_ITEM_LOCK = threading.Lock()
+"""Guards a context's counts against threads of the same item (held for a few lines only)."""
 """Every context's usage until its first call: one shared (immutable) value, not one per item."""
 
 
@@ -239,26 +242,28 @@ class ItemContext:
             usage = (prices if prices is not None else default_prices()).price(usage)
         if usage.calls == 0:
             usage = replace(usage, calls=1)
-        if self._uncounted:
-            self._uncounted -= 1  # the usage of a call that returned none (a stream's last chunk)
-        self.usage = self.usage + usage
-        self._turns += 1
-        self._errors = 0
-        now = run.clock()
-        turn = now - self._turn_at
-        self._turn_at = now
-        self._turn_seconds = (*self._turn_seconds, turn)[-_RECENT_TURNS:]
-        run.note_turn(turn)
         found_text, found_calls = text_and_tools(response_or_usage)
         if text is None:
             text = found_text
         if not tool_calls:
             tool_calls = found_calls
-        if text is not None:
-            self._last_text = text
-            self._recent = (*self._recent, text)[-_RECENT_OUTPUTS:]
-        if tool_calls:
-            self._tool_calls = (*self._tool_calls, *tool_calls)
+        now = run.clock()
+        # Several threads of one item may count calls at once (a fan-out of ctx.call).
+        with _ITEM_LOCK:
+            if self._uncounted:
+                self._uncounted -= 1  # a call that returned no usage (a stream's last chunk)
+            self.usage = self.usage + usage
+            self._turns += 1
+            self._errors = 0
+            turn = now - self._turn_at
+            self._turn_at = now
+            self._turn_seconds = (*self._turn_seconds, turn)[-_RECENT_TURNS:]
+            if text is not None:
+                self._last_text = text
+                self._recent = (*self._recent, text)[-_RECENT_OUTPUTS:]
+            if tool_calls:
+                self._tool_calls = (*self._tool_calls, *tool_calls)
+        run.note_turn(turn)
         run.add_usage(usage)
         hook = run.config.on_usage
         if hook is not None:
@@ -271,16 +276,19 @@ class ItemContext:
         Each later `record_usage` takes one off: a stream's last chunk counts
         the call it ends.
         """
-        self._uncounted += 1
+        with _ITEM_LOCK:
+            self._uncounted += 1
 
     def take_uncounted(self) -> int:
         """The calls noted by `note_uncounted_call` that no `record_usage` counted; reset to 0."""
-        uncounted, self._uncounted = self._uncounted, 0
+        with _ITEM_LOCK:
+            uncounted, self._uncounted = self._uncounted, 0
         return uncounted
 
     def record_error(self) -> None:
         """Count a failed model call, for ``ConsecutiveErrors``."""
-        self._errors += 1
+        with _ITEM_LOCK:
+            self._errors += 1
 
     # -- the job's state ------------------------------------------------------------
 
@@ -321,9 +329,13 @@ class ItemContext:
     @property
     def call_token(self) -> str:
         """A random token that names this attempt's ``call`` records in the checkpoint."""
-        if self._token is None:
-            self._token = new_token()
-        return self._token
+        token = self._token
+        if token is None:
+            with _ITEM_LOCK:  # the item's first calls may start in several threads at once
+                token = self._token
+                if token is None:
+                    token = self._token = new_token()
+        return token
 
     def call(self, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> R:
         """Make one LLM call for this item, through the run's limiter, timeout and retries.
