@@ -405,6 +405,43 @@ def test_export_csv_of_plain_results(capsys: pytest.CaptureFixture[str], tmp_pat
     ]
 
 
+def test_export_csv_keeps_a_results_own_id_as_result_id(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = tmp_path / "responses.db"
+    with AgentResume(f"sqlite:///{path}").resume_or_start("r") as session:
+        session.mark_done("a", result={"id": "chatcmpl-1", "text": "hi"})
+        session.mark_done("b", result={"text": "there"})
+    code, out, _ = cli(capsys, "export", str(path), "--format", "csv")
+    assert code == 0
+    assert list(csv.reader(io.StringIO(out))) == [
+        ["id", "result.id", "text"],
+        ["a", "chatcmpl-1", "hi"],
+        ["b", "", "there"],
+    ]
+
+
+@pytest.mark.parametrize("kind", ["jsonl", "sqlite"])
+def test_export_over_its_own_store_is_refused_and_the_job_is_kept(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, kind: str
+) -> None:
+    path = tmp_path / ("job.jsonl" if kind == "jsonl" else "job.db")
+    target = str(path) if kind == "jsonl" else f"sqlite:///{path}"
+    with AgentResume(target).resume_or_start("keep") as session:
+        session.mark_done("a", result=1)
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "link").symlink_to(path)
+    before = path.read_bytes()
+    # The same file by its own name, another spelling of it, and a symlink to it.
+    for output in (str(path), str(tmp_path / "sub" / ".." / path.name), str(tmp_path / "link")):
+        code, out, err = cli(capsys, "export", target, "-o", output)
+        assert code == 2, (output, out, err)
+        assert "it is the store" in err and "erase" in err
+    assert path.read_bytes() == before
+    code, out, _ = cli(capsys, "status", target, "--json")
+    assert (code, json.loads(out)["done"]) == (0, 1)
+
+
 # -- repair, compact, retry ---------------------------------------------------------------
 
 
@@ -640,6 +677,33 @@ def test_run_an_async_function(capsys: pytest.CaptureFixture[str], job_dir: Path
     assert code == 0
     code, out, _ = cli(capsys, "export", "async.db")
     assert json.loads(out.splitlines()[0]) == {"id": "t1", "result": "1 txet"}
+
+
+def test_run_an_object_with_an_async_call(
+    capsys: pytest.CaptureFixture[str], job_dir: Path
+) -> None:
+    (job_dir / "callable_job.py").write_text(
+        "class Job:\n"
+        "    async def __call__(self, item, ctx):\n"
+        "        return item['text'].upper()\n"
+        "job = Job()\n"
+    )
+    argv = ["run", "callable_job.py:job", "--items", "items.jsonl", "--no-progress", "--json"]
+    code, out, err = cli(capsys, *argv)
+    assert code == 0, err
+    assert json.loads(out)["done"] == 5
+
+
+@pytest.mark.parametrize(("call", "shown"), [("sys.exit(0)", "0"), ("sys.exit()", "None")])
+def test_run_whose_function_calls_sys_exit_exits_4_and_says_so(
+    capsys: pytest.CaptureFixture[str], job_dir: Path, call: str, shown: str
+) -> None:
+    (job_dir / "exiting.py").write_text(f"import sys\ndef process(item, ctx):\n    {call}\n")
+    argv = ["run", "exiting.py:process", "--items", "items.jsonl", "--no-progress"]
+    code, out, err = cli(capsys, *argv)
+    # Not 0 ("every item done"), and not silent.
+    assert (code, out) == (4, "")
+    assert err == f"agent-resume: error: stopped: the job's code called sys.exit({shown})\n"
 
 
 def test_run_stop_conditions_from_flags_and_toml(

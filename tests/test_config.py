@@ -74,6 +74,7 @@ def test_config_is_frozen_and_keyword_only():
         ("on_change", "skip", ArgumentValueError),
         ("store", 42, ArgumentTypeError),
         ("prices", [1], ArgumentTypeError),
+        ("rate_limit", "nope", ArgumentTypeError),  # was an AttributeError (.shared)
     ],
 )
 def test_bad_values_are_refused_with_the_field_and_value_named(field, value, error):

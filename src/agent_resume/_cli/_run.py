@@ -575,7 +575,8 @@ def run(args: argparse.Namespace) -> int:
     runner = ResumableRun(run_config)
     try:
         with show_progress_logs(log):
-            if inspect.iscoroutinefunction(process):
+            call = getattr(process, "__call__", None)  # noqa: B004 - an object's async __call__
+            if inspect.iscoroutinefunction(process) or inspect.iscoroutinefunction(call):
                 report = asyncio.run(runner.arun(process, items, key=key))
             else:
                 report = runner.run(process, items, key=key)
@@ -583,6 +584,12 @@ def run(args: argparse.Namespace) -> int:
         raise
     except RecursionError:
         raise StoreError(f"{config['store']}: a record is nested too deeply to read") from None
+    except SystemExit as exc:
+        # sys.exit() in the function or a hook: the run recorded its end; exit 0 would
+        # say every item is done.
+        raise CliError(
+            f"stopped: the job's code called sys.exit({exc.code!r})", EXIT_JOB_ERROR
+        ) from None
     except Exception as exc:
         # The function under --fail-fast, or a hook: the user's code stopped the job.
         why = "at the first failure (--fail-fast)" if run_config.fail_fast else "on an error"

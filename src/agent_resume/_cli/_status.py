@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import sys
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
@@ -13,7 +14,7 @@ from typing import Any, TextIO
 from agent_resume._accounting._ledger import Ledger
 from agent_resume._accounting._prices import PriceTable
 from agent_resume._cli._exits import CliError
-from agent_resume._cli._output import open_output
+from agent_resume._cli._output import STDIO, open_output
 from agent_resume._cli._reports import (
     ITEM_COLUMNS,
     ItemFolder,
@@ -23,6 +24,7 @@ from agent_resume._cli._reports import (
 )
 from agent_resume._cli._targets import (
     StoreView,
+    file_of,
     inspect_store,
     job_max_attempts,
     open_cli_store,
@@ -354,11 +356,32 @@ def _usage_cells(row: dict[str, Any]) -> tuple[str, ...]:
 
 def export(args: argparse.Namespace) -> int:
     """``agent-resume export STORE``."""
+    _refuse_output_over(args.store, args.output)
     store = open_cli_store(args.store)
     results = results_of(store)
     with open_output(args.output) as out:
         _export(results, args.format, out)
     return 0
+
+
+def _refuse_output_over(target: str, output: str | None) -> None:
+    """Refuse an output file that is the store's own file (writing it would empty the job).
+
+    Raises:
+        CliError: ``output`` names the store's file, by any name.
+    """
+    store_file = file_of(target)
+    if output is None or output == STDIO or store_file is None:
+        return
+    try:
+        same = os.path.samefile(os.path.expanduser(output), store_file)
+    except OSError:  # one of them does not exist: not the same file
+        return
+    if same:
+        raise CliError(
+            f"refusing to write the export to {output}: it is the store {target} itself "
+            "(writing it would erase the job's records); give another file with -o"
+        )
 
 
 def _export(results: Iterable[tuple[str, Any]], fmt: str, out: TextIO) -> None:
@@ -371,11 +394,12 @@ def _export(results: Iterable[tuple[str, Any]], fmt: str, out: TextIO) -> None:
         columns: dict[str, None] = {}
         for _, result in pairs:
             columns.update(dict.fromkeys(result))
-        names = ["id", *(c for c in columns if c != "id")]
+        keys = list(columns)
         writer = csv.writer(out)
-        writer.writerow(names)
+        # A result's own `id` (a whole API response has one) is kept, as `result.id`.
+        writer.writerow(["id", *("result.id" if key == "id" else key for key in keys)])
         for item_id, result in pairs:
-            writer.writerow([item_id, *(_cell(result.get(c)) for c in names[1:])])
+            writer.writerow([item_id, *(_cell(result.get(key)) for key in keys)])
         return
     writer = csv.writer(out)
     writer.writerow(["id", "result"])

@@ -37,6 +37,7 @@ from agent_resume.stores import OnePassStore, Store, StoreDescription, open_stor
 __all__ = [
     "StoreView",
     "check_store_file",
+    "file_of",
     "inspect_store",
     "item_key",
     "job_max_attempts",
@@ -55,7 +56,7 @@ _SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
-def _file_of(target: str) -> str | None:
+def file_of(target: str) -> str | None:
     """The file a store target names (``~`` expanded, as the stores do), or ``None`` for a server URL."""
     if target.startswith("sqlite:///"):
         return os.path.expanduser(target[len("sqlite:///") :])
@@ -108,7 +109,7 @@ def check_store_file(target: str, *, must_exist: bool = True) -> None:
             directory or not a regular file; a SQLite path holds something
             that is not a SQLite database; the file cannot be read.
     """
-    path = _file_of(target)
+    path = file_of(target)
     if path is None:
         return
     try:

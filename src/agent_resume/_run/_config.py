@@ -283,6 +283,7 @@ class RunConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "job_id", validate.job_id(self.job_id))
         kind = store_kind(self.store)  # the store itself is opened by each run
+        _instance("rate_limit", self.rate_limit, RateLimit, "a RateLimit")
         if self.rate_limit is not None and self.rate_limit.shared and kind in ("memory", "jsonl"):
             raise ArgumentValueError(
                 "rate_limit",
@@ -305,7 +306,6 @@ class RunConfig:
         validate.positive_int("concurrency", self.concurrency)
         validate.boolean("fail_fast", self.fail_fast)
         validate.boolean("handle_signals", self.handle_signals)
-        _instance("rate_limit", self.rate_limit, RateLimit, "a RateLimit")
         _instance("retry", self.retry, Retry, "a Retry")
         _instance("tracing", self.tracing, RunTracing, "a RunTracing (see with_otel)")
         for name in ("on_item_done", "on_usage", "on_stop"):
