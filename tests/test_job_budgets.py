@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -277,9 +278,7 @@ def test_on_unknown_price_warn_logs_once_per_model_and_goes_on(
         report = ResumableRun(config).run(process, ["a", "b", "c"])
     assert (report.done, report.stop_reason, report.usage.cost_usd) == (3, "completed", None)
     lines = [r.getMessage() for r in caplog.records if "no price" in r.getMessage()]
-    assert lines == [
-        "no price for model 'house-1': its calls' cost is unknown and no cost budget counts it"
-    ]
+    assert lines == ["no price for model 'house-1': its calls' cost is unknown"]
 
 
 def test_a_job_budget_over_a_malformed_usage_counts_the_rest_and_says_so(
@@ -354,3 +353,48 @@ def test_on_unknown_price_stop_in_process_names_the_model_to_on_stop(tmp_path: P
     report = ResumableRun(config).run(process, ["a", "b", "c"])
     assert (report.done, report.stop_reason) == (1, "cost_budget")
     assert [r.name for r in seen] == ["unknown_price"] and "'house-2'" in seen[0].message
+
+
+def _answer(model: str) -> dict[str, Any]:
+    """A chat completion of 1,000 tokens in and 500 out: $0.0075 on gpt-4o."""
+    usage = {"prompt_tokens": 1000, "completion_tokens": 500}
+    return {"object": "chat.completion", "model": model, "usage": usage}
+
+
+@pytest.mark.parametrize("unknown", ["warn", "ignore"])
+@pytest.mark.parametrize("which", ["max_cost_usd", "job_max_cost_usd"])
+def test_a_call_with_no_price_leaves_the_cost_budget_counting_the_priced_calls(
+    tmp_path: Path, unknown: str, which: str
+) -> None:
+    # The first item calls a model nobody priced; under "warn" or "ignore" the run goes
+    # on, and the budget must still stop it at 10 priced calls (not at no limit).
+    made: list[str] = []
+
+    def process(item: str, ctx: Any) -> str:
+        model = "house-model-x" if item == "i00" else "gpt-4o"
+        made.append(model)
+        ctx.call(_answer, model)
+        return model
+
+    path = tmp_path / "job.jsonl"
+    items = [f"i{n:02d}" for n in range(50)]
+    budget = {which: 10 * 0.0075}
+    config = RunConfig(
+        job_id="j",
+        store=path,
+        progress=False,
+        on_unknown_price=unknown,
+        **budget,  # type: ignore[arg-type]
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnknownModelWarning)  # (once per model per table)
+        report = ResumableRun(config).run(process, items)
+    assert report.stop_reason == "cost_budget"
+    assert made.count("gpt-4o") == 10
+    assert report.usage.cost_usd is None  # the total is unknown, never a silent 0
+    if which == "job_max_cost_usd":
+        assert "at least $0.075" in report.stop_message
+        # The next run counts what the earlier one spent at its known prices: nothing more.
+        made.clear()
+        again = ResumableRun(config).run(process, items)
+        assert (again.stop_reason, made) == ("cost_budget", [])

@@ -155,6 +155,14 @@ class JobSpent:
         Items that recorded no usage (a process that called no model) cost
         nothing and are not among them.
         """
+        self.priced_cost = (
+            0.0
+            if ledger is None
+            else self.total.cost_usd
+            if self.total.cost_usd is not None
+            else math.fsum(u.cost_usd for u in ledger.by_model().values() if u.cost_usd is not None)
+        )
+        """The cost of the earlier calls that have a price (all of ``total``'s when known)."""
         self._items = {item_id: item.total() for item_id, item in items.items()}
 
     @staticmethod

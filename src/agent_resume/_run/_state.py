@@ -122,6 +122,10 @@ class RunState:
             or config.job_max_cost_usd is not None
         )
         self._job_before = Usage() if spent is None else spent.total
+        # The priced part of the cost, before this run and in it: a call of unknown
+        # cost makes the totals' cost unknown, and the cost budgets count this instead.
+        self._priced_before = 0.0 if spent is None else spent.priced_cost
+        self._priced = 0.0
         # Earlier runs' unpriced models matter to the job's cost budget only.
         self._unpriced: list[str] = (
             list(spent.unpriced)
@@ -301,7 +305,7 @@ class RunState:
                 turns=u.calls,
                 input_tokens=u.input_tokens,
                 output_tokens=u.output_tokens,
-                cost_usd=u.cost_usd if u.calls else 0.0,
+                cost_usd=_cost_or_priced(u, self._priced),
                 elapsed_seconds=self.clock() - self.started,
                 items=self._admitted,
             )
@@ -354,17 +358,18 @@ class RunState:
             cap_tokens = config.job_max_tokens
             cap_cost = config.job_max_cost_usd
             tokens = used.input_tokens + used.output_tokens
-            cost = used.cost_usd if used.calls or used.cost_usd is not None else 0.0
+            cost = _cost_or_priced(used, self._priced_before + self._priced)
             if cap_tokens is not None and tokens >= cap_tokens:
                 reason = StopReason(
                     "job_max_tokens",
                     f"the job has used {tokens:,} tokens over all its runs "
                     f"(job_max_tokens={cap_tokens:,})",
                 )
-            elif cap_cost is not None and cost is not None and cost >= cap_cost:
+            elif cap_cost is not None and cost >= cap_cost:
+                at_least = "" if used.cost_usd is not None else "at least "
                 reason = StopReason(
                     "job_max_cost",
-                    f"the job has spent ${cost:.6g} over all its runs "
+                    f"the job has spent {at_least}${cost:.6g} over all its runs "
                     f"(job_max_cost_usd={cap_cost:g})",
                 )
         if reason is None:
@@ -559,6 +564,8 @@ class RunState:
         model = str(usage.model) if usage.model is not None else NO_MODEL
         with self._changed:
             self._usage = self._usage + usage
+            if usage.cost_usd is not None:
+                self._priced += usage.cost_usd
             if unpriced and model not in self._unpriced:
                 self._unpriced.append(model)
             else:
@@ -571,9 +578,12 @@ class RunState:
             and model not in self._warned_prices
         ):
             self._warned_prices.add(model)
+            config = self.config
+            budgets = config.max_cost_usd is not None or config.job_max_cost_usd is not None
             logger.warning(
-                "no price for model %r: its calls' cost is unknown and no cost budget counts it",
+                "no price for model %r: its calls' cost is unknown%s",
                 model,
+                "; the cost budgets count only the priced calls" if budgets else "",
             )
         self._spend_check()
 
@@ -644,3 +654,16 @@ def _uncounted_text(calls: int) -> str:
     if calls == 1:
         return "a call through ctx.call returned no usage (a stream?) and was not counted"
     return f"{calls} calls through ctx.call returned no usage (streams?) and were not counted"
+
+
+def _cost_or_priced(usage: Usage, priced: float) -> float:
+    """A total's cost for a budget: its priced part when some call's cost is unknown.
+
+    With ``on_unknown_price="warn"`` or ``"ignore"`` the run goes on past an
+    unpriced call; the budget still holds for every call that has a price
+    (a total whose cost is unknown would otherwise never reach it).
+    """
+    cost = usage.cost_usd
+    if cost is not None:
+        return cost
+    return priced if usage.calls else 0.0
