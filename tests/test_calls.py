@@ -437,8 +437,11 @@ def test_a_stream_left_uncounted_is_warned_of_once_per_run(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     report, warned = _stream_run(tmp_path, caplog, count=False)
-    # The three calls were paid, and nothing counted them: the run says so, once.
-    assert (report.done, report.usage.calls) == (3, 0)
+    # The three calls were paid, and nothing counted them: the run says so, once, and
+    # counts them as calls of unknown cost (never as free), in the checkpoint too.
+    assert (report.done, report.usage.calls, report.usage.cost_usd) == (3, 3, None)
+    total = Ledger.from_records(_records(tmp_path / "ck.jsonl")).total
+    assert (total.calls, total.input_tokens, total.cost_usd) == (3, 0, None)
     assert len(warned) == 1
     assert "a call through ctx.call returned no usage (a stream?)" in warned[0]
     assert "ctx.record_usage" in warned[0]

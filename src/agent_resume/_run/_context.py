@@ -279,11 +279,20 @@ class ItemContext:
         with _ITEM_LOCK:
             self._uncounted += 1
 
-    def take_uncounted(self) -> int:
-        """The calls noted by `note_uncounted_call` that no `record_usage` counted; reset to 0."""
+    def take_uncounted(self) -> Usage | None:
+        """The calls noted by `note_uncounted_call` that no `record_usage` counted, or ``None``.
+
+        They are added to the item's usage as calls of unknown cost (no
+        tokens), so that no total shows them as free, and the count starts
+        again from 0.
+        """
         with _ITEM_LOCK:
             uncounted, self._uncounted = self._uncounted, 0
-        return uncounted
+            if not uncounted:
+                return None
+            calls = Usage(calls=uncounted)
+            self.usage = self.usage + calls
+        return calls
 
     def record_error(self) -> None:
         """Count a failed model call, for ``ConsecutiveErrors``."""

@@ -1153,7 +1153,7 @@ def _outcome_usage(ctx: ItemContext, usage: Usage, seconds: float | None) -> dic
 def _check_counted(state: RunState, ctx: ItemContext) -> None:
     """Hand the run the item's calls that returned no usage and were never counted."""
     uncounted = ctx.take_uncounted()
-    if uncounted:
+    if uncounted is not None:
         state.add_uncounted(uncounted)
 
 

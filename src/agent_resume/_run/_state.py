@@ -587,19 +587,21 @@ class RunState:
             )
         self._spend_check()
 
-    def add_uncounted(self, calls: int) -> None:
+    def add_uncounted(self, calls: Usage) -> None:
         """Count calls through ``ctx.call`` whose usage no one recorded (a stream not counted).
 
-        Their cost is unknown, handled as an unknown price: a warning once per
-        run, and under a cost budget (``on_unknown_price="stop"``) the run stops.
+        ``calls`` is ``Usage(calls=n)``: no tokens, an unknown cost, added to the
+        run's totals. It is handled as an unknown price: a warning once per run,
+        and under a cost budget (``on_unknown_price="stop"``) the run stops.
         """
         with self._changed:
             first = not self.uncounted_calls
-            self.uncounted_calls += calls
+            self.uncounted_calls += calls.calls
+            self._usage = self._usage + calls
         if first and self.config.unknown_price == "warn":
             logger.warning(
                 "%s: their cost is unknown and no budget counts it; %s",
-                _uncounted_text(calls),
+                _uncounted_text(calls.calls),
                 _COUNT_IT,
             )
         self._spend_check()
