@@ -470,6 +470,59 @@ def test_a_stream_left_uncounted_under_a_cost_budget_stops_the_run(
     assert (report.done, report.stop_reason, warned) == (3, "completed", [])
 
 
+_STREAMING_CHILD = """
+import sys, time
+import openai
+from agent_resume import ResumableRun, RunConfig
+
+store, url = sys.argv[1:3]
+client = openai.OpenAI(base_url=url, api_key="test", max_retries=0)
+
+def process(item, ctx):
+    for turn in range(3):
+        stream = ctx.call(
+            client.chat.completions.create, model="gpt-4o", stream=True,
+            messages=[{"role": "user", "content": "x"}],
+            stream_options={"include_usage": True},
+        )
+        chunks = list(stream)
+        ctx.record_usage(chunks[-1])
+        print("counted", flush=True)
+        time.sleep(0.2)
+    return "ok"
+
+ResumableRun(RunConfig(job_id="st", store=store, progress=False)).run(process, ["a", "b", "c"])
+"""
+
+
+def test_a_streams_usage_counted_with_record_usage_survives_a_sigkill(tmp_path: Path) -> None:
+    # The documented way to count a stream (its last chunk, to ctx.record_usage) writes
+    # the call's record at once, as ctx.call does: a kill mid-item loses none of it.
+    import subprocess
+
+    from llm_server import LLMServer, Reply
+
+    child = tmp_path / "child.py"
+    child.write_text(_STREAMING_CHILD)
+    path = tmp_path / "ck.jsonl"
+    with LLMServer(Reply(input_tokens=1000, output_tokens=500)) as server:
+        proc = subprocess.Popen(
+            [sys.executable, str(child), str(path), server.openai_url],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdout is not None
+        with proc.stdout:
+            counted = [proc.stdout.readline() for _ in range(5)]  # a's 3 calls, b's first 2
+            proc.kill()
+            proc.wait()
+        served = len(server.requests)
+    assert counted == ["counted\n"] * 5 and served == 5
+    total = Ledger.from_records(_records(path)).total
+    assert (total.calls, total.input_tokens) == (5, 5000)
+    assert total.cost_usd == pytest.approx(5 * 0.0075)
+
+
 def test_a_call_that_returns_a_plain_value_is_no_uncounted_llm_call(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -218,10 +218,11 @@ class CallGate:
                 usage.output_tokens,
             ),
         )
-        self._write(ctx, usage)
+        self.write_call(ctx, usage)
         return usage
 
-    def _write(self, ctx: ItemContext, usage: Usage) -> None:
+    def write_call(self, ctx: ItemContext, usage: Usage) -> None:
+        """Write one call's ``call`` record for the item's attempt (none once the run aborted)."""
         if self._state.aborted:
             return
         record = {

@@ -250,8 +250,10 @@ class ItemContext:
         now = run.clock()
         # Several threads of one item may count calls at once (a fan-out of ctx.call).
         with _ITEM_LOCK:
-            if self._uncounted:
-                self._uncounted -= 1  # a call that returned no usage (a stream's last chunk)
+            # The usage of a ctx.call that returned none (a stream's last chunk).
+            late = self._uncounted > 0
+            if late:
+                self._uncounted -= 1
             self.usage = self.usage + usage
             self._turns += 1
             self._errors = 0
@@ -264,6 +266,10 @@ class ItemContext:
             if tool_calls:
                 self._tool_calls = (*self._tool_calls, *tool_calls)
         run.note_turn(turn)
+        if late and run.calls is not None:
+            # Written now, as ctx.call writes the usage it reads: a kill before the
+            # item ends loses none of it.
+            run.calls.write_call(self, usage)
         run.add_usage(usage)
         hook = run.config.on_usage
         if hook is not None:
