@@ -93,8 +93,23 @@ def test_in_flight_items_past_the_grace_period_are_abandoned(tmp_path, mode):
     assert proc.returncode == 0, err
     report = report_of(out)
     assert (report["stop_reason"], report["done"], report["abandoned"]) == ("signal", 0, 2)
+    # The input was not read to its end: all 50 are left (the threaded run said 2).
+    assert report["remaining"] == 50
     assert done_ids(tmp_path) == []
     assert end_reports(tmp_path) == [report]
+
+
+def test_threads_all_inside_long_items_still_stop_at_the_runs_deadline(tmp_path):
+    # No worker asks for a next item, so none noticed the deadline: the run waited
+    # for the 60-second items. The main thread notices it, and abandons them after
+    # the grace period.
+    proc = start(tmp_path, "threads", concurrency=2, sleep=60, grace=0.2, budget=0.5)
+    wait_for_starts(proc, 2)
+    out, err = finish(proc)
+    assert proc.returncode == 0, err
+    report = report_of(out)
+    assert (report["stop_reason"], report["done"], report["abandoned"]) == ("time_budget", 0, 2)
+    assert report["remaining"] == 50
 
 
 @pytest.mark.parametrize(

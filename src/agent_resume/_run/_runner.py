@@ -415,12 +415,15 @@ class ResumableRun:
                     pool.live -= 1
                     raise
             pool.watch()
+            # Read to its end only if a worker reached it: workers abandoned in long
+            # items after a stop (a signal, the deadline) never asked for the rest.
+            read = feeder.ended and feeder.exhausted
         finally:
             feeder.ended = True
             pool.wake_all()
             state.abandon()
         state.raise_escaped()
-        return feeder.exhausted
+        return read
 
     # -- the async run ---------------------------------------------------------
 

@@ -184,8 +184,11 @@ class Pool:
         """
         state = self._state
         feeder = self._feeder
-        with self._lock:
-            while self.live > 0 and not state.aborted:
+        deadline = state.deadline.at
+        while True:
+            with self._lock:
+                if self.live <= 0 or state.aborted:
+                    return
                 left = state.grace_at - state.clock()
                 if left <= 0:
                     return
@@ -200,3 +203,7 @@ class Pool:
                         self._wakes += 1  # no active worker is free: wake one
                         self._resting.notify()
                 self._watching.wait(min(_POLL, left))
+            if not state.stopping and state.clock() >= deadline:
+                # Every worker may be inside a long item, none asking for the next:
+                # the run's deadline is noticed here, and the grace period starts.
+                state.blocked()
