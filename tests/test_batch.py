@@ -962,3 +962,26 @@ def test_a_file_name_given_as_the_items_is_refused_before_anything_is_sent(
         asyncio.run(run.arun_batch(**kwargs))
     assert batch_server.files == {} and batch_server.batches == {}
     assert not (tmp_path / "ck.jsonl").exists()
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [{"ids": {"r0": "a"}}, {"ids": [1, 2], "ts": 1}, {"ids": "abc", "ts": 1}, {"ts": "x"}],
+)
+def test_a_malformed_batch_record_is_skipped_with_a_warning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], bad: dict[str, Any]
+) -> None:
+    # An edited or damaged record: `agent-resume batch` exited 70 (KeyError: 'ts').
+    from agent_resume._cli import main
+
+    path = tmp_path / "ck.jsonl"
+    with AgentResume(path).resume_or_start("b") as session:
+        session.mark_done("x")
+    good = {"batch": "intent", "key": "k2", "provider": "openai", "ids": {"r0": "y"}, "ts": 5}
+    with path.open("a") as f:
+        f.write(json.dumps({"batch": "intent", "key": "k1", "provider": "openai", **bad}) + "\n")
+        f.write(json.dumps(good) + "\n")
+    assert main(["batch", str(path)]) == 0
+    out, err = capsys.readouterr()
+    assert "k2" in out and "k1" not in out
+    assert "a batch record is malformed and skipped (key 'k1'" in err

@@ -1082,3 +1082,37 @@ def test_the_command_line_reads_stores_only_through_the_store_api() -> None:
             ):
                 wrong.append(f"{path.name}:{node.lineno}: getattr of {node.args[1].value}")
     assert wrong == []
+
+
+def test_status_pairs_each_end_with_its_own_start_when_workers_share_a_job(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # Two workers on one SQLite job: start A, start B, end A, end B. The second
+    # start closed the first as "killed", a run that never was.
+    from agent_resume import ResumableRun, RunConfig
+    from agent_resume._cli._reports import run_documents
+
+    path = tmp_path / "one.jsonl"
+    for items in (["a"], ["b", "c"]):
+        ResumableRun(RunConfig(job_id="w", store=path, progress=False)).run(
+            lambda item, ctx: item, items
+        )
+    records = [json.loads(line) for line in path.read_text().splitlines()[1:]]
+    starts = [r for r in records if r.get("run") == "start"]
+    ends = [r for r in records if r.get("run") == "end"]
+    items = [r for r in records if "id" in r]
+    assert len(starts) == len(ends) == 2 and all("pid" in r for r in ends)
+    for n, (start, end) in enumerate(zip(starts, ends, strict=True)):
+        start["pid"] = end["pid"] = 100 + n  # two processes
+    interleaved = [starts[0], starts[1], *items, ends[0], ends[1]]
+    runs = run_documents(interleaved)
+    assert [run["stop_reason"] for run in runs] == ["completed", "completed"]
+    assert [run["done"] for run in runs] == [1, 2]
+    # One truly killed worker among them is still shown as killed, in start order.
+    runs = run_documents([starts[0], starts[1], *items, ends[1]])
+    assert [run["stop_reason"] for run in runs] == ["killed", "completed"]
+    # End records of older versions name no process: each closes the last start.
+    for end in ends:
+        del end["pid"]
+    runs = run_documents([starts[0], ends[0], starts[1], *items, ends[1]])
+    assert [run["stop_reason"] for run in runs] == ["completed", "completed"]

@@ -79,80 +79,107 @@ def _count(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
+class _OpenRun:
+    """A run whose start record was read and whose end was not (yet)."""
+
+    __slots__ = ("done", "failed", "ledger", "order", "start")
+
+    def __init__(self, start: Mapping[str, Any], order: int) -> None:
+        self.start = start
+        self.order = order
+        self.ledger = Ledger(skip_malformed=True)
+        self.done = 0
+        self.failed = 0
+
+    def ends_with(self, record: Mapping[str, Any], document: Mapping[str, Any] | None) -> bool:
+        """Whether an end record is this run's: the same process and start time where known."""
+        pid = record.get("pid")
+        if pid is not None and self.start.get("pid") != pid:
+            return False
+        started = None if document is None else document.get("started_at")
+        ts = self.start.get("ts")
+        return (
+            started is None
+            or not isinstance(ts, (int, float))
+            or started[:19] == str(timestamp_json(ts))[:19]
+        )
+
+
 class RunFolder:
     """Every run of a job as a run object of the schema, folded from its records one by one.
 
     A run with an end record is its report. A run with a start record and no
     end (killed, or still running) gets ``stop_reason`` ``"killed"`` and what
     its records say: the items it recorded done and failed, and the usage of
-    those records and of its calls (so its spending is counted).
+    those records and of its calls (so its spending is counted). Several runs
+    may be open at once (workers sharing a SQLite or PostgreSQL job): an end
+    record closes the start of its own process and start time, and the
+    records in between count for the run started last.
     """
 
     def __init__(self) -> None:
-        self.runs: list[dict[str, Any]] = []
-        self._start: Mapping[str, Any] | None = None
-        self._ledger = Ledger(skip_malformed=True)
-        self._done = 0
-        self._failed = 0
+        self._runs: list[tuple[int, dict[str, Any]]] = []
+        self._open: list[_OpenRun] = []
+        self._order = 0
 
     def add(self, record: Mapping[str, Any]) -> None:
         """Fold one record, in store order."""
         kind = record.get("run")
         if kind == "start":
-            self._close_killed()
-            self._start = record
+            self._open.append(_OpenRun(record, self._order))
+            self._order += 1
         elif kind == "end":
             document = _ended(record)
-            if document is None:
-                self._close_killed()
-            else:
-                self.runs.append(document)
-            self._reset()
-        elif self._start is not None:
-            self._ledger.add(record)
+            run = next((r for r in reversed(self._open) if r.ends_with(record, document)), None)
+            if run is None and self._open and record.get("pid") is None:
+                run = self._open[-1]  # an end record of an older version names no process
+            if run is not None:
+                self._open.remove(run)
+            order = run.order if run is not None else self._order
+            if run is None:
+                self._order += 1
+            if document is not None:
+                self._runs.append((order, document))
+            elif run is not None:
+                self._runs.append((order, _killed(run)))
+        elif self._open:
+            run = self._open[-1]
+            run.ledger.add(record)
             if _is_item(record):
                 status = record.get("status")
-                self._done += status in (None, "done")
-                self._failed += status == "failed"
+                run.done += status in (None, "done")
+                run.failed += status == "failed"
 
     def finish(self) -> list[dict[str, Any]]:
-        """The runs, oldest first, the last one closed as killed if it has no end."""
-        self._close_killed()
-        return self.runs
+        """The runs, oldest first (by their start), those with no end closed as killed."""
+        runs = self._runs + [(run.order, _killed(run)) for run in self._open]
+        self._open = []
+        return [document for _, document in sorted(runs, key=lambda pair: pair[0])]
 
-    def _reset(self) -> None:
-        self._start = None
-        self._ledger = Ledger(skip_malformed=True)
-        self._done = self._failed = 0
 
-    def _close_killed(self) -> None:
-        start = self._start
-        if start is None:
-            return
-        ts = start.get("ts")
-        self.runs.append(
-            {
-                "job_id": None,
-                "started_at": timestamp_json(ts if isinstance(ts, (int, float)) else None),
-                "ended_at": None,
-                "duration_seconds": None,
-                "stop_reason": "killed",
-                "stop_message": KILLED_MESSAGE,
-                "done": self._done,
-                "already_done": None,
-                "failed": self._failed,
-                "quarantined": None,
-                "remaining": None,
-                "abandoned": None,
-                "interrupted": None,
-                "retried": None,
-                "call_retries": None,
-                "rate_limited": None,
-                "calls_in_flight": None,
-                "usage": usage_json(self._ledger.total),
-            }
-        )
-        self._reset()
+def _killed(run: _OpenRun) -> dict[str, Any]:
+    """The run object of a run with a start record and no end."""
+    ts = run.start.get("ts")
+    return {
+        "job_id": None,
+        "started_at": timestamp_json(ts if isinstance(ts, (int, float)) else None),
+        "ended_at": None,
+        "duration_seconds": None,
+        "stop_reason": "killed",
+        "stop_message": KILLED_MESSAGE,
+        "done": run.done,
+        "already_done": None,
+        "failed": run.failed,
+        "quarantined": None,
+        "remaining": None,
+        "abandoned": None,
+        "interrupted": None,
+        "retried": None,
+        "call_retries": None,
+        "rate_limited": None,
+        "calls_in_flight": None,
+        "usage": usage_json(run.ledger.total),
+    }
 
 
 def _ended(record: Mapping[str, Any]) -> dict[str, Any] | None:

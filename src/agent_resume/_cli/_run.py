@@ -550,7 +550,7 @@ def _call_shortcuts(
 
 def run(args: argparse.Namespace) -> int:
     """``agent-resume run MODULE:FUNC --items FILE.jsonl``."""
-    from agent_resume._run._runner import ResumableRun
+    from agent_resume._run._runner import ResumableRun, is_async_process
 
     config, other = _settings(args)
     if not other["function"]:
@@ -575,8 +575,7 @@ def run(args: argparse.Namespace) -> int:
     runner = ResumableRun(run_config)
     try:
         with show_progress_logs(log):
-            call = getattr(process, "__call__", None)  # noqa: B004 - an object's async __call__
-            if inspect.iscoroutinefunction(process) or inspect.iscoroutinefunction(call):
+            if is_async_process(process):
                 report = asyncio.run(runner.arun(process, items, key=key))
             else:
                 report = runner.run(process, items, key=key)

@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import os
 import threading
 import uuid
 import warnings
@@ -47,6 +48,7 @@ from agent_resume._errors import (
     AgentResumeError,
     ArgumentTypeError,
     ArgumentValueError,
+    CheckpointWarning,
     UnknownModelWarning,
 )
 from agent_resume._limits import estimate_cost
@@ -140,9 +142,21 @@ def submissions(records: Iterable[dict[str, Any]]) -> list[Submission]:
         if not isinstance(key, str):
             continue
         if kind == "intent":
-            found[key] = sub = Submission(
-                key, str(record.get("provider")), dict(record.get("ids") or {}), record["ts"]
-            )
+            ids, ts = record.get("ids") or {}, record.get("ts")
+            if (
+                not isinstance(ids, dict)
+                or not all(isinstance(k, str) and isinstance(v, str) for k, v in ids.items())
+                or isinstance(ts, bool)
+                or not isinstance(ts, (int, float))
+            ):
+                warnings.warn(
+                    f"a batch record is malformed and skipped (key {key!r}: `ids` must map "
+                    f"request IDs to item IDs and `ts` be a number): {record!r:.200}",
+                    CheckpointWarning,
+                    stacklevel=2,
+                )
+                continue
+            found[key] = sub = Submission(key, str(record.get("provider")), dict(ids), ts)
             estimate = record.get("estimate")
             if isinstance(estimate, (int, float)) and math.isfinite(estimate) and estimate >= 0:
                 sub.estimate = float(estimate)
@@ -252,7 +266,9 @@ class BatchEngine:
             on_change=config.on_change,
         )
         with session:
-            session.record_run({"run": "start", "ts": int(self.started), "mode": "batch"})
+            session.record_run(
+                {"run": "start", "ts": int(self.started), "pid": os.getpid(), "mode": "batch"}
+            )
             self.seconds_per_item = seconds_per_item(session.runs, config.concurrency)
             pairs = [(item, self.read_id(item)) for item in items]
             by_id = {item_id: item for item, item_id in pairs}
@@ -311,6 +327,7 @@ class BatchEngine:
         end = {
             "run": "end",
             "ts": int(report.ended_at),
+            "pid": os.getpid(),
             "mode": "batch",
             "report": report.to_dict(),
         }

@@ -941,7 +941,12 @@ class ResumableRun:
             retried=state.requeue.retried,
             **(state.calls.report_fields() if state.calls is not None else {}),
         )
-        end: dict[str, Any] = {"run": "end", "ts": int(report.ended_at), "report": report.to_dict()}
+        end: dict[str, Any] = {
+            "run": "end",
+            "ts": int(report.ended_at),
+            "pid": os.getpid(),  # which start it ends, when workers share the job
+            "report": report.to_dict(),
+        }
         cut = state.interrupted_ids
         if cut:
             end["interrupted"] = cut  # first in line next run
@@ -1183,6 +1188,12 @@ def _refuse_coroutine(process: object, result: Coroutine[Any, Any, Any]) -> NoRe
         "`process` returned a coroutine; run async functions with "
         "`await ResumableRun(config).arun(aprocess, items)`",
     )
+
+
+def is_async_process(process: object) -> bool:
+    """Whether ``process`` is an async function, or an object whose ``__call__`` is one."""
+    call = getattr(process, "__call__", None)  # noqa: B004 - a callable object's async __call__
+    return inspect.iscoroutinefunction(process) or inspect.iscoroutinefunction(call)
 
 
 def _check_sync_process(process: object) -> None:
