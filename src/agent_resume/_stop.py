@@ -16,6 +16,7 @@ from typing import Any
 
 from agent_resume._deadline import Clock, Deadline
 from agent_resume._errors import ArgumentTypeError, ArgumentValueError
+from agent_resume._render import format_cost
 from agent_resume._stop_base import (
     AllOf,
     AnyOf,
@@ -177,7 +178,8 @@ class MaxCost(StopCondition):
         if state.cost_usd is None or state.cost_usd < self.usd:
             return None
         return StopReason(
-            "max_cost", f"${state.cost_usd:.4f} spent reached the limit of ${self.usd:g}"
+            "max_cost",
+            f"{format_cost(state.cost_usd)} spent reached the limit of {format_cost(self.usd)}",
         )
 
 

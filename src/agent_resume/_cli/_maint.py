@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from agent_resume._cli._exits import CliError
+from agent_resume._cli._exits import EXIT_STORE, CliError
 from agent_resume._cli._targets import (
     check_store_file,
     inspect_store,
@@ -134,7 +134,9 @@ def retry(args: argparse.Namespace) -> int:
             f"{masked_url(args.store)} records no job ID (an original-format file); give --job-id"
         )
     if args.job_id and view.job_id and args.job_id != view.job_id:
-        raise CliError(f"{masked_url(args.store)} holds job {view.job_id!r}, not {args.job_id!r}")
+        raise CliError(
+            f"{masked_url(args.store)} holds job {view.job_id!r}, not {args.job_id!r}", EXIT_STORE
+        )
     failures = view.state.failures
     max_attempts = job_max_attempts(view.state, args.max_attempts)
     wanted: list[str] = []

@@ -1215,10 +1215,30 @@ def _check_sync_process(process: object) -> None:
 
 
 def _check_callable(name: str, value: object) -> None:
+    """Refuse a ``process`` that is not callable, or cannot be called as ``process(item, ctx)``.
+
+    A wrong signature (``def process(item)``, an unbound method) would fail
+    every item with a ``TypeError``, each failure an attempt used, run after
+    run, until all are quarantined.
+    """
     if not callable(value):
         raise ArgumentTypeError(
             name, value, f"`{name}` must be callable (got {type(value).__name__})"
         )
+    try:
+        signature = inspect.signature(value)
+    except (TypeError, ValueError):  # a builtin or an extension: nothing to check
+        return
+    try:
+        signature.bind(None, None)
+    except TypeError as exc:
+        label = getattr(value, "__qualname__", type(value).__name__)
+        raise ArgumentTypeError(
+            name,
+            value,
+            f"`{name}` is called as {name}(item, ctx), which {label}{signature} cannot take "
+            f"({exc})",
+        ) from None
 
 
 def _stray_cancel(cause: asyncio.CancelledError) -> RuntimeError:
