@@ -52,8 +52,11 @@ def test_toml_keys_do_the_same(tmp_path: Path) -> None:
     [
         (["--rpm", "fast"], "rpm (--rpm) must be a number (got 'fast')"),
         (["--retry-attempts", "2.5"], "retry_attempts (--retry-attempts) must be an integer"),
-        (["--rpm", "0"], "`requests_per_minute` must be finite and greater than 0 (got 0.0)"),
-        (["--retry-attempts", "0"], "`attempts` must be at least 1 (got 0)"),
+        (["--rpm", "0"], "--rpm: `requests_per_minute` must be finite and greater than 0"),
+        (["--retry-attempts", "0"], "--retry-attempts: `attempts` must be at least 1 (got 0)"),
+        # The flag is named, not only the parameter of the class it builds.
+        (["--stop-max-turns", "0"], "--stop-max-turns: `n` must be at least 1 (got 0)"),
+        (["--stop-max-cost", "nan"], "--stop-max-cost: `usd` must be greater than 0 (got nan)"),
         (["--call-timeout", "soon"], "call_timeout"),
     ],
 )

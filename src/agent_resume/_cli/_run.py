@@ -34,7 +34,12 @@ from agent_resume._cli._targets import (
     read_items,
     store_url,
 )
-from agent_resume._errors import AgentResumeError, StoreError
+from agent_resume._errors import (
+    AgentResumeError,
+    ArgumentTypeError,
+    ArgumentValueError,
+    StoreError,
+)
 from agent_resume._render import parse_timestamp
 from agent_resume._run import _config as config_module
 from agent_resume._run._config import RunConfig
@@ -364,7 +369,15 @@ def _stop(table: dict[str, Any], where: str) -> Any:
                     file=sys.stderr,
                 )
             if value is not None:
-                parts.append(getattr(agent_resume, _STOP_KEYS[key])(value))
+                name = (
+                    f"--stop-{key.replace('_', '-')}"
+                    if where == "flags"
+                    else f"{where} [stop] {key}"
+                )
+                try:
+                    parts.append(getattr(agent_resume, _STOP_KEYS[key])(value))
+                except (ArgumentTypeError, ArgumentValueError) as exc:
+                    raise CliError(f"{name}: {exc}") from None
         else:
             known = ", ".join([*_STOP_KEYS, "phrases"])
             raise CliError(f"unknown stop condition {key!r} in {where}; known: {known}")
@@ -526,23 +539,32 @@ def _call_shortcuts(
     from agent_resume._retry import Retry
 
     found: dict[str, Any] = {}
+    given: dict[str, str] = {}  # how each was given, for error messages
     for name, kind in (("rpm", float), ("tpm", float), ("retry_attempts", int)):
         flag = getattr(args, name, None)
         if flag is not None:
-            option = "--" + name.replace("_", "-")
+            option = given[name] = "--" + name.replace("_", "-")
             found[name] = _number(name, flag, option, kind)
         elif data.get(name) is not None:
             found[name] = _number(name, data[name], where, kind)
+            given[name] = f"{name} ({where})"
     if "rpm" in found or "tpm" in found:
         if "rate_limit" in config:
             raise CliError("give either --rate-limit or --rpm/--tpm, not both")
-        config["rate_limit"] = RateLimit(
-            requests_per_minute=found.get("rpm"), tokens_per_minute=found.get("tpm")
-        )
+        try:
+            config["rate_limit"] = RateLimit(
+                requests_per_minute=found.get("rpm"), tokens_per_minute=found.get("tpm")
+            )
+        except (ArgumentTypeError, ArgumentValueError) as exc:
+            what = " / ".join(given[n] for n in ("rpm", "tpm") if n in given)
+            raise CliError(f"{what}: {exc}") from None
     if "retry_attempts" in found:
         if "retry" in config:
             raise CliError("give either --retry or --retry-attempts, not both")
-        config["retry"] = Retry(attempts=found["retry_attempts"])
+        try:
+            config["retry"] = Retry(attempts=found["retry_attempts"])
+        except (ArgumentTypeError, ArgumentValueError) as exc:
+            raise CliError(f"{given['retry_attempts']}: {exc}") from None
 
 
 # -- running --------------------------------------------------------------------
