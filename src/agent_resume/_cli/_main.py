@@ -135,8 +135,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     with quiet_streams():
         try:
             code: int = args.func(args)
-        except KeyboardInterrupt:
-            return _fail("interrupted", EXIT_INTERRUPTED)
+        except KeyboardInterrupt as exc:
+            # A second Ctrl-C during a run says what it cost ("... 2 item(s) in flight
+            # not recorded"); a bare one says interrupted.
+            return _fail(str(exc) or "interrupted", EXIT_INTERRUPTED)
         except BrokenPipeError:
             # `agent-resume report x.jsonl | head`: the reader left; that is not an error.
             # Point stdout at devnull so that the interpreter's final flush stays quiet.
