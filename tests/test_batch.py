@@ -24,8 +24,10 @@ from agent_resume import (
     AgentResume,
     ArgumentTypeError,
     ArgumentValueError,
+    DuplicateItemWarning,
     ItemContext,
     JsonlStore,
+    Ledger,
     ResultJsonlStore,
     ResumableRun,
     RunConfig,
@@ -506,7 +508,6 @@ def test_a_runner_killed_around_submission_creates_exactly_one_batch(
 def test_a_job_budget_counts_the_batches_a_killed_run_left_in_flight(
     provider: str, batch_server: BatchServer, tmp_path: Path
 ) -> None:
-    from agent_resume import Ledger
 
     path = tmp_path / "ck.jsonl"
     batch_server.polls_to_finish = 3
@@ -985,3 +986,70 @@ def test_a_malformed_batch_record_is_skipped_with_a_warning(
     out, err = capsys.readouterr()
     assert "k2" in out and "k1" not in out
     assert "a batch record is malformed and skipped (key 'k1'" in err
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_a_batch_read_again_after_a_stop_records_each_answer_once(
+    provider: str, batch_server: BatchServer, tmp_path: Path
+) -> None:
+    # The first run stops while reading the results (Ctrl-C in `parse` at t-2): the
+    # batch is still open, and the next run reads all its results again. t-0's paid
+    # answer, refused by `parse`, was recorded then: not again (a second attempt, and
+    # its cost counted twice).
+    path = tmp_path / "ck.jsonl"
+    stop = {"t-2"}
+
+    def parse(ticket: dict[str, Any], response: Any) -> str:
+        if ticket["id"] == "t-0":
+            raise ValueError("unreadable answer")
+        if ticket["id"] in stop:
+            stop.clear()
+            raise KeyboardInterrupt
+        return text_of(response)
+
+    def run() -> Any:
+        return ResumableRun(RunConfig(job_id="j", store=path, progress=False)).run_batch(
+            request=request_for(provider),
+            items=tickets(4),
+            client=client_for(provider, batch_server),
+            parse=parse,
+            poll_interval=0.01,
+        )
+
+    with pytest.raises(KeyboardInterrupt):
+        run()
+    report = run()
+    assert batch_server.created[provider] == 1
+    assert (report.done, report.failed) == (2, 0)  # t-2, t-3 (t-1 was done before the stop)
+    found = list(JsonlStore(path).iter_records())
+    failures = [r for r in found if r.get("status") == "failed"]
+    assert [(r["id"], r["attempt"]) for r in failures] == [("t-0", 1)]
+    # Four answers were paid for, at the batch rate: four calls in the job's total.
+    assert Ledger.from_records(found).total.calls == 4
+
+
+def test_a_repeated_item_id_is_parsed_with_the_item_that_was_submitted(
+    batch_server: BatchServer, tmp_path: Path
+) -> None:
+    items = [{"id": "a", "text": "one"}, {"id": "a", "text": "two"}]
+    seen: list[str] = []
+
+    def parse(item: dict[str, Any], response: Any) -> str:
+        seen.append(item["text"])
+        return str(item["text"])
+
+    with pytest.warns(DuplicateItemWarning):
+        ResumableRun(RunConfig(job_id="d", store=tmp_path / "d.jsonl", progress=False)).run_batch(
+            request=lambda t: {
+                "model": "gpt-4o-mini",
+                "max_tokens": 20,
+                "messages": [{"role": "user", "content": t["text"]}],
+            },
+            items=items,
+            client=client_for("openai", batch_server),
+            parse=parse,
+            poll_interval=0.01,
+        )
+    batches = batch_server.batches.values()
+    sent = [r["body"]["messages"][0]["content"] for b in batches for r in b.requests]
+    assert sent == ["one"] and seen == ["one"]

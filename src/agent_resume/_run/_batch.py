@@ -121,6 +121,12 @@ class Submission:
     status: str | None = None
     error: str | None = None
     estimate: float | None = None
+    answered: set[str] = field(default_factory=set)
+    """Items a failure was recorded for after the intent: answered by this batch already.
+
+    A run that stopped part-way through the batch's results (a crash, a lost
+    connection) reads them all again: those answers are not recorded twice.
+    """
 
 
 @dataclass
@@ -135,8 +141,15 @@ class _Tally:
 def submissions(records: Iterable[dict[str, Any]]) -> list[Submission]:
     """The job's batch submissions, folded from its ``batch`` records, oldest first."""
     found: dict[str, Submission] = {}
+    open_items: dict[str, Submission] = {}  # each item of an open submission, to its submission
     for record in records:
-        if kind_of(record) != "batch":
+        record_kind = kind_of(record)
+        if record_kind == "failed" and open_items:
+            sub = open_items.get(record["id"])
+            if sub is not None:
+                sub.answered.add(record["id"])
+            continue
+        if record_kind != "batch":
             continue
         kind, key = record["batch"], record.get("key")
         if not isinstance(key, str):
@@ -157,12 +170,16 @@ def submissions(records: Iterable[dict[str, Any]]) -> list[Submission]:
                 )
                 continue
             found[key] = sub = Submission(key, str(record.get("provider")), dict(ids), ts)
+            open_items.update(dict.fromkeys(ids.values(), sub))
             estimate = record.get("estimate")
             if isinstance(estimate, (int, float)) and math.isfinite(estimate) and estimate >= 0:
                 sub.estimate = float(estimate)
         elif key in found and kind == "submitted":
             found[key].batch_id = str(record.get("batch_id"))
         elif key in found and kind == "ended":
+            for item_id in found[key].ids.values():
+                if open_items.get(item_id) is found[key]:
+                    del open_items[item_id]
             found[key].ended = True
             found[key].status = str(record.get("status"))
             if isinstance(record.get("error"), str):
@@ -271,7 +288,9 @@ class BatchEngine:
             )
             self.seconds_per_item = seconds_per_item(session.runs, config.concurrency)
             pairs = [(item, self.read_id(item)) for item in items]
-            by_id = {item_id: item for item, item_id in pairs}
+            by_id: dict[str, Any] = {}
+            for item, item_id in pairs:  # a repeated ID: the first, as was submitted
+                by_id.setdefault(item_id, item)
             open_ = [s for s in submissions(session.store.iter_records()) if not s.ended]
             try:
                 self._batches(session, items, open_, by_id)
@@ -665,8 +684,8 @@ class BatchEngine:
         returned: list[str] = []
         for result in self.adapter.results(str(sub.batch_id)):
             item_id = sub.ids.get(result.custom_id)
-            if item_id is None or session.is_done(item_id):
-                continue
+            if item_id is None or session.is_done(item_id) or item_id in sub.answered:
+                continue  # (answered before a crash or a lost connection: recorded once)
             if result.outcome == "succeeded":
                 usage = self._price(usage_from(result.response, prices=prices))
                 failure: Exception | None = None
@@ -686,6 +705,7 @@ class BatchEngine:
                     # A failed attempt, usage kept. Raised, it would stop this run,
                     # and every next one, at the same result of the same batch.
                     session.mark_failed(item_id, failure, retryable=retryable, usage=usage)
+                    sub.answered.add(item_id)
                     self.tally.failed += 1
                     self.tally.usage += usage
                     continue
@@ -697,6 +717,7 @@ class BatchEngine:
                 session.mark_failed(
                     item_id, f"BatchRequestError: {reason}", retryable=_retryable(result)
                 )
+                sub.answered.add(item_id)
                 self.tally.failed += 1
             else:  # expired or cancelled: back to the queue, nothing recorded
                 returned.append(item_id)
