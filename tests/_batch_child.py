@@ -1,7 +1,8 @@
 """A batch-mode job in a child process, for the crash tests.
 
-``python _batch_child.py STORE URL PROVIDER [JOB_MAX_COST_USD]``: six tickets,
-under a job cost budget when one is given.
+``python _batch_child.py STORE URL PROVIDER [JOB_MAX_COST_USD [MAX_BATCH_REQUESTS]]``:
+six tickets, under a job cost budget when one is given (``-`` for none), in
+batches of at most ``MAX_BATCH_REQUESTS`` requests.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from agent_resume import ResumableRun, RunConfig
 
 def main() -> None:
     store, url, provider = sys.argv[1:4]
-    job_max_cost_usd = float(sys.argv[4]) if len(sys.argv) > 4 else None
+    job_max_cost_usd = float(sys.argv[4]) if len(sys.argv) > 4 and sys.argv[4] != "-" else None
+    max_batch_requests = int(sys.argv[5]) if len(sys.argv) > 5 else None
     if provider == "openai":
         import openai
 
@@ -39,6 +41,7 @@ def main() -> None:
         client=client,
         parse=lambda t, response: t["id"],
         poll_interval=0.05,
+        max_batch_requests=max_batch_requests,
     )
     print(report.stop_reason, report.done, report.remaining)
 

@@ -25,7 +25,7 @@ and ``cancel``, for both providers).
 ``kill_on`` makes the server SIGKILL a process at a chosen moment:
 ``("create", pid)`` right after it created a batch and before the client
 hears of it, ``("poll", pid)`` at the first poll of a batch (after the client
-recorded its ID).
+recorded its ID); ``kill_skip`` lets that many such moments pass first.
 """
 
 from __future__ import annotations
@@ -80,6 +80,7 @@ class BatchServer:
         self.outcome: Callable[[str, dict[str, Any]], str] = lambda custom_id, body: "ok"
         self.kill_on: tuple[str, int] | None = None
         self.kill_with = signal.SIGKILL  # the signal ``kill_on`` sends
+        self.kill_skip = 0  # moments of ``kill_on`` to let pass before the kill
         self.reject: list[dict[str, Any]] | None = None
         self.fail: dict[str, list[int]] = {}
         # Route -> how many of its next requests get no answer at all (a silent
@@ -114,6 +115,9 @@ class BatchServer:
     # -- the provider's side ---------------------------------------------------
 
     def _kill(self, moment: str) -> None:
+        if self.kill_on and self.kill_on[0] == moment and self.kill_skip:
+            self.kill_skip -= 1  # not this one
+            return
         if self.kill_on and self.kill_on[0] == moment:
             pid = self.kill_on[1]
             self.kill_on = None

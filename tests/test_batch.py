@@ -505,6 +505,52 @@ def test_a_runner_killed_around_submission_creates_exactly_one_batch(
 
 
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_a_runner_killed_at_its_second_batch_finds_that_one_not_its_first(
+    provider: str, batch_server: BatchServer, tmp_path: Path
+) -> None:
+    # Six items in two batches of three; killed as the provider created the second.
+    # Anthropic's batches hold no key: the job's own first batch (same size, created
+    # since the intent) matched too, so the intent was taken for never created, and
+    # its three requests were submitted and paid for again.
+    path = tmp_path / "ck.jsonl"
+    batch_server.polls_to_finish = 3
+    batch_server.kill_skip = 1
+    assert _child(path, batch_server, provider, "create", "-", "3") == -9
+    assert batch_server.created[provider] == 2
+    assert _child(path, batch_server, provider, None, "-", "3") == 0
+    assert batch_server.created[provider] == 2
+    assert sum(len(b.requests) for b in batch_server.batches.values()) == 6
+    ended = [r.get("status") for r in _batch_records(path) if r["batch"] == "ended"]
+    assert "never_created" not in ended
+    with AgentResume(JsonlStore(path)).resume_or_start("batch-job") as session:
+        assert session.stats.already_done == 6
+
+
+def test_an_interrupted_anthropic_submission_that_matches_two_batches_is_not_sent_again(
+    batch_server: BatchServer, tmp_path: Path
+) -> None:
+    # Killed as its batch was created; meanwhile another job on the account made a
+    # batch of the same size. Neither can be told for the job's own: its items are
+    # not submitted again (that could pay for them twice), and the run says why.
+    path = tmp_path / "ck.jsonl"
+    batch_server.polls_to_finish = None
+    assert _child(path, batch_server, "anthropic", "create") == -9
+    other = [{"custom_id": f"o-{n}", "params": {}} for n in range(6)]
+    batch_server.create("anthropic", other)
+    proc = subprocess.run(
+        [sys.executable, str(HERE / "_batch_child.py"), str(path), batch_server.url, "anthropic"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["failures", "0", "6"]
+    assert "none can be told for its own" in proc.stderr
+    assert batch_server.created["anthropic"] == 2  # the job's and the other's; none more
+    assert [r["batch"] for r in _batch_records(path)] == ["intent"]  # still open
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
 def test_a_job_budget_counts_the_batches_a_killed_run_left_in_flight(
     provider: str, batch_server: BatchServer, tmp_path: Path
 ) -> None:

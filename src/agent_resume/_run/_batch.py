@@ -259,6 +259,10 @@ class BatchEngine:
         self.end_at = self._end_at()
         self.tally = _Tally()
         self.seconds_per_item = DEFAULT_ITEM_SECONDS / max(1, config.concurrency)
+        self.known: list[Submission] = []
+        """Every submission of the job, as its records tell (the batches it knows as its own)."""
+        self.unclear: list[Submission] = []
+        """Interrupted submissions that match several batches: their items wait."""
         self.cancelled = threading.Event()
         """Set when ``arun_batch``'s task is cancelled: the run stops at its next wait."""
 
@@ -291,7 +295,8 @@ class BatchEngine:
             by_id: dict[str, Any] = {}
             for item, item_id in pairs:  # a repeated ID: the first, as was submitted
                 by_id.setdefault(item_id, item)
-            open_ = [s for s in submissions(session.store.iter_records()) if not s.ended]
+            self.known = submissions(session.store.iter_records())
+            open_ = [s for s in self.known if not s.ended]
             try:
                 self._batches(session, items, open_, by_id)
             except _ProviderFailed as failure:
@@ -358,7 +363,7 @@ class BatchEngine:
     ) -> None:
         """Recover, submit and collect, for at most :data:`ROUNDS` submissions of the same items."""
         self._recover(session, open_)
-        in_flight = {i for s in open_ for i in s.ids.values()}
+        in_flight = {i for s in [*open_, *self.unclear] for i in s.ids.values()}
         todo = [
             item
             for item in session.remaining(items, key=self.key)
@@ -387,6 +392,8 @@ class BatchEngine:
     def _recover(self, session: Session, open_: list[Submission]) -> None:
         # An intent without a batch ID: the crash came between the intent and
         # the record. Find the batch by its key before anything is resubmitted.
+        known = {s.batch_id for s in self.known if s.batch_id is not None}
+        unclear: list[Submission] = []
         for sub in open_:
             if sub.batch_id is None:
                 found = self._ask(
@@ -395,14 +402,37 @@ class BatchEngine:
                     sub.key,
                     sub.ts,
                     len(sub.ids),
+                    known,
                 )
-                if found is None:
+                if not found:
                     sub.ended = True  # never created: its items go back to the queue
                     self._record(session, "ended", sub.key, status="never_created")
+                elif len(found) == 1:
+                    sub.batch_id = found[0]
+                    known.add(found[0])
+                    self._record(session, "submitted", sub.key, batch_id=found[0])
                 else:
-                    sub.batch_id = found
-                    self._record(session, "submitted", sub.key, batch_id=found)
-        open_[:] = [s for s in open_ if not s.ended]
+                    unclear.append(sub)
+                    logger.warning(
+                        "batch %s: %d batches of %d requests were created at the provider "
+                        "since its intent (%s), and none can be told for its own: its items "
+                        "are not submitted again; cancel the ones that are not this job's, "
+                        "and run again",
+                        sub.key[:12],
+                        len(found),
+                        len(sub.ids),
+                        ", ".join(found),
+                    )
+        if unclear:
+            # Submitting them again could pay for them twice: they wait, out of this run.
+            held = sum(len(s.ids) for s in unclear)
+            self._stop(
+                "failures",
+                f"{len(unclear)} interrupted submission(s) ({held} items) match several "
+                "batches at the provider: their items wait until it is clear",
+            )
+        open_[:] = [s for s in open_ if not s.ended and s not in unclear]
+        self.unclear = unclear
 
     def _record(self, session: Session, kind: str, key: str, **fields: Any) -> None:
         session.record_run(

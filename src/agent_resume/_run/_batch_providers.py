@@ -13,6 +13,7 @@ import asyncio
 import inspect
 import json
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, Literal
@@ -140,14 +141,14 @@ class OpenAIBatches:
         )
         return str(batch.id)
 
-    def find(self, key: str, since: float, count: int) -> str | None:
-        """The batch created with ``key`` in its metadata, if the provider has one."""
+    def find(self, key: str, since: float, count: int, known: AbstractSet[str]) -> list[str]:
+        """The batch created with ``key`` in its metadata, if the provider has one (``[]``)."""
         for batch in self.call.iterate(self.call(self.client.batches.list, limit=100)):
             if (getattr(batch, "metadata", None) or {}).get(KEY_FIELD) == key:
-                return str(batch.id)
+                return [str(batch.id)]
             if getattr(batch, "created_at", since) < since - 3600:
                 break  # newest first: older batches cannot be ours
-        return None
+        return []
 
     def state(self, batch_id: str) -> BatchState:
         """The batch's status and counts."""
@@ -253,8 +254,13 @@ class AnthropicBatches:
         batch = self.call(self.client.messages.batches.create, requests=requests)
         return str(batch.id)
 
-    def find(self, key: str, since: float, count: int) -> str | None:
-        """The one batch of ``count`` requests created since ``since``, if exactly one exists."""
+    def find(self, key: str, since: float, count: int, known: AbstractSet[str]) -> list[str]:
+        """The batches of ``count`` requests created since ``since`` that the job has not recorded.
+
+        Message Batches keep no metadata: a batch is recognised by its time and
+        size. The job's other batches (``known``) are left out; more than one
+        left is a batch that cannot be told apart (another job's, on the account).
+        """
         found = []
         for batch in self.call.iterate(self.call(self.client.messages.batches.list, limit=100)):
             created = _timestamp(getattr(batch, "created_at", None))
@@ -265,9 +271,9 @@ class AnthropicBatches:
                 int(getattr(counts, f, 0) or 0)
                 for f in ("processing", "succeeded", "errored", "canceled", "expired")
             )
-            if total == count:
+            if total == count and str(batch.id) not in known:
                 found.append(str(batch.id))
-        return found[0] if len(found) == 1 else None
+        return found
 
     def state(self, batch_id: str) -> BatchState:
         """The batch's status and counts."""
