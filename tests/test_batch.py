@@ -1099,3 +1099,41 @@ def test_a_repeated_item_id_is_parsed_with_the_item_that_was_submitted(
     batches = batch_server.batches.values()
     sent = [r["body"]["messages"][0]["content"] for b in batches for r in b.requests]
     assert sent == ["one"] and seen == ["one"]
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_a_poll_on_a_silent_connection_ends_by_the_cut_and_the_rest_runs_online(
+    provider: str, batch_server: BatchServer, tmp_path: Path
+) -> None:
+    # A production client (the SDK's two retries): its polls wait 60 s each on a
+    # silent connection, three tries, past the run's deadline, and the fallback
+    # never ran. Each try now waits its share of the time left before the cut.
+    batch_server.polls_to_finish = None
+    polls = [0]
+    poll = batch_server.poll
+
+    def going_silent(batch: Any) -> None:
+        polls[0] += 1
+        if polls[0] == 2:
+            batch_server.silent["retrieve"] = 3  # the next three polls get no answer
+        poll(batch)
+
+    batch_server.poll = going_silent  # type: ignore[method-assign]
+    if provider == "openai":
+        client: Any = openai.OpenAI(base_url=batch_server.url + "/v1", api_key="test")
+    else:
+        client = anthropic.Anthropic(base_url=batch_server.url, api_key="test")
+    _CLIENTS.append(client)
+    online: list[str] = []
+    report = ResumableRun(config(tmp_path / "ck.jsonl", time_budget=12)).run_batch(
+        request=request_for(provider),
+        items=tickets(4),
+        client=client,
+        parse=lambda t, response: text_of(response),
+        fallback=lambda t, ctx: online.append(t["id"]) or "online",
+        poll_interval=0.2,
+        batch_margin=4,
+    )
+    # The batch was cancelled at the cut (answering what it had), the rest went online.
+    assert online and set(online) <= {f"t-{n}" for n in range(4)}
+    assert (report.done, report.remaining) == (4, 0)

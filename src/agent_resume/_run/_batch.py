@@ -237,7 +237,7 @@ class BatchEngine:
         self.config = config
         self.request = request
         self.parse = parse
-        self.adapter: Adapter = adapter_for(client, loop, endpoint)
+        self.adapter: Adapter = adapter_for(client, loop, endpoint, time_left=self._time_left)
         self.key = key
         self.read_id = IdReader(key)
         self.poll_interval = duration(
@@ -257,6 +257,8 @@ class BatchEngine:
         )
         self.started = config.wall_clock()
         self.end_at = self._end_at()
+        self.cut_at = self.end_at
+        """When the batches in flight are cancelled (moved up by `_collect` as they are polled)."""
         self.tally = _Tally()
         self.seconds_per_item = DEFAULT_ITEM_SECONDS / max(1, config.concurrency)
         self.known: list[Submission] = []
@@ -265,6 +267,15 @@ class BatchEngine:
         """Interrupted submissions that match several batches: their items wait."""
         self.cancelled = threading.Event()
         """Set when ``arun_batch``'s task is cancelled: the run stops at its next wait."""
+
+    def _time_left(self) -> float:
+        """Seconds a call to the provider may take: until the cut, then until the deadline.
+
+        A poll on a silent connection ends by the cut, in time to cancel the
+        batches and run the rest online.
+        """
+        now = self.config.wall_clock()
+        return (self.cut_at if now < self.cut_at else self.end_at) - now
 
     def _end_at(self) -> float:
         end = math.inf
@@ -634,6 +645,7 @@ class BatchEngine:
             now = self.config.wall_clock()
             in_flight = sum(len(s.ids) for s in open_)
             cut = self.end_at - self.margin(in_flight)
+            self.cut_at = self.end_at if cancelled else cut
             if not cancelled and now >= cut:
                 for sub in open_:
                     self._ask(

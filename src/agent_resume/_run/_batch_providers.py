@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import math
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
@@ -21,6 +22,9 @@ from typing import Any, Final, Literal
 from agent_resume._errors import ArgumentTypeError
 
 KEY_FIELD = "agent_resume_key"
+
+MIN_REQUEST_TIMEOUT = 1.0
+"""Seconds a call to the batch API may wait at least, however near the deadline."""
 
 REQUEST_TIMEOUT = 60.0
 """Seconds a call to the batch API may wait for a silent connection (to connect, or
@@ -75,10 +79,37 @@ class BatchResult:
 
 
 class _Caller:
-    """Calls a client method, awaiting it on the caller's loop when it is a coroutine."""
+    """Calls a client method, awaiting it on the caller's loop when it is a coroutine.
 
-    def __init__(self, loop: asyncio.AbstractEventLoop | None) -> None:
+    Args:
+        loop: The caller's event loop, for an async client.
+        time_left: Seconds left before the run's deadline, when it has one.
+        tries: How many times the client tries a request (its retries + 1).
+    """
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop | None,
+        time_left: Callable[[], float] | None = None,
+        tries: int = 1,
+    ) -> None:
         self.loop = loop
+        self.time_left = time_left
+        self.tries = max(1, tries)
+
+    def request(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Call an SDK method with a timeout that keeps the run's deadline.
+
+        Each try waits at most :data:`REQUEST_TIMEOUT` on a silent connection,
+        and its share of the time left: the client's own retries included, a
+        call that hangs ends about when the deadline comes, not minutes after.
+        """
+        if self.time_left is not None:
+            left = self.time_left()
+            if left != math.inf:
+                share = min(REQUEST_TIMEOUT, left / self.tries)
+                kwargs.setdefault("timeout", max(MIN_REQUEST_TIMEOUT, share))
+        return self(fn, *args, **kwargs)
 
     def __call__(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         value = fn(*args, **kwargs)
@@ -129,10 +160,10 @@ class OpenAIBatches:
 
     def submit(self, key: str, lines: Sequence[bytes]) -> str:
         """Upload the requests and create the batch, with ``key`` in its metadata."""
-        file = self.call(
+        file = self.call.request(
             self.client.files.create, file=("requests.jsonl", b"".join(lines)), purpose="batch"
         )
-        batch = self.call(
+        batch = self.call.request(
             self.client.batches.create,
             input_file_id=file.id,
             endpoint=self.endpoint,
@@ -143,7 +174,8 @@ class OpenAIBatches:
 
     def find(self, key: str, since: float, count: int, known: AbstractSet[str]) -> list[str]:
         """The batch created with ``key`` in its metadata, if the provider has one (``[]``)."""
-        for batch in self.call.iterate(self.call(self.client.batches.list, limit=100)):
+        listed = self.call.request(self.client.batches.list, limit=100)
+        for batch in self.call.iterate(listed):
             if (getattr(batch, "metadata", None) or {}).get(KEY_FIELD) == key:
                 return [str(batch.id)]
             if getattr(batch, "created_at", since) < since - 3600:
@@ -152,7 +184,7 @@ class OpenAIBatches:
 
     def state(self, batch_id: str) -> BatchState:
         """The batch's status and counts."""
-        batch = self.call(self.client.batches.retrieve, batch_id)
+        batch = self.call.request(self.client.batches.retrieve, batch_id)
         counts = batch.request_counts
         ended = batch.status in ("completed", "failed", "expired", "cancelled")
         return BatchState(
@@ -168,18 +200,18 @@ class OpenAIBatches:
 
     def results(self, batch_id: str) -> Iterator[BatchResult]:
         """Stream the output and error files, one request at a time."""
-        batch = self.call(self.client.batches.retrieve, batch_id)
+        batch = self.call.request(self.client.batches.retrieve, batch_id)
         for file_id in (batch.output_file_id, batch.error_file_id):
             if not file_id:
                 continue
-            content = self.call(self.client.files.content, file_id)
+            content = self.call.request(self.client.files.content, file_id)
             for raw in _lines(content):
                 if raw.strip():
                     yield _openai_result(json.loads(raw))
 
     def cancel(self, batch_id: str) -> None:
         """Ask the provider to cancel the batch."""
-        self.call(self.client.batches.cancel, batch_id)
+        self.call.request(self.client.batches.cancel, batch_id)
 
 
 def _rejection(errors: Any) -> str:
@@ -251,7 +283,7 @@ class AnthropicBatches:
     def submit(self, key: str, lines: Sequence[bytes]) -> str:
         """Create the batch with every request in the call."""
         requests = [json.loads(line) for line in lines]
-        batch = self.call(self.client.messages.batches.create, requests=requests)
+        batch = self.call.request(self.client.messages.batches.create, requests=requests)
         return str(batch.id)
 
     def find(self, key: str, since: float, count: int, known: AbstractSet[str]) -> list[str]:
@@ -262,7 +294,9 @@ class AnthropicBatches:
         left is a batch that cannot be told apart (another job's, on the account).
         """
         found = []
-        for batch in self.call.iterate(self.call(self.client.messages.batches.list, limit=100)):
+        for batch in self.call.iterate(
+            self.call.request(self.client.messages.batches.list, limit=100)
+        ):
             created = _timestamp(getattr(batch, "created_at", None))
             if created is not None and created < since - 5:
                 break  # newest first
@@ -277,7 +311,7 @@ class AnthropicBatches:
 
     def state(self, batch_id: str) -> BatchState:
         """The batch's status and counts."""
-        batch = self.call(self.client.messages.batches.retrieve, batch_id)
+        batch = self.call.request(self.client.messages.batches.retrieve, batch_id)
         counts = batch.request_counts
         return BatchState(
             str(batch.processing_status),
@@ -290,7 +324,9 @@ class AnthropicBatches:
 
     def results(self, batch_id: str) -> Iterator[BatchResult]:
         """Stream the results, one request at a time."""
-        for entry in self.call.iterate(self.call(self.client.messages.batches.results, batch_id)):
+        for entry in self.call.iterate(
+            self.call.request(self.client.messages.batches.results, batch_id)
+        ):
             result = entry.result
             kind = str(result.type)
             if kind == "succeeded":
@@ -312,7 +348,7 @@ class AnthropicBatches:
 
     def cancel(self, batch_id: str) -> None:
         """Ask the provider to cancel the batch."""
-        self.call(self.client.messages.batches.cancel, batch_id)
+        self.call.request(self.client.messages.batches.cancel, batch_id)
 
 
 # The HTTP status of each of Anthropic's error types, which a batch result names
@@ -346,15 +382,27 @@ Adapter = OpenAIBatches | AnthropicBatches
 
 
 def adapter_for(
-    client: Any, loop: asyncio.AbstractEventLoop | None, endpoint: str = "/v1/chat/completions"
+    client: Any,
+    loop: asyncio.AbstractEventLoop | None,
+    endpoint: str = "/v1/chat/completions",
+    time_left: Callable[[], float] | None = None,
 ) -> Adapter:
     """The adapter for an OpenAI or Anthropic client (sync or async).
+
+    Args:
+        client: The SDK client.
+        loop: The caller's event loop, for an async client.
+        endpoint: The OpenAI endpoint the batch's requests go to.
+        time_left: Seconds left before the run's deadline: each call's timeout
+            is cut to its share of them.
 
     Raises:
         ArgumentTypeError: ``client`` is neither.
     """
-    call = _Caller(loop)
     client = _bounded(client)
+    retries = getattr(client, "max_retries", 0)
+    tries = 1 + (retries if isinstance(retries, int) and not isinstance(retries, bool) else 0)
+    call = _Caller(loop, time_left, tries)
     messages = getattr(client, "messages", None)
     adapter: Adapter
     if messages is not None and hasattr(messages, "batches"):
