@@ -1137,3 +1137,43 @@ def test_a_poll_on_a_silent_connection_ends_by_the_cut_and_the_rest_runs_online(
     # The batch was cancelled at the cut (answering what it had), the rest went online.
     assert online and set(online) <= {f"t-{n}" for n in range(4)}
     assert (report.done, report.remaining) == (4, 0)
+
+
+def test_items_a_cost_budget_left_out_stay_for_a_later_run_not_the_fallback(
+    batch_server: BatchServer, tmp_path: Path
+) -> None:
+    online: list[str] = []
+    _batch_run(tmp_path / "probe.jsonl", batch_server, "openai", online, n=4)
+    each = _batch_records(tmp_path / "probe.jsonl")[0]["estimate"] / 4
+    online.clear()
+    path = tmp_path / "ck.jsonl"
+    report = ResumableRun(config(path, max_cost_usd=2.5 * each)).run_batch(
+        request=request_for("openai"),
+        items=tickets(4),
+        client=client_for("openai", batch_server),
+        parse=lambda t, response: text_of(response),
+        fallback=lambda t, ctx: online.append(t["id"]) or "online",
+        poll_interval=0.01,
+    )
+    # Two fit in the budget; the other two ran online at twice the price before.
+    assert (report.done, report.remaining, report.stop_reason) == (2, 2, "cost_budget")
+    assert online == []
+
+
+def test_a_request_without_max_tokens_is_estimated_at_a_real_output_under_a_budget(
+    batch_server: BatchServer, tmp_path: Path
+) -> None:
+    # Estimated with no output at all, 12 requests went in under a budget for 7.
+    def request(ticket: dict[str, str]) -> dict[str, Any]:
+        return {"model": OPENAI_MODEL, "messages": [{"role": "user", "content": ticket["text"]}]}
+
+    report = ResumableRun(config(tmp_path / "ck.jsonl", max_cost_usd=0.0001)).run_batch(
+        request=request,
+        items=tickets(20),
+        client=client_for("openai", batch_server),
+        parse=lambda t, response: text_of(response),
+        poll_interval=0.01,
+    )
+    assert report.stop_reason == "cost_budget"
+    assert "no max_tokens, so its output is estimated at 1,000 tokens" in report.stop_message
+    assert report.usage.cost_usd is not None and report.usage.cost_usd <= 0.0001

@@ -40,6 +40,7 @@ __all__ = [
     "LocalBuckets",
     "RateLimit",
     "estimate_cost",
+    "max_output",
 ]
 
 BUCKETS = ("requests", "tokens", "input_tokens", "output_tokens")
@@ -175,7 +176,8 @@ def _count_tokens(texts: list[str]) -> int:
     return -(-sum(len(text) for text in texts) // _CHARS_PER_TOKEN)
 
 
-def _max_output(kwargs: Mapping[str, Any]) -> int | None:
+def max_output(kwargs: Mapping[str, Any]) -> int | None:
+    """The output limit a call's arguments give (``max_tokens`` and its other names), or ``None``."""
     for name in ("max_tokens", "max_completion_tokens", "max_output_tokens"):
         value = kwargs.get(name)
         if isinstance(value, int) and not isinstance(value, bool) and value > 0:
@@ -183,7 +185,7 @@ def _max_output(kwargs: Mapping[str, Any]) -> int | None:
     for name in ("config", "generation_config"):
         inner = kwargs.get(name)
         if isinstance(inner, Mapping):
-            found = _max_output(inner)
+            found = max_output(inner)
         else:
             found = getattr(inner, "max_output_tokens", None)
         if isinstance(found, int) and not isinstance(found, bool) and found > 0:
@@ -214,7 +216,7 @@ def estimate_cost(kwargs: Mapping[str, Any], usual_output: float = 0.0) -> Cost:
         if name in kwargs:
             messages += _texts(kwargs[name], texts)
     input_tokens = _count_tokens(texts) + _MESSAGE_OVERHEAD * messages if texts else 0
-    output = _max_output(kwargs)
+    output = max_output(kwargs)
     output_tokens = float(output) if output is not None else max(0.0, usual_output)
     return Cost(1.0, input_tokens + output_tokens, float(input_tokens), output_tokens)
 

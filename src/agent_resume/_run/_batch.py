@@ -51,8 +51,9 @@ from agent_resume._errors import (
     CheckpointWarning,
     UnknownModelWarning,
 )
-from agent_resume._limits import estimate_cost
+from agent_resume._limits import estimate_cost, max_output
 from agent_resume._records import kind_of
+from agent_resume._render import format_cost
 from agent_resume._retry import (
     JOB_WIDE_ADVICE,
     TRANSIENT_STATUS,
@@ -75,6 +76,9 @@ T = TypeVar("T")
 BATCH_DISCOUNT = 0.5
 """Both providers bill batch requests at half the online price."""
 
+DEFAULT_OUTPUT_TOKENS = 1000
+"""Output tokens a request that gives no ``max_tokens`` is estimated at, for a cost budget,
+before the job has any call whose output tells its mean."""
 DEFAULT_ITEM_SECONDS = 5.0
 """Seconds one item is assumed to take online when the job has no online run yet."""
 
@@ -261,6 +265,8 @@ class BatchEngine:
         """When the batches in flight are cancelled (moved up by `_collect` as they are polled)."""
         self.tally = _Tally()
         self.seconds_per_item = DEFAULT_ITEM_SECONDS / max(1, config.concurrency)
+        self.usual_output: float = DEFAULT_OUTPUT_TOKENS
+        """The output a request without ``max_tokens`` is estimated at: the job's mean, once known."""
         self.known: list[Submission] = []
         """Every submission of the job, as its records tell (the batches it knows as its own)."""
         self.unclear: list[Submission] = []
@@ -330,9 +336,11 @@ class BatchEngine:
             # Nor does an item in a batch still open (its cancel had not landed
             # at the deadline): the next run collects that batch.
             in_flight = {item_id for s in open_ for item_id in s.ids.values()}
+            # Nor after a budget stop: the items the budget left out are for a later
+            # run, not for the fallback at the online price.
             online = (
                 []
-                if self.tally.stop_reason == "failures"
+                if self.tally.stop_reason in ("failures", "cost_budget")
                 else [item for item in left if self.read_id(item) not in in_flight]
             )
             if left and self.tally.stop_reason == "completed":
@@ -488,9 +496,17 @@ class BatchEngine:
                     )
                     break
                 if spent + cost > budget:
+                    unbounded = (
+                        ""
+                        if max_output(body) is not None
+                        else f"; it gives no max_tokens, so its output is estimated at "
+                        f"{self.usual_output:,.0f} tokens (the job's mean, or "
+                        f"{DEFAULT_OUTPUT_TOKENS:,} before any call)"
+                    )
                     self._stop(
                         "cost_budget",
-                        f"the next request would pass the cost budget (${budget:.4f} left)",
+                        f"the next request would pass the cost budget "
+                        f"({format_cost(budget - spent)} left){unbounded}",
                     )
                     break
                 spent += cost
@@ -577,13 +593,15 @@ class BatchEngine:
         run_cap, job_cap = self.config.max_cost_usd, self.config.job_max_cost_usd
         if run_cap is None and job_cap is None:
             return None
+        total = JobSpent(session.store.iter_records(), self.config.prices).total
+        if total.calls:
+            self.usual_output = total.output_tokens / total.calls
         committed = sum(self._in_flight_cost(sub, by_id) for sub in open_ if not sub.ended)
         caps: list[float] = []
         if run_cap is not None:
             caps.append(float(run_cap) - (self.tally.usage.cost_usd or 0.0) - committed)
         if job_cap is not None:
-            spent = JobSpent(session.store.iter_records(), self.config.prices).total.cost_usd
-            caps.append(float(job_cap) - (spent or 0.0) - committed)
+            caps.append(float(job_cap) - (total.cost_usd or 0.0) - committed)
         return max(min(caps), 0.0)
 
     def _in_flight_cost(self, sub: Submission, by_id: dict[str, Any]) -> float:
@@ -609,7 +627,7 @@ class BatchEngine:
         model = body.get("model")
         if not isinstance(model, str):
             return None
-        tokens = estimate_cost(body)
+        tokens = estimate_cost(body, self.usual_output)
         usage = Usage(
             input_tokens=int(tokens.input_tokens),
             output_tokens=int(tokens.output_tokens),
