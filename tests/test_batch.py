@@ -1177,3 +1177,34 @@ def test_a_request_without_max_tokens_is_estimated_at_a_real_output_under_a_budg
     assert report.stop_reason == "cost_budget"
     assert "no max_tokens, so its output is estimated at 1,000 tokens" in report.stop_message
     assert report.usage.cost_usd is not None and report.usage.cost_usd <= 0.0001
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_a_batch_cancelled_from_outside_while_the_run_polls_it_is_not_sent_again(
+    provider: str, batch_server: BatchServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `agent-resume batch cancel` to stop spending, while the run polls: the run
+    # submitted the unanswered requests again at once, as if nothing had happened.
+    import time
+
+    from agent_resume._cli import main
+
+    path = tmp_path / "ck.jsonl"
+    batch_server.polls_to_finish = 200
+    proc = subprocess.Popen(
+        [sys.executable, str(HERE / "_batch_child.py"), str(path), batch_server.url, provider],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    while not any(b.polls for b in batch_server.batches.values()):  # polled: running
+        time.sleep(0.05)
+    for name, value in (("OPENAI_BASE_URL", batch_server.url + "/v1"), ("OPENAI_API_KEY", "t")):
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", batch_server.url)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "t")
+    assert main(["batch", "cancel", str(path)]) == 0
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert out.split()[0] == "failures"
+    assert batch_server.created[provider] == 1  # nothing submitted again

@@ -658,6 +658,7 @@ class BatchEngine:
         """Poll until every open batch ended; return the IDs that came back unanswered."""
         returned: list[str] = []
         cancelled = False
+        running: set[str] = set()  # batches this run saw running, not being cancelled
         failures = 0
         while open_:
             now = self.config.wall_clock()
@@ -679,6 +680,8 @@ class BatchEngine:
                     failures += 1
                     break  # the provider is not answering: wait for the next poll
                 failures = 0
+                if not state.ended and state.status not in ("cancelling", "canceling"):
+                    running.add(sub.key)
                 if state.ended:
                     returned += self._ask(
                         f"reading the results of batch {sub.batch_id}",
@@ -689,6 +692,15 @@ class BatchEngine:
                     )
                     self._ended(session, sub, state)
                     open_.remove(sub)
+                    if not cancelled and sub.key in running and _cancelled(state):
+                        # Cancelled from outside while this run polled it (`agent-resume
+                        # batch cancel`, the console): to stop spending, not to be
+                        # submitted again now. (One cancelled between runs is, by the next.)
+                        self._stop(
+                            "failures",
+                            f"batch {sub.batch_id} was cancelled from outside the run: "
+                            "its unanswered items wait for the next run",
+                        )
             if open_ and cancelled and now >= self.end_at:
                 # A cancel can take the provider minutes (OpenAI's "cancelling"):
                 # the run ends on time, and the batches stay recorded. The next
@@ -788,6 +800,11 @@ class BatchEngine:
         if getattr(usage, "service_tier", None) == "batch" or usage.cost_usd is None:
             return usage  # already priced at the batch rate, or not priced at all
         return replace(usage, cost_usd=usage.cost_usd * BATCH_DISCOUNT)
+
+
+def _cancelled(state: BatchState) -> bool:
+    """Whether a batch ended by a cancel (OpenAI's status, Anthropic's canceled requests)."""
+    return state.status in ("cancelled", "canceled") or state.counts.get("canceled", 0) > 0
 
 
 def _retryable(result: BatchResult) -> bool:
