@@ -1208,3 +1208,25 @@ def test_a_batch_cancelled_from_outside_while_the_run_polls_it_is_not_sent_again
     assert proc.returncode == 0, err
     assert out.split()[0] == "failures"
     assert batch_server.created[provider] == 1  # nothing submitted again
+
+
+def test_a_second_run_batch_on_a_shared_job_is_refused_while_the_first_is_alive(
+    batch_server: BatchServer, tmp_path: Path
+) -> None:
+    # B started while A was uploading (its intent recorded, no batch ID yet): B took
+    # A's intent for never created and submitted the same items again.
+    import time
+
+    target = f"sqlite:///{tmp_path / 'job.db'}"
+    batch_server.delay = 2.0  # each upload and create takes 2 s
+    child = [sys.executable, str(HERE / "_batch_child.py"), target, batch_server.url, "openai"]
+    first = subprocess.Popen(child, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    while not [r for r in SqliteStore(tmp_path / "job.db").iter_records() if "batch" in r]:
+        time.sleep(0.05)  # A's intent is recorded: its upload is under way
+    second = subprocess.run(child, capture_output=True, text=True, timeout=60)
+    _, err = first.communicate(timeout=60)
+    assert first.returncode == 0, err
+    assert second.returncode != 0 and "JobLockedError" in second.stderr
+    assert batch_server.created["openai"] == 1
+    # Once A has ended, the job is free again.
+    assert subprocess.run(child, capture_output=True, timeout=60).returncode == 0

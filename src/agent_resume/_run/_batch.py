@@ -33,6 +33,7 @@ import asyncio
 import logging
 import math
 import os
+import socket
 import threading
 import uuid
 import warnings
@@ -49,6 +50,7 @@ from agent_resume._errors import (
     ArgumentTypeError,
     ArgumentValueError,
     CheckpointWarning,
+    JobLockedError,
     UnknownModelWarning,
 )
 from agent_resume._limits import estimate_cost, max_output
@@ -304,8 +306,19 @@ class BatchEngine:
             on_change=config.on_change,
         )
         with session:
+            holder = _live_batch_run(session.runs)
+            if holder is not None:
+                # Its intent without a batch ID yet would look never created to this
+                # run, whose submission would pay for the same items again.
+                raise JobLockedError(config.job_id, holder, "its store (a run_batch)")
             session.record_run(
-                {"run": "start", "ts": int(self.started), "pid": os.getpid(), "mode": "batch"}
+                {
+                    "run": "start",
+                    "ts": int(self.started),
+                    "pid": os.getpid(),
+                    "host": socket.gethostname(),
+                    "mode": "batch",
+                }
             )
             self.seconds_per_item = seconds_per_item(session.runs, config.concurrency)
             pairs = [(item, self.read_id(item)) for item in items]
@@ -800,6 +813,35 @@ class BatchEngine:
         if getattr(usage, "service_tier", None) == "batch" or usage.cost_usd is None:
             return usage  # already priced at the batch rate, or not priced at all
         return replace(usage, cost_usd=usage.cost_usd * BATCH_DISCOUNT)
+
+
+def _live_batch_run(runs: Iterable[dict[str, Any]]) -> int | None:
+    """The process of another batch-mode run of the job still running on this host, if any.
+
+    A start record without its end, written on this host by a process that is
+    alive. Runs on other hosts of a shared database cannot be seen: run one
+    batch worker per job.
+    """
+    host = socket.gethostname()
+    started: dict[Any, dict[str, Any]] = {}
+    for record in runs:
+        if record.get("mode") != "batch":
+            continue
+        if record.get("run") == "start":
+            started[record.get("pid")] = record
+        elif record.get("run") == "end":
+            started.pop(record.get("pid"), None)
+    for pid, record in started.items():
+        if record.get("host") != host or not isinstance(pid, int) or pid == os.getpid():
+            continue
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            continue  # killed: its batches are recovered
+        except OSError:
+            pass  # alive, another user's
+        return pid
+    return None
 
 
 def _cancelled(state: BatchState) -> bool:
