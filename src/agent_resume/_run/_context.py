@@ -32,9 +32,9 @@ _RECENT_OUTPUTS = 8
 _RECENT_TURNS = 20
 _CODEC = ConversationCodec()
 NO_USAGE = Usage()
+"""Every context's usage until its first call: one shared (immutable) value, not one per item."""
 _ITEM_LOCK = threading.Lock()
 """Guards a context's counts against threads of the same item (held for a few lines only)."""
-"""Every context's usage until its first call: one shared (immutable) value, not one per item."""
 
 
 class ItemContext:
