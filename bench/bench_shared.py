@@ -9,7 +9,12 @@ workers of a row start, set up (open the job, enqueue the items), then all
 begin claiming at one moment, so the figures are the steady state. Each
 row prints items/s, the duplicates (completions recorded twice: must be 0),
 the ratio to its own 1-worker rate and, for per-item commits, the ratio of
-time per item to the queue's with as many workers. Then SqliteStore's
+time per item to the queue's with as many workers. Two more rows give the
+machine's floor: each worker inserts its share of the completion rows, one
+autocommit INSERT each, with no claim (``bare commit``), and the same without
+waiting for the disk (``synchronous_commit=off``); no design that commits
+each item can scale with workers better than a bare commit does on the same
+machine. Then SqliteStore's
 mark_done against the original JSONL approach.
 
 Run it against a server with ``fsync=on`` (what users run; the test
@@ -44,6 +49,7 @@ WORKERS = (1, 2, 4, 8)
 N_SQLITE = 5_000
 N_DONE = 100_000
 N_TIMED = 3_000
+HAND_WRITTEN = ("queue", "bare", "bare-nowait")
 
 
 def _wait_for(go: float) -> None:
@@ -119,6 +125,37 @@ def queue_worker(dsn: str, schema: str, n_items: int, go: float = 0.0) -> None:
     print(json.dumps({"started": started, "done": ended, "ended": ended, "recorded": recorded}))
 
 
+def bare_worker(dsn: str, schema: str, n_items: int, part: str, go: float = 0.0) -> None:
+    """The floor: insert this worker's share of the completions, one commit each, no claim.
+
+    ``part`` is ``"index/workers"`` (``"index/workers/nowait"``: with
+    ``synchronous_commit=off``, so that a commit does not wait for the disk).
+    What no per-item design can beat on this machine: a completion costs at
+    least one durable commit, and this is nothing but that commit.
+    """
+    import psycopg
+
+    index, n_workers, *nowait = part.split("/")
+    mine = range(int(index), n_items, int(n_workers))
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        if nowait:
+            conn.execute("SET synchronous_commit = off")
+        recorded = 0
+        _wait_for(go)
+        started = time.time()
+        for n in mine:
+            item_id = f"item-{n:06d}"
+            done = json.dumps({"id": item_id, "ts": int(time.time())})
+            cur = conn.execute(
+                f"INSERT INTO {schema}.done (item_id, record) VALUES (%s, %s::jsonb) "
+                "ON CONFLICT DO NOTHING",
+                (item_id, done),
+            )
+            recorded += cur.rowcount
+        ended = time.time()
+    print(json.dumps({"started": started, "done": ended, "ended": ended, "recorded": recorded}))
+
+
 def run_workers(
     dsn: str, schema: str, n_workers: int, durability: str, n_items: int
 ) -> tuple[float, float]:
@@ -132,31 +169,36 @@ def run_workers(
 
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-        if durability == "queue":
+        if durability in HAND_WRITTEN:
             conn.execute(f"CREATE SCHEMA {schema}")
+            conn.execute(
+                f"CREATE TABLE {schema}.done (item_id text PRIMARY KEY, record jsonb NOT NULL)"
+            )
+        if durability == "queue":
             conn.execute(
                 f"CREATE TABLE {schema}.queue (item_id text PRIMARY KEY, seq bigserial NOT NULL)"
             )
             conn.execute(f"CREATE INDEX ON {schema}.queue (seq)")
-            conn.execute(
-                f"CREATE TABLE {schema}.done (item_id text PRIMARY KEY, record jsonb NOT NULL)"
-            )
     url = f"{dsn}{'&' if '?' in dsn else '?'}schema={schema}"
     # All workers start claiming at one moment, once started and set up.
     go = str(time.time() + 3.0 + 0.5 * n_workers)
-    args = (
-        ["--queue-worker", dsn, schema, str(n_items), go]
-        if durability == "queue"
-        else ["--worker", url, str(n_items), durability, go]
-    )
+
+    def args(index: int) -> list[str]:
+        if durability == "queue":
+            return ["--queue-worker", dsn, schema, str(n_items), go]
+        if durability.startswith("bare"):
+            part = f"{index}/{n_workers}" + ("/nowait" if durability == "bare-nowait" else "")
+            return ["--bare-worker", dsn, schema, str(n_items), part, go]
+        return ["--worker", url, str(n_items), durability, go]
+
     procs = [
-        subprocess.Popen([sys.executable, __file__, *args], stdout=subprocess.PIPE)
-        for _ in range(n_workers)
+        subprocess.Popen([sys.executable, __file__, *args(index)], stdout=subprocess.PIPE)
+        for index in range(n_workers)
     ]
     reports = [json.loads(p.communicate()[0]) for p in procs]
     assert all(p.returncode == 0 for p in procs)
     recorded = sum(r["recorded"] for r in reports)
-    table = "done" if durability == "queue" else "completions"
+    table = "done" if durability in HAND_WRITTEN else "completions"
     with psycopg.connect(dsn, autocommit=True) as conn:
         row = conn.execute(
             f"SELECT count(*), count(DISTINCT item_id) FROM {schema}.{table}"
@@ -190,7 +232,7 @@ def bench_postgres() -> None:
         f"{N_ITEMS} items (group: {5 * N_ITEMS}); medians of {REPEATS} rounds; "
         "0 duplicates in every row (checked):"
     )
-    kinds = ("queue", "flush", "group")
+    kinds = ("bare-nowait", "bare", "queue", "flush", "group")
     runs: dict[str, dict[int, list[tuple[float, float]]]] = {
         k: {n: [] for n in WORKERS} for k in kinds
     }
@@ -198,10 +240,14 @@ def bench_postgres() -> None:
         for n in WORKERS:  # interleaved, so that the machine's noise falls on all three alike
             for kind in kinds:
                 size = 5 * N_ITEMS if kind == "group" else N_ITEMS
-                runs[kind][n].append(run_workers(dsn, f"bench_{kind}_{n}", n, kind, size))
+                runs[kind][n].append(
+                    run_workers(dsn, f"bench_{kind.replace('-', '_')}_{n}", n, kind, size)
+                )
     rates = {k: {n: median(r[0] for r in runs[k][n]) for n in WORKERS} for k in kinds}
     exits = {k: {n: median(r[1] for r in runs[k][n]) for n in WORKERS} for k in kinds}
     names = {
+        "bare-nowait": "bare, no disk wait",
+        "bare": "bare commit (floor)",
         "queue": "SKIP LOCKED queue",
         "flush": "per-item commit",
         "group": 'durability="group"',
@@ -242,6 +288,13 @@ def bench_postgres() -> None:
         f"  per-item, 4 workers: {two:.2f}x its 1-worker rate (target >= 2x: "
         f"{'ok' if two >= 2 else 'BELOW TARGET'}); "
         f"{'faster' if faster else 'SLOWER'} per item than the queue with 4 workers"
+    )
+    floor = rates["bare"][4] / rates["bare"][1]
+    print(
+        f"  the floor (a bare INSERT per commit, no claim) with 4 workers: {floor:.2f}x its "
+        f"1-worker rate ({rates['bare-nowait'][4] / rates['bare-nowait'][1]:.2f}x without "
+        "the disk wait); per-item commit's scaling / the floor's: "
+        f"{two / floor:.2f}x"
     )
 
 
@@ -314,6 +367,9 @@ def main() -> None:
         return
     if len(sys.argv) > 1 and sys.argv[1] == "--queue-worker":
         queue_worker(sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5]))
+        return
+    if len(sys.argv) > 1 and sys.argv[1] == "--bare-worker":
+        bare_worker(sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5], float(sys.argv[6]))
         return
     if len(sys.argv) > 1 and sys.argv[1] == "--postgres":
         bench_postgres()
