@@ -28,6 +28,7 @@ from agent_resume import (
     ItemContext,
     JsonlStore,
     Ledger,
+    PriceTable,
     ResultJsonlStore,
     ResumableRun,
     RunConfig,
@@ -145,6 +146,13 @@ def test_every_item_is_done_through_one_batch_at_half_the_online_price(
     assert report.usage.cost_usd == pytest.approx(10 * online_cost(model) / 2)
     with AgentResume(JsonlStore(path)).resume_or_start("batch-job") as session:
         assert session.stats.already_done == 10
+    # Recorded as batch calls (an OpenAI body says "default"), so that prices of
+    # your own, given later, bill them at the batch rate too.
+    records = [r for r in JsonlStore(path).iter_records() if "usage" in r]
+    assert {r["usage"]["tier"] for r in records} == {"batch"}
+    own = PriceTable({model: {"input": 1.0, "output": 3.0}}, builtin=False, genai_prices=False)
+    repriced = Ledger.from_records(records, prices=own).total.cost_usd
+    assert repriced == pytest.approx(10 * (INPUT_TOKENS + 3 * OUTPUT_TOKENS) / 1e6 / 2)
     # A second run finds everything done and submits nothing.
     again = ResumableRun(config(path)).run_batch(
         request=request_for(provider),

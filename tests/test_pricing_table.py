@@ -9,6 +9,8 @@ genai-prices is installed, the default cost must equal its figure.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -451,3 +453,30 @@ def test_a_batch_call_is_billed_at_half_where_genai_prices_has_no_batch_rate(mod
             "response": {"status_code": 200, "body": chat(model, 10_000, 1_000).model_dump()},
         }
         assert usage_from(line).cost_usd == pytest.approx(standard.cost_usd / 2, rel=1e-9)
+
+
+_CACHE_READS_FIRST = """
+from agent_resume import PriceTable, Usage
+table = PriceTable()
+model = "gpt-4.1-2025-04-14"
+counts = {"input_tokens": 10_000, "output_tokens": 1_000, "calls": 1}
+table.price(Usage(model=model, service_tier="batch", input_tokens=10_000,
+                  cache_read_tokens=10_000, calls=1))
+print(table.price(Usage(model=model, **counts)).cost_usd)
+print(table.price(Usage(model=model, service_tier="batch", **counts)).cost_usd)
+"""
+
+
+@pytest.mark.skipif(genai_prices is None, reason="the prices extra is not installed")
+def test_a_first_batch_call_of_cache_reads_alone_does_not_halve_later_calls_twice() -> None:
+    # genai-prices bills gpt-4.1's cache reads alike in both tiers: a batch call
+    # of cache reads alone costs what a standard one does. Asked with that
+    # call's counts, "no batch rate" was kept for the process and every later
+    # batch call of the model was halved twice. A fresh process, so that this
+    # call is the first of its model and tier.
+    out = subprocess.run(
+        [sys.executable, "-c", _CACHE_READS_FIRST], capture_output=True, text=True, check=True
+    ).stdout.split()
+    standard, batch = (float(x) for x in out)
+    assert standard == pytest.approx((10_000 * 2 + 1_000 * 8) / 1e6)
+    assert batch == pytest.approx(standard / 2, rel=1e-9)

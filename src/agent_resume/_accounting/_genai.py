@@ -92,6 +92,28 @@ _HALF_RATE_TIERS = frozenset({"batch", "flex"})
 _knows_tier: dict[tuple[str, str, str], bool] = {}
 
 
+def _has_tier_rate(module: Any, model: str, provider: str, usage: Usage) -> bool:
+    """Whether genai-prices rates ``model``'s tokens differently at ``usage``'s tier.
+
+    Asked with a fixed probe (a million input and a million output tokens),
+    never with the call's own counts: a call whose tokens all sit at a rate the
+    tier leaves alone (cache reads, in genai-prices' batch entries) would
+    otherwise look like a model without a rate for the tier, and every later
+    call would be halved twice.
+    """
+    key = (model, provider, (usage.service_tier or "").lower())
+    knows = _knows_tier.get(key)
+    if knows is None:
+        probe = module.Usage(input_tokens=1_000_000, output_tokens=1_000_000)
+
+        def rate(ctx: dict[str, str] | None) -> float:
+            found = module.calc_price(probe, model, provider_id=provider, price_context=ctx)
+            return float(found.total_price)
+
+        knows = _knows_tier[key] = rate(_context(usage)) != rate(None)
+    return knows
+
+
 def _total(calc: Callable[[dict[str, str] | None], Any], usage: Usage) -> tuple[float, str]:
     """The cost genai-prices gives at ``usage``'s tier, at half rate where it has no rate for it.
 
@@ -105,16 +127,9 @@ def _total(calc: Callable[[dict[str, str] | None], Any], usage: Usage) -> tuple[
     result = calc(_context(usage))
     cost = float(result.total_price)
     tier = (usage.service_tier or "").lower()
-    if tier not in _HALF_RATE_TIERS:
-        return cost, str(result.model.id)
-    key = (str(result.model.id), str(result.provider.id), tier)
-    knows = _knows_tier.get(key)
-    if knows is None:
-        standard = float(calc(None).total_price)
-        if standard <= 0:
-            return cost, str(result.model.id)  # nothing to compare: decided on a later call
-        knows = _knows_tier[key] = cost != standard
-    if not knows:
+    if tier in _HALF_RATE_TIERS and not _has_tier_rate(
+        _module(), str(result.model.id), str(result.provider.id), usage
+    ):
         # Half the token rates; per-request fees (web searches) are not discounted.
         tokens = float(result.input_price) + float(result.output_price)
         cost = tokens * 0.5 + (cost - tokens)

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from agent_resume._accounting._prices import default_prices
+from agent_resume._accounting._prices import PriceTable, default_prices
 from agent_resume._accounting._responses import usage_from
 from agent_resume._accounting._usage import Usage
 from agent_resume._errors import (
@@ -75,8 +75,6 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-BATCH_DISCOUNT = 0.5
-"""Both providers bill batch requests at half the online price."""
 
 DEFAULT_OUTPUT_TOKENS = 1000
 """Output tokens a request that gives no ``max_tokens`` is estimated at, for a cost budget,
@@ -646,12 +644,13 @@ class BatchEngine:
             output_tokens=int(tokens.output_tokens),
             calls=1,
             model=model,
+            service_tier="batch",
         )
         with warnings.catch_warnings():
             # An unknown model stops the submission with a reason naming it.
             warnings.simplefilter("ignore", UnknownModelWarning)
             priced = (self.config.prices or default_prices()).price(usage)
-        return None if priced.cost_usd is None else priced.cost_usd * BATCH_DISCOUNT
+        return priced.cost_usd
 
     def _stop(self, name: str, message: str) -> None:
         if self.tally.stop_reason == "completed":
@@ -772,7 +771,7 @@ class BatchEngine:
             if item_id is None or session.is_done(item_id) or item_id in sub.answered:
                 continue  # (answered before a crash or a lost connection: recorded once)
             if result.outcome == "succeeded":
-                usage = self._price(usage_from(result.response, prices=prices))
+                usage = _batch_usage(result.response, prices)
                 failure: Exception | None = None
                 retryable = True
                 try:
@@ -808,11 +807,16 @@ class BatchEngine:
                 returned.append(item_id)
         return returned
 
-    @staticmethod
-    def _price(usage: Usage) -> Usage:
-        if getattr(usage, "service_tier", None) == "batch" or usage.cost_usd is None:
-            return usage  # already priced at the batch rate, or not priced at all
-        return replace(usage, cost_usd=usage.cost_usd * BATCH_DISCOUNT)
+
+def _batch_usage(response: Any, prices: PriceTable | None) -> Usage:
+    """The usage of a batch request's answer, read and priced at the batch tier.
+
+    The answer's own ``service_tier`` (``"default"`` in an OpenAI body) is not
+    the tier it was billed at: read as the result line it came in, it is a
+    ``batch`` call, recorded so (a later ``report --prices`` or job budget
+    prices it at the batch rate too).
+    """
+    return usage_from({"custom_id": "", "result": {"message": response}}, prices=prices)
 
 
 def _live_batch_run(runs: Iterable[dict[str, Any]]) -> int | None:
