@@ -780,3 +780,22 @@ def test_a_checkpoint_saved_with_a_byte_order_mark_keeps_its_header(tmp_path: Pa
     assert repair(path).dropped == []
     shown = cli("status", str(path))
     assert shown.returncode == 0 and "job          job" in shown.stdout
+
+
+@pytest.mark.parametrize("kind", ["/dev/null", "fifo"])
+@pytest.mark.parametrize("store", [JsonlStore, ResultJsonlStore])
+def test_a_path_to_a_device_or_a_fifo_is_refused_and_nothing_is_acknowledged(
+    tmp_path: Path, kind: str, store: type[JsonlStore]
+) -> None:
+    # Through a symlink to /dev/null every completion was acknowledged and none
+    # kept (each run did every item again); on a FIFO the open hung reading it.
+    path = tmp_path / "ck.jsonl"
+    if kind == "fifo":
+        os.mkfifo(path)
+    else:
+        path.symlink_to(kind)
+    with pytest.raises(NotACheckpointError, match="not a regular file") as info:
+        AgentResume(store(path)).resume_or_start("job")
+    assert info.value.path == str(path)
+    assert not Path(f"{os.path.realpath(path)}.lock").exists()
+    assert not Path("/dev/null.lock").exists()

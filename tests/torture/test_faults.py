@@ -450,6 +450,20 @@ def test_maintenance_of_a_read_only_checkpoint_fails_and_changes_nothing(
     assert snapshot(read_only_fs) == before
 
 
+def test_maintenance_on_a_read_only_file_system_is_a_store_error_and_a_dry_run_reads(
+    read_only_fs: Path,
+) -> None:
+    # The lock file's creation was a bare OSError (the command line's exit 70),
+    # and `repair --dry-run`, which writes nothing, could not run at all.
+    before = snapshot(read_only_fs)
+    for operation in (compact, repair):
+        with pytest.raises(StoreWriteError, match=r"lock file .*job\.jsonl\.lock"):
+            operation(read_only_fs / "job.jsonl")
+    report = repair(read_only_fs / "job.jsonl", dry_run=True)
+    assert (report.kept, report.dropped, report.backup) == (2, [], None)
+    assert snapshot(read_only_fs) == before
+
+
 def test_an_immutable_checkpoint_fails_at_open_naming_the_path(tmp_path: Path) -> None:
     path = tmp_path / "job.jsonl"
     with AgentResume(JsonlStore(path)).resume_or_start("job") as s:

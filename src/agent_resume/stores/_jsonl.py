@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import stat
 import threading
 import time
 import weakref
@@ -17,6 +18,7 @@ from agent_resume._atomic import fsync_directory
 from agent_resume._errors import (
     ArgumentValueError,
     JobMismatchError,
+    NotACheckpointError,
     StoreClosedError,
     StoreError,
     StoreWriteError,
@@ -137,6 +139,7 @@ class JsonlStore:
         for attempt in range(_OPEN_TRIES):
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
             try:
+                _check_regular(fd, self.path)
                 self._file_lock.acquire(job_id, self.path, fd)
             except FileReplacedError:
                 os.close(fd)
@@ -436,6 +439,21 @@ def _forget_stores_in_child() -> None:
 
 
 forget_in_forked_child(_forget_stores_in_child)
+
+
+def _check_regular(fd: int, path: str) -> None:
+    """Refuse a path that is no regular file: ``/dev/null`` would keep nothing, a FIFO hang.
+
+    Raises:
+        NotACheckpointError: The path is a device, a FIFO or a socket (or a
+            symlink to one).
+    """
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        kind = "a FIFO" if stat.S_ISFIFO(mode) else "a device or a socket"
+        raise NotACheckpointError(
+            path, f"it is {kind}, not a regular file, and would not keep what is written"
+        )
 
 
 def _make_parents(directory: str) -> list[str]:

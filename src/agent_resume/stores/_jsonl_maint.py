@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent_resume._atomic import atomic_write
-from agent_resume._errors import StoreError
+from agent_resume._errors import StoreError, StoreWriteError
 from agent_resume.stores._jsonl_read import check_header, load, read_records
 from agent_resume.stores._lock import FileLock
 
@@ -107,9 +107,16 @@ def _own_backups(path: str, info: os.stat_result) -> int:
 
 
 class _Locked:
-    """A checkpoint opened and locked for maintenance, by its real path."""
+    """A checkpoint opened and locked for maintenance, by its real path.
 
-    def __init__(self, path: str) -> None:
+    Args:
+        path: The checkpoint.
+        writing: Whether the caller rewrites it. A caller that only reads
+            (``repair(dry_run=True)``) goes on without the lock where the
+            lock file cannot be created (a read-only file system).
+    """
+
+    def __init__(self, path: str, *, writing: bool = True) -> None:
         self.path = os.path.realpath(path)
         try:
             self.fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
@@ -122,7 +129,11 @@ class _Locked:
             info = os.fstat(self.fd)
             if not stat.S_ISREG(info.st_mode):
                 raise StoreError(f"{path}: not a checkpoint file (a directory or a device)")
-            self.lock.acquire("", path, self.fd)  # the job is not read yet
+            try:
+                self.lock.acquire("", path, self.fd)  # the job is not read yet
+            except StoreWriteError:
+                if writing:
+                    raise
             others = info.st_nlink - 1 - _own_backups(self.path, info)
             if others > 0:
                 self.lock.release()
@@ -168,7 +179,7 @@ def repair(path: str | os.PathLike[str], *, dry_run: bool = False) -> RepairRepo
         StoreError: The file does not exist, is not a regular file, or has
             more than one hard link.
     """
-    locked = _Locked(os.path.expanduser(os.fspath(path)))
+    locked = _Locked(os.path.expanduser(os.fspath(path)), writing=not dry_run)
     path = locked.path
     try:
         kept: list[bytes] = []

@@ -62,10 +62,15 @@ class FileLock:
                 message names the PID of the live process that holds it.
             FileReplacedError: The path names another file than ``target_fd``
                 (it was replaced while being opened); the caller may retry.
-            StoreWriteError: The ``.lock`` file cannot be written.
+            StoreWriteError: The ``.lock`` file cannot be created or written.
         """
         real = os.path.realpath(self.path)
-        fd = os.open(real + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fd = os.open(real + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:  # a read-only file system or directory, a full disk
+            raise StoreWriteError(
+                f"cannot create the lock file {real}.lock: {exc.strerror or exc}"
+            ) from exc
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
