@@ -398,3 +398,30 @@ def test_a_call_with_no_price_leaves_the_cost_budget_counting_the_priced_calls(
         made.clear()
         again = ResumableRun(config).run(process, items)
         assert (again.stop_reason, made) == ("cost_budget", [])
+
+
+def test_cost_budgets_are_reached_by_a_spend_that_adds_up_to_them_in_floats(
+    tmp_path: Path,
+) -> None:
+    # Ten calls of $0.10 add up to $0.9999999999999999: a plain `>=` let an
+    # eleventh item through a $1.00 run budget, and a second run through a
+    # $1.00 job budget the first had spent.
+    prices = PriceTable({"tenth": {"input": 0.1, "output": 0.0}}, builtin=False)
+
+    def process(item: str, ctx: Any) -> str:
+        ctx.record_usage(Usage(input_tokens=1_000_000, calls=1, model="tenth"))
+        return item
+
+    items = [f"i{n}" for n in range(30)]
+    path = tmp_path / "job.jsonl"
+    run = ResumableRun(RunConfig(job_id="j", store=path, max_cost_usd=1.0, prices=prices))
+    first = run.run(process, items)
+    total = 0.0
+    for _ in range(10):
+        total += 0.1
+    assert total < 1.0  # the floats this test is about
+    assert (first.done, first.stop_reason) == (10, "cost_budget")
+    again = ResumableRun(RunConfig(job_id="j", store=path, job_max_cost_usd=1.0, prices=prices))
+    second = again.run(process, items)
+    assert (second.done, second.stop_reason) == (0, "cost_budget")
+    assert "job_max_cost_usd=1" in (second.stop_message or "")

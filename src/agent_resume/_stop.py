@@ -75,6 +75,21 @@ def _positive(parameter: str, value: object) -> float:
     return number
 
 
+COST_TOLERANCE = 1e-9
+"""How close below a cost limit a spend counts as reaching it, as a share of the limit."""
+
+
+def cost_reached(spent: float, limit: float) -> bool:
+    """Whether ``spent`` dollars reach ``limit``, the float sum's last bits aside.
+
+    A spend is a sum of float products: ten calls of $0.10 add up to
+    $0.9999999999999999, which a plain ``>=`` finds below a $1.00 limit, and
+    one more item would be paid for. A spend within a billionth of the limit
+    (:data:`COST_TOLERANCE`) reaches it.
+    """
+    return spent >= limit - abs(limit) * COST_TOLERANCE
+
+
 def _plural(count: int, noun: str) -> str:
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
@@ -175,7 +190,7 @@ class MaxCost(StopCondition):
         return (self.usd,)
 
     def __call__(self, state: LoopState) -> StopReason | None:
-        if state.cost_usd is None or state.cost_usd < self.usd:
+        if state.cost_usd is None or not cost_reached(state.cost_usd, self.usd):
             return None
         return StopReason(
             "max_cost",

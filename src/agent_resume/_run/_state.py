@@ -33,6 +33,7 @@ from agent_resume._stop import (
     MaxTokens,
     StopCondition,
     StopReason,
+    cost_reached,
 )
 
 if TYPE_CHECKING:
@@ -365,7 +366,7 @@ class RunState:
                     f"the job has used {tokens:,} tokens over all its runs "
                     f"(job_max_tokens={cap_tokens:,})",
                 )
-            elif cap_cost is not None and cost >= cap_cost:
+            elif cap_cost is not None and cost_reached(cost, cap_cost):
                 at_least = "" if used.cost_usd is not None else "at least "
                 reason = StopReason(
                     "job_max_cost",
