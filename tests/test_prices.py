@@ -383,3 +383,44 @@ def test_a_price_file_with_tiers_ttls_audio_and_searches(tmp_path: Path) -> None
 def test_bad_tier_and_fee_prices_are_refused(price: dict[str, float], match: str) -> None:
     with pytest.raises(ArgumentValueError, match=match):
         PriceTable({"m": price})
+
+
+@pytest.mark.parametrize(
+    ("key", "model"),
+    [
+        ("claude-sonnet-4.5", "claude-sonnet-4-5-20250929"),
+        ("openai/gpt-4o", "gpt-4o-2024-08-06"),
+        ("models/gemini-2.5-flash", "gemini-2.5-flash"),
+        (
+            "anthropic.claude-sonnet-4-5-20250929-v1:0",
+            "us.anthropic.claude-sonnet-4-5-20250929-v1:0",
+        ),
+    ],
+)
+def test_an_own_price_is_found_under_its_key_read_as_a_model_name(key: str, model: str) -> None:
+    # These keys matched nothing: the calls were billed at the list price, silently.
+    table = PriceTable({key: {"input": 1.0, "output": 2.0}}, genai_prices=False)
+    priced = table.price(call(model, input_tokens=1_000, output_tokens=1_000))
+    assert priced.cost_usd == pytest.approx(0.003)
+    assert priced.price_source == "own prices"
+    assert table.owns(model)
+
+
+def test_a_key_given_as_it_reads_wins_and_a_fine_tune_key_is_not_its_base() -> None:
+    table = PriceTable(
+        {
+            "openai/gpt-4o": {"input": 1.0, "output": 1.0},
+            "gpt-4o": {"input": 3.0, "output": 3.0},
+            "ft:gpt-4o-mini:org:x:id": {"input": 5.0, "output": 5.0},
+        },
+        builtin=False,
+        genai_prices=False,
+    )
+    assert table.price(call("gpt-4o", input_tokens=1_000_000)).cost_usd == pytest.approx(3.0)
+    assert table.lookup("gpt-4o-mini") is None
+    # Replacing a key replaces what its reading finds too.
+    again = table.with_prices({"openai/gpt-4o": {"input": 7.0, "output": 7.0}})
+    assert again.price(call("gpt-4o-2024-08-06", input_tokens=1_000_000)).cost_usd == 3.0
+    alone = PriceTable({"openai/gpt-4o": {"input": 1.0, "output": 1.0}}, genai_prices=False)
+    replaced = alone.with_prices({"openai/gpt-4o": {"input": 7.0, "output": 7.0}})
+    assert replaced.price(call("gpt-4o", input_tokens=1_000_000)).cost_usd == pytest.approx(7.0)

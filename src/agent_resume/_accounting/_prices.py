@@ -584,11 +584,23 @@ class PriceTable:
 
 
 class _Entries(dict[str, ModelPrice]):
-    """Prices by name, with the names longest first for the family rule."""
+    """Prices by name, with the names longest first for the family rule.
+
+    An entry is found under its name as given and under that name read as a
+    model name is read (``openai/gpt-4o`` as ``gpt-4o``, ``claude-sonnet-4.5``
+    as ``claude-sonnet-4-5``, a Bedrock ID as the model in it), so that a key
+    spelled as a response or the docs spell the model matches its calls. A
+    name given as it reads wins over another read as it.
+    """
 
     def __init__(self, prices: Mapping[str, ModelPrice]) -> None:
         super().__init__(prices)
-        self.longest_first = sorted(self, key=len, reverse=True)
+        self.by_name: dict[str, ModelPrice] = dict(prices)
+        for key, price in prices.items():
+            read = parse_model(key)
+            if not read.fine_tune:  # ft:BASE:... keys stay their own (they are no BASE)
+                self.by_name.setdefault(read.name, price)
+        self.longest_first = sorted(self.by_name, key=len, reverse=True)
 
 
 def _find(table: _Entries, ref: ModelRef) -> tuple[str, ModelPrice] | None:
@@ -597,16 +609,17 @@ def _find(table: _Entries, ref: ModelRef) -> tuple[str, ModelPrice] | None:
     A fine-tune's name is looked up as ``ft:BASE`` (its own price) before
     ``BASE`` (its base model's, an estimate).
     """
-    price = table.get(ref.raw)
+    entries = table.by_name
+    price = entries.get(ref.raw)
     if price is not None:
         return ref.raw, price
     for name in (f"ft:{ref.name}", ref.name) if ref.fine_tune else (ref.name,):
-        price = table.get(name)
+        price = entries.get(name)
         if price is not None:
             return name, price
         for key in table.longest_first:
             if name.startswith(key) and _SNAPSHOT_SUFFIX.fullmatch(name[len(key) :]):
-                return key, table[key]
+                return key, entries[key]
     return None
 
 
