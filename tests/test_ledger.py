@@ -157,6 +157,18 @@ def test_rows_and_csv() -> None:
     assert len(list(csv.reader(io.StringIO(out.getvalue())))) == 1 + 4
 
 
+def test_write_csv_rounds_the_float_noise_out_of_costs() -> None:
+    records = [
+        {"id": "a", "ts": 1, "usage": {"calls": 1, "cost": 0.1}},
+        {"id": "b", "ts": 1, "usage": {"calls": 1, "cost": 0.2}},
+    ]
+    out = io.StringIO(newline="")
+    Ledger.from_records(records).write_csv(out)
+    table = list(csv.reader(io.StringIO(out.getvalue())))
+    assert 0.1 + 0.2 == 0.30000000000000004  # what the total row showed
+    assert [row[-1] for row in table[1:]] == ["0.1", "0.2", "0.3"]
+
+
 def test_by_model() -> None:
     by_model = Ledger.from_records(RECORDS).by_model()
     assert list(by_model) == ["gpt-4o", None]

@@ -31,6 +31,7 @@ from agent_resume._accounting._prices import MIXED_MODEL, PriceTable
 from agent_resume._accounting._usage import Usage, cost_sum
 from agent_resume._errors import ArgumentTypeError, ArgumentValueError
 from agent_resume._records import kind_of
+from agent_resume._render import round_cost
 from agent_resume._validate import boolean
 
 __all__ = ["CSV_FIELDS", "ItemUsage", "Ledger"]
@@ -343,6 +344,8 @@ class Ledger:
     def write_csv(self, file: TextIO, *, total: bool = True) -> None:
         """Write the rows as CSV with a header line; an unknown cost is an empty cell.
 
+        Costs are rounded to 10 significant digits, as every report shows them.
+
         Args:
             file: A text file opened with ``newline=""``.
             total: Whether to end with a row of status ``total`` and an empty item ID.
@@ -353,6 +356,7 @@ class Ledger:
         if total:
             rows.append(_row("", "total", self.total))
         for row in rows:
+            row["cost_usd"] = round_cost(row["cost_usd"])  # no float noise (0.30000000000000004)
             writer.writerow({key: "" if value is None else value for key, value in row.items()})
 
 
