@@ -424,3 +424,20 @@ def test_a_key_given_as_it_reads_wins_and_a_fine_tune_key_is_not_its_base() -> N
     alone = PriceTable({"openai/gpt-4o": {"input": 1.0, "output": 1.0}}, genai_prices=False)
     replaced = alone.with_prices({"openai/gpt-4o": {"input": 7.0, "output": 7.0}})
     assert replaced.price(call("gpt-4o", input_tokens=1_000_000)).cost_usd == pytest.approx(7.0)
+
+
+def test_an_anthropic_priority_call_costs_what_a_standard_one_does() -> None:
+    # Anthropic bills no priority rate (a commitment drawn down at standard
+    # rates); the generic x2 billed such calls twice, against genai-prices.
+    table = PriceTable(genai_prices=False)
+    for input_tokens in (10_000, 300_000):  # below and above Sonnet 4.5's context tier
+        counts = {"input_tokens": input_tokens, "cache_read_tokens": 2_000, "output_tokens": 500}
+        standard = table.cost(call("claude-sonnet-4-5-20250929", **counts))
+        priority = table.cost(
+            Usage(calls=1, model="claude-sonnet-4-5-20250929", service_tier="priority", **counts)
+        )
+        assert standard is not None and priority == pytest.approx(standard)
+    # An OpenAI model with priority rates scales its context tier as it scales input.
+    long = {"input_tokens": 300_000, "output_tokens": 1_000}
+    fast = table.cost(Usage(calls=1, model="gpt-5.5", service_tier="priority", **long))
+    assert fast == pytest.approx(2.5 * table.cost(call("gpt-5.5", **long)))  # type: ignore[operator]

@@ -11,7 +11,8 @@ threshold (``None`` keeps the base price). Anthropic's ``cache_write`` is the
 charge nothing extra to write. Batch, flex and priority processing are
 applied on top as multipliers (see `agent_resume.PriceTable`), except where
 OpenAI lists a model's priority rates: ``priority`` is ``(input, output,
-cache_read)`` of that tier.
+cache_read)`` of that tier. Anthropic's Priority Tier is priced at the
+standard rates (its usage draws down a capacity commitment at them).
 """
 
 from __future__ import annotations
@@ -79,8 +80,16 @@ def _openai(*args: Any, **kwargs: Any) -> dict[str, Any]:
     return _p(_OPENAI, *args, **kwargs)
 
 
-def _anthropic(*args: Any, **kwargs: Any) -> dict[str, Any]:
-    return _p(_ANTHROPIC, *args, web_search=10.0, **kwargs)
+def _anthropic(
+    input: float, output: float, cache_read: float, *args: Any, **kwargs: Any
+) -> dict[str, Any]:
+    # Anthropic's Priority Tier bills no rate of its own: its usage draws down a
+    # capacity commitment at the standard tier's relative rates, so a priority
+    # call is priced as a standard one (not at the generic x2).
+    priority = (input, output, cache_read)
+    return _p(
+        _ANTHROPIC, input, output, cache_read, *args, web_search=10.0, priority=priority, **kwargs
+    )
 
 
 def _google(*args: Any, **kwargs: Any) -> dict[str, Any]:

@@ -249,8 +249,9 @@ class ModelPrice:
         A request whose input is above ``long_context_threshold`` pays the
         ``long_*`` prices for all its tokens; the service tier multiplies the
         token prices (`SERVICE_TIER_MULTIPLIERS`), except that a priority
-        call pays the ``priority_*`` prices where they are given; web
-        searches are added at ``web_search`` per 1,000.
+        call pays the ``priority_*`` prices where they are given (above the
+        context tier: the ``long_*`` prices times ``priority_input / input``);
+        web searches are added at ``web_search`` per 1,000.
 
         Args:
             usage: The tokens to price; its model and cost are ignored.
@@ -267,15 +268,15 @@ class ModelPrice:
         input_price = pick(self.input, self.long_input) or 0.0
         output_price = pick(self.output, self.long_output) or 0.0
         read_price = pick(self.cache_read, self.long_cache_read)
-        if (
-            self.priority_input is not None
-            and not long
-            and (usage.service_tier or "").lower() == "priority"
-        ):
-            # The tier's own rates, not the multiplier (cache writes are OpenAI's: none).
-            input_price, multiplier = self.priority_input, 1.0
-            output_price = self.priority_output or 0.0
-            read_price = self.priority_cache_read
+        if self.priority_input is not None and (usage.service_tier or "").lower() == "priority":
+            if long:
+                # Above the context tier: its prices, scaled as the tier scales input.
+                multiplier = self.priority_input / self.input if self.input else 1.0
+            else:
+                # The tier's own rates, not the multiplier (cache writes are OpenAI's: none).
+                input_price, multiplier = self.priority_input, 1.0
+                output_price = self.priority_output or 0.0
+                read_price = self.priority_cache_read
         write_price = pick(self.cache_write, self.long_cache_write)
         write_1h_price = pick(self.cache_write_1h, self.long_cache_write_1h)
         read_price = input_price if read_price is None else read_price
