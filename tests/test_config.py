@@ -184,6 +184,8 @@ def test_a_config_shows_its_store_url_without_the_password() -> None:
         "postgresql://db/jobs?user=a&password=x&schema=q": "postgresql://db/jobs?user=a&password=***&schema=q",
         "postgresql://app@db/jobs": "postgresql://app@db/jobs",
         "checkpoints/night:1@x.jsonl": "checkpoints/night:1@x.jsonl",
+        "host=db password=hunter2 dbname=jobs": "host=db password=*** dbname=jobs",
+        "host=db password = 'a b\\'c' user=u": "host=db password = *** user=u",
     }
     for url, shown in cases.items():
         assert masked_url(url) == shown, url

@@ -143,6 +143,8 @@ def parse_timestamp(value: object, parameter: str = "timestamp") -> datetime:
 
 _URL_PASSWORD = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://[^:/@?#]*:)[^/?#]*@")
 _QUERY_PASSWORD = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)
+# A libpq key=value connection string's password, quoted or not.
+_CONNINFO_PASSWORD = re.compile(r"""(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'?|\S*)""")
 
 
 def masked_url(url: str) -> str:
@@ -150,7 +152,10 @@ def masked_url(url: str) -> str:
 
     ``postgresql://app:secret@db/jobs?schema=nightly`` is shown as
     ``postgresql://app:***@db/jobs?schema=nightly`` (and ``?password=...``
-    as ``?password=***``): status output, error messages and logged configs
+    as ``?password=***``), and a libpq connection string's ``password=...``
+    as ``password=***``: status output, error messages and logged configs
     end up in tickets and chat. Paths pass unchanged.
     """
+    if "://" not in url:
+        return _CONNINFO_PASSWORD.sub(r"\1***", url) if "password" in url else url
     return _QUERY_PASSWORD.sub(r"\1***", _URL_PASSWORD.sub(r"\1***@", url))

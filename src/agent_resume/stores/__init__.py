@@ -6,6 +6,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from agent_resume._errors import ArgumentTypeError, ArgumentValueError, CheckpointWarning
+from agent_resume._render import masked_url
 from agent_resume.stores._jsonl import JsonlStore, ResultJsonlStore
 from agent_resume.stores._memory import InMemoryStore
 from agent_resume.stores._protocol import (
@@ -123,8 +124,9 @@ def store_kind(target: object) -> str:
         return "postgresql"
     if text.endswith(".jsonl"):
         return "jsonl"
+    shown = masked_url(text)
     raise ArgumentValueError(
         "store",
-        target,
-        f"`store` must be a .jsonl path, sqlite:///path.db or postgresql://... (got {text!r})",
+        shown,
+        f"`store` must be a .jsonl path, sqlite:///path.db or postgresql://... (got {shown!r})",
     )

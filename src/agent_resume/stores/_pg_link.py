@@ -4,12 +4,17 @@ A link that goes silent (the server or the network stops answering, with the
 connection still open) is a lost link too: a watchdog thread shuts down the
 socket of a statement that has run longer than its timeout, so that the
 blocked call raises at once and the statement is retried on a new connection.
+
+A connection the server or libpq refuses for a reason that retrying cannot
+change (no such database, failed authentication, a bad connection option) is
+not a lost link: it raises at once.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import re
 import socket
 import threading
 import time
@@ -28,6 +33,28 @@ __all__ = ["PgLink", "close_quietly"]
 
 T = TypeVar("T")
 _RETRIES: Final = 8
+# What libpq says when a connection is refused for good. psycopg gives no SQLSTATE
+# for a failed connection, so the server's (English) message text is matched:
+# 3D000 no such database; class 28 (a role that does not exist or may not log in,
+# failed authentication, no pg_hba.conf entry); 42704 and 22023 a bad setting in
+# `options`, 42501 no CONNECT privilege; and libpq's own checks of the options.
+# Anything else (refused, reset, timed out, "the database system is starting up",
+# too many clients) is a lost link and retried.
+_REFUSED: Final = re.compile(
+    r'FATAL:  (database ".*" does not exist'
+    r'|role ".*" does not exist'
+    r'|role ".*" is not permitted to log in'
+    r"|\w+ authentication failed for user"
+    r"|no pg_hba\.conf entry for"
+    r"|pg_hba\.conf rejects connection"
+    r"|unrecognized configuration parameter"
+    r"|invalid value for parameter"
+    r"|permission denied for database)"
+    r"|fe_sendauth: no password supplied"
+    r'|invalid port number: "'
+    r'|invalid \w+ value: "'
+    r"|invalid integer value \"",
+)
 
 
 class PgLink:
@@ -129,13 +156,16 @@ class PgLink:
 
         Raises:
             StoreError: ``fn`` failed for another reason than a lost
-                connection, or the link stayed lost through every retry.
+                connection, a connection was refused for good (no such
+                database, failed authentication, a bad option), or the link
+                stayed lost through every retry.
         """
         import psycopg
 
         timeout = self._timeout if watch else math.inf
         delay = 0.05
-        give_up = time.monotonic() + self._timeout
+        start = time.monotonic()
+        give_up = start + self._timeout
         for attempt in range(_RETRIES + 1):
             with self._lock:
                 conn = self._conn
@@ -152,10 +182,17 @@ class PgLink:
                         close_quietly(conn)
                     if not lost:
                         raise StoreError(f"{self._name}: {what} failed: {exc}") from exc
-                    if attempt == _RETRIES or time.monotonic() >= give_up:
+                    if _REFUSED.search(str(exc)):
+                        raise StoreError(
+                            f"{self._name}: {what} failed: the connection was refused, and "
+                            f"retrying cannot help (check the DSN, the database and the "
+                            f"credentials): {exc}"
+                        ) from exc
+                    now = time.monotonic()
+                    if attempt == _RETRIES or now >= give_up:
                         raise StoreError(
                             f"{self._name}: {what} failed after {attempt} reconnection(s) "
-                            f"in {self._timeout:g}s: {exc}"
+                            f"in {now - start:.1f}s: {exc}"
                         ) from exc
                     self.reconnects += 1
                     logger.warning("%s: %s: connection lost (%s); retrying", self._name, what, exc)

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Final, TypeVar, get_args
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import unquote
 
 from agent_resume._errors import (
     ArgumentValueError,
@@ -37,6 +37,7 @@ from agent_resume._errors import (
     UnsupportedFormatError,
 )
 from agent_resume._records import FailureInfo, JobState, dumps, failure_record
+from agent_resume._render import masked_url
 from agent_resume.stores._pg_link import PgLink
 from agent_resume.stores._postgres_sql import (
     CLAIM,
@@ -101,7 +102,8 @@ class PostgresStore:
 
     Args:
         dsn: A ``postgresql://`` URL or a libpq connection string. A URL may
-            carry ``?schema=name`` to choose the schema.
+            carry ``?schema=name`` to choose the schema; that parameter is
+            taken out and the rest of the URL given to libpq as it is.
         schema: The schema that holds the job's tables (one job per schema);
             created when missing.
         lease_seconds: How long a claim lasts without a heartbeat.
@@ -128,8 +130,9 @@ class PostgresStore:
 
     Raises:
         MissingExtraError: psycopg is not installed (the ``postgres`` extra).
-        ArgumentValueError: A setting is out of range, or the schema name is
-            not a plain lower-case identifier.
+        ArgumentValueError: A setting is out of range, the schema name is
+            not a plain lower-case identifier, or ``dsn`` is not a connection
+            string libpq can read (its message hides a password).
     """
 
     keeps_results: bool = True
@@ -172,7 +175,8 @@ class PostgresStore:
                 f"(got {connect_timeout!r})",
             )
         dsn, url_schema = _split_schema(dsn)
-        schema = schema or url_schema or "agent_resume"
+        _check_dsn(dsn)
+        schema = schema if schema is not None else url_schema or "agent_resume"
         if not _IDENT.match(schema):
             raise ArgumentValueError(
                 "schema",
@@ -931,11 +935,70 @@ def _fetch_if_exists(conn: Connection, sql: str) -> list[tuple[Any, ...]]:
 
 
 def _split_schema(dsn: str) -> tuple[str, str | None]:
-    """Take a ``schema=`` query parameter out of a URL, which libpq would refuse."""
-    if not dsn.startswith(("postgresql://", "postgres://")):
+    """Take a ``schema=`` parameter out of a URL's query, which libpq would refuse.
+
+    Only that ``key=value`` segment goes; the rest of the URL is kept byte for
+    byte, since libpq reads it its own way (``postgresql:///db`` has an empty
+    host; ``+`` is not a space).
+
+    Returns:
+        The DSN for libpq, and the schema the URL names (percent-decoded) or
+        ``None``.
+
+    Raises:
+        ArgumentValueError: The URL gives ``schema=`` empty or more than once.
+    """
+    if not dsn.startswith(("postgresql://", "postgres://")) or "?" not in dsn:
         return dsn, None
-    parts = urlsplit(dsn)
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    schema = next((v for k, v in query if k == "schema"), None)
-    rest = urlencode([(k, v) for k, v in query if k != "schema"])
-    return urlunsplit(parts._replace(query=rest)), schema
+    head, _, query = dsn.partition("?")
+    kept: list[str] = []
+    schemas: list[str] = []
+    for segment in query.split("&"):
+        key, _, value = segment.partition("=")
+        if unquote(key) == "schema":
+            schemas.append(unquote(value))
+        else:
+            kept.append(segment)
+    if not schemas:
+        return dsn, None
+    if len(schemas) > 1 or not schemas[0]:
+        shown = masked_url(dsn)
+        problem = "more than once" if len(schemas) > 1 else "empty"
+        raise ArgumentValueError(
+            "dsn",
+            shown,
+            f"`dsn` gives `schema=` {problem}: give one schema name such as "
+            f"'agent_resume', or leave the parameter out for that default (got {shown!r})",
+        )
+    return head + ("?" + "&".join(kept) if kept else ""), schemas[0]
+
+
+_CONNINFO_PASSWORD = re.compile(r"""\bpassword\s*=\s*('(?:[^'\\]|\\.)*'?|\S*)""")
+_URL_SECRET = re.compile(r"^[a-z]+://[^:/@?#]*:([^/?#]*)@")
+_QUERY_SECRET = re.compile(r"[?&]password=([^&#]*)", re.IGNORECASE)
+
+
+def _check_dsn(dsn: str) -> None:
+    """Refuse a DSN that libpq cannot read, before any connection is tried.
+
+    Raises:
+        ArgumentValueError: libpq refuses ``dsn``; the message and the value
+            carry it with its password masked.
+    """
+    try:
+        psycopg.conninfo.conninfo_to_dict(dsn)
+    except psycopg.Error as exc:
+        shown = masked_url(dsn)
+        detail = str(exc).strip().replace(dsn, shown)
+        if dsn.startswith(("postgresql://", "postgres://")):
+            secrets_ = _URL_SECRET.findall(dsn) + _QUERY_SECRET.findall(dsn)
+        else:
+            secrets_ = [m.group(1).strip("'") for m in _CONNINFO_PASSWORD.finditer(dsn)]
+        for secret in filter(None, secrets_):  # libpq may quote the part it could not read
+            detail = detail.replace(secret, "***")
+        given = "" if shown in detail else f" (got {shown!r})"
+        raise ArgumentValueError(
+            "dsn",
+            shown,
+            f"`dsn` is not a PostgreSQL URL or connection string libpq can read: {detail}{given}",
+        ) from None
