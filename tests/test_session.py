@@ -190,6 +190,18 @@ def test_empty_ids_and_lone_surrogates_raise_value_error(path: Path, bad: str) -
     assert len(lines(path)) == 1
 
 
+def test_an_int_id_too_long_to_write_as_text_is_a_typed_error(path: Path) -> None:
+    # An int of more than 4,300 digits raised Python's bare "Exceeds the limit" ValueError.
+    huge = 10**5000
+    with AgentResume(JsonlStore(path)).resume_or_start("job") as s:
+        for call in (s.mark_done, s.is_done, lambda i: list(s.remaining([i], key=int))):
+            with pytest.raises(ArgumentValueError, match=r"about 5,001 digits.*as a str"):
+                call(huge)
+        as_text = "1" + "0" * 5000
+        s.mark_done(as_text)  # as a str it is an ID like any other
+        assert s.is_done(as_text)
+
+
 @pytest.mark.parametrize(
     "item_id",
     [

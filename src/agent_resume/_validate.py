@@ -348,6 +348,16 @@ def callable_or_none(parameter: str, value: T) -> T:
     return value
 
 
+def _huge_id(value: int, parameter: str) -> ArgumentValueError:
+    digits = f"about {int(value.bit_length() * 0.30103) + 1:,}"
+    return ArgumentValueError(
+        parameter,
+        f"<an int of {digits} digits>",
+        f"`{parameter}` is an int of {digits} digits, more than Python writes as text "
+        "(sys.set_int_max_str_digits): give such an ID as a str",
+    )
+
+
 def identifier(value: object, parameter: str = "item_id") -> str:
     """Return the canonical string form of an ID (an item's or a job's).
 
@@ -371,13 +381,18 @@ def identifier(value: object, parameter: str = "item_id") -> str:
     if kind is str:
         text: str = value  # type: ignore[assignment]
     elif kind is int:
-        return str(value)
+        try:
+            return str(value)
+        except ValueError:  # more digits than Python converts (4,300 by default)
+            raise _huge_id(value, parameter) from None  # type: ignore[arg-type]
     elif isinstance(value, str):
         text = str.__str__(value)
-    elif isinstance(value, int) and not isinstance(value, bool):
-        return str(int(value))
     elif isinstance(value, numbers.Integral) and not isinstance(value, bool):
-        return str(operator.index(value))
+        number = operator.index(value)
+        try:
+            return str(number)
+        except ValueError:
+            raise _huge_id(number, parameter) from None
     else:
         raise ArgumentTypeError(
             parameter,
