@@ -7,7 +7,8 @@ import csv
 import json
 import os
 import sys
-from collections.abc import Iterable, Sequence
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, TextIO
 
@@ -34,7 +35,16 @@ from agent_resume._cli._targets import (
 )
 from agent_resume._fingerprint import content_fingerprint
 from agent_resume._render import format_cost, format_duration, format_timestamp, masked_url
-from agent_resume._schema import SCHEMA_VERSION, known_cost, timestamp_json, usage_json
+from agent_resume._schema import (
+    RUN_STOP_REASONS,
+    SCHEMA,
+    SCHEMA_VERSION,
+    USAGE_FIELDS,
+    check,
+    known_cost,
+    timestamp_json,
+    usage_json,
+)
 
 __all__ = ["register"]
 
@@ -136,6 +146,97 @@ def _cells(run: dict[str, Any]) -> tuple[str, ...]:
     )
 
 
+# The `$defs` each field of a run object is checked against (None: by hand); every
+# field not named here is a nullable count.
+_RUN_FIELD_DEFS: dict[str, str | None] = {
+    "job_id": None,
+    "started_at": "timestamp",
+    "ended_at": "timestamp",
+    "duration_seconds": "seconds",
+    "stop_reason": None,
+    "stop_message": None,
+    "usage": None,
+}
+_RUN_FIELDS = {
+    name: _RUN_FIELD_DEFS.get(name, "count") for name in SCHEMA["$defs"]["run"]["required"]
+}
+
+# How many malformed fields a warning about run records names.
+_NAMED_FIELDS = 5
+
+
+def _readable_runs(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The run objects with every field of its schema type, and a warning for those that were not.
+
+    A run's end record whose report is in the schema is shown as recorded,
+    so a hand-edited or damaged one can lack a field or hold a value of
+    another type. Such a field is shown as unknown (``null``; a usage
+    count as 0, its cost as unknown) rather than failing the command, and
+    the command warns once, naming the fields; like a record with malformed
+    usage, the rest of the job is still shown.
+    """
+    bad: dict[str, None] = {}
+    malformed = 0
+    readable = []
+    for run in runs:
+        fixed, fields = _readable_run(run)
+        readable.append(fixed)
+        malformed += bool(fields)
+        bad.update(dict.fromkeys(fields))
+    if malformed:
+        names = list(bad)
+        more = f" and {len(names) - _NAMED_FIELDS:,} more" if len(names) > _NAMED_FIELDS else ""
+        warnings.warn(
+            f"the report of {malformed:,} run record(s) is malformed (field "
+            f"{', '.join(names[:_NAMED_FIELDS])}{more}): shown as unknown",
+            stacklevel=2,
+        )
+    return readable
+
+
+def _readable_run(run: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """One run object with its malformed fields replaced (see `_readable_runs`), and their names."""
+    fixed: dict[str, Any] = {}
+    bad: list[str] = []
+    for name, definition in _RUN_FIELDS.items():
+        value = run.get(name)
+        if name == "usage":
+            fixed[name], fields = _readable_usage(value)
+            bad.extend(fields)
+            continue
+        if name == "stop_reason":
+            ok = value in RUN_STOP_REASONS
+            fallback: Any = "error"
+        elif name == "stop_message":
+            ok, fallback = isinstance(value, str), ""
+        elif name == "job_id":
+            ok, fallback = value is None or isinstance(value, str), None
+        else:
+            ok = value is None or (definition is not None and not check(value, definition))
+            fallback = None
+        if name not in run or not ok:
+            bad.append(name)
+        fixed[name] = value if ok else fallback
+    return fixed, bad
+
+
+def _readable_usage(usage: Any) -> tuple[dict[str, Any], list[str]]:
+    """A usage object with its malformed counts as 0 and a malformed cost as unknown."""
+    if not isinstance(usage, Mapping):
+        return {**dict.fromkeys(USAGE_FIELDS[:-1], 0), "cost_usd": None}, ["usage"]
+    fixed: dict[str, Any] = {}
+    bad = []
+    for name in USAGE_FIELDS:
+        value = usage.get(name)
+        definition = "cost" if name == "cost_usd" else "count"
+        if name in usage and not check(value, definition):
+            fixed[name] = value
+        else:
+            fixed[name] = None if name == "cost_usd" else 0
+            bad.append(f"usage.{name}")
+    return fixed, bad
+
+
 def _compare(view: StoreView, items: list[tuple[str, Any]]) -> dict[str, list[str]]:
     state = view.state
     seen: dict[str, Any] = {}
@@ -162,7 +263,7 @@ def status(args: argparse.Namespace) -> int:
     warn_malformed(ledger)
     state = view.state
     quarantined = quarantined_ids(state, job_max_attempts(state, args.max_attempts))
-    runs = folder.finish()
+    runs = _readable_runs(folder.finish())
     total = ledger.total
     info: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,

@@ -16,12 +16,14 @@ import pathlib
 import sqlite3
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from datetime import timedelta
 from typing import Any, Final, TypeVar, get_args
 
 from agent_resume._errors import (
     ArgumentValueError,
+    CheckpointWarning,
     JobMismatchError,
     StoreClosedError,
     StoreError,
@@ -58,6 +60,9 @@ T = TypeVar("T")
 
 _SYNCHRONOUS: Final = {"flush": "NORMAL", "fsync": "FULL", "group": "FULL"}
 _CORE_TABLES: Final = frozenset({"meta", "items", "completions", "events"})
+
+# What `_decoded` gives for a damaged value (it warned): None is a JSON value.
+_DAMAGED: Final = object()
 
 
 class SqliteStore:
@@ -165,6 +170,7 @@ class SqliteStore:
         """Connect for writing: check that the file is a store (or empty) before changing it."""
         parent = os.path.dirname(os.path.abspath(self.path))
         os.makedirs(parent, exist_ok=True)
+        self._check_one_name()
         conn = sqlite3.connect(
             self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
         )
@@ -219,15 +225,82 @@ class SqliteStore:
             raise StoreError(f"{self.path}: not an agent-resume SQLite store ({exc})") from exc
         if not tables:
             return  # a new or empty database
-        if version is None or not version.isdigit() or job is None:
+        if version is not None and job is not None and not _is_number(version):
+            raise StoreError(
+                f"{self.path}: the store is damaged: its format version (meta.version) is "
+                f"{version!r:.40}, not a number; nothing was changed"
+            )
+        if version is None or job is None:
             raise StoreError(
                 f"{self.path}: not an agent-resume SQLite store (it holds the tables "
                 f"{', '.join(sorted(tables))}); nothing was changed"
             )
 
+    def _check_one_name(self) -> None:
+        """Refuse a database file that has more than one name (a hard link).
+
+        SQLite finds a database's write-ahead log and shared memory by the
+        name it was opened by (``NAME-wal``, ``NAME-shm``): two processes that
+        open one file by two names each write their own log, neither sees the
+        other's leases or completions, items run twice and one side's
+        acknowledged completions are lost. SQLite's documentation ("How To
+        Corrupt An SQLite Database File", section 2.5) says not to link a
+        database file. A bind mount of the file itself cannot be seen from
+        here; mount its directory instead.
+
+        Raises:
+            StoreError: The file has more than one hard link.
+        """
+        try:
+            links = os.stat(self.path).st_nlink
+        except FileNotFoundError:
+            return  # a new file: SQLite creates it with one name
+        except OSError as exc:
+            raise StoreError(f"{self.path}: cannot open the database: {exc}") from exc
+        if links > 1:
+            raise StoreError(
+                f"{self.path}: refusing to open a SQLite store whose file has {links} names "
+                "(hard links): SQLite keeps the write-ahead log and shared memory beside "
+                "each name (-wal, -shm), so processes opening it by different names would "
+                "not see each other's writes, and SQLite's own documentation says never to "
+                "link a database file; use one name for it everywhere, or make a separate "
+                "copy (`cp`, or `sqlite3 FILE .backup COPY`) and remove the other link"
+            )
+
     def _connect_read(self) -> sqlite3.Connection:
-        """Connect read-only, for a store that is not open: nothing is created or changed."""
-        uri = pathlib.Path(os.path.abspath(self.path)).as_uri() + "?mode=ro"
+        """Connect read-only, for a store that is not open: nothing is created or changed.
+
+        A database in WAL mode needs its ``-shm`` file, which SQLite creates
+        beside it even to read; where it cannot (a read-only file system or
+        directory) and no write-ahead log is left beside the file (a store
+        closed cleanly leaves none), the file is read as ``immutable``:
+        nothing can be writing it there. A log left beside it holds commits
+        that an immutable read would miss, so that case is an error that says so.
+        """
+        self._check_one_name()
+        uri = pathlib.Path(os.path.abspath(self.path)).as_uri()
+        try:
+            return self._open_read(uri + "?mode=ro")
+        except StoreError as exc:
+            cannot_open = isinstance(exc.__cause__, sqlite3.OperationalError)
+            if not cannot_open or not self._unwritable_place():
+                raise
+            if _has_log(self.path):
+                raise StoreError(
+                    f"{self.path}: cannot read the database: it is in a directory this process "
+                    "cannot write, and its write-ahead log (-wal) is beside it, which SQLite can "
+                    "read only by creating its -shm file there; read it where it is writable, "
+                    "or let a writer open and close it first"
+                ) from exc
+        return self._open_read(uri + "?mode=ro&immutable=1")
+
+    def _open_read(self, uri: str) -> sqlite3.Connection:
+        """Open a SQLite URI and check that it is a store.
+
+        Raises:
+            StoreError: It cannot be opened or is not a store (the ``sqlite3``
+                error, if any, is its ``__cause__``).
+        """
         try:
             conn = sqlite3.connect(uri, uri=True, timeout=self.busy_timeout, isolation_level=None)
         except sqlite3.Error as exc:
@@ -238,6 +311,10 @@ class SqliteStore:
             conn.close()
             raise
         return conn
+
+    def _unwritable_place(self) -> bool:
+        """Whether the database's directory cannot be written (a read-only file system)."""
+        return not os.access(os.path.dirname(os.path.abspath(self.path)), os.W_OK)
 
     def _run(
         self,
@@ -336,15 +413,15 @@ class SqliteStore:
 
     def _open_job(self, conn: sqlite3.Connection, job_id: str) -> JobState:
         conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
-        version = _meta(conn, "version")
-        if version is not None and int(version) > _VERSION:
-            raise UnsupportedFormatError(self.path, int(version), _VERSION)
+        version = self._version(conn)
+        if version is not None and version > _VERSION:
+            raise UnsupportedFormatError(self.path, version, _VERSION)
         for statement in _SCHEMA.split(";"):
             if statement.strip():
                 conn.execute(statement)
         if version is None:
             conn.execute(_NEW_FILE)
-        elif int(version) < _VERSION:
+        elif version < _VERSION:
             _upgrade(conn)
         for trigger in _TRIGGERS:
             conn.execute(trigger)
@@ -355,8 +432,7 @@ class SqliteStore:
         found = _meta(conn, "job_id") or job_id
         if found != job_id:
             raise JobMismatchError(job_id, found, self.path)
-        created = _meta(conn, "created")
-        state = JobState(job_id=job_id, created=int(created) if created else None)
+        state = JobState(job_id=job_id, created=_created(conn))
         for item_id, fp in conn.execute(
             "SELECT item_id, json_extract(record, '$.fp') FROM completions UNION ALL "
             "SELECT item_id, json_extract(record, '$.fp') FROM items WHERE record IS NOT NULL"
@@ -369,8 +445,8 @@ class SqliteStore:
             "SELECT item_id, attempts, error, retryable FROM items WHERE attempts > 0 AND done = 0"
         ):
             state.failures[item_id] = FailureInfo(attempts, error or "", bool(retryable))
-        for (record,) in conn.execute("SELECT record FROM events WHERE kind = 'run' ORDER BY seq"):
-            state.apply(json.loads(record))  # run records, and the job's state records
+        for record in self._run_records(conn):
+            state.apply(record)  # run records, and the job's state records
         _take_back_from_the_dead(conn)
         return state
 
@@ -617,12 +693,19 @@ class SqliteStore:
             if kind == "done":
                 if done_record is None:
                     continue
-                body = json.loads(done_record)
+                body = self._record(done_record, "a completion record")
+                if body is None:
+                    continue
                 if result is not None:
-                    body["result"] = json.loads(result)
+                    value = self._decoded(result, f"the result of item {body.get('id')!r:.80}")
+                    if value is _DAMAGED:
+                        continue
+                    body["result"] = value
                 yield body
             elif record is not None:
-                yield json.loads(record)
+                body = self._record(record, f"a {kind!r:.20} record")
+                if body is not None:
+                    yield body
 
     def iter_results(self) -> Iterator[tuple[str, Any]]:
         """Yield ``(item_id, result)`` for each item done, in the order they were done."""
@@ -640,7 +723,15 @@ class SqliteStore:
             write=False,
         )
         for item_id, result in rows:
-            yield item_id, None if result is None else json.loads(result)
+            if not isinstance(item_id, str):
+                raise StoreError(
+                    f"{self.path}: the store is damaged: an item ID is a "
+                    f"{_sql_type(item_id)} ({item_id!r:.60}), not text; a store keeps "
+                    "every item ID as text"
+                )
+            value = None if result is None else self._decoded(result, f"the result of {item_id!r}")
+            if value is not _DAMAGED:
+                yield item_id, value
 
     def describe(self, max_attempts: int | None = None) -> StoreDescription:
         """Describe the job read-only (a file that does not exist is not created).
@@ -672,18 +763,12 @@ class SqliteStore:
                 is None
             ):
                 return empty
-            version = _meta(conn, "version")
-            if version is not None and int(version) > _VERSION:
-                raise UnsupportedFormatError(self.path, int(version), _VERSION)
+            version = self._version(conn)
+            if version is not None and version > _VERSION:
+                raise UnsupportedFormatError(self.path, version, _VERSION)
             limit = max_attempts
             if limit is None:
-                runs = [
-                    json.loads(r)
-                    for (r,) in conn.execute(
-                        "SELECT record FROM events WHERE kind = 'run' ORDER BY seq"
-                    )
-                ]
-                limit = default_max_attempts(runs)
+                limit = default_max_attempts(self._run_records(conn))
             (done,) = conn.execute(
                 "SELECT count(*) FROM completions"
                 if "record" not in _columns(conn, "items")
@@ -695,12 +780,11 @@ class SqliteStore:
                 "FROM items WHERE attempts > 0 AND done = 0",
                 (limit,),
             ).fetchone()
-            created = _meta(conn, "created")
             return StoreDescription(
                 location=self.path,
                 job_id=_meta(conn, "job_id"),
-                created=int(created) if created else None,
-                format_version=None if version is None else int(version),
+                created=_created(conn),
+                format_version=version,
                 done=int(done),
                 failed=int(failed),
                 quarantined=int(quarantined),
@@ -709,6 +793,67 @@ class SqliteStore:
             )
 
         return self._run(read, "describing the job", write=False)
+
+    # -- damaged values ------------------------------------------------------------
+
+    def _version(self, conn: sqlite3.Connection) -> int | None:
+        """The store's format version, or ``None`` for a new file.
+
+        Raises:
+            StoreError: It is not a number (the store is damaged).
+        """
+        version = _meta(conn, "version")
+        if version is None:
+            return None
+        if not _is_number(version):
+            raise StoreError(
+                f"{self.path}: the store is damaged: its format version (meta.version) is "
+                f"{version!r:.40}, not a number"
+            )
+        return int(version)
+
+    def _run_records(self, conn: sqlite3.Connection) -> list[dict[str, Any]]:
+        """The run records (and the job's state records), oldest first; damaged ones skipped."""
+        records = []
+        for seq, text in conn.execute(
+            "SELECT seq, record FROM events WHERE kind = 'run' ORDER BY seq"
+        ):
+            record = self._record(text, f"a 'run' record (events.seq {seq})")
+            if record is not None:
+                records.append(record)
+        return records
+
+    def _record(self, text: object, what: str) -> dict[str, Any] | None:
+        """A record's JSON as an object, or ``None`` (with a warning) when it is damaged."""
+        value = self._decoded(text, what)
+        if value is _DAMAGED:
+            return None
+        if not isinstance(value, dict):
+            self._skipped(what, f"a JSON {type(value).__name__}, not an object")
+            return None
+        return value
+
+    def _decoded(self, text: object, what: str) -> Any:
+        """A stored JSON value, or :data:`_DAMAGED` (with a warning) when it is not JSON.
+
+        As a corrupt line of a JSONL checkpoint is: the record is skipped, with
+        a :class:`~agent_resume.CheckpointWarning` naming the file and the
+        record, and the rest of the job is read.
+        """
+        if not isinstance(text, (str, bytes)):
+            self._skipped(what, f"a SQL {_sql_type(text)}, not JSON text")
+            return _DAMAGED
+        try:
+            return json.loads(text)
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError, or bytes not UTF-8
+            self._skipped(what, f"not JSON: {exc}")
+            return _DAMAGED
+
+    def _skipped(self, what: str, reason: str) -> None:
+        warnings.warn(
+            CheckpointWarning(f"{self.path}: skipped {what}, which is damaged ({reason:.120})"),
+            stacklevel=4,
+        )
 
     # -- conversations -------------------------------------------------------------
 
@@ -807,6 +952,31 @@ class SqliteStore:
 def _meta(conn: sqlite3.Connection, key: str) -> str | None:
     row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
     return None if row is None else str(row[0])
+
+
+def _has_log(path: str) -> bool:
+    """Whether a write-ahead log with content lies beside the database."""
+    try:
+        return os.path.getsize(path + "-wal") > 0
+    except OSError:
+        return False
+
+
+def _is_number(text: str) -> bool:
+    """Whether ``text`` is a whole number in ASCII digits (``int()`` reads any script's)."""
+    return text.isascii() and text.isdigit()
+
+
+def _created(conn: sqlite3.Connection) -> int | None:
+    """When the job was created, POSIX seconds; ``None`` when unknown or damaged (as in JSONL)."""
+    created = _meta(conn, "created")
+    return int(created) if created and _is_number(created) else None
+
+
+def _sql_type(value: object) -> str:
+    """The SQL storage class of a value read from SQLite, for a message."""
+    names = {bytes: "BLOB", int: "INTEGER", float: "REAL", str: "TEXT", type(None): "NULL"}
+    return names.get(type(value), type(value).__name__)
 
 
 def _hex_list(item_ids: Sequence[str]) -> str:
