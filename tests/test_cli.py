@@ -1043,6 +1043,18 @@ def test_status_of_an_empty_sqlite_file(capsys: pytest.CaptureFixture[str], tmp_
     assert f"{path}: holds no job" in err
 
 
+def test_a_checkpoint_of_the_original_format_exports_like_any_other(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # A headerless file (the original format, which status reads) was refused
+    # by export as "holds no job (no agent-resume tables there ...)".
+    path = tmp_path / "seed.jsonl"
+    path.write_text('{"id": "item-001", "ts": 1748107200}\n{"id": "item-002", "ts": 1}\n')
+    code, out, err = cli(capsys, "export", str(path))
+    assert (code, err) == (0, "")
+    assert [json.loads(line)["id"] for line in out.splitlines()] == ["item-001", "item-002"]
+
+
 def test_the_command_line_reads_stores_only_through_the_store_api() -> None:
     """No SQL driver, no private store module (but the JSONL rewrites), no private attribute."""
     import ast

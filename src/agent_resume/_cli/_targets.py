@@ -32,7 +32,7 @@ from agent_resume._errors import (
 from agent_resume._records import JobState, collector_paused, normalize_id
 from agent_resume._render import masked_url
 from agent_resume._session._items import id_getter
-from agent_resume.stores import OnePassStore, Store, StoreDescription, open_store
+from agent_resume.stores import OnePassStore, Store, StoreDescription, open_store, store_kind
 
 __all__ = [
     "StoreView",
@@ -148,9 +148,14 @@ def open_described(target: str) -> tuple[Store, StoreDescription]:
     with reading(store), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # what describe() finds, the commands report
         description = store.describe()
-    if description.job_id is None and description.format_version is None:
+    if (
+        description.job_id is None
+        and description.format_version is None
+        and store_kind(url) in ("sqlite", "postgresql")
+    ):
         # A database (or a schema of one) where no job was ever opened: most
         # likely a typo in the URL's ?schema=, which must not read as an empty job.
+        # (A JSONL file without a header is a checkpoint of the original format.)
         raise StoreError(
             f"{masked_url(target)}: holds no job (no agent-resume tables there; "
             "check the path, the database and ?schema=)"
