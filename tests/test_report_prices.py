@@ -119,3 +119,20 @@ def test_ledger_prices_must_be_a_table() -> None:
     with pytest.raises(TypeError, match="prices"):
         Ledger(prices={"m": {"input": 1, "output": 1}})  # type: ignore[arg-type]
     assert Ledger(prices=PriceTable()).total == Usage()
+
+
+def test_a_price_file_that_prices_no_model_of_the_job_says_so(
+    capsys: pytest.CaptureFixture[str], checkpoint: Path, tmp_path: Path
+) -> None:
+    # `house` matches no `house-model-v2` (no snapshot suffix): the cost stayed
+    # unknown, with exit 0 and nothing said.
+    prices = tmp_path / "prices.json"
+    prices.write_text(json.dumps({"house": {"input": 1.0, "output": 2.0}}))
+    code, data, err = report(capsys, str(checkpoint), "--prices", str(prices))
+    assert code == 0 and data["total"]["cost_usd"] is None  # type: ignore[index]
+    assert "no price for model 'house-model-v2'" in err
+    assert "-2024-08-06" in err
+    # Once the file names it, nothing is said.
+    prices.write_text(json.dumps({"house-model": {"input": 1.0, "output": 2.0}}))
+    code, _, err = report(capsys, str(checkpoint), "--prices", str(prices))
+    assert (code, err) == (0, "")

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from agent_resume._accounting._ledger import Ledger
-from agent_resume._accounting._prices import PriceTable
+from agent_resume._accounting._prices import MIXED_MODEL, PriceTable
 from agent_resume._errors import ArgumentTypeError, ArgumentValueError
 from agent_resume._run._report import RunReport
 from agent_resume._schema import (
@@ -37,6 +37,7 @@ __all__ = [
     "report_document",
     "run_documents",
     "warn_malformed",
+    "warn_unpriced",
 ]
 
 ITEM_COLUMNS = (
@@ -67,6 +68,25 @@ def warn_malformed(ledger: Ledger) -> None:
     warnings.warn(
         f"the usage of {len(items):,} record(s) is malformed and not counted (item {named}"
         f"{more}): the totals are a lower bound",
+        stacklevel=2,
+    )
+
+
+def warn_unpriced(ledger: Ledger, prices: PriceTable) -> None:
+    """Warn once, after ``--prices``, about the models whose cost is still unknown."""
+    unknown = [
+        model
+        for model, usage in ledger.by_model().items()
+        if model not in (None, MIXED_MODEL) and usage.cost_usd is None
+    ]
+    if not unknown:
+        return
+    named = ", ".join(repr(m) for m in unknown[:_NAMED])
+    more = f" and {len(unknown) - _NAMED:,} more" if len(unknown) > _NAMED else ""
+    warnings.warn(
+        f"no price for model {named}{more}, in the price file or elsewhere: its cost stays "
+        "unknown (an entry prices the model of its name, or that name followed by a date "
+        "or version suffix such as -2024-08-06, -001 or @20241022)",
         stacklevel=2,
     )
 

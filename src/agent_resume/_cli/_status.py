@@ -22,6 +22,7 @@ from agent_resume._cli._reports import (
     RunFolder,
     report_document,
     warn_malformed,
+    warn_unpriced,
 )
 from agent_resume._cli._targets import (
     StoreView,
@@ -391,6 +392,8 @@ def report(args: argparse.Namespace) -> int:
     items = ItemFolder(prices=prices)
     view = inspect_store(args.store, also=(items.add,))
     warn_malformed(items.ledger)
+    if prices is not None:
+        warn_unpriced(items.ledger, prices)
     order = None
     if args.items is not None:
         order = [item_id for item_id, _ in read_items(args.items, args.key)]
