@@ -75,6 +75,25 @@ def test_items_still_running_at_the_end_of_the_grace_period_are_interrupted(tmp_
         assert session.stats.done == 0
 
 
+@pytest.mark.parametrize(
+    ("mode", "extra"),
+    [("async", {}), ("sync", {"cooperative": 1}), ("threads", {"cooperative": 1})],
+)
+def test_a_run_whose_every_item_was_admitted_but_cut_at_the_deadline_is_not_completed(
+    tmp_path, mode, extra
+):
+    # With every item admitted before the deadline (here the only one), nothing
+    # named the stop: the report said "completed" with the item cut and remaining.
+    report, starts = run_child(tmp_path, mode, sleep=30, budget=0.3, grace=0.4, items=1, **extra)
+    assert starts == ["i0"]
+    assert (report["stop_reason"], report["interrupted"], report["remaining"]) == (
+        "time_budget",
+        1,
+        1,
+    )
+    assert "1 item(s) still running" in report["stop_message"]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["threads", "async"])
 def test_a_5s_budget_with_2s_items_finishes_what_it_starts_and_fails_none(tmp_path, mode):

@@ -901,6 +901,16 @@ class ResumableRun:
             remaining = session.count_left(items, key=key)
         name = state.stop_name or "completed"
         reason = state.stop_reason
+        cut = state.interrupted + state.abandoned
+        if state.stop_name is None and cut:
+            # Every item was admitted before the deadline, which then cut those
+            # still running: the run ended on its time budget, not complete.
+            name = "time_budget"
+            reason = StopReason(
+                "time_budget",
+                f"the run's deadline passed with {cut:,} item(s) still running: cut, "
+                "and first in line next run",
+            )
         if exhausted and not state.abandoned and not state.interrupted and name != "fail_fast":
             if retry_later == 0:
                 # Everything was processed: a budget or signal reached at the very end changed nothing.
