@@ -1025,3 +1025,46 @@ def test_geminis_retry_delay_in_the_body_is_waited(
         served = len(server.requests)
     assert (served, report.done, report.call_retries, report.rate_limited) == (2, 1, 1, 1)
     assert "every call waits 0.600s" in caplog.text  # the provider's wait, not the backoff
+
+
+@pytest.mark.parametrize("limits", [{}, {"item_timeout": 60.0}, {"call_timeout": 30.0}])
+def test_a_timeout_error_that_fn_raises_itself_is_a_transient_error_of_fn(
+    tmp_path: Path, limits: dict[str, float]
+) -> None:
+    # On 3.11+ asyncio.TimeoutError is TimeoutError: one raised inside `fn`
+    # (an SDK's or aiohttp's read timeout, `asyncio.timeout`) read as the call's
+    # own limit: DeadlineExceeded "after 0.000s" with no deadline set, never
+    # retried; with call_timeout, a CallTimeout(30) for a call of no time.
+    tries: list[str] = []
+
+    async def flaky(item: str) -> str:
+        tries.append(item)
+        if len(tries) == 1:
+            raise TimeoutError("read timed out")
+        return item
+
+    async def process(item: str, ctx: Any) -> str:
+        return str(await ctx.acall(flaky, item))
+
+    config = RunConfig(
+        job_id="j", store=tmp_path / "ck.jsonl", progress=False, retry=FAST, **limits
+    )
+    report = asyncio.run(ResumableRun(config).arun(process, ["a"]))
+    assert (report.done, report.failed, tries) == (1, 0, ["a", "a"])
+
+
+def test_a_timeout_error_fn_raises_that_is_not_retried_keeps_its_type(tmp_path: Path) -> None:
+    async def process(item: str, ctx: Any) -> str:
+        async def never(item: str) -> str:
+            raise TimeoutError("read timed out")
+
+        return str(await ctx.acall(never, item))
+
+    retry = Retry(attempts=1)
+    config = RunConfig(
+        job_id="j", store=tmp_path / "ck.jsonl", progress=False, retry=retry, max_attempts=1
+    )
+    report = asyncio.run(ResumableRun(config).arun(process, ["a"]))
+    assert report.failed == 1
+    failure = next(r for r in _records(tmp_path / "ck.jsonl") if r.get("status") == "failed")
+    assert str(failure["error"]).startswith("TimeoutError")

@@ -325,6 +325,27 @@ class _NotAwaitable(ArgumentTypeError):
     """``acall`` was given a function that does not return an awaitable (never retried)."""
 
 
+class _OwnTimeout(Exception):
+    """A ``TimeoutError`` that ``fn`` raised itself, carried past the handler of ``wait_for``'s."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(error)
+        self.error = error
+
+
+async def _own_timeouts(awaitable: Awaitable[R]) -> R:
+    """Await ``fn``'s call; a ``TimeoutError`` of its own (an SDK's, ``asyncio.timeout``) is carried.
+
+    On Python 3.11 and later ``asyncio.TimeoutError`` is ``TimeoutError``:
+    without this, a transient timeout raised inside ``fn`` read as the call's
+    own limit (``DeadlineExceeded`` with no deadline set, never retried).
+    """
+    try:
+        return await awaitable
+    except asyncio.TimeoutError as error:
+        raise _OwnTimeout(error) from error
+
+
 def _check_fn(fn: object, method: str) -> None:
     if not callable(fn):
         raise ArgumentTypeError(
@@ -496,16 +517,18 @@ async def call_async(
                         f"ctx.acall's `fn` must return an awaitable (got "
                         f"{type(awaitable).__name__}); call sync functions with ctx.call",
                     )
+                guarded = _own_timeouts(awaitable)
                 if math.isinf(timeout):
-                    result = await awaitable
+                    result = await guarded
                 else:
                     # The SDK times out on its own when it took `timeout=`; the
                     # cancellation is the backstop (and the only limit otherwise).
                     limit = timeout + _BACKSTOP if passed and not is_deadline else timeout
-                    result = await asyncio.wait_for(awaitable, max(limit, 0.0))
+                    result = await asyncio.wait_for(guarded, max(limit, 0.0))
             except asyncio.TimeoutError as error:
-                # Only the wait_for above: DeadlineExceeded is no TimeoutError, so
-                # an item's deadline raised inside ``fn`` goes to the handler below.
+                # Only the wait_for above (fn's own are _OwnTimeout): DeadlineExceeded
+                # is no TimeoutError, so an item's deadline raised inside ``fn`` goes
+                # to the handler below.
                 span.fail(error)
                 limiter.leave()
                 gate._end(False)
@@ -521,18 +544,21 @@ async def call_async(
             # (it was paid for) before the mistake is raised.
             gate.succeeded(ctx, awaitable, cost)
             raise
-        except Exception as error:
-            span.fail(error)
+        except Exception as caught:
+            failure: Exception = caught.error if isinstance(caught, _OwnTimeout) else caught
+            span.fail(failure)
             if entered:
                 limiter.leave()
                 gate._end(False)
             if is_deadline and ctx.deadline.is_expired():
-                if isinstance(error, DeadlineExceeded):
+                if isinstance(failure, DeadlineExceeded):
                     raise
-                raise _deadline_error(ctx, error) from error
-            delay = gate.failed(ctx, error, cost, tries)
+                raise _deadline_error(ctx, failure) from failure
+            delay = gate.failed(ctx, failure, cost, tries)
             if delay is None:
                 ctx.record_error()
+                if failure is not caught:
+                    raise failure from None  # fn's own timeout, as fn raised it
                 raise
             await asyncio.sleep(delay)
             continue
