@@ -1068,3 +1068,34 @@ def test_a_timeout_error_fn_raises_that_is_not_retried_keeps_its_type(tmp_path: 
     assert report.failed == 1
     failure = next(r for r in _records(tmp_path / "ck.jsonl") if r.get("status") == "failed")
     assert str(failure["error"]).startswith("TimeoutError")
+
+
+def test_a_retry_after_of_a_day_is_cut_to_the_longest_wait_followed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # `retry-after: 86400` put the whole run to sleep for a day, said at INFO level.
+    import httpx
+
+    from agent_resume import _retry
+
+    monkeypatch.setattr(_retry, "LONGEST_TOLD", 0.3)  # 60 s in use: a test cannot wait that
+    request = httpx.Request("POST", "http://127.0.0.1/v1/chat/completions")
+    tries: list[float] = []
+
+    def create() -> str:
+        tries.append(time.monotonic())
+        if len(tries) == 1:
+            response = httpx.Response(429, headers={"retry-after": "86400"}, request=request)
+            raise openai.RateLimitError("slow down", response=response, body=None)
+        return "ok"
+
+    def process(item: str, ctx: Any) -> str:
+        return str(ctx.call(create))
+
+    retry = Retry(attempts=3, initial=0.05, maximum=0.1)
+    config = RunConfig(job_id="j", store=tmp_path / "ck.jsonl", progress=False, retry=retry)
+    with caplog.at_level(logging.WARNING, logger="agent_resume"):
+        report = ResumableRun(config).run(process, ["a"])
+    assert (report.done, len(tries)) == (1, 2)
+    assert tries[1] - tries[0] < 5.0
+    assert "asked to wait 86400s; waiting 0s" in caplog.text  # 0.3 s, shown to the second

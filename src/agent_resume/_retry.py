@@ -472,6 +472,10 @@ def error_wait(
 # -- the policy ----------------------------------------------------------------
 
 
+LONGEST_TOLD = 60.0
+"""The longest ``retry-after`` followed with the default ``Retry.maximum`` (the SDKs' own cap)."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class Retry:
     """How ``ctx.call``/``ctx.acall`` retry a failed call: which errors, how often, how long apart.
@@ -481,7 +485,10 @@ class Retry:
     ``x-ratelimit-reset-*``, Gemini's ``retryDelay``), else a random time
     between 0 and ``min(maximum, initial * 2 ** (try - 1))`` (exponential
     backoff with full jitter, so that callers that failed together do not
-    retry together). A wait that would end after the item's deadline is not
+    retry together). What the provider asks for is waited up to
+    :meth:`longest_told` (``maximum``, at least 60 seconds, as the SDKs cap
+    ``retry-after``); a longer ask (a day, a bogus header) is cut there, with
+    a warning. A wait that would end after the item's deadline is not
     waited: the error is raised at once.
 
     Attributes:
@@ -561,3 +568,8 @@ class Retry:
         maximum: float = self.maximum  # type: ignore[assignment]
         cap = min(maximum, initial * 2.0 ** min(max(tries - 1, 0), 60))
         return (rng or random).uniform(0.0, cap)
+
+    def longest_told(self) -> float:
+        """The longest wait a provider's ``retry-after`` is followed for: ``maximum``, at least 60 s."""
+        maximum: float = self.maximum  # type: ignore[assignment]
+        return max(maximum, LONGEST_TOLD)

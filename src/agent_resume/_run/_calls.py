@@ -261,6 +261,17 @@ class CallGate:
             self.limiter.adopt(headers)
         status = error_status(error)
         told = error_wait(error, self.wall_clock(), headers)
+        longest = self.retry.longest_told()
+        if told is not None and told > longest:
+            logger.warning(
+                "%s for item %r: the provider asked to wait %.0fs; waiting %.0fs "
+                "(Retry.maximum sets the longest wait followed)",
+                type(error).__name__ if status is None else f"HTTP {status}",
+                ctx.item_id,
+                told,
+                longest,
+            )
+            told = longest
         if status in _RATE_LIMITED and classify_error(error) == "transient":
             # (Not a used-up quota: a 429 too, which no pause cures.)
             pause = told if told is not None else self.retry.backoff(tries)
