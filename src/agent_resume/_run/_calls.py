@@ -261,23 +261,13 @@ class CallGate:
             self.limiter.adopt(headers)
         status = error_status(error)
         told = error_wait(error, self.wall_clock(), headers)
-        longest = self.retry.longest_told()
-        if told is not None and told > longest:
-            logger.warning(
-                "%s for item %r: the provider asked to wait %.0fs; waiting %.0fs "
-                "(Retry.maximum sets the longest wait followed)",
-                type(error).__name__ if status is None else f"HTTP {status}",
-                ctx.item_id,
-                told,
-                longest,
-            )
-            told = longest
+        longest = self.retry.longest_told()  # a longer ask is cut to it, once past the deadlines
         if status in _RATE_LIMITED and classify_error(error) == "transient":
             # (Not a used-up quota: a 429 too, which no pause cures.)
             pause = told if told is not None else self.retry.backoff(tries)
             with self._lock:
                 self.rate_limited += 1
-            self.limiter.pause(pause)
+            self.limiter.pause(min(pause, longest))
             state = self._state
             left = state.deadline.at - state.clock()
             if pause >= left:
@@ -308,6 +298,16 @@ class CallGate:
                 error,
                 f"{what}: the next try would be in {wait:.1f}s, and the item has {left:.1f}s left",
             )
+        if wait > longest:
+            logger.warning(
+                "%s for item %r: the provider asked to wait %.0fs; waiting %.0fs "
+                "(Retry.maximum sets the longest wait followed)",
+                type(error).__name__ if status is None else f"HTTP {status}",
+                ctx.item_id,
+                wait,
+                longest,
+            )
+            wait = longest
         with self._lock:
             self.retries += 1
         return wait
