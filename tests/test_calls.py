@@ -1099,3 +1099,48 @@ def test_a_retry_after_of_a_day_is_cut_to_the_longest_wait_followed(
     assert (report.done, len(tries)) == (1, 2)
     assert tries[1] - tries[0] < 5.0
     assert "asked to wait 86400s; waiting 0s" in caplog.text  # 0.3 s, shown to the second
+
+
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_a_provider_down_stops_the_run_before_its_items_are_quarantined(
+    tmp_path: Path, concurrency: int
+) -> None:
+    # Nothing listens on the port: every call is a connection error, retried,
+    # then the item's failed attempt. A 17 s outage quarantined every item of
+    # the job (max_attempts spent within the run) and the run said "completed".
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    client = openai.OpenAI(api_key="k", base_url=f"http://127.0.0.1:{port}/v1", max_retries=0)
+    stops: list[str] = []
+
+    def process(item: str, ctx: Any) -> str:
+        ctx.call(
+            client.chat.completions.create,
+            model="gpt-4o-mini",
+            messages=_message(item),
+            max_tokens=5,
+        )
+        return item
+
+    retry = Retry(attempts=2, initial=0.01, maximum=0.02)
+    config = RunConfig(
+        job_id="down",
+        store=tmp_path / "ck.jsonl",
+        progress=False,
+        retry=retry,
+        concurrency=concurrency,
+        on_stop=lambda reason: stops.append(reason.name),
+    )
+    items = [f"t{n}" for n in range(30)]
+    try:
+        report = ResumableRun(config).run(process, items)
+    finally:
+        client.close()
+    assert report.stop_reason == "failures" and stops == ["provider_unavailable"]
+    assert "looks unavailable" in (report.stop_message or "")
+    assert (report.done, report.quarantined) == (0, 0)
+    assert report.remaining == len(items)
+    assert max(5, concurrency) <= report.failed < 3 * max(5, concurrency)

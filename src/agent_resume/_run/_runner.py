@@ -22,7 +22,7 @@ from agent_resume._errors import (
     StoreClosedError,
 )
 from agent_resume._records import usage_dict
-from agent_resume._retry import JOB_WIDE_ADVICE, job_wide_error
+from agent_resume._retry import JOB_WIDE_ADVICE, classify_error, job_wide_error
 from agent_resume._run._admission import END, Admission
 from agent_resume._run._batch import BatchEngine, combine_reports, fallback_config
 from agent_resume._run._calls import CallGate
@@ -57,6 +57,9 @@ Process = Callable[[T, ItemContext], Any]
 AsyncProcess = Callable[[T, ItemContext], Awaitable[Any]]
 
 _POLL = 0.1  # how often a waiting main thread looks up, so that signals are seen
+
+OUTAGE_STREAK = 5
+"""Items failed in a row on transient errors that stop a run (at least ``concurrency``)."""
 
 
 class ResumableRun:
@@ -826,7 +829,9 @@ class ResumableRun:
             if state.aborted:
                 return
             raise
-        state.item_failed(ctx.item_id, duration)
+        streak = state.item_failed(
+            ctx.item_id, duration, transient=classify_error(exc) == "transient"
+        )
         quarantined = not retryable or ctx.attempt >= self.config.max_attempts
         if self.config.fail_fast:
             state.fail_fast(exc)
@@ -834,6 +839,8 @@ class ResumableRun:
             alike = job_wide_error(exc)
             if alike is not None:  # a refused key, an unknown model: every item would fail alike
                 state.stop("failures", _job_wide_stop(*alike, exc))
+            elif streak >= max(OUTAGE_STREAK, self.config.concurrency):
+                state.stop("failures", _outage_stop(streak, exc))
             state.requeue.failed(ctx, exc)
         hook = self.config.on_item_done
         if hook is not None:
@@ -1182,6 +1189,17 @@ def _job_wide_stop(name: str, what: str, error: BaseException) -> StopReason:
         name,
         f"{said} ({what}: {str(error)[:200]}): every item would fail alike, so the run "
         f"stopped admitting items; {fix} and run again",
+    )
+
+
+def _outage_stop(streak: int, error: BaseException) -> StopReason:
+    """The stop of a run whose last items all failed on transient errors (a provider down)."""
+    return StopReason(
+        "provider_unavailable",
+        f"{streak:,} items in a row failed on transient errors, their calls' retries "
+        f"spent ({type(error).__name__}: {str(error)[:200]}): the provider (or what the "
+        "job calls) looks unavailable, so the run stopped admitting items before their "
+        "attempts ran out; run again once it answers",
     )
 
 

@@ -169,6 +169,7 @@ class RunState:
         self._interrupted = 0
         self._interrupted_ids: list[str] = []
         self._failed_ids: set[str] = set()
+        self._transient_streak = 0  # items failed in a row on a transient error
         self._fail_fast_error: BaseException | None = None
         self._escaped: BaseException | None = None
         self._more_escaped: list[BaseException] = []
@@ -503,18 +504,32 @@ class RunState:
         try:
             if recorded:
                 self._done += 1
+            self._transient_streak = 0
             if self.deadline.at != math.inf:
                 self._learn(duration)
         finally:
             if lock is not None:
                 lock.release()
 
-    def item_failed(self, item_id: str, duration: float) -> None:
-        """Count a failed attempt at an item."""
+    def item_failed(self, item_id: str, duration: float, *, transient: bool = False) -> int:
+        """Count a failed attempt at an item.
+
+        Args:
+            item_id: The item.
+            duration: Its seconds.
+            transient: Whether it failed on a transient error (a connection
+                error, a timeout, HTTP 5xx: `classify_error`).
+
+        Returns:
+            The items failed in a row on transient errors, this one included
+            (0 when it failed otherwise); an item done resets the count.
+        """
         with self._changed:
             self._failed += 1
             self._failed_ids.add(item_id)
             self._learn(duration)
+            self._transient_streak = self._transient_streak + 1 if transient else 0
+            return self._transient_streak
 
     def _learn(self, duration: float) -> None:
         # How long items take, for the time budget's last admissions (lock held).
