@@ -215,7 +215,8 @@ class RunConfig:
         on_stop: Called once with the ``StopReason`` when the run stops
             admitting items early (a budget, the deadline, a signal, an
             error that would fail every item alike: ``access_refused``,
-            ``model_not_found``, ``quota_exhausted``).
+            ``model_not_found``, ``quota_exhausted``; items failing in a
+            row on transient errors: ``provider_unavailable``).
         grace_period: After SIGINT or SIGTERM, how long in-flight items may
             take to finish before the run returns without them.
         conversation_dir: Where ``ctx.save_conversation`` writes. ``None``
