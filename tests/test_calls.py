@@ -1144,3 +1144,48 @@ def test_a_provider_down_stops_the_run_before_its_items_are_quarantined(
     assert (report.done, report.quarantined) == (0, 0)
     assert report.remaining == len(items)
     assert max(5, concurrency) <= report.failed < 3 * max(5, concurrency)
+
+
+@pytest.mark.parametrize("max_tokens", [None, 50])
+def test_under_a_token_limit_calls_of_unknown_output_wait_for_the_first_answer(
+    tmp_path: Path, max_tokens: int | None
+) -> None:
+    # Without max_tokens the first calls counted their output as nothing and
+    # all started at once: RateLimit(tokens_per_minute=1800) let 75 tokens
+    # through in a second. Until one has answered they go one at a time.
+    config = SimConfig(latency=(0.3, 0.3), send_limit_headers=False)
+    extra = {} if max_tokens is None else {"max_tokens": max_tokens}
+    with ProviderSim(config) as sim:
+
+        async def main() -> RunReport:
+            client = openai.AsyncOpenAI(api_key="k", base_url=sim.openai_url, max_retries=0)
+
+            async def process(item: str, ctx: Any) -> str:
+                response = await ctx.acall(
+                    client.chat.completions.create,
+                    model="gpt-4o-mini",
+                    messages=_message(item),
+                    **extra,
+                )
+                return str(response.choices[0].message.content)
+
+            run_config = RunConfig(
+                job_id="tpm",
+                store=tmp_path / "ck.jsonl",
+                progress=False,
+                concurrency=8,
+                rate_limit=RateLimit(tokens_per_minute=10_000_000),
+            )
+            try:
+                return await ResumableRun(run_config).arun(process, [f"t{n}" for n in range(8)])
+            finally:
+                await client.close()
+
+        report = asyncio.run(main())
+        starts = sorted(served.at for served in sim.counts.served)
+    assert report.done == 8
+    if max_tokens is None:
+        assert starts[1] - starts[0] >= 0.25  # the second waited for the first's answer
+        assert starts[-1] - starts[1] < 0.25  # then the rest went together
+    else:
+        assert starts[-1] - starts[0] < 0.25  # a known maximum: no one waits

@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any, Protocol
 
 from agent_resume import _validate as validate
@@ -125,6 +125,8 @@ class Cost:
     tokens: float = 0.0
     input_tokens: float = 0.0
     output_tokens: float = 0.0
+    guessed: bool = False
+    """Whether the output is a guess: no maximum given, and no call answered yet."""
 
     def get(self, name: str) -> float:
         """The cost for the bucket ``name``."""
@@ -329,6 +331,7 @@ class Limiter:
         self._last_halved = -math.inf
         self._outputs = 0.0
         self._output_calls = 0
+        self._guesser: Cost | None = None  # the call whose output is a guess, in flight
         self.waited = 0.0
         """Seconds callers have waited for a permit, in total."""
         self.waiting = 0
@@ -340,7 +343,11 @@ class Limiter:
         """The estimated cost of a call with these keyword arguments."""
         with self._lock:
             usual = self._outputs / self._output_calls if self._output_calls else 0.0
-        return estimate_cost(kwargs, usual)
+            learned = self._output_calls > 0
+        cost = estimate_cost(kwargs, usual)
+        if not learned and max_output(kwargs) is None:
+            return replace(cost, guessed=True)
+        return cost
 
     def _demands(self, cost: Cost, sign: float = 1.0) -> list[tuple[str, float, float]]:
         demands = []
@@ -379,6 +386,33 @@ class Limiter:
         with self._lock:
             self.in_flight -= 1
 
+    def take_guess(self, cost: Cost) -> bool:
+        """Whether a call of this cost may reserve its permit now (before `reserve`).
+
+        Under a token limit, calls whose output is a guess (no maximum given
+        and no call answered yet: each would count it as nothing) go one at a
+        time until a call has answered and taught the usual output, so that
+        the first wave cannot burst past the limit. The caller that gets
+        ``True`` for such a call gives the turn back with `drop_guess`, on
+        every way out of its try.
+        """
+        with self._lock:
+            if not cost.guessed or self._output_calls or not self._counts_tokens():
+                return True
+            if self._guesser is not None:
+                return False
+            self._guesser = cost
+            return True
+
+    def drop_guess(self, cost: Cost) -> None:
+        """End the turn `take_guess` gave a call of this cost (nothing when it had none)."""
+        with self._lock:
+            if self._guesser is cost:
+                self._guesser = None
+
+    def _counts_tokens(self) -> bool:
+        return any(name != "requests" for name in self.rates)
+
     # -- after the call ----------------------------------------------------------------
 
     def settle(self, estimated: Cost, actual: Cost | None) -> None:
@@ -386,13 +420,9 @@ class Limiter:
 
         A failed call gives its estimated tokens back; its request stays spent.
         """
+        answered = actual is not None
         if actual is None:
             actual = Cost(1.0)
-        else:
-            with self._lock:
-                self._outputs += actual.output_tokens
-                self._output_calls += 1
-                self._grow()
         delta = Cost(
             0.0,
             actual.tokens - estimated.tokens,
@@ -402,6 +432,13 @@ class Limiter:
         demands = [d for d in self._demands(delta, 1.0) if d[0] != "requests" and d[2]]
         if demands:
             self._buckets.adjust(demands)
+        if answered:
+            # Learned after the buckets are corrected: a call waiting for the
+            # first answer (`take_guess`) reserves behind this one's real tokens.
+            with self._lock:
+                self._outputs += actual.output_tokens
+                self._output_calls += 1
+                self._grow()
 
     def _grow(self) -> None:
         now = self._clock()

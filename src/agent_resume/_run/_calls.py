@@ -428,15 +428,43 @@ def call_sync(
 ) -> R:
     """One call from a thread: see the module docstring."""
     _check_fn(fn, "call")
+    guesses: list[Cost] = []
+    try:
+        return _call_sync(ctx, fn, args, kwargs, guesses)
+    finally:
+        _drop_guesses(ctx.gate.limiter, guesses)
+
+
+def _drop_guesses(limiter: Limiter, guesses: list[Cost]) -> None:
+    """Give back the turn of a call whose output was a guess (`Limiter.take_guess`)."""
+    for cost in guesses:
+        limiter.drop_guess(cost)
+    guesses.clear()
+
+
+def _call_sync(
+    ctx: ItemContext,
+    fn: Callable[..., R],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    guesses: list[Cost],
+) -> R:
     gate = ctx.gate
     limiter = gate.limiter
     tries = 0
     while True:
         tries += 1
+        _drop_guesses(limiter, guesses)  # the try before is over
         if ctx.deadline.is_expired():
             raise _deadline_error(ctx, None)
         gate.check_budget()
         cost = limiter.estimate(kwargs)
+        while not limiter.take_guess(cost):
+            if ctx.deadline.is_expired():
+                raise _deadline_error(ctx, None)
+            time.sleep(_SLOT_POLL)
+            cost = limiter.estimate(kwargs)
+        guesses.append(cost)
         wait = _permit_wait(gate, ctx, cost)
         if wait > 0:
             limiter.waiting_for_permit(1)
@@ -491,15 +519,36 @@ async def call_async(
 ) -> R:
     """One call from a task: see the module docstring."""
     _check_fn(fn, "acall")
+    guesses: list[Cost] = []
+    try:
+        return await _call_async(ctx, fn, args, kwargs, guesses)
+    finally:
+        _drop_guesses(ctx.gate.limiter, guesses)
+
+
+async def _call_async(
+    ctx: ItemContext,
+    fn: Callable[..., Awaitable[R]],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    guesses: list[Cost],
+) -> R:
     gate = ctx.gate
     limiter = gate.limiter
     tries = 0
     while True:
         tries += 1
+        _drop_guesses(limiter, guesses)  # the try before is over
         if ctx.deadline.is_expired():
             raise _deadline_error(ctx, None)
         gate.check_budget()
         cost = limiter.estimate(kwargs)
+        while not limiter.take_guess(cost):
+            if ctx.deadline.is_expired():
+                raise _deadline_error(ctx, None)
+            await asyncio.sleep(_SLOT_POLL)
+            cost = limiter.estimate(kwargs)
+        guesses.append(cost)
         wait = _permit_wait(gate, ctx, cost)
         if wait > 0:
             limiter.waiting_for_permit(1)
