@@ -256,7 +256,7 @@ def test_status_of_a_sound_checkpoint_warns_of_nothing(
     assert "lower bound" not in out
 
 
-def test_status_of_an_original_format_file(
+def test_status_and_export_of_an_original_format_file(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     path = tmp_path / "old.jsonl"
@@ -265,6 +265,10 @@ def test_status_of_an_original_format_file(
     assert code == 0
     assert "original-format" in out
     assert "done         2" in out
+    # export refused such a file as "holds no job (no agent-resume tables there ...)".
+    code, out, err = cli(capsys, "export", str(path))
+    assert (code, err) == (0, "")
+    assert [json.loads(line)["id"] for line in out.splitlines()] == ["item-001", "item-002"]
 
 
 def test_status_of_a_sqlite_store(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -1041,18 +1045,6 @@ def test_status_of_an_empty_sqlite_file(capsys: pytest.CaptureFixture[str], tmp_
     code, out, err = cli(capsys, "status", str(path), "--json")
     assert (code, out) == (3, "")
     assert f"{path}: holds no job" in err
-
-
-def test_a_checkpoint_of_the_original_format_exports_like_any_other(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path
-) -> None:
-    # A headerless file (the original format, which status reads) was refused
-    # by export as "holds no job (no agent-resume tables there ...)".
-    path = tmp_path / "seed.jsonl"
-    path.write_text('{"id": "item-001", "ts": 1748107200}\n{"id": "item-002", "ts": 1}\n')
-    code, out, err = cli(capsys, "export", str(path))
-    assert (code, err) == (0, "")
-    assert [json.loads(line)["id"] for line in out.splitlines()] == ["item-001", "item-002"]
 
 
 def test_the_command_line_reads_stores_only_through_the_store_api() -> None:
