@@ -301,6 +301,32 @@ def test_should_stop_reads_the_stop_conditions_and_the_reason_is_recorded(tmp_pa
     assert done["stop"] == "stop_phrase"
 
 
+@pytest.mark.parametrize("store", ["job.jsonl", "memory:"])
+def test_an_item_retried_in_the_same_run_counts_its_failed_attempts_turns(tmp_path, store):
+    # MaxTurns(5) allows 5 calls over all attempts; an attempt the run itself
+    # retried started again from 0 (3 + 5 calls) on JSONL and in-memory stores.
+    llm = SimulatedLLM(seed=3)
+    starts = []
+
+    def process(item, ctx):
+        starts.append((ctx.attempt, ctx.loop_state().turns))
+        messages = [{"role": "user", "content": item}]
+        while ctx.should_stop() is None:
+            response = llm.complete(messages)
+            ctx.record_usage(response)
+            messages.append(response["choices"][0]["message"])
+            if ctx.attempt == 1 and ctx.turns == 3:
+                raise ConnectionError("the link dropped")
+        return ctx.turns
+
+    path = store if store == "memory:" else str(tmp_path / store)
+    report = ResumableRun(config(tmp_path, store=path, prices=llm.prices, stop=MaxTurns(5))).run(
+        process, ["a"]
+    )
+    assert starts == [(1, 0), (2, 3)]
+    assert (report.done, report.usage.calls) == (1, 5)
+
+
 def test_hooks_see_every_outcome(tmp_path):
     outcomes: list[ItemOutcome] = []
 

@@ -829,6 +829,8 @@ class ResumableRun:
             if state.aborted:
                 return
             raise
+        # Per-item limits (`stop`) count this attempt when the run tries the item again.
+        state.attempt_failed(ctx.item_id, usage, duration)
         streak = state.item_failed(
             ctx.item_id, duration, transient=classify_error(exc) == "transient"
         )

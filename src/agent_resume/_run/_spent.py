@@ -209,3 +209,15 @@ class JobSpent:
     def item(self, item_id: str) -> ItemSpent | None:
         """The item's totals over its earlier attempts, or ``None`` when it has none."""
         return self._items.get(item_id)
+
+    def add_attempt(self, item_id: str, usage: Usage, seconds: float) -> None:
+        """Count an attempt this run recorded as failed, for the item's next attempt in the run.
+
+        (``total`` stays what the job spent before the run: the run counts its own.)
+        """
+        before = self._items.get(item_id)
+        self._items[item_id] = (
+            ItemSpent(usage, seconds, 1)
+            if before is None
+            else ItemSpent(before.usage + usage, before.seconds + seconds, before.attempts + 1)
+        )

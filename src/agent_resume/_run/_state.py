@@ -623,9 +623,15 @@ class RunState:
         self._spend_check()
 
     def item_before(self, item_id: str) -> ItemSpent | None:
-        """An item's totals over its earlier attempts (from the checkpoint), or ``None``."""
+        """An item's totals over its earlier attempts (the checkpoint's and this run's), or ``None``."""
         spent = self.spent
         return None if spent is None else spent.item(item_id)
+
+    def attempt_failed(self, item_id: str, usage: Usage, seconds: float) -> None:
+        """Count a failed attempt's spending toward the item's next attempt in this run."""
+        spent = self.spent
+        if spent is not None:
+            spent.add_attempt(item_id, usage, seconds)
 
     # -- waiting (threads) ---------------------------------------------------------
 
