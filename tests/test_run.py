@@ -727,3 +727,70 @@ def test_a_bad_job_state_value_fails_the_item_and_records_nothing(tmp_path):
     failure = next(r for r in records(tmp_path) if r.get("status") == "failed")
     assert "ArgumentTypeError" in failure["error"]
     assert not [r for r in records(tmp_path) if "state" in r]
+
+
+def test_tool_only_turns_are_no_output_alike_for_anthropic_and_openai(tmp_path):
+    # An Anthropic answer of tool calls alone read as the output "": three such
+    # turns (with different arguments) stopped RepeatedOutput(3) as "identical",
+    # while OpenAI's (content=None) never did; last_text kept an older text.
+    import anthropic.types as anthropic_types
+    import openai.types.chat as openai_chat
+
+    from agent_resume import RepeatedOutput
+
+    def anthropic_turn(n, text=None):
+        content = [{"type": "tool_use", "id": f"t{n}", "name": "search", "input": {"q": n}}]
+        if text is not None:
+            content.insert(0, {"type": "text", "text": text})
+        return anthropic_types.Message.model_validate(
+            {
+                "id": f"m{n}",
+                "type": "message",
+                "role": "assistant",
+                "model": "claude-haiku-4-5",
+                "content": content,
+                "stop_reason": "tool_use",
+                "usage": {"input_tokens": 10, "output_tokens": 5},
+            }
+        )
+
+    def openai_turn(n, text=None):
+        call = {
+            "id": f"c{n}",
+            "type": "function",
+            "function": {"name": "search", "arguments": f'{{"q": {n}}}'},
+        }
+        return openai_chat.ChatCompletion.model_validate(
+            {
+                "id": f"r{n}",
+                "object": "chat.completion",
+                "created": 1,
+                "model": "gpt-4o-mini",
+                "choices": [
+                    {
+                        "index": 0,
+                        "finish_reason": "tool_calls",
+                        "message": {"role": "assistant", "content": text, "tool_calls": [call]},
+                    }
+                ],
+                "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
+            }
+        )
+
+    for turn in (anthropic_turn, openai_turn):
+        seen = []
+
+        def process(item, ctx, turn=turn, seen=seen):
+            for n, text in enumerate(["thinking", None, None, None, None]):
+                ctx.record_usage(turn(n, text))
+                seen.append(ctx.loop_state().last_text)
+                if ctx.should_stop() is not None:
+                    return "stopped"
+            return "went on"
+
+        path = tmp_path / f"{turn.__name__}.jsonl"
+        cfg = config(tmp_path, store=str(path), stop=RepeatedOutput(3))
+        ResumableRun(cfg).run(process, ["a"])
+        done = next(r for r in ResultJsonlStore(str(path)).iter_records() if r.get("id") == "a")
+        assert done["result"] == "went on", turn.__name__
+        assert seen == ["thinking", "", "", "", ""], turn.__name__

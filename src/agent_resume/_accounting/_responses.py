@@ -522,5 +522,6 @@ def text_and_tools(response: Any) -> tuple[str | None, list[ToolCall]]:
                 texts.append(str(_get(block, "text") or ""))
             elif kind == "tool_use":
                 calls.append(ToolCall.of(str(_get(block, "name")), _get(block, "input")))
-        return "".join(texts), calls
+        # Tool calls alone are no text (as OpenAI's content=None), not an empty output.
+        return ("".join(texts) if texts else None), calls
     return None, []

@@ -263,6 +263,8 @@ class ItemContext:
             if text is not None:
                 self._last_text = text
                 self._recent = (*self._recent, text)[-_RECENT_OUTPUTS:]
+            elif tool_calls:
+                self._last_text = ""  # the latest output is tool calls, with no text
             if tool_calls:
                 self._tool_calls = (*self._tool_calls, *tool_calls)
         run.note_turn(turn)
