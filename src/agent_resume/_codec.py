@@ -23,6 +23,7 @@ back to the same SDK on resume.
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import math
 import os
@@ -571,8 +572,8 @@ class ConversationLog:
 
     @property
     def messages(self) -> list[Any]:
-        """The messages in the file, as saved (a new list)."""
-        return list(self._saved())
+        """The messages in the file, as saved (a copy: editing it changes nothing saved)."""
+        return copy.deepcopy(self._saved())
 
     def _saved(self) -> list[Any]:
         if self._plain is None:
@@ -629,10 +630,13 @@ class ConversationLog:
             plain = [*saved, *new]
             if new:
                 append_plain(self.path, new, if_missing=plain)
+            # Kept as copies of their own: a plain message may be the caller's
+            # dict, and one it edits in place must not read as unchanged.
+            self._plain = [*saved, *copy.deepcopy(new)]
         else:
             plain = self._codec.plain_messages(messages)
             _write_whole(self.path, _file_bytes(plain))
-        self._plain = plain
+            self._plain = copy.deepcopy(plain)
         self._raw = list(messages)
 
 

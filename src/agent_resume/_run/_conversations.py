@@ -14,6 +14,7 @@ The store says where, through its capabilities (see :mod:`agent_resume.stores`):
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import os
 import re
@@ -63,7 +64,8 @@ class Conversations:
 
         Returns:
             The messages as a later :meth:`load` returns them, when that costs
-            nothing more; ``None`` otherwise.
+            nothing more and shares no object with what this keeps to compare
+            the next save with; ``None`` otherwise.
         """
         return None
 
@@ -122,7 +124,7 @@ class ConversationFiles(Conversations):
             self._logs[item_id] = log
         log.save(messages)
         self._saved.add(name)
-        return log.messages
+        return None  # read back from the file if asked for: the log keeps its own copy
 
     def forget(self, item_id: str, *, saved_here: bool) -> None:
         """Delete the item's file and the temporary files of saves that were killed."""
@@ -161,7 +163,9 @@ class StoreConversations(Conversations):
         lines = self.store.load_conversation(item_id) or []
         source = f"the conversation of {item_id!r} in {self.store!r}"
         messages = [_CODEC.decode_line(line, source=source) for line in lines]
-        self._stored[item_id] = list(messages)
+        # A copy of its own: a message edited in place by the caller must not
+        # read as unchanged at the next save.
+        self._stored[item_id] = copy.deepcopy(messages)
         return messages
 
     def save(self, item_id: str, messages: Sequence[Any]) -> list[Message] | None:
@@ -176,19 +180,16 @@ class StoreConversations(Conversations):
         head = messages[:n]
         if len(messages) >= n and (head if isinstance(head, list) else list(head)) == stored:
             # The usual agent loop: compared in C, only the new messages are encoded.
-            plain = [
-                *stored,
-                *(_CODEC.plain(m, f"messages[{n + i}]") for i, m in enumerate(messages[n:])),
-            ]
+            new = [_CODEC.plain(m, f"messages[{n + i}]") for i, m in enumerate(messages[n:])]
             start = n
         else:
             plain = _CODEC.plain_messages(messages)
             start = n if plain[:n] == stored else 0
-        self.store.save_conversation(
-            item_id, [_CODEC.encode_line(m) for m in plain[start:]], start=start
-        )
-        self._stored[item_id] = plain
-        return list(plain)
+            new = plain[start:]
+        self.store.save_conversation(item_id, [_CODEC.encode_line(m) for m in new], start=start)
+        # Copies of their own (a plain message may be the caller's own dict).
+        self._stored[item_id] = [*stored[:start], *copy.deepcopy(new)]
+        return None  # read back from the store if asked for
 
     def forget(self, item_id: str, *, saved_here: bool) -> None:
         """Forget what was stored: the store deleted it with the completion, in one transaction."""
@@ -207,16 +208,16 @@ class MemoryConversations(Conversations):
         self._lock = threading.Lock()
 
     def load(self, item_id: str) -> list[Message]:
-        """The messages kept for the item, or ``[]``."""
+        """A copy of the messages kept for the item, or ``[]``."""
         with self._lock:
-            return list(self._kept.get(item_id, []))
+            return copy.deepcopy(self._kept.get(item_id, []))
 
     def save(self, item_id: str, messages: Sequence[Any]) -> list[Message] | None:
         """Keep a decoded copy of the messages."""
         decoded = _CODEC.decode(_CODEC.encode(messages))
         with self._lock:
             self._kept[item_id] = decoded
-        return decoded
+        return None  # copied from what is kept if asked for
 
     def forget(self, item_id: str, *, saved_here: bool) -> None:
         """Drop the item's messages."""
