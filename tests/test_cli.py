@@ -952,6 +952,12 @@ def test_subprocess_run_shows_progress_on_stderr(job_dir: Path) -> None:
     assert "agent-resume: items: 5/5 done" in result.stderr
 
 
+def test_demo_of_five_tickets_says_one_ticket(tmp_path: Path) -> None:
+    result = subprocess_cli("demo", "--dir", str(tmp_path), "--items", "5")
+    assert result.returncode == 0, result.stderr
+    assert "run 1: killed by signal 9; 1 ticket was checkpointed" in result.stdout
+
+
 def test_demo_crashes_resumes_and_reports(tmp_path: Path) -> None:
     result = subprocess_cli("demo", "--dir", str(tmp_path), "--items", "20")
     assert result.returncode == 0, result.stderr

@@ -141,10 +141,11 @@ def demo(args: argparse.Namespace) -> int:
     out.flush()
     child = _run_crash_phase(directory, args.items)
     done = _done_count(url)
+    kept = f"{done} ticket was checkpointed" if done == 1 else f"{done} tickets were checkpointed"
     if child < 0:
-        out.write(f"run 1: killed by signal {-child}; {done} tickets were checkpointed\n")
+        out.write(f"run 1: killed by signal {-child}; {kept}\n")
     else:
-        out.write(f"run 1: exited with code {child}; {done} tickets were checkpointed\n")
+        out.write(f"run 1: exited with code {child}; {kept}\n")
     out.write(
         "\nrun 2: resumes where run 1 stopped; the tickets run 1 had claimed are taken "
         f"back when its lease expires ({_LEASE:g} s)\n\n"
