@@ -1189,3 +1189,28 @@ def test_under_a_token_limit_calls_of_unknown_output_wait_for_the_first_answer(
         assert starts[-1] - starts[1] < 0.25  # then the rest went together
     else:
         assert starts[-1] - starts[0] < 0.25  # a known maximum: no one waits
+
+
+def test_the_sdks_own_retries_are_warned_of_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # With the SDK's max_retries left on, each try of ctx.call is several
+    # requests the run never sees (and a sync one can overrun the deadline):
+    # the SDK says how often it retried in the request it sends.
+    config = SimConfig(transient=1.0, send_limit_headers=False)
+    with ProviderSim(config) as sim:
+        client = openai.OpenAI(api_key="k", base_url=sim.openai_url, max_retries=1)
+
+        def process(item: str, ctx: Any) -> str:
+            ctx.call(client.chat.completions.create, model="gpt-4o-mini", messages=_message(item))
+            return item
+
+        run_config = RunConfig(
+            job_id="sdk", store=tmp_path / "ck.jsonl", progress=False, retry=Retry(attempts=1)
+        )
+        with caplog.at_level(logging.WARNING, logger="agent_resume"):
+            report = ResumableRun(run_config).run(process, ["a", "b"])
+        client.close()
+        assert sim.counts.requests == 2 * report.failed  # two requests a try
+    warned = [r for r in caplog.records if "retried a call 1 time(s) itself" in r.getMessage()]
+    assert len(warned) == 1 and "max_retries=0" in warned[0].getMessage()

@@ -101,6 +101,7 @@ class CallGate:
         self.in_flight = 0
         """Calls started and not yet returned or raised."""
         self.rate_limited = 0
+        self._told_sdk_retries = False  # the SDK's own retries are warned of once a run
         """Calls answered with HTTP 429."""
         self.retries = 0
         """Calls tried again after a transient error."""
@@ -260,6 +261,15 @@ class CallGate:
         if headers:
             self.limiter.adopt(headers)
         status = error_status(error)
+        if not self._told_sdk_retries and _sdk_retries(error):
+            self._told_sdk_retries = True
+            logger.warning(
+                "the SDK retried a call %d time(s) itself before raising %s: set "
+                "max_retries=0 on the client, so that ctx.call retries, sees every 429 and "
+                "keeps to the deadline (each of its tries is the SDK's max_retries + 1 requests)",
+                _sdk_retries(error),
+                type(error).__name__,
+            )
         told = error_wait(error, self.wall_clock(), headers)
         longest = self.retry.longest_told()  # a longer ask is cut to it, once past the deadlines
         if status in _RATE_LIMITED and classify_error(error) == "transient":
@@ -311,6 +321,22 @@ class CallGate:
         with self._lock:
             self.retries += 1
         return wait
+
+
+def _sdk_retries(error: BaseException) -> int:
+    """How often the openai or anthropic SDK retried the request of ``error`` itself.
+
+    Their clients send the count with every request (``x-stainless-retry-count``);
+    the error's response carries the request it answered.
+    """
+    request = getattr(getattr(error, "response", None), "request", None)
+    headers = getattr(request, "headers", None)
+    if headers is None:
+        return 0
+    try:
+        return int(headers.get("x-stainless-retry-count") or 0)
+    except (TypeError, ValueError, AttributeError):
+        return 0
 
 
 def _paid_completion(error: BaseException) -> Any:
