@@ -24,6 +24,7 @@ __all__ = [
     "masked_url",
     "parse_timestamp",
     "round_cost",
+    "url_passwords",
 ]
 
 COST_DIGITS = 10
@@ -141,8 +142,8 @@ def parse_timestamp(value: object, parameter: str = "timestamp") -> datetime:
     return moment.replace(tzinfo=timezone(-offset if tz[0] == "-" else offset))
 
 
-_URL_PASSWORD = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://[^:/@?#]*:)[^/?#]*@")
-_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)
+_URL_PASSWORD = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://[^:/@?#]*:)([^/?#]*)@")
+_QUERY_PASSWORD = re.compile(r"([?&]password=)([^&#]*)", re.IGNORECASE)
 # A libpq key=value connection string's password, quoted or not.
 _CONNINFO_PASSWORD = re.compile(r"""(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'?|\S*)""")
 
@@ -159,3 +160,11 @@ def masked_url(url: str) -> str:
     if "://" not in url:
         return _CONNINFO_PASSWORD.sub(r"\1***", url) if "password" in url else url
     return _QUERY_PASSWORD.sub(r"\1***", _URL_PASSWORD.sub(r"\1***@", url))
+
+
+def url_passwords(url: str) -> list[str]:
+    """The passwords `masked_url` masks in ``url``, as written there (unquoted)."""
+    if "://" not in url:
+        return [m.group(2).strip("'") for m in _CONNINFO_PASSWORD.finditer(url)]
+    found = [m.group(2) for m in (*_URL_PASSWORD.finditer(url), *_QUERY_PASSWORD.finditer(url))]
+    return [password for password in found if password]

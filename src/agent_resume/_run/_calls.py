@@ -261,13 +261,14 @@ class CallGate:
         if headers:
             self.limiter.adopt(headers)
         status = error_status(error)
-        if not self._told_sdk_retries and _sdk_retries(error):
+        sdk_retries = 0 if self._told_sdk_retries else _sdk_retries(error)
+        if sdk_retries:
             self._told_sdk_retries = True
             logger.warning(
                 "the SDK retried a call %d time(s) itself before raising %s: set "
                 "max_retries=0 on the client, so that ctx.call retries, sees every 429 and "
                 "keeps to the deadline (each of its tries is the SDK's max_retries + 1 requests)",
-                _sdk_retries(error),
+                sdk_retries,
                 type(error).__name__,
             )
         told = error_wait(error, self.wall_clock(), headers)

@@ -37,7 +37,7 @@ from agent_resume._errors import (
     UnsupportedFormatError,
 )
 from agent_resume._records import FailureInfo, JobState, dumps, failure_record
-from agent_resume._render import masked_url
+from agent_resume._render import masked_url, url_passwords
 from agent_resume.stores._pg_link import PgLink
 from agent_resume.stores._postgres_sql import (
     CLAIM,
@@ -973,11 +973,6 @@ def _split_schema(dsn: str) -> tuple[str, str | None]:
     return head + ("?" + "&".join(kept) if kept else ""), schemas[0]
 
 
-_CONNINFO_PASSWORD = re.compile(r"""\bpassword\s*=\s*('(?:[^'\\]|\\.)*'?|\S*)""")
-_URL_SECRET = re.compile(r"^[a-z]+://[^:/@?#]*:([^/?#]*)@")
-_QUERY_SECRET = re.compile(r"[?&]password=([^&#]*)", re.IGNORECASE)
-
-
 def _check_dsn(dsn: str) -> None:
     """Refuse a DSN that libpq cannot read, before any connection is tried.
 
@@ -990,11 +985,7 @@ def _check_dsn(dsn: str) -> None:
     except psycopg.Error as exc:
         shown = masked_url(dsn)
         detail = str(exc).strip().replace(dsn, shown)
-        if dsn.startswith(("postgresql://", "postgres://")):
-            secrets_ = _URL_SECRET.findall(dsn) + _QUERY_SECRET.findall(dsn)
-        else:
-            secrets_ = [m.group(1).strip("'") for m in _CONNINFO_PASSWORD.finditer(dsn)]
-        for secret in filter(None, secrets_):  # libpq may quote the part it could not read
+        for secret in filter(None, url_passwords(dsn)):  # libpq may quote what it could not read
             detail = detail.replace(secret, "***")
         given = "" if shown in detail else f" (got {shown!r})"
         raise ArgumentValueError(
